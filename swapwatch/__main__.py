@@ -1,0 +1,3 @@
+from swapwatch.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `swapwatch` command line."""

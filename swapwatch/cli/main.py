@@ -1,0 +1,134 @@
+"""Entry point of the `swapwatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import swapwatch
+from swapwatch.cli.common import (
+    add_analysis_options,
+    analyzer_from_args,
+    close_analyzer,
+    engine_from_args,
+    model_description,
+    source_from_args,
+)
+from swapwatch.cli.progress import Progress
+from swapwatch.errors import SwapwatchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swapwatch",
+        description="Detect face swaps and other face deepfakes in video files and live streams.",
+    )
+    parser.add_argument("--version", action="version", version=f"swapwatch {swapwatch.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan", help="analyse a file or stream to its end and give a verdict",
+        description="Analyse a video file or stream URL to its end (or --max-seconds) and print "
+                    "a verdict: fake, real or inconclusive.",
+    )
+    scan.add_argument("source", metavar="PATH_OR_URL")
+    scan.add_argument("--json", action="store_true", help="print one JSON object")
+    scan.add_argument("--report", type=Path, metavar="FILE.html",
+                      help="write an HTML report: score timeline per face and thumbnails")
+    scan.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress on stderr (default: when stderr is a terminal)")
+    add_analysis_options(scan)
+    scan.set_defaults(handler=cmd_scan)
+
+    watch = commands.add_parser(
+        "watch", help="live terminal view of a stream",
+        description="Show a live, refreshing view of a stream: fps, faces, per-face score, alarms. "
+                    "A file is played at its own speed, as if it were live.",
+    )
+    watch.add_argument("source", metavar="URL_OR_PATH")
+    add_analysis_options(watch)
+    watch.set_defaults(handler=cmd_watch)
+    return parser
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from swapwatch.stream.scan import scan
+
+    source = source_from_args(args.source, args)
+    engine = engine_from_args(args)
+    analyzer = analyzer_from_args(args, engine)
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = Progress(sys.stderr) if show_progress else None
+    try:
+        result = asyncio.run(scan(
+            source, analyzer, keep_thumbnails=args.report is not None,
+            on_result=(lambda r: progress.update(r, source)) if progress else None,
+            model_description=model_description(engine),
+        ))
+    finally:
+        close_analyzer(analyzer, args)
+        if progress:
+            progress.done()
+    if args.report is not None:
+        from swapwatch.cli.report import write_report
+
+        write_report(result, args.report)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(_summary(result.to_json()))
+    return 0
+
+
+def _summary(data: dict[str, object]) -> str:
+    score = data["score"]
+    shown = "n/a" if score is None else f"{score:.3f}"
+    lines = [f"{data['source']}: {str(data['verdict']).upper()} (score {shown})"]
+    for track in data["tracks"]:  # type: ignore[attr-defined]
+        t_score = "n/a" if track["score"] is None else f"{track['score']:.3f}"
+        skipped = ", ".join(f"{k} {v}" for k, v in track["frames_skipped"].items()) or "none"
+        lines.append(
+            f"  face {track['track_id']}: score {t_score}, {track['frames_scored']} frames scored, "
+            f"skipped: {skipped}{', ALARM' if track['alarm'] else ''}"
+        )
+    for alert in data["alerts"]:  # type: ignore[attr-defined]
+        lines.append(f"  {alert['type']} face {alert['track_id']} at {alert['time']:.2f}s")
+    frames = data["frames"]
+    lines.append(f"  frames: {frames['decoded']} decoded, {frames['analysed']} analysed, "  # type: ignore[index]
+                 f"{frames['faces_scored']} faces scored in {data['elapsed_seconds']:.1f}s")  # type: ignore[index]
+    return "\n".join(lines)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from swapwatch.cli.watch import watch
+
+    return watch(args)
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MediaPipe and LiteRT log from C++ through glog and TensorFlow's logger.
+    if verbosity < 2:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except SwapwatchError as exc:
+        print(f"swapwatch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("swapwatch: interrupted", file=sys.stderr)
+        return 130

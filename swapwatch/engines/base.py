@@ -1,0 +1,85 @@
+"""The engine protocol: a batch of aligned face crops in, one fake logit per crop out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from swapwatch.errors import ModelError
+
+# Key under which a model file carries its ModelInfo as JSON (ONNX metadata_props).
+METADATA_KEY = "swapwatch"
+METADATA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a detector needs around it: how to feed it and how to read its output."""
+
+    name: str
+    input_size: int  # square crop side in pixels
+    mean: tuple[float, float, float]  # per-channel, applied to RGB scaled to 0-1
+    std: tuple[float, float, float]
+    temperature: float = 1.0  # calibration: evidence = logit / temperature
+    trained: bool = True  # False only for test and placeholder models, which scan refuses
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)  # data summary, metrics, command
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.input_size <= 1024:
+            raise ModelError(f"model input_size {self.input_size} out of range 32-1024")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ModelError("model mean/std must be three numbers, std positive")
+        if not self.temperature > 0:
+            raise ModelError(f"model temperature must be positive, got {self.temperature}")
+
+    def to_json(self) -> str:
+        return json.dumps({"version": METADATA_VERSION, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelInfo:
+        try:
+            raw = json.loads(text)
+            version = raw.pop("version", None)
+            if version != METADATA_VERSION:
+                raise ModelError(f"unsupported model metadata version {version!r}")
+            raw["mean"] = tuple(float(v) for v in raw["mean"])
+            raw["std"] = tuple(float(v) for v in raw["std"])
+            return cls(**raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"malformed model metadata: {exc}") from exc
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An inference backend. Implementations: one module each under swapwatch.engines."""
+
+    info: ModelInfo
+
+    def infer(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops -> (N,) float32 fake logits (uncalibrated)."""
+        ...
+
+    def warmup(self) -> None:
+        """Run once on dummy input so the first real frame is not slow."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def normalise(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """uint8 NHWC crops -> float32 NCHW tensor as the model was trained on."""
+    if crops.ndim != 4 or crops.shape[1:] != (info.input_size, info.input_size, 3):
+        raise ModelError(
+            f"crops of shape {crops.shape} do not fit model input {info.input_size}x{info.input_size}"
+        )
+    scale = np.float32(1.0 / 255.0)
+    mean = np.asarray(info.mean, np.float32).reshape(1, 3, 1, 1)
+    inv_std = (1.0 / np.asarray(info.std, np.float32)).reshape(1, 3, 1, 1)
+    x = crops.transpose(0, 3, 1, 2).astype(np.float32) * scale
+    x -= mean
+    x *= inv_std
+    return np.ascontiguousarray(x)

@@ -1,0 +1,85 @@
+"""Faces of one frame, ready to score: tracked, aligned, and quality-gated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from swapwatch.faces.detection import FaceDetector
+from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
+from swapwatch.faces.landmarks import LandmarkModel
+from swapwatch.faces.quality import QualityConfig, QualityReport, assess
+from swapwatch.faces.tracking import FaceTracker, TrackerConfig
+from swapwatch.timing import NullTimer, StageTimer, timed
+
+
+@dataclass(frozen=True, slots=True)
+class FaceBatch:
+    """Every tracked face of one frame, as parallel arrays (one row per face)."""
+
+    track_ids: np.ndarray  # (N,) int64
+    boxes: np.ndarray  # (N, 4) float32, x0, y0, x1, y1 in frame pixels
+    crops: np.ndarray  # (N, S, S, 3) uint8 aligned crops
+    quality: tuple[QualityReport, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.track_ids)
+        if self.boxes.shape != (n, 4) or len(self.crops) != n or len(self.quality) != n:
+            raise ValueError("FaceBatch arrays disagree in length")
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    @property
+    def usable(self) -> np.ndarray:
+        """(N,) bool: faces that passed every quality gate."""
+        return np.array([q.usable for q in self.quality], dtype=bool)
+
+
+class FaceAnalyzer:
+    """Detector + landmarks + tracker + alignment + quality gates for one stream."""
+
+    def __init__(
+        self,
+        crop_size: int = 224,
+        tracker: TrackerConfig | None = None,
+        quality: QualityConfig | None = None,
+        min_detection_confidence: float = 0.5,
+        timer: StageTimer | None = None,
+    ) -> None:
+        self.crop_size = crop_size
+        self._timer = timer or NullTimer()
+        self.quality_config = quality or QualityConfig()
+        self._detector = FaceDetector(min_confidence=min_detection_confidence)
+        self._landmarks = LandmarkModel()
+        self._tracker = FaceTracker(self._detector, self._landmarks, tracker, self._timer)
+
+    def warmup(self) -> None:
+        """Run both face models once, so the first real frame is not slow."""
+        blank = np.zeros((360, 640, 3), np.uint8)
+        self._detector.detect(blank)
+        self._landmarks.run(blank, RotatedSquare(cx=320, cy=180, side=200, angle=0.0))
+
+    def analyse(self, image: np.ndarray) -> FaceBatch:
+        faces = self._tracker.update(image)
+        size = self.crop_size
+        crops = np.empty((len(faces), size, size, 3), np.uint8)
+        reports = []
+        with timed(self._timer, "crop"):
+            for i, face in enumerate(faces):
+                crops[i] = warp(image, aligned_square(face.points), size)
+                reports.append(assess(crops[i], face.points, image.shape, self.quality_config))
+        return FaceBatch(
+            track_ids=np.array([f.track_id for f in faces], dtype=np.int64),
+            boxes=np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
+            crops=crops,
+            quality=tuple(reports),
+        )
+
+    @property
+    def detector_runs(self) -> int:
+        return self._tracker.detector_runs
+
+    def close(self) -> None:
+        self._detector.close()

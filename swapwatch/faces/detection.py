@@ -1,0 +1,82 @@
+"""Face detection with MediaPipe's full-range detector (Tasks API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from swapwatch.errors import ModelError
+from swapwatch.faces.models import FACE_DETECTOR_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Faces found in one image, as parallel arrays."""
+
+    boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 in pixels
+    scores: np.ndarray  # (N,) float32 in [0, 1]
+    keypoints: np.ndarray  # (N, 6, 2) float32 pixels: right eye, left eye, nose, mouth, ears
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,) or self.keypoints.shape != (n, 6, 2):
+            raise ValueError(
+                f"inconsistent detections: boxes {self.boxes.shape}, scores {self.scores.shape}, "
+                f"keypoints {self.keypoints.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            keypoints=np.zeros((0, 6, 2), np.float32),
+        )
+
+
+class FaceDetector:
+    """MediaPipe full-range face detector (finds faces down to ~50 px). Close it when done."""
+
+    def __init__(self, min_confidence: float = 0.5, model_path: Path = FACE_DETECTOR_MODEL) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        if not model_path.is_file():
+            raise ModelError(f"face detector model missing: {model_path}")
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=min_confidence,
+        )
+        self._detector = vision.FaceDetector.create_from_options(options)
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces in an RGB uint8 image."""
+        import mediapipe as mp
+
+        height, width = image.shape[:2]
+        result = self._detector.detect(
+            mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        )
+        if not result.detections:
+            return Detections.empty()
+        boxes, scores, keypoints = [], [], []
+        for det in result.detections:
+            bb = det.bounding_box
+            boxes.append([bb.origin_x, bb.origin_y, bb.origin_x + bb.width, bb.origin_y + bb.height])
+            scores.append(det.categories[0].score if det.categories else 0.0)
+            kps = [(k.x * width, k.y * height) for k in det.keypoints[:6]]
+            kps += [kps[-1] if kps else (0.0, 0.0)] * (6 - len(kps))
+            keypoints.append(kps)
+        return Detections(
+            boxes=np.asarray(boxes, np.float32),
+            scores=np.asarray(scores, np.float32),
+            keypoints=np.asarray(keypoints, np.float32),
+        )
+
+    def close(self) -> None:
+        self._detector.close()

@@ -1,0 +1,9 @@
+"""Where the bundled MediaPipe model files live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MEDIAPIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "mediapipe"
+FACE_DETECTOR_MODEL = MEDIAPIPE_DIR / "face_detection_full_range_sparse.tflite"
+FACE_LANDMARK_MODEL = MEDIAPIPE_DIR / "face_landmark.tflite"

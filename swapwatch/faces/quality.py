@@ -1,0 +1,109 @@
+"""Quality gates: decide whether a face crop is fit to score, and say why not."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from swapwatch.faces.geometry import (
+    LEFT_CHEEK,
+    NOSE_TIP,
+    RIGHT_CHEEK,
+    face_extent,
+    landmarks_angle,
+)
+
+
+class SkipReason(enum.Enum):
+    """Why a face in a frame was not scored."""
+
+    TOO_SMALL = "too_small"
+    TOO_DARK = "too_dark"
+    TOO_BLURRED = "too_blurred"
+    EXTREME_POSE = "extreme_pose"
+    OUT_OF_FRAME = "out_of_frame"
+
+
+@dataclass(frozen=True, slots=True)
+class QualityConfig:
+    # Shortest side of the face (landmark extent along the eye line), pixels. Below this the
+    # crop is mostly upsampling. Live-swap footage often shows 60-150 px faces, hence not 80.
+    min_face_px: float = 64.0
+    min_brightness: float = 35.0  # mean luma (0-255) of the face centre
+    min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
+    max_yaw: float = 0.6  # |nose offset between the cheeks|, 0 frontal, 1 full profile
+    max_outside: float = 0.15  # fraction of the face box allowed outside the picture
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    reason: SkipReason | None  # None: fit to score
+    face_px: float
+    brightness: float
+    sharpness: float
+    yaw: float
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+
+def yaw_ratio(points: np.ndarray) -> float:
+    """Signed horizontal position of the nose tip between the cheeks: 0 frontal, +-1 profile."""
+    angle = landmarks_angle(points)
+    cos, sin = math.cos(angle), math.sin(angle)
+
+    def along(i: int) -> float:
+        return float(points[i, 0] * cos + points[i, 1] * sin)
+
+    right, left, nose = along(RIGHT_CHEEK), along(LEFT_CHEEK), along(NOSE_TIP)
+    width = left - right
+    if width <= 1e-6:
+        return 1.0
+    return float(np.clip(2.0 * (nose - right) / width - 1.0, -1.0, 1.0))
+
+
+def assess(
+    crop: np.ndarray, points: np.ndarray, frame_shape: tuple[int, ...], config: QualityConfig
+) -> QualityReport:
+    """Check one aligned crop (RGB uint8) with its landmarks in frame pixels."""
+    width, height = face_extent(points)
+    face_px = min(width, height)
+    centre = _centre(crop)
+    gray = cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY)
+    brightness = float(gray.mean())
+    small = cv2.resize(gray, (112, 112), interpolation=cv2.INTER_AREA)
+    sharpness = float(cv2.Laplacian(small, cv2.CV_32F).var())
+    yaw = yaw_ratio(points)
+    reason: SkipReason | None = None
+    if _outside_fraction(points, frame_shape) > config.max_outside:
+        reason = SkipReason.OUT_OF_FRAME
+    elif face_px < config.min_face_px:
+        reason = SkipReason.TOO_SMALL
+    elif abs(yaw) > config.max_yaw:
+        reason = SkipReason.EXTREME_POSE
+    elif brightness < config.min_brightness:
+        reason = SkipReason.TOO_DARK
+    elif sharpness < config.min_sharpness:
+        reason = SkipReason.TOO_BLURRED
+    return QualityReport(reason, face_px, brightness, sharpness, yaw)
+
+
+def _centre(crop: np.ndarray) -> np.ndarray:
+    """The middle half of the crop: the face, without hair or background."""
+    h, w = crop.shape[:2]
+    return crop[h // 4 : h - h // 4, w // 4 : w - w // 4]
+
+
+def _outside_fraction(points: np.ndarray, frame_shape: tuple[int, ...]) -> float:
+    height, width = frame_shape[:2]
+    x0, y0 = points[:, 0].min(), points[:, 1].min()
+    x1, y1 = points[:, 0].max(), points[:, 1].max()
+    area = max((x1 - x0) * (y1 - y0), 1e-6)
+    ix = max(0.0, min(x1, width) - max(x0, 0.0))
+    iy = max(0.0, min(y1, height) - max(y0, 0.0))
+    return float(1.0 - ix * iy / area)

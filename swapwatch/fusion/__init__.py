@@ -1,0 +1,17 @@
+"""Calibration and the temporal decision rule."""
+
+from swapwatch.fusion.rule import (
+    AlarmChange,
+    DecisionConfig,
+    Policy,
+    TrackDecision,
+    TrackUpdate,
+    cusum_threshold,
+    sigmoid,
+)
+from swapwatch.fusion.video import TrackEvidence, Verdict, VideoConfig, video_decision
+
+__all__ = [
+    "AlarmChange", "DecisionConfig", "Policy", "TrackDecision", "TrackEvidence", "TrackUpdate",
+    "Verdict", "VideoConfig", "cusum_threshold", "sigmoid", "video_decision",
+]

@@ -1,0 +1,69 @@
+"""Video-level score and verdict for `scan`, from the evidence of the main face tracks."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Verdict(enum.Enum):
+    FAKE = "fake"
+    REAL = "real"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoConfig:
+    threshold: float = 0.5  # video score at or above which the verdict is fake
+    min_frames: int = 10  # scored frames a track needs to count
+    main_track_fraction: float = 0.2  # of the longest track's scored frames
+    trim: float = 0.1  # fraction cut from each end before averaging
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEvidence:
+    track_id: int
+    evidence: Sequence[float]  # calibrated l_t of every scored frame
+    alarmed: bool
+
+
+def trimmed_mean(values: np.ndarray, trim: float) -> float:
+    """Mean after cutting `trim` of the values from each end."""
+    ordered = np.sort(values)
+    cut = int(len(ordered) * trim)
+    kept = ordered[cut : len(ordered) - cut] if len(ordered) > 2 * cut else ordered
+    return float(kept.mean())
+
+
+def track_score(evidence: Sequence[float], trim: float = 0.1) -> float | None:
+    """Probability of manipulation for one track: robust mean of its frame probabilities."""
+    if len(evidence) == 0:
+        return None
+    probabilities = 1.0 / (1.0 + np.exp(-np.asarray(evidence, np.float64)))
+    return trimmed_mean(probabilities, trim)
+
+
+def main_tracks(tracks: Sequence[TrackEvidence], config: VideoConfig) -> list[TrackEvidence]:
+    """Tracks long enough to speak for the video (not a face glimpsed in passing)."""
+    if not tracks:
+        return []
+    longest = max(len(t.evidence) for t in tracks)
+    needed = max(config.min_frames, config.main_track_fraction * longest)
+    return [t for t in tracks if len(t.evidence) >= needed]
+
+
+def video_decision(
+    tracks: Sequence[TrackEvidence], config: VideoConfig
+) -> tuple[float | None, Verdict]:
+    """(score, verdict): the most suspicious main track decides; an alarm anywhere is fake."""
+    main = main_tracks(tracks, config)
+    if not main:
+        return None, Verdict.INCONCLUSIVE
+    scores = [track_score(t.evidence, config.trim) for t in main]
+    score = max(s for s in scores if s is not None)
+    if score >= config.threshold or any(t.alarmed for t in tracks):
+        return score, Verdict.FAKE
+    return score, Verdict.REAL

@@ -1,0 +1,102 @@
+"""The analysis of one stream, frame by frame: faces, scores, per-track decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from swapwatch.engines import Engine
+from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
+from swapwatch.stream.frames import Frame
+from swapwatch.timing import NullTimer, StageTimer, timed
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """One tracked face in one frame."""
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    skip_reason: str | None  # why it was not scored; None when scored
+    logit: float | None
+    update: TrackUpdate | None  # the track's decision state after this frame, when scored
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alarm raised or cleared on a track, at a media time."""
+
+    type: AlarmChange
+    track_id: int
+    time: float
+    score: float
+    cusum: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    frame_index: int
+    time: float
+    arrival: float
+    faces: tuple[FaceResult, ...]
+    crops: np.ndarray  # (N, S, S, 3) aligned crops, row i belongs to faces[i]
+    alerts: tuple[Alert, ...]
+
+
+class StreamAnalyzer:
+    """Holds the face tracker and one decision per track for a single stream.
+
+    `analyse` is CPU work: call it from a worker thread, one frame at a time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        decision: DecisionConfig | None = None,
+        faces: FaceAnalyzer | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.decision_config = decision or DecisionConfig()
+        self._timer = timer or NullTimer()
+        self.faces = faces or FaceAnalyzer(crop_size=engine.info.input_size, timer=self._timer)
+        if self.faces.crop_size != engine.info.input_size:
+            raise ValueError("face crop size and model input size differ")
+        self.tracks: dict[int, TrackDecision] = {}
+
+    def analyse(self, frame: Frame) -> FrameResult:
+        batch = self.faces.analyse(frame.image)
+        usable = batch.usable
+        logits = np.full(len(batch), np.nan, np.float32)
+        if usable.any():
+            with timed(self._timer, "engine"):
+                logits[usable] = self.engine.infer(batch.crops[usable])
+        faces: list[FaceResult] = []
+        alerts: list[Alert] = []
+        with timed(self._timer, "fusion"):
+            for i in range(len(batch)):
+                track_id = int(batch.track_ids[i])
+                x0, y0, x1, y1 = (float(v) for v in batch.boxes[i])
+                box = (x0, y0, x1, y1)
+                report = batch.quality[i]
+                if not usable[i]:
+                    assert report.reason is not None
+                    faces.append(FaceResult(track_id, box, report.reason.value, None, None))
+                    continue
+                decision = self.tracks.get(track_id)
+                if decision is None:
+                    decision = TrackDecision(self.decision_config, self.engine.info.temperature)
+                    self.tracks[track_id] = decision
+                update = decision.update(float(logits[i]), frame.time)
+                faces.append(FaceResult(track_id, box, None, float(logits[i]), update))
+                if update.change is not None:
+                    alerts.append(Alert(update.change, track_id, frame.time, update.score, update.cusum))
+        return FrameResult(
+            frame_index=frame.index, time=frame.time, arrival=frame.arrival,
+            faces=tuple(faces), crops=batch.crops, alerts=tuple(alerts),
+        )
+
+    def close(self) -> None:
+        self.faces.close()

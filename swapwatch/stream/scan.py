@@ -1,0 +1,222 @@
+"""`scan`: analyse a file or stream to its end and sum it up (the JSON contract of the CLI)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+import swapwatch
+from swapwatch.fusion import TrackEvidence, Verdict, VideoConfig, video_decision
+from swapwatch.fusion.video import main_tracks, track_score
+from swapwatch.stream.frames import SourceCounters, VideoInfo
+from swapwatch.stream.pipeline import Alert, FrameResult, StreamAnalyzer
+from swapwatch.stream.runner import run_stream
+from swapwatch.stream.source import FrameSource
+
+THUMBNAIL_PX = 112
+MAX_PERIODIC_THUMBNAILS = 6
+
+
+@dataclass(slots=True)
+class Thumbnail:
+    time: float
+    evidence: float
+    jpeg: bytes
+
+
+@dataclass(slots=True)
+class TrackRecord:
+    """Everything `scan` keeps about one face track."""
+
+    track_id: int
+    first_seen: float
+    last_seen: float
+    frames_seen: int = 0
+    times: list[float] = field(default_factory=list)  # of scored frames
+    evidence: list[float] = field(default_factory=list)
+    display: list[float] = field(default_factory=list)  # EMA probability after each frame
+    skipped: Counter[str] = field(default_factory=Counter)
+    alarmed: bool = False
+    max_cusum: float = 0.0
+    periodic: list[Thumbnail] = field(default_factory=list)
+    period: float = 2.0
+    most_fake: Thumbnail | None = None
+    most_real: Thumbnail | None = None
+
+    def thumbnails(self) -> list[Thumbnail]:
+        chosen = {id(t): t for t in [*self.periodic, self.most_fake, self.most_real] if t}
+        return sorted(chosen.values(), key=lambda t: t.time)
+
+
+class ScanRecorder:
+    """Folds frame results into per-track records and alerts."""
+
+    def __init__(self, keep_thumbnails: bool = False) -> None:
+        self.keep_thumbnails = keep_thumbnails
+        self.tracks: dict[int, TrackRecord] = {}
+        self.alerts: list[Alert] = []
+        self.frames_analysed = 0
+        self.frames_with_faces = 0
+        self.faces_scored = 0
+        self.last_time = 0.0
+
+    def add(self, result: FrameResult) -> None:
+        self.frames_analysed += 1
+        self.last_time = result.time
+        if result.faces:
+            self.frames_with_faces += 1
+        self.alerts.extend(result.alerts)
+        for i, face in enumerate(result.faces):
+            record = self.tracks.get(face.track_id)
+            if record is None:
+                record = TrackRecord(face.track_id, result.time, result.time)
+                self.tracks[face.track_id] = record
+            record.last_seen = result.time
+            record.frames_seen += 1
+            if face.update is None:
+                record.skipped[face.skip_reason or "unknown"] += 1
+                continue
+            self.faces_scored += 1
+            record.times.append(result.time)
+            record.evidence.append(face.update.evidence)
+            record.display.append(face.update.score)
+            record.alarmed |= face.update.alarm
+            record.max_cusum = max(record.max_cusum, face.update.cusum)
+            if self.keep_thumbnails:
+                self._consider_thumbnail(record, result.time, face.update.evidence, result.crops[i])
+
+    def _consider_thumbnail(
+        self, record: TrackRecord, t: float, evidence: float, crop: np.ndarray
+    ) -> None:
+        def make() -> Thumbnail:
+            small = cv2.resize(crop, (THUMBNAIL_PX, THUMBNAIL_PX), interpolation=cv2.INTER_AREA)
+            ok, data = cv2.imencode(".jpg", small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+            return Thumbnail(t, evidence, data.tobytes() if ok else b"")
+
+        if not record.periodic or t - record.periodic[-1].time >= record.period:
+            record.periodic.append(make())
+            if len(record.periodic) > MAX_PERIODIC_THUMBNAILS:
+                record.periodic = record.periodic[::2]
+                record.period *= 2
+        if record.most_fake is None or evidence > record.most_fake.evidence:
+            record.most_fake = make()
+        if record.most_real is None or evidence < record.most_real.evidence:
+            record.most_real = make()
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    source: str
+    video: VideoInfo
+    model: dict[str, Any]
+    policy: str
+    score: float | None
+    verdict: Verdict
+    tracks: list[TrackRecord]
+    main_track_ids: frozenset[int]
+    alerts: list[Alert]
+    counters: SourceCounters
+    frames_analysed: int
+    frames_with_faces: int
+    faces_scored: int
+    elapsed: float
+    media_seconds: float
+    video_config: VideoConfig
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `scan --json` object."""
+        return {
+            "swapwatch": swapwatch.__version__,
+            "source": self.source,
+            "score": _round(self.score),
+            "verdict": self.verdict.value,
+            "policy": self.policy,
+            "video": {
+                "width": self.video.width, "height": self.video.height,
+                "fps": _round(self.video.fps), "codec": self.video.codec,
+                "duration": _round(self.video.duration), "live": self.video.live,
+                "hardware_decoding": self.video.hardware_decoding,
+            },
+            "model": self.model,
+            "tracks": [
+                {
+                    "track_id": t.track_id,
+                    "main": t.track_id in self.main_track_ids,
+                    "first_seen": _round(t.first_seen),
+                    "last_seen": _round(t.last_seen),
+                    "frames_seen": t.frames_seen,
+                    "frames_scored": len(t.evidence),
+                    "frames_skipped": dict(sorted(t.skipped.items())),
+                    "score": _round(track_score(t.evidence, self.video_config.trim)),
+                    "alarm": t.alarmed,
+                    "max_cusum": _round(t.max_cusum),
+                }
+                for t in self.tracks
+            ],
+            "alerts": [
+                {"type": a.type.value, "track_id": a.track_id, "time": _round(a.time),
+                 "score": _round(a.score)}
+                for a in self.alerts
+            ],
+            "frames": {
+                "decoded": self.counters.decoded,
+                "analysed": self.frames_analysed,
+                "with_faces": self.frames_with_faces,
+                "faces_scored": self.faces_scored,
+                "skipped_by_stride": self.counters.skipped,
+                "dropped": self.counters.dropped,
+                "decode_errors": self.counters.decode_errors,
+            },
+            "media_seconds": _round(self.media_seconds),
+            "elapsed_seconds": _round(self.elapsed),
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+async def scan(
+    source: FrameSource,
+    analyzer: StreamAnalyzer,
+    video_config: VideoConfig | None = None,
+    keep_thumbnails: bool = False,
+    on_result: Callable[[FrameResult], None] | None = None,
+    model_description: dict[str, Any] | None = None,
+) -> ScanResult:
+    """Analyse `source` to its end. The source must not be started yet; it is closed after."""
+    video_config = video_config or VideoConfig(min_frames=analyzer.decision_config.min_frames)
+    recorder = ScanRecorder(keep_thumbnails)
+    started = time.perf_counter()
+
+    def record(result: FrameResult) -> None:
+        recorder.add(result)
+        if on_result is not None:
+            on_result(result)
+
+    info = await source.start()
+    try:
+        await run_stream(source, analyzer, record)
+    finally:
+        await source.aclose()
+    tracks = sorted(recorder.tracks.values(), key=lambda t: t.track_id)
+    evidence = [TrackEvidence(t.track_id, t.evidence, t.alarmed) for t in tracks]
+    score, verdict = video_decision(evidence, video_config)
+    return ScanResult(
+        source=info.url, video=info,
+        model=model_description or {"name": analyzer.engine.info.name,
+                                    "temperature": analyzer.engine.info.temperature},
+        policy=analyzer.decision_config.policy.value, score=score, verdict=verdict,
+        tracks=tracks,
+        main_track_ids=frozenset(t.track_id for t in main_tracks(evidence, video_config)),
+        alerts=recorder.alerts, counters=source.counters,
+        frames_analysed=recorder.frames_analysed, frames_with_faces=recorder.frames_with_faces,
+        faces_scored=recorder.faces_scored, elapsed=time.perf_counter() - started,
+        media_seconds=recorder.last_time, video_config=video_config,
+    )

@@ -1,0 +1,394 @@
+"""Frame sources: one abstraction for files and every URL FFmpeg (through PyAV) can open.
+
+Decoding runs in a worker thread; the event loop only awaits frames. Live sources keep only the
+newest frame when analysis lags (the drop is counted); files deliver every selected frame.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import errno
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+import av.error
+
+from swapwatch.errors import (
+    EndOfStream,
+    NoVideoStream,
+    SourceError,
+    SourceNotFound,
+    SourceUnreadable,
+    UnsupportedSource,
+)
+from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
+from swapwatch.stream.handoff import DropPolicy, Handoff, HandoffClosed
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = frozenset({"rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "rtp", "tcp"})
+READABLE_SCHEMES = LIVE_SCHEMES | {"http", "https", "file"}
+# Corrupt packets in a row before a source is declared unreadable.
+MAX_CONSECUTIVE_DECODE_ERRORS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How to open and read a source."""
+
+    live: bool | None = None  # None: URLs of streaming protocols are live, files are not
+    stride: int = 0  # files: hand every Nth decoded frame to analysis; 0: derive from max_rate
+    max_rate: float | None = None  # frames per second to analysis (live: a cap; files: sets stride)
+    hwaccel: str | None = None  # e.g. "cuda"; falls back to software with a log line
+    listen: bool = False  # wait for one publisher to push to the URL (RTMP, SRT, TCP)
+    open_timeout: float = 15.0  # seconds to connect (or, when listening, to wait for a publisher)
+    read_timeout: float = 10.0  # seconds without data before a live source is declared dead
+    max_seconds: float | None = None  # stop after this much media time
+    decoder_threads: int = 0  # 0: FFmpeg picks
+    pace: bool = False  # release frames at media speed (play a file as if it were live)
+
+    def __post_init__(self) -> None:
+        if self.stride < 0:
+            raise ValueError("stride must be 0 (auto) or positive")
+        if self.max_rate is not None and self.max_rate <= 0:
+            raise ValueError("max_rate must be positive")
+
+
+class FrameSource(abc.ABC):
+    """Something that yields decoded frames. `recv()` raises `EndOfStream` after the last one."""
+
+    counters: SourceCounters
+
+    @abc.abstractmethod
+    async def start(self) -> VideoInfo:
+        """Open the source; returns what it holds. Raises a `SourceError` subclass on failure."""
+
+    @abc.abstractmethod
+    async def recv(self) -> Frame:
+        """The next frame to analyse."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop reading and release the source. Safe to call twice."""
+
+    async def __aenter__(self) -> FrameSource:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> FrameSource:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self.recv()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+
+def classify(url: str) -> tuple[str, bool]:
+    """Return (location to open, is it a local file). Raises for what cannot be read."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if len(scheme) <= 1:  # plain path (or a Windows drive letter)
+        path = Path(url)
+        if not path.exists():
+            raise SourceNotFound(f"no such file: {url}")
+        if path.is_dir():
+            raise UnsupportedSource(f"is a directory, not a video: {url}")
+        return str(path), True
+    if scheme not in READABLE_SCHEMES:
+        raise UnsupportedSource(
+            f"unsupported URL scheme '{scheme}://' (use a file path or one of: "
+            f"{', '.join(sorted(READABLE_SCHEMES))})"
+        )
+    if scheme == "file":
+        return classify(parts.path)
+    return url, False
+
+
+class AvSource(FrameSource):
+    """A file or URL decoded by PyAV in a worker thread."""
+
+    def __init__(self, url: str, options: SourceOptions | None = None) -> None:
+        self.url = url
+        self.options = options or SourceOptions()
+        self.counters = SourceCounters()
+        self._location, self._is_file = classify(url)
+        self.live = (not self._is_file) if self.options.live is None else self.options.live
+        self._handoff: Handoff[Frame] | None = None
+        self._thread: threading.Thread | None = None
+        self.info: VideoInfo | None = None
+
+    async def start(self) -> VideoInfo:
+        if self.info is not None:
+            return self.info
+        loop = asyncio.get_running_loop()
+        policy = DropPolicy.KEEP_NEWEST if self.live else DropPolicy.WAIT
+        self._handoff = Handoff(loop, policy, capacity=1 if self.live else 4)
+        opened: asyncio.Future[VideoInfo] = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(loop, opened, self._handoff), name=f"decode:{_redact(self.url)}",
+            daemon=True,
+        )
+        self._thread.start()
+        self.info = await opened
+        return self.info
+
+    async def recv(self) -> Frame:
+        if self._handoff is None:
+            raise RuntimeError("recv() before start()")
+        try:
+            frame = await self._handoff.get()
+        except EOFError:
+            raise EndOfStream(f"end of stream: {_redact(self.url)}") from None
+        self.counters.delivered += 1
+        self.counters.dropped = self._handoff.dropped
+        return frame
+
+    async def aclose(self) -> None:
+        if self._handoff is not None:
+            self._handoff.cancel()
+        if self._thread is not None and self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, self.options.read_timeout + 1.0)
+
+    # Worker thread ----------------------------------------------------------------
+
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        opened: asyncio.Future[VideoInfo],
+        handoff: Handoff[Frame],
+    ) -> None:
+        container: Any = None
+        try:
+            container, info = self._open()
+            loop.call_soon_threadsafe(_resolve, opened, info, None)
+            for frame in self._frames(container, info):
+                handoff.put(frame)
+            handoff.finish()
+        except HandoffClosed:
+            pass
+        except SourceError as exc:
+            if opened.done():
+                handoff.finish(exc)
+            else:
+                loop.call_soon_threadsafe(_resolve, opened, None, exc)
+        except BaseException as exc:  # a bug: hand it to the awaiting task rather than lose it
+            log.exception("decoder thread for %s failed", _redact(self.url))
+            if opened.done():
+                handoff.finish(exc)
+            else:
+                loop.call_soon_threadsafe(_resolve, opened, None, exc)
+        finally:
+            if container is not None:
+                container.close()
+
+    def _open(self) -> tuple[Any, VideoInfo]:
+        opts = self.options
+        av_options: dict[str, str] = {}
+        if not self._is_file:
+            # Without these FFmpeg probes a live stream for ~5 s before the first frame (RTMP
+            # announces an audio track that may never come). nobuffer is left out: it loses the
+            # first GOP.
+            av_options.update({"analyzeduration": "200000", "probesize": "65536"})
+            if opts.listen:
+                av_options["listen"] = "1"
+                av_options["timeout"] = str(max(1, round(opts.open_timeout)))  # RTMP: seconds
+        kwargs: dict[str, Any] = {
+            "options": av_options,
+            "timeout": (opts.open_timeout, opts.read_timeout),
+        }
+        hardware = False
+        if opts.hwaccel:
+            accel = _hwaccel(opts.hwaccel)
+            if accel is not None:
+                kwargs["hwaccel"] = accel
+                hardware = True
+        try:
+            container = _av_open(self._location, kwargs)
+        except PermissionError as exc:
+            if not hardware:
+                raise _translate_open_error(self.url, exc) from exc
+            log.warning("hardware decoding (%s) unavailable (%s); decoding in software",
+                        opts.hwaccel, exc)
+            kwargs.pop("hwaccel")
+            hardware = False
+            container = _av_open(self._location, kwargs)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _translate_open_error(self.url, exc) from exc
+        try:
+            if not container.streams.video:
+                raise NoVideoStream(f"no video stream in {_redact(self.url)}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if opts.decoder_threads:
+                stream.codec_context.thread_count = opts.decoder_threads
+            ctx = stream.codec_context
+            fps = float(stream.average_rate) if stream.average_rate else None
+            duration = None
+            if not self.live:
+                if stream.duration is not None and stream.time_base is not None:
+                    duration = float(stream.duration * stream.time_base)
+                elif container.duration is not None:
+                    duration = container.duration / 1_000_000
+            info = VideoInfo(
+                url=_redact(self.url), width=int(ctx.width), height=int(ctx.height), fps=fps,
+                codec=str(ctx.name), duration=duration, live=self.live,
+                hardware_decoding=hardware,
+            )
+        except BaseException:
+            container.close()
+            raise
+        log.info("opened %s: %dx%d %s fps=%s live=%s", info.url, info.width, info.height,
+                 info.codec, fps, self.live)
+        return container, info
+
+    def _frames(self, container: Any, info: VideoInfo) -> Iterator[Frame]:
+        """Decode every frame; yield the ones analysis should see."""
+        opts = self.options
+        stream = container.streams.video[0]
+        counters = self.counters
+        fps = info.fps or 30.0
+        first_time: float | None = None
+        next_due = 0.0
+        consecutive_errors = 0
+        wall_start = time.monotonic()
+        rate_period = 1.0 / opts.max_rate if (self.live and opts.max_rate) else 0.0
+        stride = opts.stride or (max(1, round(fps / opts.max_rate)) if opts.max_rate else 1)
+        for packet in self._packets(container, stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as exc:
+                counters.decode_errors += 1
+                consecutive_errors += 1
+                log.debug("skipping corrupt packet in %s: %s", info.url, exc)
+                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise SourceUnreadable(f"corrupt video data in {info.url}: {exc}") from exc
+                continue
+            consecutive_errors = 0
+            for av_frame in decoded:
+                index = counters.decoded
+                counters.decoded += 1
+                t = av_frame.time if av_frame.time is not None else index / fps
+                if first_time is None:
+                    first_time = t
+                t -= first_time
+                if opts.max_seconds is not None and t >= opts.max_seconds:
+                    return
+                if opts.pace:
+                    ahead = t - (time.monotonic() - wall_start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if self.live:
+                    if t + 1e-6 < next_due:
+                        counters.skipped += 1
+                        continue
+                    next_due = max(next_due + rate_period, t) if rate_period else t
+                elif index % stride:
+                    counters.skipped += 1
+                    continue
+                image = av_frame.to_ndarray(format="rgb24")
+                yield Frame(image=image, index=index, time=t, arrival=time.monotonic())
+        if counters.decoded == 0:
+            raise SourceUnreadable(f"no decodable video frames in {info.url}")
+
+    def _packets(self, container: Any, stream: Any) -> Iterator[Any]:
+        """Demux, turning the ways a stream can end or break into ours."""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except av.error.ExitError as exc:  # FFmpeg's read timeout interrupted the read
+                raise SourceUnreadable(
+                    f"no data from {_redact(self.url)} for {self.options.read_timeout:g}s"
+                ) from exc
+            except OSError as exc:
+                # Live protocols report the publisher hanging up as EIO.
+                if self.live and exc.errno in (errno.EIO, errno.ECONNRESET, errno.EPIPE):
+                    log.info("%s: publisher closed the stream", _redact(self.url))
+                    return
+                if isinstance(exc, av.error.FFmpegError) and exc.errno == errno.ETIMEDOUT:
+                    raise SourceUnreadable(f"timed out reading {_redact(self.url)}") from exc
+                raise SourceUnreadable(f"cannot read {_redact(self.url)}: {_reason(exc)}") from exc
+            yield packet
+
+
+def _resolve(fut: asyncio.Future[VideoInfo], info: VideoInfo | None, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        assert info is not None
+        fut.set_result(info)
+
+
+def _av_open(location: str, kwargs: dict[str, Any]) -> Any:
+    return av.open(location, mode="r", **kwargs)
+
+
+def _hwaccel(device: str) -> Any:
+    try:
+        from av.codec.hwaccel import HWAccel
+    except ImportError:
+        log.warning("this PyAV build has no hardware decoding; decoding in software")
+        return None
+    return HWAccel(device_type=device, allow_software_fallback=True)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    if isinstance(exc, OSError) and exc.strerror:
+        return str(exc.strerror)
+    return str(exc) or type(exc).__name__
+
+
+def _translate_open_error(url: str, exc: BaseException) -> SourceError:
+    shown = _redact(url)
+    if isinstance(exc, av.error.FileNotFoundError):
+        return SourceNotFound(f"not found: {shown}")
+    if isinstance(exc, av.error.InvalidDataError):
+        return SourceUnreadable(f"not a readable video (corrupt, truncated or unknown format): {shown}")
+    if isinstance(exc, av.error.ProtocolNotFoundError):
+        return UnsupportedSource(f"unsupported protocol: {shown}")
+    if isinstance(exc, av.error.ExitError | TimeoutError):
+        return SourceUnreadable(f"timed out opening {shown}")
+    if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
+        return SourceUnreadable(f"timed out opening {shown}")
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return SourceUnreadable(f"connection refused: {shown}")
+    return SourceUnreadable(f"cannot open {shown}: {_reason(exc)}")
+
+
+def _redact(url: str) -> str:
+    """Hide credentials and stream keys (the last path part of RTMP/SRT URLs) in logs."""
+    parts = urlsplit(url)
+    if len(parts.scheme) <= 1:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    path = parts.path
+    if parts.scheme.lower() in {"rtmp", "rtmps", "srt"} and path.count("/") >= 2:
+        path = path.rsplit("/", 1)[0] + "/***"
+    query = "?***" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{path}{query}"
