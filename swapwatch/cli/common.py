@@ -117,7 +117,7 @@ def analyzer_from_args(
     with native_stderr_silenced(args.verbose < 2):
         faces = FaceAnalyzer(
             crop_size=engine.info.input_size, quality=QualityConfig(min_face_px=args.min_face),
-            timer=timer,
+            timer=timer, quiet=args.verbose < 2,
         )
         faces.warmup()
     return StreamAnalyzer(engine, decision, faces, timer)

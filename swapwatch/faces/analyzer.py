@@ -47,11 +47,13 @@ class FaceAnalyzer:
         quality: QualityConfig | None = None,
         min_detection_confidence: float = 0.5,
         timer: StageTimer | None = None,
+        quiet: bool = False,
     ) -> None:
+        """`quiet` keeps MediaPipe's and LiteRT's native log lines off stderr."""
         self.crop_size = crop_size
         self._timer = timer or NullTimer()
         self.quality_config = quality or QualityConfig()
-        self._detector = FaceDetector(min_confidence=min_detection_confidence)
+        self._detector = FaceDetector(min_confidence=min_detection_confidence, quiet=quiet)
         self._landmarks = LandmarkModel()
         self._tracker = FaceTracker(self._detector, self._landmarks, tracker, self._timer)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from swapwatch.errors import ModelError
 from swapwatch.faces.models import FACE_DETECTOR_MODEL
+from swapwatch.native_logs import native_stderr_silenced
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,17 @@ class Detections:
 class FaceDetector:
     """MediaPipe full-range face detector (finds faces down to ~50 px). Close it when done."""
 
-    def __init__(self, min_confidence: float = 0.5, model_path: Path = FACE_DETECTOR_MODEL) -> None:
+    def __init__(
+        self,
+        min_confidence: float = 0.5,
+        model_path: Path = FACE_DETECTOR_MODEL,
+        quiet: bool = False,
+    ) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
+        # MediaPipe warns on stderr the first time it sees each image size (buffer alignment).
+        self._quiet = quiet
+        self._sizes_seen: set[tuple[int, ...]] = set()
         if not model_path.is_file():
             raise ModelError(f"face detector model missing: {model_path}")
         options = vision.FaceDetectorOptions(
@@ -59,9 +68,11 @@ class FaceDetector:
         import mediapipe as mp
 
         height, width = image.shape[:2]
-        result = self._detector.detect(
-            mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        )
+        picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        first_of_its_size = image.shape not in self._sizes_seen
+        self._sizes_seen.add(image.shape)
+        with native_stderr_silenced(self._quiet and first_of_its_size):
+            result = self._detector.detect(picture)
         if not result.detections:
             return Detections.empty()
         boxes, scores, keypoints = [], [], []

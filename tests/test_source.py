@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import asyncio
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from media import Placement, write_video
+from swapwatch.errors import (
+    EndOfStream,
+    NoVideoStream,
+    SourceError,
+    SourceNotFound,
+    SourceUnreadable,
+    UnsupportedSource,
+)
+from swapwatch.stream.frames import Frame
+from swapwatch.stream.source import AvSource, SourceOptions, _redact
+
+
+async def collect(source: AvSource, delay: float = 0.0) -> list[Frame]:
+    frames = []
+    async with source:
+        async for frame in source:
+            frames.append(frame)
+            if delay:
+                await asyncio.sleep(delay)
+    return frames
+
+
+def test_file_delivers_every_frame_in_order_with_media_times(one_face_video: Path) -> None:
+    frames = asyncio.run(collect(AvSource(str(one_face_video), SourceOptions(stride=1))))
+    assert len(frames) == 90
+    assert [f.index for f in frames] == list(range(90))
+    assert frames[0].time == 0.0
+    assert frames[-1].time == pytest.approx(89 / 30, abs=1e-3)
+    assert frames[0].image.shape == (720, 1280, 3)
+
+
+def test_file_stride_is_derived_from_the_analysis_rate(one_face_video: Path) -> None:
+    source = AvSource(str(one_face_video), SourceOptions(max_rate=15.0))
+    frames = asyncio.run(collect(source))
+    assert [f.index for f in frames] == list(range(0, 90, 2))
+    assert source.counters.decoded == 90 and source.counters.skipped == 45
+    assert source.counters.dropped == 0
+
+
+def test_a_slow_consumer_never_loses_file_frames(no_face_video: Path) -> None:
+    source = AvSource(str(no_face_video), SourceOptions(stride=1))
+    frames = asyncio.run(collect(source, delay=0.005))
+    assert len(frames) == 60 and source.counters.dropped == 0
+
+
+def test_live_source_keeps_the_newest_frame_and_counts_drops(no_face_video: Path) -> None:
+    # A file paced at media speed behaves like a live stream.
+    source = AvSource(str(no_face_video), SourceOptions(live=True, pace=True))
+    frames = asyncio.run(collect(source, delay=0.1))  # analysis at 10 fps, stream at 30
+    counters = source.counters
+    assert counters.decoded == 60
+    assert counters.dropped > 20
+    assert len(frames) + counters.dropped + counters.skipped == 60
+    # What was analysed is the newest frame at the time, so media time keeps up with the clock.
+    assert frames[-1].index >= 55
+
+
+def test_live_rate_cap_skips_frames_evenly(no_face_video: Path) -> None:
+    source = AvSource(str(no_face_video), SourceOptions(live=True, max_rate=10.0))
+    async def slow_enough() -> list[Frame]:
+        return await collect(source)
+    frames = asyncio.run(slow_enough())
+    times = np.array([f.time for f in frames])
+    assert len(frames) + source.counters.dropped == 20
+    if source.counters.dropped == 0:
+        assert np.allclose(np.diff(times), 0.1, atol=0.02)
+
+
+def test_max_seconds_stops_early(one_face_video: Path) -> None:
+    frames = asyncio.run(collect(AvSource(str(one_face_video), SourceOptions(stride=1, max_seconds=1.0))))
+    assert len(frames) == 30
+
+
+def test_recv_after_the_end_keeps_raising_end_of_stream(no_face_video: Path) -> None:
+    async def run() -> None:
+        source = AvSource(str(no_face_video), SourceOptions(stride=1))
+        await source.start()
+        for _ in range(60):
+            await source.recv()
+        for _ in range(2):
+            with pytest.raises(EndOfStream):
+                await source.recv()
+        await source.aclose()
+    asyncio.run(run())
+
+
+def make_text(dst: Path) -> Path:
+    dst.write_text("hello, not a video")
+    return dst
+
+
+def make_truncated(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def make_garbled(src: Path, dst: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(3)
+    start, stop = len(data) // 3, len(data) // 3 + len(data) // 5
+    data[start:stop] = rng.integers(0, 256, stop - start, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def make_audio_only(dst: Path) -> Path:
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        tone = (np.sin(np.arange(8000) * 2 * math.pi * 440 / 8000) * 8000).astype(np.int16)
+        w.writeframes(tone.tobytes())
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda d, v: str(d / "missing.mp4"), SourceNotFound, "no such file"),
+        (lambda d, v: str(d), UnsupportedSource, "directory"),
+        (lambda d, v: str(make_text(d / "notes.mp4")), SourceUnreadable, "not a readable video"),
+        (lambda d, v: str(make_truncated(v, d / "truncated.mp4")), SourceUnreadable,
+         "not a readable video"),
+        (lambda d, v: str(make_audio_only(d / "tone.wav")), NoVideoStream, "no video stream"),
+        (lambda d, v: "foo://bar", UnsupportedSource, "unsupported URL scheme"),
+        (lambda d, v: "rtmp://127.0.0.1:1/live/key", SourceUnreadable, "refused"),
+    ],
+    ids=["missing", "directory", "text", "truncated", "audio-only", "scheme", "refused"],
+)
+def test_bad_sources_raise_one_clear_error(
+    tmp_path: Path, one_face_video: Path, make, error: type[SourceError], message: str  # type: ignore[no-untyped-def]
+) -> None:
+    url = make(tmp_path, one_face_video)
+    with pytest.raises(error, match=message):
+        asyncio.run(collect(AvSource(url, SourceOptions(open_timeout=5, read_timeout=5))))
+
+
+def test_corrupt_packets_in_the_middle_are_skipped_and_counted(tmp_path: Path, one_face_video: Path) -> None:
+    garbled = make_garbled(one_face_video, tmp_path / "garbled.mp4")
+    source = AvSource(str(garbled), SourceOptions(stride=1))
+    frames = asyncio.run(collect(source))
+    assert 0 < len(frames) < 90
+    assert source.counters.decode_errors > 0
+
+
+def test_stream_keys_and_credentials_are_redacted() -> None:
+    assert _redact("rtmp://user:pw@host:1935/live/SECRETKEY") == "rtmp://host:1935/live/***"
+    assert _redact("https://cdn/x.m3u8?token=abc") == "https://cdn/x.m3u8?***"
+    assert _redact("/tmp/video.mp4") == "/tmp/video.mp4"
+
+
+def test_slower_video_keeps_its_own_clock(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "f12.mp4", [Placement(0.5, 0.5, 100)], seconds=1.0, fps=12,
+                       size=(320, 240))
+    frames = asyncio.run(collect(AvSource(str(path), SourceOptions(stride=1))))
+    assert len(frames) == 12
+    assert frames[1].time == pytest.approx(1 / 12, abs=1e-3)
