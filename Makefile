@@ -1,0 +1,37 @@
+# The two commands: `make run` and `make test`. Everything else is for developers.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# Until the service lands, `make run` watches a live RTMP publish (OBS, ffmpeg, a phone app).
+# Watch a file or another URL instead with: make run SOURCE=clip.mp4
+SOURCE ?= rtmp://127.0.0.1:1935/live/stream --listen --timeout 3600
+
+.PHONY: run test test-all bench lint clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "swapwatch needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(INSTALLED)
+	$(BIN)/swapwatch watch $(SOURCE)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/pipeline.py
+
+lint: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet ruff mypy
+	$(BIN)/ruff check swapwatch tests benchmarks
+	$(BIN)/mypy swapwatch
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,231 @@
+"""`watch`: a live terminal view of one stream (a file plays at media speed, as if live).
+
+On a terminal the view redraws in place a few times a second (plain ANSI, no curses). Anywhere
+else it prints one line per alert and a status line every few seconds, so it reads well in logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TextIO
+
+from swapwatch.cli.common import (
+    analyzer_from_args,
+    close_analyzer,
+    engine_from_args,
+    source_from_args,
+)
+from swapwatch.fusion import AlarmChange
+from swapwatch.stream.frames import SourceCounters, VideoInfo
+from swapwatch.stream.pipeline import Alert, FrameResult, StreamAnalyzer
+from swapwatch.stream.runner import run_stream
+from swapwatch.stream.source import FrameSource, classify
+
+REFRESH_S = 0.25  # terminal redraw period (at most 4 per second)
+STATUS_EVERY_S = 2.0  # status line period when not on a terminal
+RATE_WINDOW_S = 2.0  # frame rates are measured over this much wall time
+TRACK_TIMEOUT_S = 3.0  # media seconds a face's row stays after it was last seen
+ALERTS_SHOWN = 5
+BAR_WIDTH = 10
+CLEAR, HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
+HIDE_CURSOR, SHOW_CURSOR, RED, RESET = "\x1b[?25l", "\x1b[?25h", "\x1b[1;31m", "\x1b[0m"
+
+
+class RateMeter:
+    """Events per second over the last `window` seconds, from samples of a running total."""
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, total: int) -> float:
+        self._samples.append((now, total))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window:
+            self._samples.popleft()
+        then, before = self._samples[0]
+        return (total - before) / (now - then) if now > then else 0.0
+
+
+@dataclass(slots=True)
+class TrackRow:
+    track_id: int
+    last_seen: float  # media time
+    score: float | None = None  # display probability after the last scored frame
+    cusum: float = 0.0
+    alarm: bool = False
+    skip_reason: str | None = None  # why the latest frame was not scored
+
+    def state(self) -> str:
+        if self.alarm:
+            return "ALARM"
+        return f"skipped: {self.skip_reason}" if self.skip_reason else "scoring"
+
+
+class WatchView:
+    """Folds frame results into what the screen shows, and draws it."""
+
+    def __init__(self, out: TextIO, tty: bool, h: float, counters: SourceCounters) -> None:
+        self.out, self.tty, self.h, self.counters = out, tty, h, counters
+        self.info: VideoInfo | None = None
+        self.rows: dict[int, TrackRow] = {}
+        self.alerts: list[Alert] = []
+        self.media_time = 0.0
+        self.faces = 0
+        self.analysed = 0
+        self.fps_in = self.fps_analysed = 0.0
+        self._in, self._analysed = RateMeter(), RateMeter()
+        self._started = time.monotonic()
+        self._last_status = self._started
+
+    def start(self, info: VideoInfo, paced: bool) -> None:
+        self.info = info
+        if self.tty:
+            self.out.write(HIDE_CURSOR + CLEAR)
+        else:
+            how = "a file played at media speed" if paced else ("live" if info.live else "file")
+            self._line(f"watching {info.url}: {self._format()} ({how})")
+
+    def on_result(self, result: FrameResult) -> None:
+        self.analysed += 1
+        self.media_time = result.time
+        self.faces = len(result.faces)
+        for face in result.faces:
+            row = self.rows.setdefault(face.track_id, TrackRow(face.track_id, result.time))
+            row.last_seen, row.skip_reason = result.time, face.skip_reason
+            if face.update is not None:
+                row.score, row.cusum, row.alarm = face.update.score, face.update.cusum, face.update.alarm
+        for track_id in [t for t, r in self.rows.items() if result.time - r.last_seen > TRACK_TIMEOUT_S]:
+            del self.rows[track_id]
+        self.alerts.extend(result.alerts)
+        if not self.tty:
+            for alert in result.alerts:
+                self._line(self._alert(alert))
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.fps_in = self._in.update(now, self.counters.decoded)
+        self.fps_analysed = self._analysed.update(now, self.analysed)
+        if self.tty:
+            self.draw()
+        elif now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            tracks = "".join(f" | face {r.track_id} {_score(r.score)} cusum {r.cusum / self.h:.2f}h "
+                             f"{r.state()}" for r in self._sorted_rows())
+            self._line(f"status {self.media_time:.2f}s: {self._rates()}{tracks}")
+
+    def draw(self) -> None:
+        width = shutil.get_terminal_size().columns
+        lines = [f"swapwatch watch  {self.info.url if self.info else ''}",
+                 f"{self._format()}  media {self.media_time:.1f} s", self._rates(), "",
+                 f"{'face':>5}  {'score':<{BAR_WIDTH + 5}}  {'CUSUM/h':>7}  state"]
+        for r in self._sorted_rows():
+            bar = _bar(r.score) if r.score is not None else " " * BAR_WIDTH + "   - "
+            lines.append(f"{r.track_id:>5}  {bar}  {r.cusum / self.h:>7.2f}  {r.state()}")
+        if not self.rows:
+            lines.append("   no faces")
+        lines += ["", "latest alerts" if self.alerts else "no alerts"]
+        lines += [f"  {self._alert(a)}" for a in self.alerts[-ALERTS_SHOWN:]]
+        lines += ["", "Ctrl-C to stop"]
+        text = "".join(line[:width] + CLEAR_LINE + "\n" for line in lines)
+        self.out.write(HOME + text.replace("ALARM", f"{RED}ALARM{RESET}") + CLEAR_BELOW)
+        self.out.flush()
+
+    def finish(self, interrupted: bool) -> None:
+        """Leave the screen as a terminal expects it and print the summary line."""
+        if self.tty:
+            self.draw()
+            self.out.write(SHOW_CURSOR)
+        raised = [a for a in self.alerts if a.type is AlarmChange.RAISED]
+        alarmed = sorted({a.track_id for a in raised})
+        c = self.counters
+        self._line(
+            f"summary: {'interrupted' if interrupted else 'stream ended'} after "
+            f"{self.media_time:.2f}s of media in {time.monotonic() - self._started:.1f}s; "
+            f"{c.decoded} frames decoded, {self.analysed} analysed, {c.dropped} dropped; "
+            f"{len(raised)} alerts raised"
+            + (f" (faces {', '.join(map(str, alarmed))})" if alarmed else "")
+        )
+
+    def _sorted_rows(self) -> list[TrackRow]:
+        return sorted(self.rows.values(), key=lambda r: r.track_id)
+
+    def _format(self) -> str:
+        if self.info is None:
+            return ""
+        fps = f"{self.info.fps:.2f} fps" if self.info.fps else "fps unknown"
+        return f"{self.info.width}x{self.info.height} {self.info.codec} {fps}"
+
+    def _rates(self) -> str:
+        return (f"in {self.fps_in:.1f} fps, analysed {self.fps_analysed:.1f} fps, "
+                f"dropped {self.counters.dropped}, faces {self.faces}")
+
+    def _alert(self, a: Alert) -> str:
+        return (f"{a.type.value} face {a.track_id} at {a.time:.2f}s "
+                f"(score {a.score:.2f}, cusum {a.cusum / self.h:.2f}h)")
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def _bar(score: float) -> str:
+    filled = round(max(0.0, min(1.0, score)) * BAR_WIDTH)
+    return "\u2588" * filled + "\u2591" * (BAR_WIDTH - filled) + f" {score:.2f}"
+
+
+def _score(score: float | None) -> str:
+    return "-" if score is None else f"{score:.2f}"
+
+
+async def _tick(view: WatchView) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_S)
+        view.tick()
+
+
+async def _watch(source: FrameSource, analyzer: StreamAnalyzer, view: WatchView,
+                 paced: bool) -> None:
+    try:
+        view.start(await source.start(), paced)
+        stream = asyncio.create_task(run_stream(source, analyzer, view.on_result))
+        ticker = asyncio.create_task(_tick(view))
+        try:
+            done, _ = await asyncio.wait({stream, ticker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stream.cancel()
+            ticker.cancel()
+            await asyncio.wait({stream, ticker})
+        for task in done:
+            task.result()  # the stream's error, or a bug in the view
+    finally:
+        await source.aclose()
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Run the live view until the stream ends or Ctrl-C; 0 in both cases."""
+    _, is_file = classify(args.source)
+    if is_file:
+        source = source_from_args(args.source, args, live=True, pace=True)
+    else:
+        source = source_from_args(args.source, args)
+    engine = engine_from_args(args)
+    analyzer = analyzer_from_args(args, engine)
+    out = sys.stdout
+    view = WatchView(out, out.isatty(), analyzer.decision_config.h, source.counters)
+    interrupted = False
+    try:
+        asyncio.run(_watch(source, analyzer, view, paced=is_file))
+    except KeyboardInterrupt:  # asyncio.run cancelled _watch, which closed the source
+        interrupted = True
+    finally:
+        close_analyzer(analyzer, args)
+        if view.tty:
+            out.write(SHOW_CURSOR)
+    view.finish(interrupted)
+    return 0
