@@ -73,7 +73,9 @@ def test_a_face_hidden_briefly_comes_back_with_the_same_id() -> None:
         ids += [a.analyse(render_frame(W, H, scene, 0)).track_ids.tolist() for _ in range(3)]
     finally:
         a.close()
-    assert ids == [[1]] * 5 + [[]] * 3 + [[1]] * 3
+    assert ids[:8] == [[1]] * 5 + [[]] * 3
+    # Back within the idle detection interval, under its old id, and never as a new face.
+    assert ids[8:] in ([[1]] * 3, [[], [1], [1]])
 
 
 def test_a_new_face_entering_gets_a_new_id() -> None:

@@ -27,6 +27,7 @@ from swapwatch.timing import NullTimer, StageTimer, timed
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     detect_every: int = 5  # analysed frames between detector runs while faces are tracked
+    detect_every_idle: int = 2  # ... while no face is tracked (a new face waits at most this)
     min_presence: float = 0.5  # landmark model's face probability below which a track is lost
     match_iou: float = 0.3  # box overlap for a detection to belong to a track
     duplicate_iou: float = 0.5  # two tracks overlapping more than this are one face
@@ -77,13 +78,14 @@ class FaceTracker:
         self.config = config or TrackerConfig()
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
-        self._since_detection = 0
+        self._since_detection = 1 << 30  # detect on the first frame
         self.detector_runs = 0
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in this frame (RGB uint8), each with its track id."""
         following = any(t.lost_for == 0 for t in self._tracks)
-        if not following or self._since_detection >= self.config.detect_every - 1:
+        interval = self.config.detect_every if following else self.config.detect_every_idle
+        if self._since_detection >= interval - 1:
             with timed(self._timer, "detection"):
                 detections = self._detector.detect(image)
             self._adopt(detections)

@@ -234,7 +234,8 @@ class AvSource(FrameSource):
             if not container.streams.video:
                 raise NoVideoStream(f"no video stream in {_redact(self.url)}")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Frame threading holds several frames back: fine for files, latency for live.
+            stream.thread_type = "SLICE" if self.live else "AUTO"
             if opts.decoder_threads:
                 stream.codec_context.thread_count = opts.decoder_threads
             ctx = stream.codec_context
