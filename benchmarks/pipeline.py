@@ -55,8 +55,12 @@ def stats(seconds: list[float]) -> dict[str, Any]:
     if not ms:
         return {"n": 0, "median_ms": None, "p95_ms": None, "mean_ms": None}
     p95 = statistics.quantiles(ms, n=20, method="inclusive")[18] if len(ms) > 1 else ms[0]
-    return {"n": len(ms), "median_ms": round(statistics.median(ms), 3), "p95_ms": round(p95, 3),
-            "mean_ms": round(statistics.fmean(ms), 3)}
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(p95, 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
 
 
 def make_video(path: Path, seconds: float, faces: int) -> Path:
@@ -92,8 +96,11 @@ def analysed_frames(path: Path) -> list[np.ndarray]:
     """Every STRIDE-th frame as rgb24, decoded up front so decoding does not overlap analysis."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(stream))
-                if i % STRIDE == 0]
+        return [
+            f.to_ndarray(format="rgb24")
+            for i, f in enumerate(container.decode(stream))
+            if i % STRIDE == 0
+        ]
 
 
 def analyse(engine: Engine, images: list[np.ndarray]) -> dict[str, Any]:
@@ -119,8 +126,10 @@ def analyse(engine: Engine, images: list[np.ndarray]) -> dict[str, Any]:
         analyzer.close()
     s = timer.samples
     n_frames = len(images)
-    per_face = {stage: [t / n for t, n in zip(s[stage], counts, strict=True) if n]
-                for stage in ("landmarks", "crop")}
+    per_face = {
+        stage: [t / n for t, n in zip(s[stage], counts, strict=True) if n]
+        for stage in ("landmarks", "crop")
+    }
     lm_crop = [a + b for a, b in zip(per_face["landmarks"], per_face["crop"], strict=True)]
     return {
         "analysed_frames": n_frames,
@@ -160,19 +169,34 @@ def engine_batches(engine: Engine, repeats: int = 20) -> dict[str, Any]:
 
 
 def scan_end_to_end(video: Path, model: Path, seconds: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "swapwatch", "scan", str(video), "--json", "--no-progress",
-           "--model", str(model)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "swapwatch",
+        "scan",
+        str(video),
+        "--json",
+        "--no-progress",
+        "--model",
+        str(model),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     wall = time.perf_counter() - t0
-    result: dict[str, Any] = {"returncode": proc.returncode, "process_wall_s": round(wall, 3),
-                              "media_s": seconds}
+    result: dict[str, Any] = {
+        "returncode": proc.returncode,
+        "process_wall_s": round(wall, 3),
+        "media_s": seconds,
+    }
     if proc.returncode != 0:
         result["stderr_tail"] = proc.stderr[-800:]
         return result
     elapsed = float(json.loads(proc.stdout)["elapsed_seconds"])
-    result.update(scan_elapsed_s=elapsed, realtime_factor=round(elapsed / seconds, 3),
-                  realtime_factor_with_startup=round(wall / seconds, 3))
+    result.update(
+        scan_elapsed_s=elapsed,
+        realtime_factor=round(elapsed / seconds, 3),
+        realtime_factor_with_startup=round(wall / seconds, 3),
+    )
     return result
 
 
@@ -188,9 +212,14 @@ def machine() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "python": platform.python_version(), "versions": versions}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": versions,
+    }
 
 
 Row = tuple[str, dict[str, Any], float | None, str]  # label, stats, budget ms, note
@@ -213,15 +242,23 @@ def budget_rows(rep: dict[str, Any]) -> list[Row]:
         ("  decode only / frame", dec["decode_only"], None, ""),
         ("  rgb24 conversion / frame", dec["rgb24"], None, ""),
         ("detection / call", an["detection_per_call"], 5.0, f"{an['detector_runs']} calls"),
-        ("detection amortised / an. frame", {"median_ms": an["detection_amortised_ms"]}, None,
-         "sum / analysed frames"),
+        (
+            "detection amortised / an. frame",
+            {"median_ms": an["detection_amortised_ms"]},
+            None,
+            "sum / analysed frames",
+        ),
         ("landmarks / frame", an["landmarks_per_frame"], None, ""),
         ("landmarks / face", an["landmarks_per_face"], None, ""),
         ("crop (align+quality) / face", an["crop_per_face"], None, ""),
         ("landmarks + crop / face", an["landmarks_plus_crop_per_face"], 2.0, ""),
         ("engine / call" + test, an["engine_per_call"], None, ""),
-        ("detector batch 1 / face", eng.get("batch1_per_face", {}), 5.0,
-         "" if eng else "n/a (test model)"),
+        (
+            "detector batch 1 / face",
+            eng.get("batch1_per_face", {}),
+            5.0,
+            "" if eng else "n/a (test model)",
+        ),
         ("detector batch 8 / face", eng.get("batch8_per_face", {}), None, ""),
         ("fusion / frame", an["fusion_per_frame"], None, ""),
         ("analyse() total / an. frame", an["analyse_per_frame"], None, ""),
@@ -230,27 +267,39 @@ def budget_rows(rep: dict[str, Any]) -> list[Row]:
 
 def print_report(rep: dict[str, Any], rows: list[Row]) -> None:
     video, an, d, scan = rep["video"], rep["analysis"], rep["derived"], rep["scan"]
-    print(f"swapwatch pipeline: {video['width']}x{video['height']} {video['fps']} fps, "
-          f"{video['seconds']:g} s, {video['faces']} face(s); engine: {rep['engine']['label']}")
+    print(
+        f"swapwatch pipeline: {video['width']}x{video['height']} {video['fps']} fps, "
+        f"{video['seconds']:g} s, {video['faces']} face(s); engine: {rep['engine']['label']}"
+    )
     print(f"{'stage':34} {'median ms':>10} {'p95 ms':>9}  {'budget':>6}  verdict")
     for label, st, budget, note in rows:
         med, p95 = st.get("median_ms"), st.get("p95_ms")
         cells = [f"{v:.2f}" if v is not None else "-" for v in (med, p95)]
         shown = f"<= {budget:g}" if budget is not None else ""
-        print(f"{label:34} {cells[0]:>10} {cells[1]:>9}  {shown:>6}  "
-              f"{verdict(med, budget):5} {note}".rstrip())
-    print(f"\nfaces per analysed frame {an['faces_per_frame']}, scored {an['faces_scored']}, "
-          f"skipped {an['skip_reasons'] or 'none'}")
-    print(f"CPU-ms per second of 720p30 video: {d['cpu_ms_per_stream_second']} (wall-time means); "
-          f"{d['cpu_ms_per_stream_second_process_time']} (process CPU time)")
+        print(
+            f"{label:34} {cells[0]:>10} {cells[1]:>9}  {shown:>6}  "
+            f"{verdict(med, budget):5} {note}".rstrip()
+        )
+    print(
+        f"\nfaces per analysed frame {an['faces_per_frame']}, scored {an['faces_scored']}, "
+        f"skipped {an['skip_reasons'] or 'none'}"
+    )
+    print(
+        f"CPU-ms per second of 720p30 video: {d['cpu_ms_per_stream_second']} (wall-time means); "
+        f"{d['cpu_ms_per_stream_second_process_time']} (process CPU time)"
+    )
     streams = d["streams_on_2_cores"]
-    print(f"streams on {CORES} cores in real time: {streams} (process CPU time: "
-          f"{d['streams_on_2_cores_process_time']})  >= 8  {verdict(streams, 8.0, at_least=True)}")
+    print(
+        f"streams on {CORES} cores in real time: {streams} (process CPU time: "
+        f"{d['streams_on_2_cores_process_time']})  >= 8  {verdict(streams, 8.0, at_least=True)}"
+    )
     print(f"  assuming {d['assumption']}")
     if scan["returncode"] == 0:
-        print(f"swapwatch scan: {scan['scan_elapsed_s']:.2f} s for {scan['media_s']:g} s of media, "
-              f"real-time factor {scan['realtime_factor']} "
-              f"({scan['realtime_factor_with_startup']} with process start and model load)")
+        print(
+            f"swapwatch scan: {scan['scan_elapsed_s']:.2f} s for {scan['media_s']:g} s of media, "
+            f"real-time factor {scan['realtime_factor']} "
+            f"({scan['realtime_factor_with_startup']} with process start and model load)"
+        )
     else:
         print(f"swapwatch scan failed (rc {scan['returncode']}): {scan.get('stderr_tail', '')}")
 
@@ -283,19 +332,32 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
         "machine": machine(),
-        "video": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "seconds": args.seconds,
-                  "frames": frames, "faces": args.faces, "analysis_stride": STRIDE},
-        "engine": {"model": str(args.model) if args.model else model.name,
-                   "trained_model": trained, "label": "detector" if trained else TEST_MODEL_LABEL},
-        "decode": {"decode_rgb24": stats([a + b for a, b in zip(dec_s, rgb_s, strict=True)]),
-                   "decode_only": stats(raw_s), "rgb24": stats(rgb_s),
-                   "cpu_ms_per_frame_rgb24": round(1000 * dec_cpu / frames, 3),
-                   "cpu_ms_per_frame_decode_only": round(1000 * raw_cpu / frames, 3)},
+        "video": {
+            "width": WIDTH,
+            "height": HEIGHT,
+            "fps": FPS,
+            "seconds": args.seconds,
+            "frames": frames,
+            "faces": args.faces,
+            "analysis_stride": STRIDE,
+        },
+        "engine": {
+            "model": str(args.model) if args.model else model.name,
+            "trained_model": trained,
+            "label": "detector" if trained else TEST_MODEL_LABEL,
+        },
+        "decode": {
+            "decode_rgb24": stats([a + b for a, b in zip(dec_s, rgb_s, strict=True)]),
+            "decode_only": stats(raw_s),
+            "rgb24": stats(rgb_s),
+            "cpu_ms_per_frame_rgb24": round(1000 * dec_cpu / frames, 3),
+            "cpu_ms_per_frame_decode_only": round(1000 * raw_cpu / frames, 3),
+        },
         "analysis": stages,
         "engine_batches": batches,
         "derived": {
             "assumption": f"perfect scaling over {CORES} cores, no other load; every frame "
-                          f"decoded and converted to rgb24, {FPS // STRIDE} Hz analysed",
+            f"decoded and converted to rgb24, {FPS // STRIDE} Hz analysed",
             "decode_ms_per_frame_mean": round(decode_ms, 3),
             "cpu_ms_per_stream_second": round(cpu_ms, 1),
             "streams_on_2_cores": round(CORES * 1000 / cpu_ms, 2),
@@ -316,13 +378,20 @@ def main() -> int:
     report = measure(args)
     rows = budget_rows(report)
     report["budgets"] = {
-        label.strip(): {"median_ms": st.get("median_ms"), "budget_ms": budget,
-                        "verdict": verdict(st.get("median_ms"), budget) or note}
-        for label, st, budget, note in rows if budget is not None
+        label.strip(): {
+            "median_ms": st.get("median_ms"),
+            "budget_ms": budget,
+            "verdict": verdict(st.get("median_ms"), budget) or note,
+        }
+        for label, st, budget, note in rows
+        if budget is not None
     }
     streams = report["derived"]["streams_on_2_cores"]
-    report["budgets"]["streams on 2 cores"] = {"value": streams, "at_least": 8,
-                                               "verdict": verdict(streams, 8.0, at_least=True)}
+    report["budgets"]["streams on 2 cores"] = {
+        "value": streams,
+        "at_least": 8,
+        "verdict": verdict(streams, 8.0, at_least=True),
+    }
     print_report(report, rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

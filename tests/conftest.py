@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from media import Placement, write_linear_model, write_video  # noqa: E402
+from media import Placement, write_linear_model, write_video
 
 # Large enough that the face inside the pasted head picture passes the size gate.
 BIG = 300
@@ -20,8 +20,9 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def one_face_video(media_dir: Path) -> Path:
-    return write_video(media_dir / "one_face.mp4", [Placement(0.5, 0.5, BIG)], seconds=3.0,
-                       size=(1280, 720))
+    return write_video(
+        media_dir / "one_face.mp4", [Placement(0.5, 0.5, BIG)], seconds=3.0, size=(1280, 720)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,8 @@ def two_face_video(media_dir: Path) -> Path:
     return write_video(
         media_dir / "two_faces.mp4",
         [Placement(0.27, 0.5, BIG), Placement(0.75, 0.5, 280, sway=10.0)],
-        seconds=3.0, size=(1280, 720),
+        seconds=3.0,
+        size=(1280, 720),
     )
 
 

@@ -110,8 +110,12 @@ def write_linear_model(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     info = ModelInfo(
-        name="test-linear-colour", input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        temperature=temperature, trained=trained,
+        name="test-linear-colour",
+        input_size=size,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        temperature=temperature,
+        trained=trained,
     )
     helper.set_model_props(model, {METADATA_KEY: info.to_json()})
     onnx.checker.check_model(model)

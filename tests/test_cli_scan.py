@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from media import Placement, write_video
+
 from swapwatch.cli.main import main
 
 BIG = 300
@@ -25,7 +25,7 @@ def test_two_faces_scored_under_stable_ids_with_fake_verdict(
 ) -> None:
     result = scan_json(capsys, str(two_face_video), "--model", str(fake_model))
     assert result["verdict"] == "fake"
-    assert result["score"] == pytest.approx(1 / (1 + 2.718281828 ** -3), abs=1e-3)
+    assert result["score"] == pytest.approx(1 / (1 + 2.718281828**-3), abs=1e-3)
     tracks = result["tracks"]
     assert [t["track_id"] for t in tracks] == [1, 2]
     for track in tracks:
@@ -33,10 +33,17 @@ def test_two_faces_scored_under_stable_ids_with_fake_verdict(
         assert track["frames_scored"] == 45  # 3 s at 15 Hz, every analysed frame scored
     assert {a["track_id"] for a in result["alerts"]} == {1, 2}
     # min_frames (10) at 15 Hz: the first possible alarm is the 10th scored frame.
-    assert all(a["type"] == "alert.raised" and a["time"] == pytest.approx(0.6) for a in result["alerts"])
+    assert all(
+        a["type"] == "alert.raised" and a["time"] == pytest.approx(0.6) for a in result["alerts"]
+    )
     assert result["frames"] == {
-        "decoded": 90, "analysed": 45, "with_faces": 45, "faces_scored": 90,
-        "skipped_by_stride": 45, "dropped": 0, "decode_errors": 0,
+        "decoded": 90,
+        "analysed": 45,
+        "with_faces": 45,
+        "faces_scored": 90,
+        "skipped_by_stride": 45,
+        "dropped": 0,
+        "decode_errors": 0,
     }
     assert result["video"]["width"] == 1280 and result["video"]["fps"] == 30.0
     assert result["model"]["trained"] is False
@@ -64,8 +71,9 @@ def test_the_model_sees_the_face_crop(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, redness_model: Path
 ) -> None:
     natural = write_video(tmp_path / "natural.mp4", [Placement(0.5, 0.5, BIG)], seconds=2)
-    blue = write_video(tmp_path / "blue.mp4", [Placement(0.5, 0.5, BIG, tint=(0.6, 0.9, 1.4))],
-                       seconds=2)
+    blue = write_video(
+        tmp_path / "blue.mp4", [Placement(0.5, 0.5, BIG, tint=(0.6, 0.9, 1.4))], seconds=2
+    )
     natural_score = scan_json(capsys, str(natural), "--model", str(redness_model))["score"]
     blue_score = scan_json(capsys, str(blue), "--model", str(redness_model))["score"]
     assert natural_score > 0.75 and blue_score < 0.25
@@ -74,8 +82,18 @@ def test_the_model_sees_the_face_crop(
 def test_every_frame_and_kyc_policy(
     capsys: pytest.CaptureFixture[str], one_face_video: Path, fake_model: Path
 ) -> None:
-    result = scan_json(capsys, str(one_face_video), "--model", str(fake_model), "--every", "1",
-                       "--policy", "kyc", "--max-seconds", "2")
+    result = scan_json(
+        capsys,
+        str(one_face_video),
+        "--model",
+        str(fake_model),
+        "--every",
+        "1",
+        "--policy",
+        "kyc",
+        "--max-seconds",
+        "2",
+    )
     assert result["frames"]["analysed"] == 60 and result["policy"] == "kyc"
     assert result["tracks"][0]["frames_scored"] == 60
 
@@ -99,8 +117,13 @@ def test_human_summary_names_the_verdict(
     ],
 )
 def test_bad_input_gives_one_line_and_an_exit_code(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, one_face_video: Path, fake_model: Path,
-    args: list[str], code: int, message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    one_face_video: Path,
+    fake_model: Path,
+    args: list[str],
+    code: int,
+    message: str,
 ) -> None:
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
@@ -112,7 +135,9 @@ def test_bad_input_gives_one_line_and_an_exit_code(
 
 
 def test_missing_trained_model_is_stated_plainly(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     one_face_video: Path,
 ) -> None:
     import swapwatch.models as models
@@ -124,9 +149,21 @@ def test_missing_trained_model_is_stated_plainly(
 
 def test_the_installed_command_and_python_m_agree(one_face_video: Path, fake_model: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "swapwatch", "scan", str(one_face_video), "--model", str(fake_model),
-         "--json", "--max-seconds", "1"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "swapwatch",
+            "scan",
+            str(one_face_video),
+            "--model",
+            str(fake_model),
+            "--json",
+            "--max-seconds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["verdict"] == "fake"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media import write_linear_model
+
 from swapwatch.engines import create_engine
 from swapwatch.engines.base import ModelInfo, normalise
 from swapwatch.errors import ConfigError, ModelError, ModelNotInstalled
@@ -13,8 +13,9 @@ from swapwatch.models import resolve_detector
 
 
 def test_onnx_engine_returns_one_logit_per_crop_from_the_normalised_input(tmp_path: Path) -> None:
-    path = write_linear_model(tmp_path / "m.onnx", weights=(1.0, 2.0, -1.0), bias=0.5,
-                              temperature=1.7)
+    path = write_linear_model(
+        tmp_path / "m.onnx", weights=(1.0, 2.0, -1.0), bias=0.5, temperature=1.7
+    )
     engine = create_engine("onnxruntime", path, device="cpu")
     assert engine.info.temperature == 1.7 and engine.info.input_size == 224
     crops = np.zeros((3, 224, 224, 3), np.uint8)
@@ -44,7 +45,9 @@ def test_model_without_swapwatch_metadata_is_refused(tmp_path: Path) -> None:
     ("content", "message"),
     [(b"not a model", "cannot load model"), (None, "not found")],
 )
-def test_bad_model_files_give_a_model_error(tmp_path: Path, content: bytes | None, message: str) -> None:
+def test_bad_model_files_give_a_model_error(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
     path = tmp_path / "bad.onnx"
     if content is not None:
         path.write_bytes(content)
@@ -67,15 +70,26 @@ def test_crops_of_the_wrong_size_are_refused() -> None:
     "change", [{"temperature": 0.0}, {"std": (0.5, 0.0, 0.5)}, {"input_size": 8}]
 )
 def test_invalid_metadata_is_rejected(change: dict[str, object]) -> None:
-    fields: dict[str, object] = {"name": "m", "input_size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    fields: dict[str, object] = {
+        "name": "m",
+        "input_size": 224,
+        "mean": (0.5,) * 3,
+        "std": (0.5,) * 3,
+    }
     fields.update(change)
     with pytest.raises(ModelError):
         ModelInfo(**fields)  # type: ignore[arg-type]
 
 
 def test_metadata_round_trips_through_json() -> None:
-    info = ModelInfo("m", 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), temperature=1.3,
-                     training={"frames": 1000})
+    info = ModelInfo(
+        "m",
+        224,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        temperature=1.3,
+        training={"frames": 1000},
+    )
     assert ModelInfo.from_json(info.to_json()) == info
 
 
@@ -84,7 +98,9 @@ def test_an_explicit_model_path_wins_over_the_default(tmp_path: Path) -> None:
     assert resolve_detector(given) == given
 
 
-def test_missing_default_model_says_so_plainly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_default_model_says_so_plainly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import swapwatch.models as models
 
     monkeypatch.setattr(models, "DEFAULT_DETECTOR", tmp_path / "absent.onnx")

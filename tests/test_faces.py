@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
-
 from media import Placement, render_frame
+
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.geometry import (
     LEFT_CHEEK,

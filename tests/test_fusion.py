@@ -20,7 +20,9 @@ from swapwatch.fusion import (
 RATE = 15.0
 
 
-def feed(decision: TrackDecision, logits: np.ndarray, start: float = 0.0) -> list[tuple[float, AlarmChange]]:
+def feed(
+    decision: TrackDecision, logits: np.ndarray, start: float = 0.0
+) -> list[tuple[float, AlarmChange]]:
     changes = []
     for i, z in enumerate(logits):
         t = start + i / RATE
@@ -124,17 +126,24 @@ def test_state_round_trip_resumes_identically() -> None:
         ([TrackEvidence(1, [-3.0] * 40, False)], 1 / (1 + math.exp(3)), Verdict.REAL),
         ([TrackEvidence(1, [3.0] * 40, False)], 1 / (1 + math.exp(-3)), Verdict.FAKE),
         # The most suspicious main track decides.
-        ([TrackEvidence(1, [-3.0] * 40, False), TrackEvidence(2, [3.0] * 30, False)],
-         1 / (1 + math.exp(-3)), Verdict.FAKE),
+        (
+            [TrackEvidence(1, [-3.0] * 40, False), TrackEvidence(2, [3.0] * 30, False)],
+            1 / (1 + math.exp(-3)),
+            Verdict.FAKE,
+        ),
         # A face glimpsed for a moment does not speak for the video.
-        ([TrackEvidence(1, [-3.0] * 400, False), TrackEvidence(2, [3.0] * 20, False)],
-         1 / (1 + math.exp(3)), Verdict.REAL),
+        (
+            [TrackEvidence(1, [-3.0] * 400, False), TrackEvidence(2, [3.0] * 20, False)],
+            1 / (1 + math.exp(3)),
+            Verdict.REAL,
+        ),
         # An alarm anywhere makes it fake even when the average looks real.
         ([TrackEvidence(1, [-1.0] * 40, True)], 1 / (1 + math.exp(1)), Verdict.FAKE),
     ],
 )
-def test_video_decision(tracks: list[TrackEvidence], expected_score: float | None,
-                        verdict: Verdict) -> None:
+def test_video_decision(
+    tracks: list[TrackEvidence], expected_score: float | None, verdict: Verdict
+) -> None:
     score, got = video_decision(tracks, VideoConfig())
     assert got is verdict
     if expected_score is None:

@@ -20,6 +20,7 @@ def test_keep_newest_replaces_waiting_items_and_counts_drops() -> None:
                 got.append(await handoff.get())
             except EOFError:
                 return got, handoff.dropped
+
     assert asyncio.run(run()) == ([4], 4)
 
 
@@ -40,6 +41,7 @@ def test_wait_policy_blocks_the_producer_and_loses_nothing() -> None:
             except EOFError:
                 return got
             await asyncio.sleep(0)
+
     assert asyncio.run(run()) == list(range(50))
 
 
@@ -51,6 +53,7 @@ def test_producer_error_surfaces_after_the_items() -> None:
         assert await handoff.get() == 1
         with pytest.raises(RuntimeError, match="decoder broke"):
             await handoff.get()
+
     asyncio.run(run())
 
 
@@ -72,4 +75,5 @@ def test_cancel_unblocks_a_waiting_producer() -> None:
         handoff.cancel()
         await asyncio.to_thread(thread.join, 2)
         assert not thread.is_alive() and len(outcome) == 1
+
     asyncio.run(run())

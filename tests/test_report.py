@@ -14,8 +14,9 @@ from swapwatch.cli.main import main
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("media") / "two_faces.mp4"
-    return write_video(path, [Placement(0.3, 0.5, 300), Placement(0.75, 0.5, 280)],
-                       seconds=2, size=(1280, 720))
+    return write_video(
+        path, [Placement(0.3, 0.5, 300), Placement(0.75, 0.5, 280)], seconds=2, size=(1280, 720)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,22 @@ def test_report_to_a_missing_directory_fails_with_one_line(
     two_faces: Path, fake_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "missing" / "report.html"
-    code = main(["scan", str(two_faces), "--model", str(fake_model), "--report", str(report),
-                 "--max-seconds", "0.5"])
+    code = main(
+        [
+            "scan",
+            str(two_faces),
+            "--model",
+            str(fake_model),
+            "--report",
+            str(report),
+            "--max-seconds",
+            "0.5",
+        ]
+    )
     assert code != 0
-    errors = [line for line in capsys.readouterr().err.splitlines()
-              if line.startswith("swapwatch: error")]
+    errors = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("swapwatch: error")
+    ]
     assert len(errors) == 1
     assert "does not exist" in errors[0]
     assert not report.exists()

@@ -12,7 +12,6 @@ from pathlib import Path
 import av
 import av.error
 import pytest
-
 from media import Placement, render_frame
 
 pytestmark = pytest.mark.network
@@ -48,7 +47,9 @@ def publish(url: str, deadline: float) -> int:
     sent = 0
     with out:
         for i in range(SECONDS * FPS):
-            frame = av.VideoFrame.from_ndarray(render_frame(640, 360, scene, i / FPS), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                render_frame(640, 360, scene, i / FPS), format="rgb24"
+            )
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -62,9 +63,22 @@ def publish(url: str, deadline: float) -> int:
 def test_scan_reads_a_live_rtmp_publish(tmp_path: Path, fake_model: Path) -> None:
     url = f"rtmp://127.0.0.1:{free_port()}/live/test-key"
     scanner = subprocess.Popen(
-        [sys.executable, "-m", "swapwatch", "scan", url, "--listen", "--json", "--timeout", "20",
-         "--model", str(fake_model)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "swapwatch",
+            "scan",
+            url,
+            "--listen",
+            "--json",
+            "--timeout",
+            "20",
+            "--model",
+            str(fake_model),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         sent = publish(url, deadline=time.monotonic() + 30)
@@ -86,9 +100,21 @@ def test_listening_with_no_publisher_times_out_cleanly(fake_model: Path) -> None
     url = f"rtmp://127.0.0.1:{free_port()}/live/nobody"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "swapwatch", "scan", url, "--listen", "--timeout", "2",
-         "--model", str(fake_model)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "swapwatch",
+            "scan",
+            url,
+            "--listen",
+            "--timeout",
+            "2",
+            "--model",
+            str(fake_model),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 3
     assert "timed out" in proc.stderr.splitlines()[-1]

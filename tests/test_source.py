@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media import Placement, write_video
+
 from swapwatch.errors import (
     EndOfStream,
     NoVideoStream,
@@ -68,8 +68,10 @@ def test_live_source_keeps_the_newest_frame_and_counts_drops(no_face_video: Path
 
 def test_live_rate_cap_skips_frames_evenly(no_face_video: Path) -> None:
     source = AvSource(str(no_face_video), SourceOptions(live=True, max_rate=10.0))
+
     async def slow_enough() -> list[Frame]:
         return await collect(source)
+
     frames = asyncio.run(slow_enough())
     times = np.array([f.time for f in frames])
     assert len(frames) + source.counters.dropped == 20
@@ -78,7 +80,9 @@ def test_live_rate_cap_skips_frames_evenly(no_face_video: Path) -> None:
 
 
 def test_max_seconds_stops_early(one_face_video: Path) -> None:
-    frames = asyncio.run(collect(AvSource(str(one_face_video), SourceOptions(stride=1, max_seconds=1.0))))
+    frames = asyncio.run(
+        collect(AvSource(str(one_face_video), SourceOptions(stride=1, max_seconds=1.0)))
+    )
     assert len(frames) == 30
 
 
@@ -92,6 +96,7 @@ def test_recv_after_the_end_keeps_raising_end_of_stream(no_face_video: Path) -> 
             with pytest.raises(EndOfStream):
                 await source.recv()
         await source.aclose()
+
     asyncio.run(run())
 
 
@@ -131,8 +136,11 @@ def make_audio_only(dst: Path) -> Path:
         (lambda d, v: str(d / "missing.mp4"), SourceNotFound, "no such file"),
         (lambda d, v: str(d), UnsupportedSource, "directory"),
         (lambda d, v: str(make_text(d / "notes.mp4")), SourceUnreadable, "not a readable video"),
-        (lambda d, v: str(make_truncated(v, d / "truncated.mp4")), SourceUnreadable,
-         "not a readable video"),
+        (
+            lambda d, v: str(make_truncated(v, d / "truncated.mp4")),
+            SourceUnreadable,
+            "not a readable video",
+        ),
         (lambda d, v: str(make_audio_only(d / "tone.wav")), NoVideoStream, "no video stream"),
         (lambda d, v: "foo://bar", UnsupportedSource, "unsupported URL scheme"),
         (lambda d, v: "rtmp://127.0.0.1:1/live/key", SourceUnreadable, "refused"),
@@ -140,14 +148,20 @@ def make_audio_only(dst: Path) -> Path:
     ids=["missing", "directory", "text", "truncated", "audio-only", "scheme", "refused"],
 )
 def test_bad_sources_raise_one_clear_error(
-    tmp_path: Path, one_face_video: Path, make, error: type[SourceError], message: str  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    one_face_video: Path,
+    make,
+    error: type[SourceError],
+    message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     url = make(tmp_path, one_face_video)
     with pytest.raises(error, match=message):
         asyncio.run(collect(AvSource(url, SourceOptions(open_timeout=5, read_timeout=5))))
 
 
-def test_corrupt_packets_in_the_middle_are_skipped_and_counted(tmp_path: Path, one_face_video: Path) -> None:
+def test_corrupt_packets_in_the_middle_are_skipped_and_counted(
+    tmp_path: Path, one_face_video: Path
+) -> None:
     garbled = make_garbled(one_face_video, tmp_path / "garbled.mp4")
     source = AvSource(str(garbled), SourceOptions(stride=1))
     frames = asyncio.run(collect(source))
@@ -162,8 +176,9 @@ def test_stream_keys_and_credentials_are_redacted() -> None:
 
 
 def test_slower_video_keeps_its_own_clock(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "f12.mp4", [Placement(0.5, 0.5, 100)], seconds=1.0, fps=12,
-                       size=(320, 240))
+    path = write_video(
+        tmp_path / "f12.mp4", [Placement(0.5, 0.5, 100)], seconds=1.0, fps=12, size=(320, 240)
+    )
     frames = asyncio.run(collect(AvSource(str(path), SourceOptions(stride=1))))
     assert len(frames) == 12
     assert frames[1].time == pytest.approx(1 / 12, abs=1e-3)

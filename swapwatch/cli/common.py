@@ -49,39 +49,85 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, help="detector ONNX file (default: the bundled one)")
     model.add_argument("--engine", choices=ENGINE_TYPES, default="onnxruntime")
-    model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                       help="where the detector runs (default: a GPU when one is usable)")
-    model.add_argument("--threads", type=positive_int, default=1,
-                       help="CPU threads for the detector (default 1; decoding uses another)")
+    model.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="where the detector runs (default: a GPU when one is usable)",
+    )
+    model.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads for the detector (default 1; decoding uses another)",
+    )
 
     source = parser.add_argument_group("source")
-    source.add_argument("--rate", type=positive_float, default=15.0,
-                        help="frames per second to analyse (files: sets the stride; default 15)")
-    source.add_argument("--every", type=positive_int, default=None, metavar="N",
-                        help="files: analyse every Nth frame instead (1 = every frame)")
-    source.add_argument("--max-seconds", type=positive_float, default=None,
-                        help="stop after this much media time")
-    source.add_argument("--listen", action="store_true",
-                        help="wait for a publisher to push to the URL (rtmp://, srt://, tcp://)")
-    source.add_argument("--hwaccel", choices=("cuda",), default=None,
-                        help="try hardware decoding; falls back to software")
-    source.add_argument("--timeout", type=positive_float, default=15.0,
-                        help="seconds to wait when opening or reading a network source")
+    source.add_argument(
+        "--rate",
+        type=positive_float,
+        default=15.0,
+        help="frames per second to analyse (files: sets the stride; default 15)",
+    )
+    source.add_argument(
+        "--every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="files: analyse every Nth frame instead (1 = every frame)",
+    )
+    source.add_argument(
+        "--max-seconds", type=positive_float, default=None, help="stop after this much media time"
+    )
+    source.add_argument(
+        "--listen",
+        action="store_true",
+        help="wait for a publisher to push to the URL (rtmp://, srt://, tcp://)",
+    )
+    source.add_argument(
+        "--hwaccel",
+        choices=("cuda",),
+        default=None,
+        help="try hardware decoding; falls back to software",
+    )
+    source.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=15.0,
+        help="seconds to wait when opening or reading a network source",
+    )
 
     rule = parser.add_argument_group("decision")
-    rule.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.MONITORING.value,
-                      help="kyc: alarms stand until reviewed; monitoring: alarms clear")
-    rule.add_argument("--cusum-h", type=positive_float, default=DEFAULT_DECISION.h,
-                      help=f"alarm threshold of the CUSUM (default {DEFAULT_DECISION.h})")
-    rule.add_argument("--min-frames", type=positive_int, default=DEFAULT_DECISION.min_frames,
-                      help="scored frames a face needs before it may alarm")
-    rule.add_argument("--min-face", type=positive_float, default=DEFAULT_QUALITY.min_face_px,
-                      help="smallest face side in pixels that is scored")
+    rule.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        default=Policy.MONITORING.value,
+        help="kyc: alarms stand until reviewed; monitoring: alarms clear",
+    )
+    rule.add_argument(
+        "--cusum-h",
+        type=positive_float,
+        default=DEFAULT_DECISION.h,
+        help=f"alarm threshold of the CUSUM (default {DEFAULT_DECISION.h})",
+    )
+    rule.add_argument(
+        "--min-frames",
+        type=positive_int,
+        default=DEFAULT_DECISION.min_frames,
+        help="scored frames a face needs before it may alarm",
+    )
+    rule.add_argument(
+        "--min-face",
+        type=positive_float,
+        default=DEFAULT_QUALITY.min_face_px,
+        help="smallest face side in pixels that is scored",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
-def source_from_args(url: str, args: argparse.Namespace, live: bool | None = None,
-                     pace: bool = False) -> AvSource:
+def source_from_args(
+    url: str, args: argparse.Namespace, live: bool | None = None, pace: bool = False
+) -> AvSource:
     options = SourceOptions(
         live=live,
         stride=args.every or 0,
@@ -100,8 +146,10 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
     path = resolve_detector(args.model)
     engine = create_engine(args.engine, path, device=args.device, threads=args.threads)
     if not engine.info.trained:
-        print(f"swapwatch: warning: {path.name} is not a trained detector; its scores mean nothing",
-              file=sys.stderr)
+        print(
+            f"swapwatch: warning: {path.name} is not a trained detector; its scores mean nothing",
+            file=sys.stderr,
+        )
     engine.warmup()
     return engine
 
@@ -110,14 +158,17 @@ def analyzer_from_args(
     args: argparse.Namespace, engine: Engine, timer: StageTimer | None = None
 ) -> StreamAnalyzer:
     try:
-        decision = DecisionConfig(h=args.cusum_h, min_frames=args.min_frames,
-                                  policy=Policy(args.policy))
+        decision = DecisionConfig(
+            h=args.cusum_h, min_frames=args.min_frames, policy=Policy(args.policy)
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     with native_stderr_silenced(args.verbose < 2):
         faces = FaceAnalyzer(
-            crop_size=engine.info.input_size, quality=QualityConfig(min_face_px=args.min_face),
-            timer=timer, quiet=args.verbose < 2,
+            crop_size=engine.info.input_size,
+            quality=QualityConfig(min_face_px=args.min_face),
+            timer=timer,
+            quiet=args.verbose < 2,
         )
         faces.warmup()
     return StreamAnalyzer(engine, decision, faces, timer)
@@ -130,5 +181,9 @@ def close_analyzer(analyzer: StreamAnalyzer, args: argparse.Namespace) -> None:
 
 def model_description(engine: Engine) -> dict[str, Any]:
     info = engine.info
-    return {"name": info.name, "trained": info.trained, "temperature": info.temperature,
-            "input_size": info.input_size}
+    return {
+        "name": info.name,
+        "trained": info.trained,
+        "temperature": info.temperature,
+        "input_size": info.input_size,
+    }

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import swapwatch
 from swapwatch.cli.common import (
@@ -33,23 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = commands.add_parser(
-        "scan", help="analyse a file or stream to its end and give a verdict",
+        "scan",
+        help="analyse a file or stream to its end and give a verdict",
         description="Analyse a video file or stream URL to its end (or --max-seconds) and print "
-                    "a verdict: fake, real or inconclusive.",
+        "a verdict: fake, real or inconclusive.",
     )
     scan.add_argument("source", metavar="PATH_OR_URL")
     scan.add_argument("--json", action="store_true", help="print one JSON object")
-    scan.add_argument("--report", type=Path, metavar="FILE.html",
-                      help="write an HTML report: score timeline per face and thumbnails")
-    scan.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                      help="progress on stderr (default: when stderr is a terminal)")
+    scan.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="write an HTML report: score timeline per face and thumbnails",
+    )
+    scan.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
     add_analysis_options(scan)
     scan.set_defaults(handler=cmd_scan)
 
     watch = commands.add_parser(
-        "watch", help="live terminal view of a stream",
+        "watch",
+        help="live terminal view of a stream",
         description="Show a live, refreshing view of a stream: fps, faces, per-face score, alarms. "
-                    "A file is played at its own speed, as if it were live.",
+        "A file is played at its own speed, as if it were live.",
     )
     watch.add_argument("source", metavar="URL_OR_PATH")
     add_analysis_options(watch)
@@ -61,16 +72,24 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from swapwatch.stream.scan import scan
 
     source = source_from_args(args.source, args)
+    if args.report is not None:
+        from swapwatch.cli.report import check_report_path
+
+        check_report_path(args.report)  # before a long scan, not after it
     engine = engine_from_args(args)
     analyzer = analyzer_from_args(args, engine)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr) if show_progress else None
     try:
-        result = asyncio.run(scan(
-            source, analyzer, keep_thumbnails=args.report is not None,
-            on_result=(lambda r: progress.update(r, source)) if progress else None,
-            model_description=model_description(engine),
-        ))
+        result = asyncio.run(
+            scan(
+                source,
+                analyzer,
+                keep_thumbnails=args.report is not None,
+                on_result=(lambda r: progress.update(r, source)) if progress else None,
+                model_description=model_description(engine),
+            )
+        )
     finally:
         close_analyzer(analyzer, args)
         if progress:
@@ -86,22 +105,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(data: dict[str, object]) -> str:
+def _summary(data: dict[str, Any]) -> str:
+    """The human-readable form of the `scan --json` object."""
     score = data["score"]
     shown = "n/a" if score is None else f"{score:.3f}"
     lines = [f"{data['source']}: {str(data['verdict']).upper()} (score {shown})"]
-    for track in data["tracks"]:  # type: ignore[attr-defined]
+    for track in data["tracks"]:
         t_score = "n/a" if track["score"] is None else f"{track['score']:.3f}"
         skipped = ", ".join(f"{k} {v}" for k, v in track["frames_skipped"].items()) or "none"
         lines.append(
             f"  face {track['track_id']}: score {t_score}, {track['frames_scored']} frames scored, "
             f"skipped: {skipped}{', ALARM' if track['alarm'] else ''}"
         )
-    for alert in data["alerts"]:  # type: ignore[attr-defined]
+    for alert in data["alerts"]:
         lines.append(f"  {alert['type']} face {alert['track_id']} at {alert['time']:.2f}s")
     frames = data["frames"]
-    lines.append(f"  frames: {frames['decoded']} decoded, {frames['analysed']} analysed, "  # type: ignore[index]
-                 f"{frames['faces_scored']} faces scored in {data['elapsed_seconds']:.1f}s")  # type: ignore[index]
+    lines.append(
+        f"  frames: {frames['decoded']} decoded, {frames['analysed']} analysed, "
+        f"{frames['faces_scored']} faces scored in {data['elapsed_seconds']:.1f}s"
+    )
     return "\n".join(lines)
 
 

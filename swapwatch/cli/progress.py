@@ -28,8 +28,10 @@ class Progress:
         if duration:
             where += f" / {duration:.1f}s ({min(100.0, 100.0 * result.time / duration):3.0f}%)"
         speed = result.time / elapsed if elapsed > 0 else 0.0
-        self._out.write(f"\r  scanning {where}  {speed:4.1f}x real time  "
-                        f"{source.counters.decoded} frames  {len(result.faces)} faces ")
+        self._out.write(
+            f"\r  scanning {where}  {speed:4.1f}x real time  "
+            f"{source.counters.decoded} frames  {len(result.faces)} faces "
+        )
         self._out.flush()
         self._shown = True
 

@@ -19,15 +19,20 @@ from swapwatch.fusion.video import track_score
 from swapwatch.stream.pipeline import Alert
 from swapwatch.stream.scan import ScanResult, Thumbnail, TrackRecord
 
-VERDICT_COLOURS = {Verdict.FAKE: "#c62828", Verdict.REAL: "#2e7d32",
-                   Verdict.INCONCLUSIVE: "#616161"}
+VERDICT_COLOURS = {
+    Verdict.FAKE: "#c62828",
+    Verdict.REAL: "#2e7d32",
+    Verdict.INCONCLUSIVE: "#616161",
+}
 ALERT_COLOURS = {AlarmChange.RAISED: "#c62828", AlarmChange.CLEARED: "#2e7d32"}
 MAX_PLOT_POINTS = 2000  # per series; longer tracks are thinned so the page stays small
 HALO = "paint-order=stroke stroke=#fff stroke-width=4 stroke-linejoin=round"
-LEGEND = ("<p class=muted><span style='color:#1565c0'>━</span> display score (smoothed) · "
-          "<span style='color:#1565c0;opacity:.5'>●</span> probability of each scored frame · "
-          "<span style='color:#c62828'>╌</span> video threshold · "
-          "<span style='color:#c62828'>│</span> alerts</p>")
+LEGEND = (
+    "<p class=muted><span style='color:#1565c0'>━</span> display score (smoothed) · "
+    "<span style='color:#1565c0;opacity:.5'>●</span> probability of each scored frame · "
+    "<span style='color:#c62828'>╌</span> video threshold · "
+    "<span style='color:#c62828'>│</span> alerts</p>"
+)
 Scale = Callable[[float], float]
 # Plot geometry (SVG user units): the plot area sits inside these margins.
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 900, 220, 44, 16, 12, 34
@@ -55,13 +60,20 @@ figure img{width:112px;height:112px;border-radius:4px;display:block;border:3px s
 """
 
 
-def write_report(result: ScanResult, path: Path) -> None:
-    """Write the HTML report of `result` to `path`; ConfigError when it cannot be written."""
+def check_report_path(path: Path) -> None:
+    """ConfigError unless a report can be written at `path`."""
     directory = path.parent
+    if path.is_dir():
+        raise ConfigError(f"cannot write report {path}: it is a directory")
     if not directory.is_dir():
         raise ConfigError(f"cannot write report {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
         raise ConfigError(f"cannot write report {path}: directory {directory} is not writable")
+
+
+def write_report(result: ScanResult, path: Path) -> None:
+    """Write the HTML report of `result` to `path`; ConfigError when it cannot be written."""
+    check_report_path(path)
     try:
         path.write_text(render_report(result), encoding="utf-8")
     except OSError as exc:
@@ -69,8 +81,9 @@ def write_report(result: ScanResult, path: Path) -> None:
 
 
 def render_report(result: ScanResult) -> str:
-    tracks = sorted(result.tracks, key=lambda t: (t.track_id not in result.main_track_ids,
-                                                  t.track_id))
+    tracks = sorted(
+        result.tracks, key=lambda t: (t.track_id not in result.main_track_ids, t.track_id)
+    )
     span = max([result.media_seconds, *(t.last_seen for t in result.tracks), 1.0])
     step = _tick_step(span)
     axis = (math.ceil(span / step - 1e-9) * step, step)  # every track on the same time axis
@@ -78,10 +91,12 @@ def render_report(result: ScanResult) -> str:
     body += [_track(result, t, axis) for t in tracks]
     if not tracks:
         body.append("<section><p class=muted>No faces were found.</p></section>")
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-            f"<title>swapwatch: {escape(result.verdict.value)} — {escape(result.source)}</title>"
-            f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>swapwatch: {escape(result.verdict.value)} — {escape(result.source)}</title>"
+        f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n"
+    )
 
 
 def _header(r: ScanResult) -> str:
@@ -89,25 +104,35 @@ def _header(r: ScanResult) -> str:
     model = r.model
     warning = ""
     if model.get("trained") is False:
-        warning = ("<div class=warn>⚠ The model is <b>not a trained detector</b> (a test or "
-                   "placeholder model): its scores mean nothing.</div>")
+        warning = (
+            "<div class=warn>⚠ The model is <b>not a trained detector</b> (a test or "
+            "placeholder model): its scores mean nothing.</div>"
+        )
     v = r.video
     video = f"{v.width}\u00d7{v.height}, {v.codec}, "
     video += f"{v.fps:.2f} fps" if v.fps else "fps unknown"
     video += ", live" if v.live else (f", {v.duration:.2f} s" if v.duration else "")
     video += ", hardware decoding" if v.hardware_decoding else ""
     c = r.counters
-    frames = (f"{c.decoded} decoded, {r.frames_analysed} analysed ({c.skipped} skipped by rate), "
-              f"{r.frames_with_faces} with faces, {r.faces_scored} faces scored, "
-              f"{c.dropped} dropped, {c.decode_errors} decode errors")
-    rows = [("Source", r.source), ("Model", f"{model.get('name', '?')}"),
-            ("Video", video), ("Frames", frames),
-            ("Time", f"{r.media_seconds:.2f} s of media analysed in {r.elapsed:.2f} s"),
-            ("Policy", f"{r.policy}; video threshold {r.video_config.threshold:g}")]
+    frames = (
+        f"{c.decoded} decoded, {r.frames_analysed} analysed ({c.skipped} skipped by rate), "
+        f"{r.frames_with_faces} with faces, {r.faces_scored} faces scored, "
+        f"{c.dropped} dropped, {c.decode_errors} decode errors"
+    )
+    rows = [
+        ("Source", r.source),
+        ("Model", f"{model.get('name', '?')}"),
+        ("Video", video),
+        ("Frames", frames),
+        ("Time", f"{r.media_seconds:.2f} s of media analysed in {r.elapsed:.2f} s"),
+        ("Policy", f"{r.policy}; video threshold {r.video_config.threshold:g}"),
+    ]
     table = "".join(f"<tr><th>{k}</th><td>{escape(val)}</td></tr>" for k, val in rows)
-    return (f"<section class=verdict style='--c:{VERDICT_COLOURS[r.verdict]}'>"
-            f"<h1>{escape(r.verdict.value.upper())}<span class=score>video score {score}</span>"
-            f"</h1>{warning}<table>{table}</table></section>")
+    return (
+        f"<section class=verdict style='--c:{VERDICT_COLOURS[r.verdict]}'>"
+        f"<h1>{escape(r.verdict.value.upper())}<span class=score>video score {score}</span>"
+        f"</h1>{warning}<table>{table}</table></section>"
+    )
 
 
 def _alerts(alerts: Sequence[Alert]) -> str:
@@ -116,7 +141,8 @@ def _alerts(alerts: Sequence[Alert]) -> str:
     items = "".join(
         f"<li><b class={a.type.name.lower()}>{escape(a.type.value)}</b> face {a.track_id} at "
         f"<b>{_clock(a.time)}</b> (display score {a.score:.2f}, CUSUM {a.cusum:.1f})</li>"
-        for a in alerts)
+        for a in alerts
+    )
     return f"<section><h2>Alerts ({len(alerts)})</h2><ul>{items}</ul></section>"
 
 
@@ -124,41 +150,50 @@ def _track(r: ScanResult, t: TrackRecord, axis: tuple[float, float]) -> str:
     main = t.track_id in r.main_track_ids
     score = track_score(t.evidence, r.video_config.trim)
     tags = ("<span class=tag>main</span>" if main else "<span class=tag>minor</span>") + (
-        "<span class='tag alarm'>ALARMED</span>" if t.alarmed else "")
+        "<span class='tag alarm'>ALARMED</span>" if t.alarmed else ""
+    )
     skipped = ", ".join(f"{escape(k)} {n}" for k, n in sorted(t.skipped.items())) or "none"
     shown = "n/a" if score is None else f"{score:.3f}"
-    facts = (f"<p>Score <b>{shown}</b> · {len(t.evidence)} of {t.frames_seen} frames scored · "
-             f"skipped: {skipped} · seen {_clock(t.first_seen)}&ndash;{_clock(t.last_seen)} · "
-             f"max CUSUM {t.max_cusum:.1f}</p>")
+    facts = (
+        f"<p>Score <b>{shown}</b> · {len(t.evidence)} of {t.frames_seen} frames scored · "
+        f"skipped: {skipped} · seen {_clock(t.first_seen)}&ndash;{_clock(t.last_seen)} · "
+        f"max CUSUM {t.max_cusum:.1f}</p>"
+    )
     alerts = [a for a in r.alerts if a.track_id == t.track_id]
-    plot = (_timeline(t, alerts, axis, r.video_config.threshold) if t.times
-            else "<p class=muted>No frame of this face was good enough to score.</p>")
+    plot = (
+        _timeline(t, alerts, axis, r.video_config.threshold)
+        if t.times
+        else "<p class=muted>No frame of this face was good enough to score.</p>"
+    )
     thumbs = "".join(_thumbnail(t, th, label) for th, label in _thumbnails(t))
-    return (f"<section><h2>Face {t.track_id}{tags}</h2>{facts}{plot}"
-            f"<div class=thumbs>{thumbs}</div></section>")
+    return (
+        f"<section><h2>Face {t.track_id}{tags}</h2>{facts}{plot}"
+        f"<div class=thumbs>{thumbs}</div></section>"
+    )
 
 
 def _thumbnails(t: TrackRecord) -> list[tuple[Thumbnail, str]]:
     """The track's thumbnails, one per media time, labelled when most fake or most real."""
     by_time: dict[float, tuple[Thumbnail, list[str]]] = {}
+    spread = bool(t.evidence) and max(t.evidence) > min(t.evidence)
     for th in t.thumbnails():
-        if not th.jpeg:
-            continue
         _, labels = by_time.setdefault(th.time, (th, []))
-        if th is t.most_fake and len(t.evidence) > 1:
+        if spread and th is t.most_fake:
             labels.append("most fake")
-        if th is t.most_real and len(t.evidence) > 1:
+        if spread and th is t.most_real:
             labels.append("most real")
     return [(th, " · ".join(labels)) for th, labels in by_time.values()]
 
 
 def _thumbnail(t: TrackRecord, th: Thumbnail, label: str) -> str:
     p = sigmoid(th.evidence)
-    data = base64.b64encode(th.jpeg).decode("ascii")
-    return (f"<figure><img alt='face {t.track_id} at {th.time:.2f} s' "
-            f"style='border-color:{_prob_colour(p)}' src='data:image/jpeg;base64,{data}'>"
-            f"<figcaption>{_clock(th.time)} · p {p:.2f}<br>{label or '&nbsp;'}</figcaption>"
-            f"</figure>")
+    data = base64.b64encode(th.jpeg()).decode("ascii")
+    return (
+        f"<figure><img alt='face {t.track_id} at {th.time:.2f} s' "
+        f"style='border-color:{_prob_colour(p)}' src='data:image/jpeg;base64,{data}'>"
+        f"<figcaption>{_clock(th.time)} · p {p:.2f}<br>{label or '&nbsp;'}</figcaption>"
+        f"</figure>"
+    )
 
 
 def _timeline(
@@ -179,36 +214,52 @@ def _timeline(
         hours, rest = divmod(round(s), 3600)
         return (f"{hours}:{rest // 60:02d}" if hours else f"{rest // 60}") + f":{rest % 60:02d}"
 
-    out = [f"<svg viewBox='0 0 {WIDTH} {HEIGHT}' role=img aria-label='score timeline of face "
-           f"{t.track_id}' font-size=12 fill=#616161>"]
+    out = [
+        f"<svg viewBox='0 0 {WIDTH} {HEIGHT}' role=img aria-label='score timeline of face "
+        f"{t.track_id}' font-size=12 fill=#616161>"
+    ]
     for p in (0.0, 0.25, 0.5, 0.75, 1.0):
-        out.append(f"<line x1={LEFT} x2={WIDTH - RIGHT} y1={y(p):.1f} y2={y(p):.1f} "
-                   f"stroke=#eee /><text x={LEFT - 6} y={y(p) + 4:.1f} text-anchor=end>{p:g}</text>"
-                   )
+        out.append(
+            f"<line x1={LEFT} x2={WIDTH - RIGHT} y1={y(p):.1f} y2={y(p):.1f} "
+            f"stroke=#eee /><text x={LEFT - 6} y={y(p) + 4:.1f} text-anchor=end>{p:g}</text>"
+        )
     for i in range(int(x_max / step + 1e-9) + 1):
         s = i * step
-        out.append(f"<line x1={x(s):.1f} x2={x(s):.1f} y1={TOP + ph} y2={TOP + ph + 4} "
-                   f"stroke=#999 /><text x={x(s):.1f} y={TOP + ph + 17} "
-                   f"text-anchor=middle>{tick(s)}</text>")
+        out.append(
+            f"<line x1={x(s):.1f} x2={x(s):.1f} y1={TOP + ph} y2={TOP + ph + 4} "
+            f"stroke=#999 /><text x={x(s):.1f} y={TOP + ph + 17} "
+            f"text-anchor=middle>{tick(s)}</text>"
+        )
     unit = "m:ss" if x_max >= 120 else "s"
-    out.append(f"<text x={LEFT + pw / 2} y={HEIGHT - 2} text-anchor=middle>"
-               f"media time ({unit})</text>"
-               f"<rect x={LEFT} y={TOP} width={pw} height={ph} fill=none stroke=#bbb />")
-    out.append(f"<line x1={LEFT} x2={WIDTH - RIGHT} y1={y(threshold):.1f} y2={y(threshold):.1f} "
-               f"stroke=#c62828 stroke-dasharray='6 4' stroke-opacity=.7 />")
+    out.append(
+        f"<text x={LEFT + pw / 2} y={HEIGHT - 2} text-anchor=middle>"
+        f"media time ({unit})</text>"
+        f"<rect x={LEFT} y={TOP} width={pw} height={ph} fill=none stroke=#bbb />"
+    )
+    out.append(
+        f"<line x1={LEFT} x2={WIDTH - RIGHT} y1={y(threshold):.1f} y2={y(threshold):.1f} "
+        f"stroke=#c62828 stroke-dasharray='6 4' stroke-opacity=.7 />"
+    )
     keep = max(1, math.ceil(len(t.times) / MAX_PLOT_POINTS))
     times, evidence, display = t.times[::keep], t.evidence[::keep], t.display[::keep]
-    out += [f"<circle cx={x(s):.1f} cy={y(sigmoid(e)):.1f} r=2 fill=#1565c0 fill-opacity=.25 />"
-            for s, e in zip(times, evidence, strict=True)]
-    out.append(f"<path d='{_line_path(times, display, x, y)}' fill=none stroke=#1565c0 "
-               f"stroke-width=2 />")
+    out += [
+        f"<circle cx={x(s):.1f} cy={y(sigmoid(e)):.1f} r=2 fill=#1565c0 fill-opacity=.25 />"
+        for s, e in zip(times, evidence, strict=True)
+    ]
+    out.append(
+        f"<path d='{_line_path(times, display, x, y)}' fill=none stroke=#1565c0 stroke-width=2 />"
+    )
     for a in alerts:
         colour = ALERT_COLOURS[a.type]
-        out.append(f"<line x1={x(a.time):.1f} x2={x(a.time):.1f} y1={TOP} y2={TOP + ph} "
-                   f"stroke={colour} stroke-width=2 /><text x={x(a.time) + 4:.1f} y={TOP + 12} "
-                   f"fill={colour} {HALO}>{escape(a.type.name.lower())} {_clock(a.time)}</text>")
-    legend = (f"<text x={WIDTH - RIGHT - 6} y={y(threshold) - 5:.1f} text-anchor=end "
-              f"fill=#c62828 {HALO}>threshold {threshold:g}</text>")
+        out.append(
+            f"<line x1={x(a.time):.1f} x2={x(a.time):.1f} y1={TOP} y2={TOP + ph} "
+            f"stroke={colour} stroke-width=2 /><text x={x(a.time) + 4:.1f} y={TOP + 12} "
+            f"fill={colour} {HALO}>{escape(a.type.name.lower())} {_clock(a.time)}</text>"
+        )
+    legend = (
+        f"<text x={WIDTH - RIGHT - 6} y={y(threshold) - 5:.1f} text-anchor=end "
+        f"fill=#c62828 {HALO}>threshold {threshold:g}</text>"
+    )
     return "".join(out) + legend + "</svg>" + LEGEND
 
 

@@ -98,9 +98,10 @@ class WatchView:
         for face in result.faces:
             row = self.rows.setdefault(face.track_id, TrackRow(face.track_id, result.time))
             row.last_seen, row.skip_reason = result.time, face.skip_reason
-            if face.update is not None:
-                row.score, row.cusum, row.alarm = face.update.score, face.update.cusum, face.update.alarm
-        for track_id in [t for t, r in self.rows.items() if result.time - r.last_seen > TRACK_TIMEOUT_S]:
+            if (update := face.update) is not None:
+                row.score, row.cusum, row.alarm = update.score, update.cusum, update.alarm
+        gone = [t for t, r in self.rows.items() if result.time - r.last_seen > TRACK_TIMEOUT_S]
+        for track_id in gone:
             del self.rows[track_id]
         self.alerts.extend(result.alerts)
         if not self.tty:
@@ -115,15 +116,21 @@ class WatchView:
             self.draw()
         elif now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            tracks = "".join(f" | face {r.track_id} {_score(r.score)} cusum {r.cusum / self.h:.2f}h "
-                             f"{r.state()}" for r in self._sorted_rows())
+            tracks = "".join(
+                f" | face {r.track_id} {_score(r.score)} cusum {r.cusum / self.h:.2f}h {r.state()}"
+                for r in self._sorted_rows()
+            )
             self._line(f"status {self.media_time:.2f}s: {self._rates()}{tracks}")
 
-    def draw(self) -> None:
+    def draw(self, final: bool = False) -> None:
         width = shutil.get_terminal_size().columns
-        lines = [f"swapwatch watch  {self.info.url if self.info else ''}",
-                 f"{self._format()}  media {self.media_time:.1f} s", self._rates(), "",
-                 f"{'face':>5}  {'score':<{BAR_WIDTH + 5}}  {'CUSUM/h':>7}  state"]
+        lines = [
+            f"swapwatch watch  {self.info.url if self.info else ''}",
+            f"{self._format()}  media {self.media_time:.1f} s",
+            self._rates(),
+            "",
+            f"{'face':>5}  {'score':<{BAR_WIDTH + 5}}  {'CUSUM/h':>7}  state",
+        ]
         for r in self._sorted_rows():
             bar = _bar(r.score) if r.score is not None else " " * BAR_WIDTH + "   - "
             lines.append(f"{r.track_id:>5}  {bar}  {r.cusum / self.h:>7.2f}  {r.state()}")
@@ -131,7 +138,7 @@ class WatchView:
             lines.append("   no faces")
         lines += ["", "latest alerts" if self.alerts else "no alerts"]
         lines += [f"  {self._alert(a)}" for a in self.alerts[-ALERTS_SHOWN:]]
-        lines += ["", "Ctrl-C to stop"]
+        lines += [] if final else ["", "Ctrl-C to stop"]
         text = "".join(line[:width] + CLEAR_LINE + "\n" for line in lines)
         self.out.write(HOME + text.replace("ALARM", f"{RED}ALARM{RESET}") + CLEAR_BELOW)
         self.out.flush()
@@ -139,7 +146,7 @@ class WatchView:
     def finish(self, interrupted: bool) -> None:
         """Leave the screen as a terminal expects it and print the summary line."""
         if self.tty:
-            self.draw()
+            self.draw(final=True)
             self.out.write(SHOW_CURSOR)
         raised = [a for a in self.alerts if a.type is AlarmChange.RAISED]
         alarmed = sorted({a.track_id for a in raised})
@@ -148,7 +155,7 @@ class WatchView:
             f"summary: {'interrupted' if interrupted else 'stream ended'} after "
             f"{self.media_time:.2f}s of media in {time.monotonic() - self._started:.1f}s; "
             f"{c.decoded} frames decoded, {self.analysed} analysed, {c.dropped} dropped; "
-            f"{len(raised)} alerts raised"
+            f"alerts raised: {len(raised)}"
             + (f" (faces {', '.join(map(str, alarmed))})" if alarmed else "")
         )
 
@@ -162,12 +169,16 @@ class WatchView:
         return f"{self.info.width}x{self.info.height} {self.info.codec} {fps}"
 
     def _rates(self) -> str:
-        return (f"in {self.fps_in:.1f} fps, analysed {self.fps_analysed:.1f} fps, "
-                f"dropped {self.counters.dropped}, faces {self.faces}")
+        return (
+            f"in {self.fps_in:.1f} fps, analysed {self.fps_analysed:.1f} fps, "
+            f"dropped {self.counters.dropped}, faces {self.faces}"
+        )
 
     def _alert(self, a: Alert) -> str:
-        return (f"{a.type.value} face {a.track_id} at {a.time:.2f}s "
-                f"(score {a.score:.2f}, cusum {a.cusum / self.h:.2f}h)")
+        return (
+            f"{a.type.value} face {a.track_id} at {a.time:.2f}s "
+            f"(score {a.score:.2f}, cusum {a.cusum / self.h:.2f}h)"
+        )
 
     def _line(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -189,8 +200,9 @@ async def _tick(view: WatchView) -> None:
         view.tick()
 
 
-async def _watch(source: FrameSource, analyzer: StreamAnalyzer, view: WatchView,
-                 paced: bool) -> None:
+async def _watch(
+    source: FrameSource, analyzer: StreamAnalyzer, view: WatchView, paced: bool
+) -> None:
     try:
         view.start(await source.start(), paced)
         stream = asyncio.create_task(run_stream(source, analyzer, view.on_result))

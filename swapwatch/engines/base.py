@@ -24,7 +24,7 @@ class ModelInfo:
     mean: tuple[float, float, float]  # per-channel, applied to RGB scaled to 0-1
     std: tuple[float, float, float]
     temperature: float = 1.0  # calibration: evidence = logit / temperature
-    trained: bool = True  # False only for test and placeholder models, which scan refuses
+    trained: bool = True  # False for test models: the CLI warns that their scores mean nothing
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data summary, metrics, command
 
@@ -73,9 +73,8 @@ class Engine(Protocol):
 def normalise(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
     """uint8 NHWC crops -> float32 NCHW tensor as the model was trained on."""
     if crops.ndim != 4 or crops.shape[1:] != (info.input_size, info.input_size, 3):
-        raise ModelError(
-            f"crops of shape {crops.shape} do not fit model input {info.input_size}x{info.input_size}"
-        )
+        side = info.input_size
+        raise ModelError(f"crops of shape {crops.shape} do not fit model input {side}x{side}")
     # (c / 255 - mean) / std == c * a + b, per channel, in one pass over NHWC memory.
     inv_std = 1.0 / np.asarray(info.std, np.float32)
     a = inv_std / np.float32(255.0)

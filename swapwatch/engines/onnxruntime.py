@@ -78,4 +78,4 @@ class OnnxRuntimeEngine:
         self.infer(np.zeros((1, size, size, 3), np.uint8))
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None

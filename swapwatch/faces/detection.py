@@ -22,7 +22,11 @@ class Detections:
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
-        if self.boxes.shape != (n, 4) or self.scores.shape != (n,) or self.keypoints.shape != (n, 6, 2):
+        if (
+            self.boxes.shape != (n, 4)
+            or self.scores.shape != (n,)
+            or self.keypoints.shape != (n, 6, 2)
+        ):
             raise ValueError(
                 f"inconsistent detections: boxes {self.boxes.shape}, scores {self.scores.shape}, "
                 f"keypoints {self.keypoints.shape}"
@@ -78,7 +82,9 @@ class FaceDetector:
         boxes, scores, keypoints = [], [], []
         for det in result.detections:
             bb = det.bounding_box
-            boxes.append([bb.origin_x, bb.origin_y, bb.origin_x + bb.width, bb.origin_y + bb.height])
+            boxes.append(
+                [bb.origin_x, bb.origin_y, bb.origin_x + bb.width, bb.origin_y + bb.height]
+            )
             scores.append(det.categories[0].score if det.categories else 0.0)
             kps = [(k.x * width, k.y * height) for k in det.keypoints[:6]]
             kps += [kps[-1] if kps else (0.0, 0.0)] * (6 - len(kps))

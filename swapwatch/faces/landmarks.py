@@ -37,7 +37,9 @@ class LandmarkModel:
         if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ModelError(f"unexpected landmark model input {inp['shape']}")
         self._input_index = inp["index"]
-        outputs = {int(np.prod(o["shape"])): o["index"] for o in self._interpreter.get_output_details()}
+        outputs = {
+            int(np.prod(o["shape"])): o["index"] for o in self._interpreter.get_output_details()
+        }
         try:
             self._points_index = outputs[NUM_LANDMARKS * 3]
             self._presence_index = outputs[1]

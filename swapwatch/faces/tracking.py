@@ -142,8 +142,11 @@ class FaceTracker:
             track.age += 1
             faces.append(
                 TrackedFace(
-                    track_id=track.track_id, points=mesh.points, box=track.box,
-                    presence=mesh.presence, age=track.age,
+                    track_id=track.track_id,
+                    points=mesh.points,
+                    box=track.box,
+                    presence=mesh.presence,
+                    age=track.age,
                 )
             )
         return faces

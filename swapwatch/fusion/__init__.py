@@ -12,6 +12,15 @@ from swapwatch.fusion.rule import (
 from swapwatch.fusion.video import TrackEvidence, Verdict, VideoConfig, video_decision
 
 __all__ = [
-    "AlarmChange", "DecisionConfig", "Policy", "TrackDecision", "TrackEvidence", "TrackUpdate",
-    "Verdict", "VideoConfig", "cusum_threshold", "sigmoid", "video_decision",
+    "AlarmChange",
+    "DecisionConfig",
+    "Policy",
+    "TrackDecision",
+    "TrackEvidence",
+    "TrackUpdate",
+    "Verdict",
+    "VideoConfig",
+    "cusum_threshold",
+    "sigmoid",
+    "video_decision",
 ]

@@ -118,17 +118,26 @@ class TrackDecision:
                 self.clear_cusum = 0.0
                 change = AlarmChange.CLEARED
         return TrackUpdate(
-            evidence=l_t, score=sigmoid(self.ema), cusum=self.cusum, alarm=self.alarm,
-            change=change, valid_frames=self.valid_frames,
+            evidence=l_t,
+            score=sigmoid(self.ema),
+            cusum=self.cusum,
+            alarm=self.alarm,
+            change=change,
+            valid_frames=self.valid_frames,
         )
 
     def state(self) -> dict[str, Any]:
         """Everything needed to resume this track elsewhere (see `restore`)."""
         return {
             "config": {**asdict(self.config), "policy": self.config.policy.value},
-            "temperature": self.temperature, "ema": self.ema, "last_time": self.last_time,
-            "cusum": self.cusum, "clear_cusum": self.clear_cusum, "alarm": self.alarm,
-            "valid_frames": self.valid_frames, "max_cusum": self.max_cusum,
+            "temperature": self.temperature,
+            "ema": self.ema,
+            "last_time": self.last_time,
+            "cusum": self.cusum,
+            "clear_cusum": self.clear_cusum,
+            "alarm": self.alarm,
+            "valid_frames": self.valid_frames,
+            "max_cusum": self.max_cusum,
         }
 
     @classmethod
@@ -136,7 +145,14 @@ class TrackDecision:
         cfg = dict(state["config"])
         cfg["policy"] = Policy(cfg["policy"])
         decision = cls(DecisionConfig(**cfg), state["temperature"])
-        for name in ("ema", "last_time", "cusum", "clear_cusum", "alarm", "valid_frames",
-                     "max_cusum"):
+        for name in (
+            "ema",
+            "last_time",
+            "cusum",
+            "clear_cusum",
+            "alarm",
+            "valid_frames",
+            "max_cusum",
+        ):
             setattr(decision, name, state[name])
         return decision

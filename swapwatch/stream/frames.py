@@ -18,7 +18,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"Frame.image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
+            raise ValueError(
+                f"Frame.image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
+            )
 
     @property
     def width(self) -> int:

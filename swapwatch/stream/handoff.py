@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
 from collections import deque
@@ -66,10 +67,8 @@ class Handoff(Generic[T]):
         return self._cancelled
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._ready.set)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     # Consumer side (event loop) ----------------------------------------------------
 

@@ -92,10 +92,16 @@ class StreamAnalyzer:
                 update = decision.update(float(logits[i]), frame.time)
                 faces.append(FaceResult(track_id, box, None, float(logits[i]), update))
                 if update.change is not None:
-                    alerts.append(Alert(update.change, track_id, frame.time, update.score, update.cusum))
+                    alerts.append(
+                        Alert(update.change, track_id, frame.time, update.score, update.cusum)
+                    )
         return FrameResult(
-            frame_index=frame.index, time=frame.time, arrival=frame.arrival,
-            faces=tuple(faces), crops=batch.crops, alerts=tuple(alerts),
+            frame_index=frame.index,
+            time=frame.time,
+            arrival=frame.arrival,
+            faces=tuple(faces),
+            crops=batch.crops,
+            alerts=tuple(alerts),
         )
 
     def close(self) -> None:

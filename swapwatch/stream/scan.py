@@ -25,9 +25,15 @@ MAX_PERIODIC_THUMBNAILS = 6
 
 @dataclass(slots=True)
 class Thumbnail:
+    """A small copy of a scored face crop; JPEG-encoded only when a report is written."""
+
     time: float
     evidence: float
-    jpeg: bytes
+    image: np.ndarray  # THUMBNAIL_PX square, RGB uint8
+
+    def jpeg(self, quality: int = 85) -> bytes:
+        ok, data = cv2.imencode(".jpg", self.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return data.tobytes() if ok else b""
 
 
 @dataclass(slots=True)
@@ -94,10 +100,14 @@ class ScanRecorder:
     def _consider_thumbnail(
         self, record: TrackRecord, t: float, evidence: float, crop: np.ndarray
     ) -> None:
-        def make() -> Thumbnail:
-            small = cv2.resize(crop, (THUMBNAIL_PX, THUMBNAIL_PX), interpolation=cv2.INTER_AREA)
-            ok, data = cv2.imencode(".jpg", small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-            return Thumbnail(t, evidence, data.tobytes() if ok else b"")
+        made: Thumbnail | None = None
+
+        def make() -> Thumbnail:  # at most one small copy per frame, shared by every slot
+            nonlocal made
+            if made is None:
+                small = cv2.resize(crop, (THUMBNAIL_PX, THUMBNAIL_PX), interpolation=cv2.INTER_AREA)
+                made = Thumbnail(t, evidence, small)
+            return made
 
         if not record.periodic or t - record.periodic[-1].time >= record.period:
             record.periodic.append(make())
@@ -138,9 +148,12 @@ class ScanResult:
             "verdict": self.verdict.value,
             "policy": self.policy,
             "video": {
-                "width": self.video.width, "height": self.video.height,
-                "fps": _round(self.video.fps), "codec": self.video.codec,
-                "duration": _round(self.video.duration), "live": self.video.live,
+                "width": self.video.width,
+                "height": self.video.height,
+                "fps": _round(self.video.fps),
+                "codec": self.video.codec,
+                "duration": _round(self.video.duration),
+                "live": self.video.live,
                 "hardware_decoding": self.video.hardware_decoding,
             },
             "model": self.model,
@@ -160,8 +173,12 @@ class ScanResult:
                 for t in self.tracks
             ],
             "alerts": [
-                {"type": a.type.value, "track_id": a.track_id, "time": _round(a.time),
-                 "score": _round(a.score)}
+                {
+                    "type": a.type.value,
+                    "track_id": a.track_id,
+                    "time": _round(a.time),
+                    "score": _round(a.score),
+                }
                 for a in self.alerts
             ],
             "frames": {
@@ -209,14 +226,21 @@ async def scan(
     evidence = [TrackEvidence(t.track_id, t.evidence, t.alarmed) for t in tracks]
     score, verdict = video_decision(evidence, video_config)
     return ScanResult(
-        source=info.url, video=info,
-        model=model_description or {"name": analyzer.engine.info.name,
-                                    "temperature": analyzer.engine.info.temperature},
-        policy=analyzer.decision_config.policy.value, score=score, verdict=verdict,
+        source=info.url,
+        video=info,
+        model=model_description
+        or {"name": analyzer.engine.info.name, "temperature": analyzer.engine.info.temperature},
+        policy=analyzer.decision_config.policy.value,
+        score=score,
+        verdict=verdict,
         tracks=tracks,
         main_track_ids=frozenset(t.track_id for t in main_tracks(evidence, video_config)),
-        alerts=recorder.alerts, counters=source.counters,
-        frames_analysed=recorder.frames_analysed, frames_with_faces=recorder.frames_with_faces,
-        faces_scored=recorder.faces_scored, elapsed=time.perf_counter() - started,
-        media_seconds=recorder.last_time, video_config=video_config,
+        alerts=recorder.alerts,
+        counters=source.counters,
+        frames_analysed=recorder.frames_analysed,
+        frames_with_faces=recorder.frames_with_faces,
+        faces_scored=recorder.faces_scored,
+        elapsed=time.perf_counter() - started,
+        media_seconds=recorder.last_time,
+        video_config=video_config,
     )

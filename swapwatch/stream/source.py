@@ -85,7 +85,10 @@ class FrameSource(abc.ABC):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -141,7 +144,9 @@ class AvSource(FrameSource):
         self._handoff = Handoff(loop, policy, capacity=1 if self.live else 4)
         opened: asyncio.Future[VideoInfo] = loop.create_future()
         self._thread = threading.Thread(
-            target=self._run, args=(loop, opened, self._handoff), name=f"decode:{_redact(self.url)}",
+            target=self._run,
+            args=(loop, opened, self._handoff),
+            name=f"decode:{_redact(self.url)}",
             daemon=True,
         )
         self._thread.start()
@@ -223,8 +228,9 @@ class AvSource(FrameSource):
         except PermissionError as exc:
             if not hardware:
                 raise _translate_open_error(self.url, exc) from exc
-            log.warning("hardware decoding (%s) unavailable (%s); decoding in software",
-                        opts.hwaccel, exc)
+            log.warning(
+                "hardware decoding (%s) unavailable (%s); decoding in software", opts.hwaccel, exc
+            )
             kwargs.pop("hwaccel")
             hardware = False
             container = _av_open(self._location, kwargs)
@@ -247,15 +253,27 @@ class AvSource(FrameSource):
                 elif container.duration is not None:
                     duration = container.duration / 1_000_000
             info = VideoInfo(
-                url=_redact(self.url), width=int(ctx.width), height=int(ctx.height), fps=fps,
-                codec=str(ctx.name), duration=duration, live=self.live,
+                url=_redact(self.url),
+                width=int(ctx.width),
+                height=int(ctx.height),
+                fps=fps,
+                codec=str(ctx.name),
+                duration=duration,
+                live=self.live,
                 hardware_decoding=hardware,
             )
         except BaseException:
             container.close()
             raise
-        log.info("opened %s: %dx%d %s fps=%s live=%s", info.url, info.width, info.height,
-                 info.codec, fps, self.live)
+        log.info(
+            "opened %s: %dx%d %s fps=%s live=%s",
+            info.url,
+            info.width,
+            info.height,
+            info.codec,
+            fps,
+            self.live,
+        )
         return container, info
 
     def _frames(self, container: Any, info: VideoInfo) -> Iterator[Frame]:
@@ -332,7 +350,9 @@ class AvSource(FrameSource):
             yield packet
 
 
-def _resolve(fut: asyncio.Future[VideoInfo], info: VideoInfo | None, exc: BaseException | None) -> None:
+def _resolve(
+    fut: asyncio.Future[VideoInfo], info: VideoInfo | None, exc: BaseException | None
+) -> None:
     if fut.done():
         return
     if exc is not None:
@@ -368,7 +388,9 @@ def _translate_open_error(url: str, exc: BaseException) -> SourceError:
     if isinstance(exc, av.error.FileNotFoundError):
         return SourceNotFound(f"not found: {shown}")
     if isinstance(exc, av.error.InvalidDataError):
-        return SourceUnreadable(f"not a readable video (corrupt, truncated or unknown format): {shown}")
+        return SourceUnreadable(
+            f"not a readable video (corrupt, truncated or unknown format): {shown}"
+        )
     if isinstance(exc, av.error.ProtocolNotFoundError):
         return UnsupportedSource(f"unsupported protocol: {shown}")
     if isinstance(exc, av.error.ExitError | TimeoutError):
