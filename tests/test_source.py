@@ -182,3 +182,19 @@ def test_slower_video_keeps_its_own_clock(tmp_path: Path) -> None:
     frames = asyncio.run(collect(AvSource(str(path), SourceOptions(stride=1))))
     assert len(frames) == 12
     assert frames[1].time == pytest.approx(1 / 12, abs=1e-3)
+
+
+def test_hardware_decoding_falls_back_to_software_with_a_log_line(
+    no_face_video: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import av.codec.hwaccel
+
+    if "cuda" not in av.codec.hwaccel.hwdevices_available():
+        pytest.skip("this PyAV build has no CUDA hwaccel")
+    source = AvSource(str(no_face_video), SourceOptions(stride=1, hwaccel="cuda"))
+    with caplog.at_level("WARNING", logger="swapwatch.stream.source"):
+        frames = asyncio.run(collect(source))
+    assert len(frames) == 60
+    assert source.info is not None
+    if not source.info.hardware_decoding:  # no usable GPU here: software, and it says so
+        assert any("decoding in software" in r.getMessage() for r in caplog.records)
