@@ -1,0 +1,1 @@
+"""Training data generation, training, export and calibration of the detector."""

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from media import Placement, render_frame
+
+from swapwatch.faces.detection import FaceDetector
+from swapwatch.faces.geometry import NOSE_TIP, landmark_roi_from_detection
+from swapwatch.faces.landmarks import LandmarkModel
+from swapwatch.training.selfblend import SelfBlendConfig, hull_mask, self_blend
+
+W, H = 640, 480
+
+
+@pytest.fixture(scope="module")
+def face() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    image = render_frame(W, H, [Placement(0.5, 0.5, 360, sway=0)], 0)
+    detector = FaceDetector()
+    try:
+        detections = detector.detect(image)
+    finally:
+        detector.close()
+    assert len(detections) == 1
+    roi = landmark_roi_from_detection(detections.boxes[0], detections.keypoints[0])
+    yield image, LandmarkModel().run(image, roi).points
+
+
+def test_blend_has_the_frame_shape_and_a_mask_in_range(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    blend = self_blend(image, points, np.random.default_rng(0))
+    assert blend.fake.shape == image.shape and blend.fake.dtype == np.uint8
+    assert blend.mask.shape == image.shape[:2] and blend.mask.dtype == np.float32
+    assert blend.mask.min() >= 0.0 and blend.mask.max() <= 1.0
+
+
+def test_blend_changes_the_face_and_nothing_outside_the_mask(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, points = face
+    for seed in range(5):
+        blend = self_blend(image, points, np.random.default_rng(seed))
+        outside = blend.mask == 0
+        assert outside.mean() > 0.5  # the face is a part of the frame, not all of it
+        np.testing.assert_array_equal(blend.fake[outside], image[outside])
+        nose = tuple(np.round(points[NOSE_TIP, :2]).astype(int))
+        assert blend.mask[nose[1], nose[0]] >= 0.25  # the face centre is always blended
+        inside = blend.mask >= 0.5 * blend.mask.max()
+        diff = np.abs(blend.fake.astype(int) - image.astype(int))[inside].mean()
+        assert diff > 1.0
+
+
+def test_the_mask_boundary_is_soft(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    blend = self_blend(image, points, np.random.default_rng(3))
+    ramp = (blend.mask > 0.05) & (blend.mask < 0.95 * blend.mask.max())
+    assert ramp.sum() > 0.1 * (blend.mask > 0.05).sum()
+
+
+def test_the_same_seed_gives_the_same_blend_and_another_seed_does_not(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, points = face
+    a = self_blend(image, points, np.random.default_rng(42))
+    b = self_blend(image, points, np.random.default_rng(42))
+    c = self_blend(image, points, np.random.default_rng(43))
+    np.testing.assert_array_equal(a.fake, b.fake)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.mask, c.mask)
+
+
+def test_hull_mask_covers_the_landmarks_only(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    mask = hull_mask(points, image.shape[:2])
+    xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
+    assert mask[ys, xs].mean() > 0.95
+    assert mask[0, 0] == 0 and mask[-1, -1] == 0
+
+
+def test_deformation_scales_with_its_setting(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0)
+    hull = hull_mask(points, image.shape[:2]) > 0
+
+    def region(config: SelfBlendConfig | None) -> np.ndarray:
+        mask = self_blend(image, points, np.random.default_rng(5), config).mask
+        return mask >= 0.5 * mask.max()  # independent of the drawn blend ratio
+
+    assert (region(calm) ^ hull).mean() < (region(None) ^ hull).mean()
+
+
+def test_rejects_images_that_are_not_rgb_uint8(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    with pytest.raises(ValueError, match="uint8"):
+        self_blend(image.astype(np.float32), points, np.random.default_rng(0))
