@@ -119,14 +119,14 @@ def perturb_source(
             [0.0, scale, (1 - scale) * centre[1] + shift[1]],
         ]
     )
-    out = cv2.warpAffine(
+    placed: np.ndarray = cv2.warpAffine(
         out,
         matrix,
         (out.shape[1], out.shape[0]),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT,
     )
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(placed, 0, 255), dtype=np.uint8)
 
 
 def self_blend(
