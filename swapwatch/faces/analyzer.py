@@ -79,9 +79,5 @@ class FaceAnalyzer:
             quality=tuple(reports),
         )
 
-    @property
-    def detector_runs(self) -> int:
-        return self._tracker.detector_runs
-
     def close(self) -> None:
         self._detector.close()

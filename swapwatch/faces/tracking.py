@@ -79,7 +79,6 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
         self._since_detection = 1 << 30  # detect on the first frame
-        self.detector_runs = 0
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in this frame (RGB uint8), each with its track id."""
@@ -89,7 +88,6 @@ class FaceTracker:
             with timed(self._timer, "detection"):
                 detections = self._detector.detect(image)
             self._adopt(detections)
-            self.detector_runs += 1
             self._since_detection = 0
         else:
             self._since_detection += 1

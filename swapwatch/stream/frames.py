@@ -22,14 +22,6 @@ class Frame:
                 f"Frame.image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
             )
 
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
 
 @dataclass(frozen=True, slots=True)
 class VideoInfo:
