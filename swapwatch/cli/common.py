@@ -80,6 +80,13 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         "--max-seconds", type=positive_float, default=None, help="stop after this much media time"
     )
     source.add_argument(
+        "--crop",
+        type=crop_fractions,
+        default=None,
+        metavar="L,T,R,B",
+        help="analyse only this part of each frame, as fractions (e.g. 0.5,0,1,1: right half)",
+    )
+    source.add_argument(
         "--listen",
         action="store_true",
         help="wait for a publisher to push to the URL (rtmp://, srt://, tcp://)",
@@ -125,6 +132,16 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
+def crop_fractions(text: str) -> tuple[float, float, float, float]:
+    try:
+        left, top, right, bottom = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected four fractions L,T,R,B, got {text!r}") from None
+    if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+        raise argparse.ArgumentTypeError(f"crop {text!r} is not inside 0-1 with L<R and T<B")
+    return left, top, right, bottom
+
+
 def source_from_args(
     url: str, args: argparse.Namespace, live: bool | None = None, pace: bool = False
 ) -> AvSource:
@@ -138,6 +155,7 @@ def source_from_args(
         read_timeout=args.timeout,
         max_seconds=args.max_seconds,
         pace=pace,
+        crop=args.crop,
     )
     return AvSource(url, options)
 

@@ -22,10 +22,12 @@ class FaceBatch:
     boxes: np.ndarray  # (N, 4) float32, x0, y0, x1, y1 in frame pixels
     crops: np.ndarray  # (N, S, S, 3) uint8 aligned crops
     quality: tuple[QualityReport, ...]
+    points: np.ndarray  # (N, 468, 3) float32 landmarks in frame pixels
 
     def __post_init__(self) -> None:
         n = len(self.track_ids)
-        if self.boxes.shape != (n, 4) or len(self.crops) != n or len(self.quality) != n:
+        sizes = {len(self.crops), len(self.quality), len(self.points)}
+        if self.boxes.shape != (n, 4) or sizes != {n}:
             raise ValueError("FaceBatch arrays disagree in length")
 
     def __len__(self) -> int:
@@ -63,6 +65,10 @@ class FaceAnalyzer:
         self._detector.detect(blank)
         self._landmarks.run(blank, RotatedSquare(cx=320, cy=180, side=200, angle=0.0))
 
+    def reset(self) -> None:
+        """Forget tracked faces (a new stream or an unrelated picture follows)."""
+        self._tracker.reset()
+
     def analyse(self, image: np.ndarray) -> FaceBatch:
         faces = self._tracker.update(image)
         size = self.crop_size
@@ -77,6 +83,7 @@ class FaceAnalyzer:
             boxes=np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
             crops=crops,
             quality=tuple(reports),
+            points=np.array([f.points for f in faces], dtype=np.float32).reshape(-1, 468, 3),
         )
 
     def close(self) -> None:

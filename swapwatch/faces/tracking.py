@@ -76,9 +76,13 @@ class FaceTracker:
         self._detector = detector
         self._landmarks = landmarks
         self.config = config or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track, as for a new stream; the next frame runs the detector."""
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
-        self._since_detection = 1 << 30  # detect on the first frame
+        self._since_detection = 1 << 30
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in this frame (RGB uint8), each with its track id."""

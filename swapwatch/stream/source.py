@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import av
 import av.error
+import numpy as np
 
 from swapwatch.errors import (
     EndOfStream,
@@ -55,8 +56,15 @@ class SourceOptions:
     max_seconds: float | None = None  # stop after this much media time
     decoder_threads: int = 0  # 0: FFmpeg picks
     pace: bool = False  # release frames at media speed (play a file as if it were live)
+    # Analyse only this part of each frame: (left, top, right, bottom) as fractions of the
+    # frame, e.g. (0.5, 0, 1, 1) for the right half of a side-by-side recording.
+    crop: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.crop is not None:
+            left, top, right, bottom = self.crop
+            if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+                raise ValueError("crop must be fractions with left < right and top < bottom")
         if self.stride < 0:
             raise ValueError("stride must be 0 (auto) or positive")
         if self.max_rate is not None and self.max_rate <= 0:
@@ -252,10 +260,14 @@ class AvSource(FrameSource):
                     duration = float(stream.duration * stream.time_base)
                 elif container.duration is not None:
                     duration = container.duration / 1_000_000
+            width, height = int(ctx.width), int(ctx.height)
+            if opts.crop is not None:
+                empty = np.empty((height, width, 0), np.uint8)
+                height, width = crop_fraction(empty, opts.crop).shape[:2]
             info = VideoInfo(
                 url=_redact(self.url),
-                width=int(ctx.width),
-                height=int(ctx.height),
+                width=width,
+                height=height,
                 fps=fps,
                 codec=str(ctx.name),
                 duration=duration,
@@ -321,6 +333,8 @@ class AvSource(FrameSource):
                     counters.skipped += 1
                     continue
                 image = av_frame.to_ndarray(format="rgb24")
+                if opts.crop is not None:
+                    image = crop_fraction(image, opts.crop)
                 yield Frame(image=image, index=index, time=t, arrival=time.monotonic())
         if counters.decoded == 0:
             raise SourceUnreadable(f"no decodable video frames in {info.url}")
@@ -415,3 +429,12 @@ def _redact(url: str) -> str:
         path = path.rsplit("/", 1)[0] + "/***"
     query = "?***" if parts.query else ""
     return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+def crop_fraction(image: np.ndarray, crop: tuple[float, float, float, float]) -> np.ndarray:
+    """The part of `image` inside fractional (left, top, right, bottom), as a contiguous copy."""
+    h, w = image.shape[:2]
+    left, top, right, bottom = crop
+    x0, x1 = round(left * w), max(round(left * w) + 1, round(right * w))
+    y0, y1 = round(top * h), max(round(top * h) + 1, round(bottom * h))
+    return np.ascontiguousarray(image[y0:y1, x0:x1])

@@ -1,0 +1,195 @@
+"""`swapwatch train` and `swapwatch export`: retrain the detector on your own (licensed) data.
+
+Both need the `train` extra (PyTorch, CPU wheel): `pip install 'swapwatch[train]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+from swapwatch.datasets.lists import MediaItem, read_folders, read_list
+from swapwatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+LIST_HELP = "CSV list with file,label[,group,family,crop] columns (label real, fake or pair)"
+
+
+def add_data_options(parser: argparse.ArgumentParser, lists_positional: bool = True) -> None:
+    data = parser.add_argument_group("data")
+    if lists_positional:
+        data.add_argument("lists", nargs="*", type=Path, metavar="LIST.csv", help=LIST_HELP)
+    else:
+        data.add_argument(
+            "--list",
+            dest="lists",
+            type=Path,
+            action="append",
+            default=[],
+            metavar="LIST.csv",
+            help=LIST_HELP + "; its validation groups calibrate the model",
+        )
+    data.add_argument(
+        "--real",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of real pictures/videos (one sub-folder per identity)",
+    )
+    data.add_argument(
+        "--fake",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of fake pictures/videos",
+    )
+    data.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="paths in the lists are relative to this (default: each list's folder)",
+    )
+    data.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where extracted face crops are kept (default ~/.cache/swapwatch/crops)",
+    )
+    data.add_argument(
+        "--every",
+        type=int,
+        default=2,
+        metavar="N",
+        help="take every Nth frame of recordings (default 2)",
+    )
+    data.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.25,
+        help="share of each family's groups held out for validation (default 0.25)",
+    )
+
+
+def items_from_args(args: argparse.Namespace) -> list[MediaItem]:
+    items: list[MediaItem] = []
+    for path in args.lists:
+        items.extend(read_list(path, args.root))
+    if args.real or args.fake:
+        items.extend(read_folders(args.real, args.fake))
+    if not items:
+        raise ConfigError("no training data: give LIST.csv files or --real/--fake folders")
+    return items
+
+
+def add_train_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train a detector on real faces, their self-blends and recorded swaps",
+        description="Fine-tune the ImageNet-initialised detector. Checkpoints go to OUT/last.pt "
+        "every few steps; --resume continues a stopped run. Needs the 'train' extra.",
+    )
+    add_data_options(parser)
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument(
+        "--pairs", type=int, default=16, help="real/fake pairs per batch (batch size is twice this)"
+    )
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--recorded-share",
+        type=float,
+        default=0.3,
+        help="share of pairs drawn from recorded swaps, when the data has any",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--no-imagenet", action="store_true", help="start from random weights (tests only)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=1)
+    parser.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.pairs < 1:
+        raise ConfigError("--steps and --pairs must be positive")
+    items = items_from_args(args)
+    try:
+        from swapwatch.training.train import TrainConfig, train
+    except ImportError as exc:
+        raise ConfigError(f"training needs the 'train' extra: {exc}") from exc
+    from swapwatch.datasets.crops import CropCache
+
+    config = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        pairs_per_batch=args.pairs,
+        lr=args.lr,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        imagenet=not args.no_imagenet,
+        recorded_pair_share=args.recorded_share,
+        extra={"command": shlex.join(["swapwatch", *args.argv])},
+    )
+    cache = CropCache(args.cache_dir, every=args.every)
+    try:
+        last = train(items, config, cache, resume=args.resume)
+    finally:
+        cache.close()
+    print(f"checkpoint: {last}")
+    return 0
+
+
+def add_export_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="export a trained checkpoint to ONNX, with its calibration and metadata",
+        description="Write one self-contained ONNX file: fits the temperature on the validation "
+        "groups of the training data, stores the metadata swapwatch needs, and checks that ONNX "
+        "Runtime gives PyTorch's output.",
+    )
+    parser.add_argument("checkpoint", type=Path, metavar="RUN/last.pt")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL.onnx")
+    parser.add_argument("--name", default="swapwatch-detector")
+    parser.add_argument("--description", default="")
+    add_data_options(parser, lists_positional=False)
+    parser.add_argument("-v", "--verbose", action="count", default=1)
+    parser.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if not args.checkpoint.is_file():
+        raise ConfigError(f"no such checkpoint {args.checkpoint}")
+    try:
+        from swapwatch.training.export import export
+    except ImportError as exc:
+        raise ConfigError(f"export needs the 'train' extra: {exc}") from exc
+    from swapwatch.datasets.crops import CropCache
+
+    items = items_from_args(args) if (args.lists or args.real or args.fake) else []
+    cache = CropCache(args.cache_dir, every=args.every)
+    try:
+        report = export(
+            args.checkpoint,
+            args.out,
+            items,
+            cache,
+            args.name,
+            args.description,
+            args.validation_fraction,
+        )
+    finally:
+        cache.close()
+    print(report)
+    return 0

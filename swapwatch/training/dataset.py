@@ -1,0 +1,199 @@
+"""Training pairs: a real face and a fake of the same moment, augmented identically.
+
+A pair is either a real crop and its self-blend, or, for side-by-side live-swap recordings, the
+real half's face and the swapped half's face of the same frame. Giving both the same geometry
+jitter and the same live-path augmentation leaves the swap itself as the only difference
+between them, which is what the detector has to learn.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops, centre_window
+from swapwatch.datasets.lists import MediaItem
+from swapwatch.training.augment import AugmentConfig, LivePathAugment
+from swapwatch.training.selfblend import SelfBlendConfig, self_blend
+
+# Left and right faces of a side-by-side frame are the same person when their centres (as
+# fractions of each half) lie this close.
+PAIR_MATCH_DISTANCE = 0.08
+# A "fake" half whose face barely differs from the real half was not swapped (the live tool
+# swaps one person; others in the picture pass through): mean absolute difference, 0-255.
+UNSWAPPED_DIFFERENCE = 4.0
+
+
+@dataclass(slots=True)
+class CropPool:
+    """Every crop of the training items, with where each came from."""
+
+    crops: np.ndarray  # (N, CONTEXT, CONTEXT, 3) uint8
+    landmarks: np.ndarray  # (N, 468, 2)
+    fake: np.ndarray  # (N,) bool: recorded fakes (not self-blends)
+    family: list[str] = field(default_factory=list)  # per crop
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # real, fake
+
+    @property
+    def real_indices(self) -> np.ndarray:
+        return np.flatnonzero(~self.fake)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "crops": len(self.crops),
+            "real_crops": int((~self.fake).sum()),
+            "recorded_fake_crops": int(self.fake.sum()),
+            "recorded_pairs": len(self.pairs),
+        }
+
+
+def match_pairs(real: FaceCrops, fake: FaceCrops) -> list[tuple[int, int]]:
+    """Indices (real, fake) of the same face in both halves of the same frame."""
+    by_frame: dict[int, list[int]] = defaultdict(list)
+    for j, frame in enumerate(fake.frames):
+        by_frame[int(frame)].append(j)
+    matches = []
+    for i, frame in enumerate(real.frames):
+        candidates = by_frame.get(int(frame), [])
+        if not candidates:
+            continue
+        distances = [np.abs(real.centres[i] - fake.centres[j]).max() for j in candidates]
+        best = int(np.argmin(distances))
+        if distances[best] <= PAIR_MATCH_DISTANCE:
+            matches.append((i, candidates[best]))
+    return matches
+
+
+def is_unswapped(real_crop: np.ndarray, fake_crop: np.ndarray) -> bool:
+    difference = np.abs(centre_window(real_crop).astype(np.int16) - centre_window(fake_crop))
+    return float(difference.mean()) < UNSWAPPED_DIFFERENCE
+
+
+def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
+    """Load (extracting once) the crops of `items` and pair the halves of recordings."""
+    crops, landmarks, fake, family = [], [], [], []
+    offsets: dict[MediaItem, int] = {}
+    loaded: dict[MediaItem, FaceCrops] = {}
+    count = 0
+    for item in items:
+        faces = cache.get(item)
+        loaded[item] = faces
+        offsets[item] = count
+        count += len(faces)
+        crops.append(faces.crops)
+        landmarks.append(faces.landmarks)
+        fake.append(np.full(len(faces), item.is_fake))
+        family.extend([item.family] * len(faces))
+    pool = CropPool(
+        np.concatenate(crops) if crops else np.zeros((0, CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8),
+        np.concatenate(landmarks) if landmarks else np.zeros((0, 468, 2), np.float32),
+        np.concatenate(fake) if fake else np.zeros(0, bool),
+        family,
+    )
+    halves: dict[str, dict[bool, MediaItem]] = defaultdict(dict)
+    for item in items:
+        if item.pair_id is not None:
+            halves[item.pair_id][item.is_fake] = item
+    pairs, unswapped = [], []
+    for sides in halves.values():
+        if len(sides) != 2:
+            continue
+        real_item, fake_item = sides[False], sides[True]
+        for i, j in match_pairs(loaded[real_item], loaded[fake_item]):
+            a, b = offsets[real_item] + i, offsets[fake_item] + j
+            (unswapped if is_unswapped(pool.crops[a], pool.crops[b]) else pairs).append((a, b))
+    if unswapped:
+        # Faces the live tool left alone are real faces: never train them as fakes.
+        pool.fake[[b for _, b in unswapped]] = False
+    pool.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return pool
+
+
+@dataclass(frozen=True, slots=True)
+class PairConfig:
+    recorded_pair_share: float = 0.3  # of pairs drawn from live-swap recordings, when there are any
+    max_shift: int = 8  # pixels of window jitter around the inference crop
+    max_scale: float = 0.06  # +- relative window size
+    flip: bool = True
+
+
+def window(image: np.ndarray, dx: int, dy: int, scale: float) -> np.ndarray:
+    """A CROP_SIZE picture of the context crop, shifted and scaled about its centre."""
+    side = min(CONTEXT_SIZE, round(CROP_SIZE * scale))
+    centre = CONTEXT_SIZE / 2
+    x0 = int(np.clip(round(centre - side / 2 + dx), 0, CONTEXT_SIZE - side))
+    y0 = int(np.clip(round(centre - side / 2 + dy), 0, CONTEXT_SIZE - side))
+    part = image[y0 : y0 + side, x0 : x0 + side]
+    if side == CROP_SIZE:
+        return np.ascontiguousarray(part)
+    return cv2.resize(part, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+
+
+class PairSampler:
+    """Draws (real, fake) pairs of CROP_SIZE crops from a pool."""
+
+    def __init__(
+        self,
+        pool: CropPool,
+        augment: AugmentConfig | None = None,
+        blend: SelfBlendConfig | None = None,
+        config: PairConfig | None = None,
+        train: bool = True,
+    ) -> None:
+        if len(pool.real_indices) == 0:
+            raise ValueError("no real face crops to train on")
+        self.pool = pool
+        self.config = config or PairConfig()
+        self.blend = blend or SelfBlendConfig()
+        self.train = train
+        self.augment = LivePathAugment(augment or AugmentConfig()) if train else None
+        # Draw real faces family by family, so a family with many frames does not drown the others.
+        by_family: dict[str, list[int]] = defaultdict(list)
+        for index in pool.real_indices:
+            by_family[pool.family[index]].append(int(index))
+        self._real_by_family = [np.asarray(v) for _, v in sorted(by_family.items())]
+        self._lone_fakes = np.setdiff1d(np.flatnonzero(pool.fake), pool.pairs[:, 1])
+
+    def _real_index(self, rng: np.random.Generator) -> int:
+        family = self._real_by_family[rng.integers(len(self._real_by_family))]
+        return int(family[rng.integers(len(family))])
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(real, fake), each CROP_SIZE x CROP_SIZE x 3 uint8."""
+        pool, config = self.pool, self.config
+        recorded = len(pool.pairs) + len(self._lone_fakes)
+        if recorded and rng.random() < config.recorded_pair_share:
+            pick = int(rng.integers(recorded))
+            if pick < len(pool.pairs):
+                a, b = pool.pairs[pick]
+                real, fake = pool.crops[a], pool.crops[b]
+            else:
+                real = pool.crops[self._real_index(rng)]
+                fake = pool.crops[self._lone_fakes[pick - len(pool.pairs)]]
+        else:
+            index = self._real_index(rng)
+            real = pool.crops[index]
+            fake = self_blend(real, pool.landmarks[index], rng, self.blend).fake
+        if not self.train:
+            return np.ascontiguousarray(centre_window(real)), np.ascontiguousarray(
+                centre_window(fake)
+            )
+        dx, dy = rng.integers(-config.max_shift, config.max_shift + 1, size=2)
+        scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale)
+        pair = [window(real, int(dx), int(dy), scale), window(fake, int(dx), int(dy), scale)]
+        if config.flip and rng.random() < 0.5:
+            pair = [np.ascontiguousarray(p[:, ::-1]) for p in pair]
+        assert self.augment is not None
+        real_out, fake_out = self.augment(pair, rng)
+        return real_out, fake_out
+
+    def batch(self, pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(2*pairs, S, S, 3) crops, reals then fakes; (2*pairs,) labels 0 = real, 1 = fake."""
+        drawn = [self.sample(rng) for _ in range(pairs)]
+        images = np.stack([r for r, _ in drawn] + [f for _, f in drawn])
+        labels = np.concatenate([np.zeros(pairs, np.float32), np.ones(pairs, np.float32)])
+        return images, labels

@@ -1,0 +1,213 @@
+"""`swapwatch export`: a trained checkpoint -> one self-contained, calibrated ONNX file.
+
+The temperature T (evidence = logit / T) is fitted on the validation groups of the training
+data by minimising the negative log-likelihood, so that the evidence the decision rule adds up
+is a calibrated log-likelihood ratio. The ONNX file is checked against PyTorch before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+
+from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window
+from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.engines.base import METADATA_KEY, ModelInfo
+from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
+from swapwatch.errors import ModelError
+from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
+from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
+from swapwatch.training.train import predict, roc_auc
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-3  # logits; float32 kernels differ in summation order, not more
+CALIBRATION_BLENDS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    path: Path
+    temperature: float
+    calibration: dict[str, Any]
+    parity_max_difference: float
+    size_bytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB): temperature "
+            f"{self.temperature:.3f}, ONNX Runtime vs PyTorch max logit difference "
+            f"{self.parity_max_difference:.2e}\ncalibration: {json.dumps(self.calibration)}"
+        )
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 minimising binary cross-entropy of logits / T (a 1-D convex search)."""
+    if len(set(labels.tolist())) < 2:
+        raise ModelError("calibration needs both real and fake examples")
+    z = torch.from_numpy(logits.astype(np.float64))
+    y = torch.from_numpy(labels.astype(np.float64))
+
+    def nll(log_t: float) -> float:
+        return float(F.binary_cross_entropy_with_logits(z / math.exp(log_t), y))
+
+    # Golden-section search on log T over T in [0.05, 20].
+    lo, hi = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = SwapDetector()
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def calibration_set(
+    items: Sequence[MediaItem], cache: CropCache, fraction: float, seed: int = 7
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Validation crops as the detector will see them: reals, recorded fakes, self-blends."""
+    _, validation = split_by_group(items, fraction)
+    if not validation:
+        raise ModelError("the data has no validation groups to calibrate on")
+    pool = build_pool(validation, cache)
+    reals = centre_window(pool.crops[pool.real_indices])
+    fakes = centre_window(pool.crops[pool.fake])
+    rng = np.random.default_rng(seed)
+    sampler = PairSampler(pool, train=False, config=PairConfig(recorded_pair_share=0.0))
+    blends = np.stack([sampler.sample(rng)[1] for _ in range(CALIBRATION_BLENDS)])
+    images = np.concatenate([reals, fakes, blends])
+    labels = np.concatenate([np.zeros(len(reals)), np.ones(len(fakes) + len(blends))])
+    counts = {"real": len(reals), "recorded_fake": len(fakes), "self_blend": len(blends)}
+    return np.ascontiguousarray(images), labels.astype(np.float32), counts
+
+
+def export(
+    checkpoint: Path,
+    out: Path,
+    items: Sequence[MediaItem],
+    cache: CropCache,
+    name: str = "swapwatch-detector",
+    description: str = "",
+    validation_fraction: float = 0.25,
+) -> ExportReport:
+    model, state = load_checkpoint(checkpoint)
+    run_record = _run_record(checkpoint)
+    calibration: dict[str, Any] = {}
+    if items:
+        images, labels, counts = calibration_set(items, cache, validation_fraction)
+        logits = predict(model, images, "cpu")
+        temperature = fit_temperature(logits, labels)
+        calibration = {
+            "examples": counts,
+            "auc": roc_auc(logits, labels),
+            "nll_before": float(
+                F.binary_cross_entropy_with_logits(
+                    torch.from_numpy(logits), torch.from_numpy(labels)
+                )
+            ),
+            "nll_after": float(
+                F.binary_cross_entropy_with_logits(
+                    torch.from_numpy(logits / temperature), torch.from_numpy(labels)
+                )
+            ),
+        }
+        probe = images[:: max(1, len(images) // 64)][:64]
+    else:
+        temperature = 1.0
+        probe = np.random.default_rng(0).integers(0, 256, (16, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        log.warning("no data given: temperature left at 1 (uncalibrated)")
+
+    info = ModelInfo(
+        name=name,
+        input_size=CROP_SIZE,
+        mean=INPUT_MEAN,
+        std=INPUT_STD,
+        temperature=round(temperature, 4),
+        trained=True,
+        description=description or "EfficientNet-Lite0, one fake logit, self-blend training",
+        training={
+            "steps": state.get("step"),
+            "command": run_record.get("command"),
+            "data": run_record.get("data"),
+            "validation": (state.get("history") or [{}])[-1],
+            "calibration": calibration,
+        },
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.onnx")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated, but it writes one self-contained file
+        # without needing onnxscript; the dynamo exporter gains nothing for a plain CNN.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export_onnx(model, partial)
+    proto = onnx.load(str(partial))
+    onnx.helper.set_model_props(proto, {METADATA_KEY: info.to_json()})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(partial))
+
+    difference = parity(model, partial, probe)
+    if difference > PARITY_TOLERANCE:
+        partial.unlink()
+        raise ModelError(
+            f"ONNX output differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE})"
+        )
+    partial.replace(out)
+    return ExportReport(out, temperature, calibration, difference, out.stat().st_size)
+
+
+def _export_onnx(model: SwapDetector, path: Path) -> None:
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, CROP_SIZE, CROP_SIZE),),
+        str(path),
+        input_names=["crops"],
+        output_names=["logits"],
+        dynamic_axes={"crops": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def parity(model: SwapDetector, onnx_path: Path, crops: np.ndarray) -> float:
+    """Largest |logit difference| between PyTorch and the ONNX file run as swapwatch runs it."""
+    engine = OnnxRuntimeEngine(onnx_path, device="cpu", threads=1)
+    try:
+        ours = engine.infer(crops)
+    finally:
+        engine.close()
+    reference = predict(model, crops, "cpu")
+    return float(np.abs(ours - reference).max())
+
+
+def _run_record(checkpoint: Path) -> dict[str, Any]:
+    record = checkpoint.parent / "training.json"
+    if not record.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(record.read_text())
+    return data

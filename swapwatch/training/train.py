@@ -1,0 +1,272 @@
+"""`swapwatch train`: fine-tune the detector on real faces, their self-blends and recorded swaps.
+
+Every `checkpoint_every` steps the whole state (weights, optimiser, schedule, step, random
+generator) goes to `<out>/last.pt`, so a killed run resumes where it stopped with `--resume`.
+The run's command, data and validation figures are written to `<out>/training.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from swapwatch.datasets.crops import CropCache, centre_window
+from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.training.augment import AugmentConfig
+from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
+from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    out: Path
+    steps: int = 1500
+    pairs_per_batch: int = 16  # a batch holds this many reals and as many fakes
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    validation_fraction: float = 0.25
+    split_seed: str = "swapwatch"
+    validation_pairs: int = 256  # self-blend pairs drawn once from validation reals
+    validate_every: int = 100
+    checkpoint_every: int = 25
+    seed: int = 0
+    threads: int = 0  # 0: torch decides
+    device: str = "cpu"
+    imagenet: bool = True
+    recorded_pair_share: float = 0.3
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
+
+
+def to_tensor(images: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW, as `engines.base.normalise` does at inference."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(INPUT_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(INPUT_STD, device=device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Probability that a random fake outscores a random real (ties count half)."""
+    fake, real = scores[labels == 1], scores[labels == 0]
+    if len(fake) == 0 or len(real) == 0:
+        return None
+    order = np.argsort(np.concatenate([real, fake]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    values = np.concatenate([real, fake])[order]
+    # average ranks of ties
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or values[end] != values[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2
+            start = end
+    fake_ranks = ranks[len(real) :].sum()
+    return float((fake_ranks - len(fake) * (len(fake) + 1) / 2) / (len(fake) * len(real)))
+
+
+@dataclass(slots=True)
+class ValidationSet:
+    """Fixed crops to follow training by: self-blends of held-out reals, held-out recorded pairs."""
+
+    blends: tuple[np.ndarray, np.ndarray]
+    recorded: tuple[np.ndarray, np.ndarray] | None
+
+    @staticmethod
+    def build(pool: CropPool, pairs: int, seed: int) -> ValidationSet:
+        rng = np.random.default_rng(seed)
+        sampler = PairSampler(pool, train=False, config=PairConfig(recorded_pair_share=0.0))
+        blends = sampler.batch(pairs, rng)
+        recorded = None
+        if len(pool.pairs):
+            chosen = pool.pairs[rng.permutation(len(pool.pairs))[:pairs]]
+            images = np.concatenate(
+                [centre_window(pool.crops[chosen[:, 0]]), centre_window(pool.crops[chosen[:, 1]])]
+            )
+            labels = np.concatenate([np.zeros(len(chosen)), np.ones(len(chosen))])
+            recorded = (np.ascontiguousarray(images), labels.astype(np.float32))
+        return ValidationSet(blends, recorded)
+
+
+@torch.no_grad()
+def predict(model: SwapDetector, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = [
+        model(to_tensor(images[i : i + batch], device)).float().cpu().numpy()
+        for i in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def evaluate(
+    model: SwapDetector, validation: ValidationSet, device: str
+) -> dict[str, float | None]:
+    figures: dict[str, float | None] = {}
+    for name, data in (("blend", validation.blends), ("recorded", validation.recorded)):
+        if data is None:
+            continue
+        images, labels = data
+        logits = predict(model, images, device)
+        loss = F.binary_cross_entropy_with_logits(
+            torch.from_numpy(logits), torch.from_numpy(labels)
+        )
+        figures[f"{name}_auc"] = roc_auc(logits, labels)
+        figures[f"{name}_loss"] = float(loss)
+    return figures
+
+
+def data_summary(train: list[MediaItem], validation: list[MediaItem]) -> dict[str, Any]:
+    def count(items: list[MediaItem]) -> dict[str, Any]:
+        families: dict[str, dict[str, int]] = {}
+        for item in items:
+            entry = families.setdefault(item.family, {"real": 0, "fake": 0})
+            entry[item.label.value] += 1
+        return {"items": len(items), "groups": len({i.group for i in items}), "families": families}
+
+    return {
+        "train": count(train),
+        "validation": count(validation),
+        "validation_groups": sorted({i.group for i in validation}),
+    }
+
+
+def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume: bool) -> Path:
+    """Run (or resume) training; returns the path of the final checkpoint."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    train_items, validation_items = split_by_group(
+        items, config.validation_fraction, config.split_seed
+    )
+    log.info(
+        "loading face crops of %d training and %d validation items",
+        len(train_items),
+        len(validation_items),
+    )
+    train_pool = build_pool(train_items, cache)
+    validation_pool = build_pool(validation_items, cache) if validation_items else None
+    log.info("training pool: %s", train_pool.summary())
+    augment = AugmentConfig()
+    sampler = PairSampler(
+        train_pool, augment, config=PairConfig(recorded_pair_share=config.recorded_pair_share)
+    )
+    validation = (
+        ValidationSet.build(validation_pool, config.validation_pairs, config.seed + 1)
+        if validation_pool is not None and len(validation_pool.real_indices)
+        else None
+    )
+
+    torch.manual_seed(config.seed)
+    model = SwapDetector()
+    if config.imagenet:
+        load_imagenet(model)
+    model.to(config.device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    rng = np.random.default_rng(config.seed)
+    step = 0
+    history: list[dict[str, Any]] = []
+    last = config.out / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location=config.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        step, history = state["step"], state["history"]
+        log.info("resumed at step %d of %d", step, config.steps)
+
+    def save() -> None:
+        partial = last.with_suffix(".partial")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "rng": rng.bit_generator.state,
+                "step": step,
+                "history": history,
+                "config": _jsonable(asdict(config)),
+            },
+            partial,
+        )
+        partial.replace(last)
+
+    record = {
+        "command": config.extra.get("command", " ".join(sys.argv)),
+        "config": _jsonable(asdict(config)),
+        "data": data_summary(train_items, validation_items),
+        "train_pool": train_pool.summary(),
+        "validation_pool": validation_pool.summary() if validation_pool else None,
+        "torch": torch.__version__,
+    }
+    losses: list[float] = []
+    started = time.monotonic()
+    while step < config.steps:
+        model.train()
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, config)
+        images, labels = sampler.batch(config.pairs_per_batch, rng)
+        logits = model(to_tensor(images, config.device))
+        loss = F.binary_cross_entropy_with_logits(
+            logits, torch.from_numpy(labels).to(config.device)
+        )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 10 == 0:
+            rate = 10 / max(1e-9, time.monotonic() - started)
+            started = time.monotonic()
+            log.info(
+                "step %d/%d loss %.4f (%.2f steps/s)",
+                step,
+                config.steps,
+                float(np.mean(losses[-10:])),
+                rate,
+            )
+        done = step == config.steps
+        if validation is not None and (step % config.validate_every == 0 or done):
+            figures = evaluate(model, validation, config.device)
+            entry = {
+                "step": step,
+                "train_loss": float(np.mean(losses[-config.validate_every :])),
+                **figures,
+            }
+            history.append(entry)
+            log.info("validation %s", json.dumps(entry))
+        if step % config.checkpoint_every == 0 or done:
+            save()
+            record["history"] = history
+            record["steps_done"] = step
+            (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    return last
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,188 @@
+"""Media lists, the split by group, and the face-crop cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window, extract
+from swapwatch.datasets.lists import (
+    LEFT_HALF,
+    RIGHT_HALF,
+    Label,
+    MediaItem,
+    read_folders,
+    read_list,
+    split_by_group,
+    validation_groups,
+)
+from swapwatch.errors import ConfigError
+from swapwatch.faces.analyzer import FaceAnalyzer
+from media import Placement, render_frame, write_video
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_manifest_pairs_become_a_real_left_half_and_a_fake_right_half(tmp_path: Path) -> None:
+    touch(tmp_path / "dfl/a.mp4")
+    touch(tmp_path / "real/b.jpg")
+    (tmp_path / "list.csv").write_text(
+        "file,family,label,group\n"
+        "dfl/a.mp4,live-swap,pair,id:a\n"
+        "real/b.jpg,photos,real,\n"
+        "weights/m.h5,baseline,weights,m\n"
+    )
+    items = read_list(tmp_path / "list.csv")
+    assert [(i.name, i.label, i.crop) for i in items] == [
+        ("a.mp4#left", Label.REAL, LEFT_HALF),
+        ("a.mp4#right", Label.FAKE, RIGHT_HALF),
+        ("b.jpg", Label.REAL, None),
+    ]
+    assert items[0].pair_id == items[1].pair_id is not None
+    assert items[2].group == "b" and items[2].is_image  # no group: the file is its own
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("missing.mp4,real,g", "no such file"),
+        ("a.mp4,maybe,g", "label must be real, fake or pair"),
+    ],
+)
+def test_bad_rows_name_their_line(tmp_path: Path, row: str, message: str) -> None:
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "list.csv").write_text(f"file,label,group\na.mp4,real,g\n{row}\n")
+    with pytest.raises(ConfigError, match=rf"list.csv:3: {message}"):
+        read_list(tmp_path / "list.csv")
+
+
+def test_a_list_without_the_needed_columns_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "list.csv").write_text("path,class\na.mp4,real\n")
+    with pytest.raises(ConfigError, match="'file' and 'label'"):
+        read_list(tmp_path / "list.csv")
+
+
+def test_crop_column_is_parsed_and_checked(tmp_path: Path) -> None:
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "ok.csv").write_text('file,label,crop\na.mp4,fake,"0.5,0,1,1"\n')
+    assert read_list(tmp_path / "ok.csv")[0].crop == (0.5, 0.0, 1.0, 1.0)
+    (tmp_path / "bad.csv").write_text('file,label,crop\na.mp4,fake,"0.5,0,0.2,1"\n')
+    with pytest.raises(ConfigError, match="not inside 0-1"):
+        read_list(tmp_path / "bad.csv")
+
+
+def test_folders_group_by_first_subfolder(tmp_path: Path) -> None:
+    touch(tmp_path / "real/alice/1.jpg")
+    touch(tmp_path / "real/alice/2.mp4")
+    touch(tmp_path / "real/bob.png")
+    touch(tmp_path / "real/notes.txt")
+    touch(tmp_path / "fake/alice/3.mp4")
+    items = read_folders([tmp_path / "real"], [tmp_path / "fake"])
+    assert sorted((i.path.name, i.label.value, i.group) for i in items) == [
+        ("1.jpg", "real", "real/alice"),
+        ("2.mp4", "real", "real/alice"),
+        ("3.mp4", "fake", "fake/alice"),
+        ("bob.png", "real", "real/bob"),
+    ]
+    with pytest.raises(ConfigError, match="no such folder"):
+        read_folders([tmp_path / "nowhere"])
+
+
+def items_of(groups: int, family: str, per_group: int = 3) -> list[MediaItem]:
+    return [
+        MediaItem(Path(f"{family}/{g}/{k}.mp4"), Label.REAL, f"{family}:{g}", family)
+        for g in range(groups)
+        for k in range(per_group)
+    ]
+
+
+def test_split_never_puts_one_group_on_both_sides() -> None:
+    items = items_of(12, "video") + items_of(20, "photo")
+    train, validation = split_by_group(items, fraction=0.25)
+    train_groups = {i.group for i in train}
+    validation_groups_ = {i.group for i in validation}
+    assert not train_groups & validation_groups_
+    assert len(train) + len(validation) == len(items)
+    # a quarter of each family's groups, not a quarter of all groups from one family
+    assert len({g for g in validation_groups_ if g.startswith("video")}) == 3
+    assert len({g for g in validation_groups_ if g.startswith("photo")}) == 5
+
+
+def test_split_is_stable_when_another_family_is_added() -> None:
+    base = items_of(12, "video")
+    before = validation_groups(base)
+    after = validation_groups(base + items_of(8, "other"))
+    assert before <= after
+    assert validation_groups(base, seed="another") != before
+
+
+def test_families_with_few_groups_stay_in_training() -> None:
+    assert validation_groups(items_of(3, "tiny")) == frozenset()
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("crops")
+    return write_video(directory / "face.mp4", [Placement(0.5, 0.5, 300)], seconds=0.5)
+
+
+def test_cached_crops_hold_the_inference_crop_at_their_centre(face_clip: Path) -> None:
+    item = MediaItem(face_clip, Label.REAL, "g")
+    faces = extract(item, every=5)
+    assert len(faces) == 3  # frames 0, 5, 10 of 15
+    assert faces.frames.tolist() == [0, 5, 10]
+    # The live pipeline's own crop of frame 0 is the centre of the cached one.
+    import av
+
+    with av.open(str(face_clip)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    analyzer = FaceAnalyzer(quiet=True)
+    try:
+        live = analyzer.analyse(first).crops[0]
+    finally:
+        analyzer.close()
+    cached = centre_window(faces.crops[0])
+    assert cached.shape == (CROP_SIZE, CROP_SIZE, 3)
+    assert np.abs(cached.astype(int) - live).mean() < 1.0
+    # Landmarks are in crop pixels: the face's points fill the middle of the crop.
+    pts = faces.landmarks[0]
+    assert 60 < pts[:, 0].mean() < 196 and 60 < pts[:, 1].mean() < 196
+
+
+def test_cache_extracts_once_and_keys_on_the_crop(face_clip: Path, tmp_path: Path) -> None:
+    cache = CropCache(tmp_path / "cache", every=5)
+    whole = MediaItem(face_clip, Label.REAL, "g")
+    try:
+        first = cache.get(whole)
+        stored = cache.path(whole)
+        assert stored.is_file()
+        stamp = stored.stat().st_mtime_ns
+        again = cache.get(whole)
+        assert stored.stat().st_mtime_ns == stamp  # read back, not extracted again
+        np.testing.assert_array_equal(first.crops, again.crops)
+        left = MediaItem(face_clip, Label.REAL, "g", crop=(0.0, 0.0, 0.3, 1.0))
+        assert cache.path(left) != stored
+        assert len(cache.get(left)) == 0  # the face sits in the middle, not in the left 30 %
+    finally:
+        cache.close()
+
+
+def test_pictures_each_get_a_fresh_tracker(tmp_path: Path) -> None:
+    for name, cx in (("a.png", 0.3), ("b.png", 0.7)):
+        frame = render_frame(640, 360, [Placement(cx, 0.5, 300, sway=0)], 0.0)
+        cv2.imwrite(str(tmp_path / name), frame[:, :, ::-1])
+    cache = CropCache(tmp_path / "cache")
+    try:
+        a = cache.get(MediaItem(tmp_path / "a.png", Label.REAL, "a"))
+        b = cache.get(MediaItem(tmp_path / "b.png", Label.REAL, "b"))
+    finally:
+        cache.close()
+    assert len(a) == len(b) == 1
+    assert a.centres[0, 0] < 0.5 < b.centres[0, 0]

@@ -1,0 +1,205 @@
+"""The detector network, its ImageNet start, training pairs, a tiny training run, and export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from media import Placement, write_video  # noqa: E402
+
+from swapwatch.cli.main import main  # noqa: E402
+from swapwatch.datasets.crops import CROP_SIZE, CropCache  # noqa: E402
+from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
+from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from swapwatch.training.augment import AugmentConfig  # noqa: E402
+from swapwatch.training.dataset import PairSampler, build_pool, match_pairs  # noqa: E402
+from swapwatch.training.export import export, fit_temperature  # noqa: E402
+from swapwatch.training.model import (  # noqa: E402
+    SwapDetector,
+    imagenet_name_map,
+    imagenet_weights_path,
+    load_imagenet,
+)
+from swapwatch.training.train import TrainConfig, learning_rate, roc_auc, to_tensor  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def test_detector_gives_one_logit_per_crop() -> None:
+    model = SwapDetector().eval()
+    with torch.no_grad():
+        out = model(torch.zeros(3, 3, CROP_SIZE, CROP_SIZE))
+    assert out.shape == (3,)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert 3.0e6 < parameters < 5.0e6  # EfficientNet-Lite0 class
+
+
+def test_imagenet_weights_fill_the_whole_backbone() -> None:
+    model = SwapDetector()
+    assert load_imagenet(model) == len(imagenet_name_map(model))
+    published = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    state = model.state_dict()
+    for ours, theirs in imagenet_name_map(model).items():
+        assert torch.equal(state[ours], published[theirs]), ours
+    # Everything but our one-logit classifier came from the checkpoint.
+    fresh = {k for k in state if k not in imagenet_name_map(model)}
+    assert fresh == {"classifier.weight", "classifier.bias"}
+
+
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    config = TrainConfig(out=Path("."), steps=100, lr=1e-3, warmup_steps=10)
+    rates = [learning_rate(s, config) for s in range(100)]
+    assert rates[0] < rates[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
+    assert rates[-1] < 1e-5
+
+
+def test_roc_auc_counts_ties_half() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert roc_auc(np.array([0.1, 0.2, 0.3, 0.4]), labels) == 1.0
+    assert roc_auc(np.array([0.4, 0.3, 0.2, 0.1]), labels) == 0.0
+    assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5
+    assert roc_auc(np.array([0.1, 0.3, 0.3, 0.4]), labels) == 0.875  # (1 + 0.5 + 1 + 1) / 4
+    assert roc_auc(np.array([0.1]), np.array([0])) is None
+
+
+def test_fit_temperature_recovers_the_scale_of_calibrated_logits() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2.0, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logits))).astype(np.float32)
+    assert fit_temperature(true_logits * 3.0, labels) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(true_logits * 0.5, labels) == pytest.approx(0.5, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def face_items(tmp_path_factory: pytest.TempPathFactory) -> list[MediaItem]:
+    directory = tmp_path_factory.mktemp("train")
+    # A side-by-side "recording": the same face both sides, the right one tinted as a stand-in
+    # for a swap, so the halves pair up frame by frame.
+    pair = write_video(
+        directory / "pair.mp4",
+        [Placement(0.25, 0.5, 220), Placement(0.75, 0.5, 220, tint=(1.3, 0.8, 0.8))],
+        seconds=0.4,
+        size=(960, 360),
+    )
+    real = write_video(directory / "real.mp4", [Placement(0.5, 0.5, 260)], seconds=0.4)
+    return [
+        MediaItem(pair, Label.REAL, "p", "rec", (0.0, 0.0, 0.5, 1.0), "pair"),
+        MediaItem(pair, Label.FAKE, "p", "rec", (0.5, 0.0, 1.0, 1.0), "pair"),
+        MediaItem(real, Label.REAL, "r", "video"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> CropCache:
+    return CropCache(tmp_path_factory.mktemp("cache"), every=3)
+
+
+def test_halves_of_a_recording_pair_up_frame_by_frame(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    left, right = cache.get(face_items[0]), cache.get(face_items[1])
+    matches = match_pairs(left, right)
+    assert len(matches) == len(left) == len(right) > 0
+    assert all(left.frames[i] == right.frames[j] for i, j in matches)
+    pool = build_pool(face_items, cache)
+    assert len(pool.pairs) == len(matches)
+    assert pool.fake.sum() == len(right)
+
+
+def test_pairs_share_every_augmentation(face_items: list[MediaItem], cache: CropCache) -> None:
+    pool = build_pool(face_items[2:], cache)  # reals only: every fake is a self-blend
+    sampler = PairSampler(pool, AugmentConfig())
+    rng = np.random.default_rng(3)
+    for _ in range(8):
+        real, fake = sampler.sample(rng)
+        assert real.shape == fake.shape == (CROP_SIZE, CROP_SIZE, 3)
+        difference = np.abs(real.astype(int) - fake).max(axis=2)
+        # The blend sits on the face; the corners (background) match up to codec noise.
+        corners = np.concatenate([difference[:24, :24].ravel(), difference[-24:, -24:].ravel()])
+        assert np.median(corners) <= 2
+    images, labels = sampler.batch(3, rng)
+    assert images.shape == (6, CROP_SIZE, CROP_SIZE, 3)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_a_few_steps_on_self_blends_lower_the_loss(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    torch.manual_seed(0)
+    pool = build_pool(face_items[2:], cache)
+    sampler = PairSampler(pool, train=False)  # fixed, unaugmented pairs: a memorisation check
+    images, labels = sampler.batch(4, np.random.default_rng(0))
+    model = SwapDetector()
+    load_imagenet(model)
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = to_tensor(images, "cpu"), torch.from_numpy(labels)
+    losses = []
+    for _ in range(12):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
+    face_items: list[MediaItem], cache: CropCache, tmp_path: Path
+) -> None:
+    rows = ["file,label,group,family,crop"]
+    pair = face_items[0].path
+    rows.append(f"{pair.name},pair,p,rec,")
+    rows.append(f"{face_items[2].path.name},real,r,video,")
+    listing = pair.parent / "list.csv"
+    listing.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    common = [
+        str(listing),
+        "--out",
+        str(out),
+        "--pairs",
+        "2",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(cache.directory),
+        "--every",
+        "3",
+        "--validation-fraction",
+        "0",
+    ]
+    assert main(["train", *common, "--steps", "2"]) == 0
+    first = torch.load(out / "last.pt", weights_only=False)
+    assert first["step"] == 2
+    assert main(["train", *common, "--steps", "3", "--resume"]) == 0
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    assert resumed["step"] == 3
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps_done"] == 3 and "swapwatch train" in record["command"]
+
+    model_path = tmp_path / "model.onnx"
+    report = export(out / "last.pt", model_path, [], cache)
+    assert report.parity_max_difference < 1e-3
+    engine = OnnxRuntimeEngine(model_path, device="cpu")
+    try:
+        assert engine.info.input_size == CROP_SIZE and engine.info.trained
+        assert engine.info.training["steps"] == 3
+        crops = np.random.default_rng(1).integers(0, 256, (2, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        model = SwapDetector()
+        model.load_state_dict(resumed["model"])
+        model.eval()
+        with torch.no_grad():
+            expected = model(to_tensor(crops, "cpu")).numpy()
+        np.testing.assert_allclose(engine.infer(crops), expected, atol=1e-3)
+        assert math.isfinite(float(engine.infer(crops[:1])[0]))
+    finally:
+        engine.close()
