@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("source", metavar="URL_OR_PATH")
     add_analysis_options(watch)
     watch.set_defaults(handler=cmd_watch)
+
+    from swapwatch.cli.evaluate import add_eval_parser
+
+    add_eval_parser(commands)
+
+    from swapwatch.cli.training import add_export_parser, add_train_parser
+
+    add_train_parser(commands)
+    add_export_parser(commands)
     return parser
 
 
@@ -145,6 +154,7 @@ def configure_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by `train`
     configure_logging(args.verbose)
     try:
         return int(args.handler(args))

@@ -1,0 +1,1 @@
+"""Measuring detectors: metrics, the evaluation runner and report, and peer baselines."""

@@ -1,0 +1,364 @@
+"""Run a detector over labelled media exactly as users run it, and keep what the metrics need.
+
+Recordings go through `scan` (the same source, face pipeline, decision rule and video verdict as
+`swapwatch scan`, at the same analysis rate); pictures through one face analysis, the picture's
+score being its most suspicious face. With `reencode_kbps` every recording is first re-encoded
+to H.264 at that bitrate, as a live encoder would send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from swapwatch.datasets.lists import MediaItem
+from swapwatch.engines.base import Engine, ModelInfo
+from swapwatch.errors import SourceError, SourceUnreadable
+from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.faces.quality import QualityConfig
+from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, Verdict, VideoConfig
+from swapwatch.native_logs import native_stderr_silenced
+from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
+from swapwatch.stream.scan import scan
+from swapwatch.stream.source import AvSource, SourceOptions, crop_fraction
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], Engine]
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """How each item is analysed: the `scan` options that make sense for a list."""
+
+    rate: float = 15.0  # frames per second analysed (sets the file stride, as in `scan`)
+    every: int | None = None  # analyse every Nth frame instead of `rate`
+    max_seconds: float | None = None  # of each recording
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    reencode_kbps: int | None = None  # re-encode recordings to H.264 at this bitrate first
+    quiet: bool = True  # keep MediaPipe's and LiteRT's native log lines off stderr
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0 or (self.every is not None and self.every < 1):
+            raise ValueError("rate must be positive and every at least 1")
+        if self.reencode_kbps is not None and not 16 <= self.reencode_kbps <= 100_000:
+            raise ValueError("reencode_kbps must be within 16-100000")
+
+    @property
+    def video(self) -> VideoConfig:
+        return VideoConfig(min_frames=self.decision.min_frames)  # as `scan` builds it
+
+
+class ItemStatus(StrEnum):
+    SCORED = "scored"  # has a video (or picture) score
+    INCONCLUSIVE = "inconclusive"  # faces scored, but no track long enough for a verdict
+    NO_FACE = "no_face"  # no face passed the quality gates
+    ERROR = "error"  # the file could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What one item gave. Frame logits are calibrated (logit / T) and not clipped: the clip
+    is a device of the alarm rule, and would tie confident frames for ranking metrics."""
+
+    item: MediaItem
+    status: ItemStatus
+    score: float | None  # video score (pictures: the most suspicious face), as `scan` gives
+    verdict: Verdict | None
+    alarmed: bool  # any track alarmed at any time
+    alarms_raised: int
+    frame_logits: np.ndarray  # (F,) float64, one per scored face in every analysed frame
+    media_seconds: float  # of recording analysed; 0 for pictures
+    elapsed: float
+    error: str | None = None
+
+    @property
+    def faces_scored(self) -> int:
+        return len(self.frame_logits)
+
+    @property
+    def is_video(self) -> bool:
+        return not self.item.is_image
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.item.name,
+            "path": str(self.item.path),
+            "label": self.item.label.value,
+            "family": self.item.family,
+            "group": self.item.group,
+            "kind": "picture" if self.item.is_image else "video",
+            "status": self.status.value,
+            "score": _round(self.score),
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "alarmed": self.alarmed,
+            "alarms_raised": self.alarms_raised,
+            "faces_scored": self.faces_scored,
+            "media_seconds": round(self.media_seconds, 3),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "error": self.error,
+            "frame_logits": [round(float(v), 4) for v in self.frame_logits],
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+ProgressCallback = Callable[[int, int, ItemResult], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRun:
+    results: list[ItemResult]
+    model: ModelInfo
+    config: EvalConfig
+    elapsed: float
+
+
+def evaluate(
+    items: Sequence[MediaItem],
+    engine_factory: EngineFactory,
+    config: EvalConfig | None = None,
+    on_item: ProgressCallback | None = None,
+) -> EvalRun:
+    """Analyse every item in order, calling `on_item(done, total, result)` after each. A file
+    that cannot be read becomes an ERROR result; model errors propagate."""
+    config = config or EvalConfig()
+    started = time.perf_counter()
+    results: list[ItemResult] = []
+    with ItemEvaluator(engine_factory, config) as evaluator:
+        for i, item in enumerate(items):
+            result = evaluator.evaluate(item)
+            results.append(result)
+            if on_item is not None:
+                on_item(i + 1, len(items), result)
+        model = evaluator.engine.info
+    return EvalRun(results, model, config, time.perf_counter() - started)
+
+
+class ItemEvaluator:
+    """One engine and one face analyzer, reused item after item (the tracker is reset)."""
+
+    def __init__(self, engine_factory: EngineFactory, config: EvalConfig) -> None:
+        self.config = config
+        self._stack = ExitStack()
+        try:
+            self.engine = engine_factory()
+            self._stack.callback(self.engine.close)
+            with native_stderr_silenced(config.quiet):
+                self.faces = FaceAnalyzer(
+                    crop_size=self.engine.info.input_size,
+                    quality=config.quality,
+                    quiet=config.quiet,
+                )
+                self.faces.warmup()
+            self._stack.callback(self._close_faces)
+            self.reencoder = (
+                self._stack.enter_context(Reencoder(config.reencode_kbps))
+                if config.reencode_kbps
+                else None
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def __enter__(self) -> ItemEvaluator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _close_faces(self) -> None:
+        with native_stderr_silenced(self.config.quiet):
+            self.faces.close()
+
+    def evaluate(self, item: MediaItem) -> ItemResult:
+        started = time.perf_counter()
+        try:
+            if item.is_image:
+                return self._picture(item, started)
+            path = self.reencoder.get(item.path) if self.reencoder else item.path
+            return self._video(item, path, started)
+        except SourceError as exc:
+            log.warning("%s: %s", item.name, exc)
+            return ItemResult(
+                item=item,
+                status=ItemStatus.ERROR,
+                score=None,
+                verdict=None,
+                alarmed=False,
+                alarms_raised=0,
+                frame_logits=np.zeros(0),
+                media_seconds=0.0,
+                elapsed=time.perf_counter() - started,
+                error=str(exc),
+            )
+
+    def _video(self, item: MediaItem, path: Path, started: float) -> ItemResult:
+        cfg = self.config
+        options = SourceOptions(
+            live=False,
+            stride=cfg.every or 0,
+            max_rate=None if cfg.every else cfg.rate,
+            max_seconds=cfg.max_seconds,
+            crop=item.crop,
+        )
+        source = AvSource(str(path), options)
+        self.faces.reset()
+        analyzer = StreamAnalyzer(self.engine, cfg.decision, self.faces)
+        temperature = self.engine.info.temperature
+        logits: list[float] = []
+
+        def keep_logits(result: FrameResult) -> None:
+            logits.extend(f.logit / temperature for f in result.faces if f.logit is not None)
+
+        scanned = asyncio.run(scan(source, analyzer, cfg.video, on_result=keep_logits))
+        if not logits:
+            status = ItemStatus.NO_FACE
+        elif scanned.score is None:
+            status = ItemStatus.INCONCLUSIVE
+        else:
+            status = ItemStatus.SCORED
+        seconds = scanned.media_seconds
+        if scanned.video.duration:
+            seconds = scanned.video.duration
+            if cfg.max_seconds is not None:
+                seconds = min(seconds, cfg.max_seconds)
+        return ItemResult(
+            item=item,
+            status=status,
+            score=scanned.score,
+            verdict=scanned.verdict,
+            alarmed=any(t.alarmed for t in scanned.tracks),
+            alarms_raised=sum(a.type is AlarmChange.RAISED for a in scanned.alerts),
+            frame_logits=np.asarray(logits, np.float64),
+            media_seconds=seconds,
+            elapsed=time.perf_counter() - started,
+        )
+
+    def _picture(self, item: MediaItem, started: float) -> ItemResult:
+        image = read_picture(item.path)
+        if item.crop is not None:
+            image = crop_fraction(image, item.crop)
+        self.faces.reset()  # a picture shares nothing with the one before
+        batch = self.faces.analyse(image)
+        usable = batch.usable
+        logits = np.zeros(0)
+        score: float | None = None
+        verdict: Verdict | None = None
+        if usable.any():
+            logits = self.engine.infer(batch.crops[usable]).astype(np.float64)
+            # The evidence (clipped calibrated logit) of each face, as a track's first frame.
+            rule = TrackDecision(self.config.decision, self.engine.info.temperature)
+            score = max(_sigmoid(rule.evidence(float(z))) for z in logits)
+            verdict = Verdict.FAKE if score >= self.config.video.threshold else Verdict.REAL
+            logits = logits / self.engine.info.temperature
+        return ItemResult(
+            item=item,
+            status=ItemStatus.SCORED if score is not None else ItemStatus.NO_FACE,
+            score=score,
+            verdict=verdict,
+            alarmed=False,
+            alarms_raised=0,
+            frame_logits=logits,
+            media_seconds=0.0,
+            elapsed=time.perf_counter() - started,
+        )
+
+
+def _sigmoid(x: float) -> float:
+    return 0.5 * (1.0 + math.tanh(0.5 * x))
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """RGB uint8 picture; `SourceUnreadable` when it cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceUnreadable(f"cannot decode picture {path}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+# Re-encoding ------------------------------------------------------------------------------
+
+
+class Reencoder:
+    """Re-encoded copies of recordings in a temporary folder, one kept at a time: the two
+    halves of a side-by-side recording (consecutive items) share one encode, as they share one
+    stream live (the crop is applied after decoding)."""
+
+    def __init__(self, kbps: int) -> None:
+        self.kbps = kbps
+        self._folder = tempfile.TemporaryDirectory(prefix="swapwatch-eval-")
+        self._current: tuple[Path, Path] | None = None
+
+    def __enter__(self) -> Reencoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._folder.cleanup()
+
+    def get(self, source: Path) -> Path:
+        if self._current is not None:
+            if self._current[0] == source:
+                return self._current[1]
+            self._current[1].unlink(missing_ok=True)
+            self._current = None
+        target = Path(self._folder.name) / f"{source.stem}.{self.kbps}k.mp4"
+        reencode(source, target, self.kbps)
+        self._current = (source, target)
+        return target
+
+
+def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") -> None:
+    """Re-encode the video of `source` to H.264 at about `kbps` (rate-capped as a live encoder
+    is: bit_rate with maxrate and a one-second buffer; keyframes every two seconds), at the same
+    size (rounded down to even) and frame rate. Audio is dropped."""
+    try:
+        with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+            if not reader.streams.video:
+                raise SourceUnreadable(f"no video stream in {source}")
+            video_in = reader.streams.video[0]
+            video_in.thread_type = "AUTO"
+            rate = Fraction(video_in.average_rate or 30).limit_denominator(1001)
+            width = video_in.codec_context.width // 2 * 2
+            height = video_in.codec_context.height // 2 * 2
+            video_out = writer.add_stream("libx264", rate=rate)
+            video_out.width, video_out.height = width, height
+            video_out.pix_fmt = "yuv420p"
+            video_out.bit_rate = kbps * 1000
+            video_out.options = {
+                "preset": preset,
+                "maxrate": f"{kbps}k",
+                "bufsize": f"{kbps}k",
+                "g": str(max(1, round(2 * rate))),
+            }
+            for index, frame in enumerate(reader.decode(video_in)):
+                out = frame.reformat(width=width, height=height, format="yuv420p")
+                out.pts = index  # constant rate: the encoder's time base is 1 / rate
+                out.time_base = Fraction(1) / rate
+                for packet in video_out.encode(out):
+                    writer.mux(packet)
+            for packet in video_out.encode():
+                writer.mux(packet)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SourceUnreadable(f"cannot re-encode {source}: {exc}") from exc

@@ -1,0 +1,192 @@
+"""`swapwatch eval` end to end on media the tests make, with the colour-reading test model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import pytest
+from media import Placement, render_frame, write_video
+
+from swapwatch.cli.main import main
+from swapwatch.evaluation.runner import Reencoder, reencode
+
+BIG = 300
+BLUE = (0.6, 0.9, 1.4)  # the redness model calls a blue-tinted face real, a natural one fake
+
+
+@pytest.fixture(scope="module")
+def media_list(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("eval")
+    size = (1280, 720)
+    write_video(folder / "natural.mp4", [Placement(0.5, 0.5, BIG)], seconds=1, size=size)
+    write_video(folder / "blue.mp4", [Placement(0.5, 0.5, BIG, tint=BLUE)], seconds=1, size=size)
+    # Side by side: the left half real (blue), the right half fake (natural).
+    write_video(
+        folder / "pair.mp4",
+        [Placement(0.25, 0.5, BIG, tint=BLUE), Placement(0.75, 0.5, BIG)],
+        seconds=1,
+        size=size,
+    )
+    write_video(folder / "empty.mp4", [], seconds=1)
+    picture = render_frame(700, 700, [Placement(0.5, 0.5, 500, sway=0, tint=BLUE)], 0.0)
+    cv2.imwrite(str(folder / "photo.png"), picture[:, :, ::-1])
+    listing = folder / "list.csv"
+    listing.write_text(
+        "file,label,group,family\n"
+        "natural.mp4,fake,g1,swap\n"
+        "blue.mp4,real,g2,swap\n"
+        "pair.mp4,pair,g3,swap\n"
+        "blue.mp4,real,g4,camera\n"
+        "empty.mp4,real,g5,camera\n"
+        "photo.png,real,g6,photos\n"
+    )
+    return listing
+
+
+def eval_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    code = main(["eval", *args, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)  # type: ignore[no-any-return]
+
+
+def test_report_keys_and_counts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, media_list: Path, redness_model: Path
+) -> None:
+    out = tmp_path / "report.json"
+    report = eval_json(
+        capsys,
+        str(media_list),
+        "--model",
+        str(redness_model),
+        "--bootstrap",
+        "200",
+        "--out",
+        str(out),
+    )
+    assert json.loads(out.read_text()) == report
+    assert {
+        "model",
+        "analysis",
+        "bootstrap",
+        "counts",
+        "pooled",
+        "families",
+        "items",
+        "list",
+        "split",
+    } <= set(report)
+    assert report["analysis"]["rate"] == 15.0 and report["analysis"]["reencode_kbps"] is None
+    counts = report["counts"]
+    assert (counts["total"], counts["real"], counts["fake"], counts["groups"]) == (7, 5, 2, 6)
+    assert (counts["scored"], counts["no_face"], counts["inconclusive"], counts["error"]) == (
+        6,
+        1,
+        0,
+        0,
+    )
+    items = {(i["name"], i["family"]): i for i in report["items"]}
+    assert items[("pair.mp4#left", "swap")]["verdict"] == "real"
+    assert items[("pair.mp4#right", "swap")]["verdict"] == "fake"
+    assert items[("photo.png", "photos")]["kind"] == "picture"
+    assert items[("photo.png", "photos")]["faces_scored"] == 1
+    assert items[("empty.mp4", "camera")]["status"] == "no_face"
+    # 1 s at 15 fps: 15 analysed frames, a face in each.
+    assert items[("natural.mp4", "swap")]["faces_scored"] == 15
+    assert len(items[("natural.mp4", "swap")]["frame_logits"]) == 15
+
+    pooled = report["pooled"]
+    assert pooled["video"]["samples"] == {"real": 4, "fake": 2}
+    assert pooled["video"]["auc"]["value"] == 1.0 and pooled["video"]["auc"]["ci"] == [1.0, 1.0]
+    assert pooled["frame"]["samples"] == {"real": 46, "fake": 30}
+    assert pooled["frame"]["auc"]["value"] == 1.0
+    assert pooled["video"]["at_threshold"]["apcer"]["value"] == 0.0
+    assert pooled["video"]["at_threshold"]["bpcer"]["value"] == 0.0
+    assert set(report["families"]) == {"camera", "photos", "swap"}
+    camera = report["families"]["camera"]
+    assert camera["video"]["auc"]["value"] is None  # reals only
+    assert camera["video"]["at_threshold"]["bpcer"]["value"] == 0.0
+    assert camera["alarms"]["real_videos"] == 2 and camera["alarms"]["raised_on_real"] == 0
+    # The fakes alarm (CUSUM at +logit per frame), the reals never do.
+    assert items[("natural.mp4", "swap")]["alarms_raised"] == 1
+    assert pooled["alarms"]["raised_on_real"] == 0 and pooled["alarms"]["real_videos"] == 4
+
+
+def test_text_table_filters_and_progress(
+    capsys: pytest.CaptureFixture[str], media_list: Path, redness_model: Path
+) -> None:
+    code = main(
+        ["eval", str(media_list), "--model", str(redness_model), "--family", "swap", "--limit", "2"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "pooled: 1 real / 1 fake items" in captured.out and "family swap" in captured.out
+    assert "AUC" in captured.out and "BPCER@APCER=5%" in captured.out
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and progress[0].startswith("[1/2] natural.mp4 (fake, swap): fake")
+
+
+def test_reencoded_recordings_are_still_scored(
+    capsys: pytest.CaptureFixture[str], media_list: Path, redness_model: Path
+) -> None:
+    report = eval_json(
+        capsys,
+        str(media_list),
+        "--model",
+        str(redness_model),
+        "--family",
+        "swap",
+        "--reencode-kbps",
+        "300",
+        "--bootstrap",
+        "0",
+    )
+    assert report["analysis"]["reencode_kbps"] == 300
+    assert [i["status"] for i in report["items"]] == ["scored"] * 4
+    assert [i["verdict"] for i in report["items"]] == ["fake", "real", "real", "fake"]
+    assert report["pooled"]["video"]["auc"] == {"value": 1.0, "ci": None}
+
+
+def test_reencode_keeps_size_and_frames(tmp_path: Path, media_list: Path) -> None:
+    source = media_list.parent / "pair.mp4"
+    target = tmp_path / "pair.300k.mp4"
+    reencode(source, target, 300)
+    with av.open(str(source)) as a, av.open(str(target)) as b:
+        sa, sb = a.streams.video[0], b.streams.video[0]
+        assert (sb.codec_context.name, sb.width, sb.height) == ("h264", sa.width, sa.height)
+        assert sum(1 for _ in b.decode(sb)) == sum(1 for _ in a.decode(sa))
+    with Reencoder(300) as reencoder:
+        first = reencoder.get(source)
+        assert reencoder.get(source) == first  # both halves of a pair share one encode
+        other = reencoder.get(media_list.parent / "blue.mp4")
+        assert other != first and not first.exists() and other.exists()
+    assert not other.exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "message"),
+    [
+        ("file,label\nmissing.mp4,real\n", [], "no such file"),
+        ("file,label\nblue.mp4,maybe\n", [], "label must be real, fake or pair"),
+        ("name,kind\nblue.mp4,real\n", [], "needs 'file' and 'label' columns"),
+        ("file,label\nblue.mp4,real\n", ["--family", "nosuch"], "no family nosuch"),
+        ("file,label\nblue.mp4,real\n", ["--split", "validation"], "no items to evaluate"),
+    ],
+)
+def test_bad_list_gives_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    media_list: Path,
+    redness_model: Path,
+    rows: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    listing = media_list.parent / "bad.csv"
+    listing.write_text(rows)
+    assert main(["eval", str(listing), "--model", str(redness_model), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("swapwatch: error: ") and message in err[0]
