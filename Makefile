@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Watch a file or another URL instead with: make run SOURCE=clip.mp4
 SOURCE ?= rtmp://127.0.0.1:1935/live/stream --listen --timeout 3600
 
-.PHONY: run test test-all bench lint clean
+.PHONY: run test test-all bench bench-accuracy lint clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "swapwatch needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
@@ -27,6 +27,10 @@ test-all: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/pipeline.py
+
+# Needs ../shared/data (the development data; never committed).
+bench-accuracy: $(INSTALLED)
+	$(BIN)/python benchmarks/accuracy.py
 
 lint: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet ruff mypy

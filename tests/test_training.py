@@ -27,7 +27,7 @@ from swapwatch.training.model import (  # noqa: E402
     imagenet_weights_path,
     load_imagenet,
 )
-from swapwatch.training.train import TrainConfig, learning_rate, roc_auc, to_tensor  # noqa: E402
+from swapwatch.training.train import TrainConfig, learning_rate, to_tensor  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -59,15 +59,6 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert rates[0] < rates[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
     assert rates[-1] < 1e-5
-
-
-def test_roc_auc_counts_ties_half() -> None:
-    labels = np.array([0, 0, 1, 1])
-    assert roc_auc(np.array([0.1, 0.2, 0.3, 0.4]), labels) == 1.0
-    assert roc_auc(np.array([0.4, 0.3, 0.2, 0.1]), labels) == 0.0
-    assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5
-    assert roc_auc(np.array([0.1, 0.3, 0.3, 0.4]), labels) == 0.875  # (1 + 0.5 + 1 + 1) / 4
-    assert roc_auc(np.array([0.1]), np.array([0])) is None
 
 
 def test_fit_temperature_recovers_the_scale_of_calibrated_logits() -> None:

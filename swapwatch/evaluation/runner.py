@@ -87,6 +87,10 @@ class ItemResult:
     media_seconds: float  # of recording analysed; 0 for pictures
     elapsed: float
     error: str | None = None
+    # Recordings: per face track, the evidence the alarm rule summed (clipped calibrated
+    # logits, in analysed-frame order), for choosing thresholds from measured footage.
+    track_evidence: tuple[np.ndarray, ...] = ()
+    analysis_rate: float | None = None  # analysed frames per second of media
 
     @property
     def faces_scored(self) -> int:
@@ -114,6 +118,8 @@ class ItemResult:
             "elapsed_seconds": round(self.elapsed, 3),
             "error": self.error,
             "frame_logits": [round(float(v), 4) for v in self.frame_logits],
+            "track_evidence": [[round(float(v), 4) for v in t] for t in self.track_evidence],
+            "analysis_rate": _round(self.analysis_rate),
         }
 
 
@@ -254,6 +260,12 @@ class ItemEvaluator:
             frame_logits=np.asarray(logits, np.float64),
             media_seconds=seconds,
             elapsed=time.perf_counter() - started,
+            track_evidence=tuple(
+                np.asarray(t.evidence, np.float64) for t in scanned.tracks if t.evidence
+            ),
+            analysis_rate=(
+                scanned.frames_analysed / scanned.media_seconds if scanned.media_seconds else None
+            ),
         )
 
     def _picture(self, item: MediaItem, started: float) -> ItemResult:

@@ -98,7 +98,8 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
     for item in items:
         if item.pair_id is not None:
             halves[item.pair_id][item.is_fake] = item
-    pairs, unswapped = [], []
+    pairs: list[tuple[int, int]] = []
+    unswapped: list[tuple[int, int]] = []
     for sides in halves.values():
         if len(sides) != 2:
             continue

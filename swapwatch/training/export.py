@@ -26,9 +26,10 @@ from swapwatch.datasets.lists import MediaItem, split_by_group
 from swapwatch.engines.base import METADATA_KEY, ModelInfo
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
 from swapwatch.errors import ModelError
+from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
-from swapwatch.training.train import predict, roc_auc
+from swapwatch.training.train import predict
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ class InvertedBottleneck(nn.Module):
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
+        y: torch.Tensor = self.project(self.depthwise(self.expand(x)))
         return x + y if self.residual else y
 
 
@@ -92,11 +92,13 @@ class SwapDetector(nn.Module):
         self.classifier = nn.Linear(HEAD_CHANNELS, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        features: torch.Tensor = self.head(self.blocks(self.stem(x)))
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.features(x).mean(dim=(2, 3))
-        return self.classifier(self.dropout(pooled)).squeeze(1)
+        logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        return logits.squeeze(1)
 
 
 def imagenet_weights_path() -> Path:

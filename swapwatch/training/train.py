@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from swapwatch.datasets.crops import CropCache, centre_window
 from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
@@ -63,25 +64,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Probability that a random fake outscores a random real (ties count half)."""
-    fake, real = scores[labels == 1], scores[labels == 0]
-    if len(fake) == 0 or len(real) == 0:
-        return None
-    order = np.argsort(np.concatenate([real, fake]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    values = np.concatenate([real, fake])[order]
-    # average ranks of ties
-    start = 0
-    for end in range(1, len(values) + 1):
-        if end == len(values) or values[end] != values[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2
-            start = end
-    fake_ranks = ranks[len(real) :].sum()
-    return float((fake_ranks - len(fake) * (len(fake) + 1) / 2) / (len(fake) * len(real)))
 
 
 @dataclass(slots=True)
@@ -186,6 +168,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     rng = np.random.default_rng(config.seed)
     step = 0
     history: list[dict[str, Any]] = []
+    commands = [str(config.extra.get("command", " ".join(sys.argv)))]
     last = config.out / "last.pt"
     if resume and last.is_file():
         state = torch.load(last, map_location=config.device, weights_only=False)
@@ -193,6 +176,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         step, history = state["step"], state["history"]
+        commands = [*state.get("commands", []), *commands]
         log.info("resumed at step %d of %d", step, config.steps)
 
     def save() -> None:
@@ -204,6 +188,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "rng": rng.bit_generator.state,
                 "step": step,
                 "history": history,
+                "commands": commands,
                 "config": _jsonable(asdict(config)),
             },
             partial,
@@ -211,7 +196,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         partial.replace(last)
 
     record = {
-        "command": config.extra.get("command", " ".join(sys.argv)),
+        "command": commands[0],
+        "commands": commands,  # the first run, then each --resume
         "config": _jsonable(asdict(config)),
         "data": data_summary(train_items, validation_items),
         "train_pool": train_pool.summary(),
@@ -230,7 +216,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             logits, torch.from_numpy(labels).to(config.device)
         )
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
         losses.append(loss.item())
         step += 1
