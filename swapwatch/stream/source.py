@@ -154,7 +154,7 @@ class AvSource(FrameSource):
         self._thread = threading.Thread(
             target=self._run,
             args=(loop, opened, self._handoff),
-            name=f"decode:{_redact(self.url)}",
+            name=f"decode:{redact_url(self.url)}",
             daemon=True,
         )
         self._thread.start()
@@ -167,7 +167,7 @@ class AvSource(FrameSource):
         try:
             frame = await self._handoff.get()
         except EOFError:
-            raise EndOfStream(f"end of stream: {_redact(self.url)}") from None
+            raise EndOfStream(f"end of stream: {redact_url(self.url)}") from None
         self.counters.delivered += 1
         self.counters.dropped = self._handoff.dropped
         return frame
@@ -201,7 +201,7 @@ class AvSource(FrameSource):
             else:
                 loop.call_soon_threadsafe(_resolve, opened, None, exc)
         except BaseException as exc:  # a bug: hand it to the awaiting task rather than lose it
-            log.exception("decoder thread for %s failed", _redact(self.url))
+            log.exception("decoder thread for %s failed", redact_url(self.url))
             if opened.done():
                 handoff.finish(exc)
             else:
@@ -246,7 +246,7 @@ class AvSource(FrameSource):
             raise _translate_open_error(self.url, exc) from exc
         try:
             if not container.streams.video:
-                raise NoVideoStream(f"no video stream in {_redact(self.url)}")
+                raise NoVideoStream(f"no video stream in {redact_url(self.url)}")
             stream = container.streams.video[0]
             # Frame threading holds several frames back: fine for files, latency for live.
             stream.thread_type = "SLICE" if self.live else "AUTO"
@@ -265,7 +265,7 @@ class AvSource(FrameSource):
                 empty = np.empty((height, width, 0), np.uint8)
                 height, width = crop_fraction(empty, opts.crop).shape[:2]
             info = VideoInfo(
-                url=_redact(self.url),
+                url=redact_url(self.url),
                 width=width,
                 height=height,
                 fps=fps,
@@ -351,16 +351,18 @@ class AvSource(FrameSource):
                 return
             except av.error.ExitError as exc:  # FFmpeg's read timeout interrupted the read
                 raise SourceUnreadable(
-                    f"no data from {_redact(self.url)} for {self.options.read_timeout:g}s"
+                    f"no data from {redact_url(self.url)} for {self.options.read_timeout:g}s"
                 ) from exc
             except OSError as exc:
                 # Live protocols report the publisher hanging up as EIO.
                 if self.live and exc.errno in (errno.EIO, errno.ECONNRESET, errno.EPIPE):
-                    log.info("%s: publisher closed the stream", _redact(self.url))
+                    log.info("%s: publisher closed the stream", redact_url(self.url))
                     return
                 if isinstance(exc, av.error.FFmpegError) and exc.errno == errno.ETIMEDOUT:
-                    raise SourceUnreadable(f"timed out reading {_redact(self.url)}") from exc
-                raise SourceUnreadable(f"cannot read {_redact(self.url)}: {_reason(exc)}") from exc
+                    raise SourceUnreadable(f"timed out reading {redact_url(self.url)}") from exc
+                raise SourceUnreadable(
+                    f"cannot read {redact_url(self.url)}: {_reason(exc)}"
+                ) from exc
             yield packet
 
 
@@ -398,7 +400,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _translate_open_error(url: str, exc: BaseException) -> SourceError:
-    shown = _redact(url)
+    shown = redact_url(url)
     if isinstance(exc, av.error.FileNotFoundError):
         return SourceNotFound(f"not found: {shown}")
     if isinstance(exc, av.error.InvalidDataError):
@@ -416,7 +418,7 @@ def _translate_open_error(url: str, exc: BaseException) -> SourceError:
     return SourceUnreadable(f"cannot open {shown}: {_reason(exc)}")
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide credentials and stream keys (the last path part of RTMP/SRT URLs) in logs."""
     parts = urlsplit(url)
     if len(parts.scheme) <= 1:

@@ -1,0 +1,90 @@
+"""`swapwatch serve`: the live service (HTTP API, WebRTC and RTMP ingest, dashboard, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from swapwatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_serve_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the live service: HTTP API, WebRTC and RTMP ingest, dashboard, /metrics",
+        description="Run the swapwatch service. Settings come from the embedded defaults, then "
+        "--config FILE (TOML), then SWAPWATCH_* environment variables, then these options.",
+    )
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE.toml")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8080)")
+    parser.add_argument("--model", type=Path, default=None, help="detector ONNX file")
+    parser.add_argument("-v", "--verbose", action="count", default=1)
+    parser.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from swapwatch.server.config import load_config
+
+    config = load_config(
+        args.config, overrides={"host": args.host, "port": args.port, "model": args.model}
+    )
+    return asyncio.run(serve(config))
+
+
+async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
+    from aiohttp import web
+
+    from swapwatch.engines import create_engine
+    from swapwatch.engines.batching import BatchingEngine
+    from swapwatch.models import resolve_detector
+    from swapwatch.server.app import Service, build_app
+    from swapwatch.server.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    engine = create_engine(
+        config.engine, resolve_detector(config.model), device=config.device, threads=config.threads
+    )
+    shared = BatchingEngine(
+        engine, config.max_batch, config.max_batch_wait_ms / 1000.0, on_batch=metrics.observe_batch
+    )
+    service = Service(config, shared, metrics)
+    app = build_app(service)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        shared.close()
+        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await loop.run_in_executor(None, shared.warmup)
+    service.ready = True
+    print(
+        f"swapwatch: serving on http://{config.host}:{config.port} "
+        f"(dashboard /, try it /try, API docs /docs)",
+        flush=True,
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: draining %d streams", len(service.manager.workers))
+        await service.close()
+        await runner.cleanup()
+        shared.close()
+    return 0

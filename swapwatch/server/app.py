@@ -1,0 +1,310 @@
+"""The HTTP service: the /v1 API, WebRTC signalling, live events, pages, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import swapwatch
+from swapwatch.engines.base import Engine
+from swapwatch.errors import ConfigError, SourceError, SwapwatchError
+from swapwatch.fusion import Policy
+from swapwatch.server.config import ServiceConfig, public_view
+from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
+from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.openapi import openapi_document
+from swapwatch.server.webrtc import WebRtcSessions
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICE = web.AppKey("service", "Service")
+
+
+class Service:
+    """Everything one `swapwatch serve` process holds."""
+
+    def __init__(self, config: ServiceConfig, engine: Engine, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.engine = engine
+        self.metrics = metrics
+        self.manager = StreamManager(config, engine, metrics)
+        self.webrtc = WebRtcSessions(self.manager)
+        self.ready = False
+        self.feeds: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.manager.subscribe(self._publish)
+
+    def _publish(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
+        event = {"type": kind, "stream": stream_id, **payload}
+        for queue in list(self.feeds):
+            if queue.full():
+                continue  # a stalled dashboard misses events; the durable outbox does not
+            queue.put_nowait(event)
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.webrtc.close()
+        await self.manager.close()
+
+
+def error_response(status: int, message: str, kind: str) -> web.Response:
+    return web.json_response(
+        {"error": {"status": status, "kind": kind, "message": message}}, status=status
+    )
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, "http")
+    except StreamNotFound as exc:
+        return error_response(404, str(exc), "not_found")
+    except StreamExists as exc:
+        return error_response(409, str(exc), "conflict")
+    except TooManyStreams as exc:
+        return error_response(429, str(exc), "limit")
+    except (ConfigError, SourceError) as exc:
+        return error_response(400, str(exc), "invalid")
+    except SwapwatchError as exc:
+        return error_response(500, str(exc), "internal")
+
+
+def auth_middleware(config: ServiceConfig) -> Any:
+    token = config.token
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is None or not request.path.startswith("/v1/") or request.method == "OPTIONS":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        presented = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            response = error_response(401, "a valid bearer token is required", "unauthorized")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="swapwatch"'
+            return response
+        return await handler(request)
+
+    return check_token
+
+
+def cors_middleware(config: ServiceConfig) -> Any:
+    allowed = set(config.cors_origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = origin is not None and (origin in allowed or "*" in allowed)
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            if not permitted:
+                return error_response(403, f"origin {origin} is not allowed", "cors")
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if permitted and origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError("the body must be a JSON object")
+    return data
+
+
+def _string(data: dict[str, Any], key: str, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"'{key}' is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _policy(data: dict[str, Any]) -> Policy | None:
+    value = _string(data, "policy")
+    if value is None:
+        return None
+    try:
+        return Policy(value)
+    except ValueError:
+        raise ConfigError(f"'policy' must be one of {', '.join(p.value for p in Policy)}") from None
+
+
+KNOWN_STREAM_KEYS = {"url", "id", "policy", "ingest"}
+
+
+async def add_stream(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    data = await read_json(request, service.config.max_body_bytes)
+    unknown = set(data) - KNOWN_STREAM_KEYS
+    if unknown:
+        raise ConfigError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    ingest = _string(data, "ingest") or "pull"
+    policy = _policy(data)
+    stream_id = _string(data, "id")
+    if ingest == "pull":
+        url = _string(data, "url", required=True)
+        assert url is not None
+        if url.startswith("file:") and not service.config.allow_file_urls:
+            raise ConfigError("file:// URLs are disabled (set allow_file_urls in the config)")
+        worker = await service.manager.add_pull(url, stream_id, policy)
+    elif ingest == "rtmp":
+        if "url" in data:
+            raise ConfigError("an rtmp push stream takes no 'url': the answer says where to push")
+        host = request.url.host or service.config.host
+        worker = await service.manager.add_rtmp_push(stream_id, policy, host)
+    else:
+        raise ConfigError("'ingest' must be 'pull' or 'rtmp'")
+    return web.json_response(
+        worker.to_json(), status=201, headers={"Location": f"/v1/streams/{worker.spec.stream_id}"}
+    )
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    return web.json_response({"streams": request.app[SERVICE].manager.list_json()})
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    worker = request.app[SERVICE].manager.get(request.match_info["stream_id"])
+    return web.json_response(worker.to_json())
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    await request.app[SERVICE].manager.remove(request.match_info["stream_id"])
+    return web.Response(status=204)
+
+
+async def webrtc_offer(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    data = await read_json(request, service.config.max_offer_bytes)
+    sdp = _string(data, "sdp", required=True)
+    kind = _string(data, "type", required=True)
+    assert sdp is not None and kind is not None
+    answer = await service.webrtc.answer(sdp, kind, _string(data, "id"), _policy(data))
+    return web.json_response(answer)
+
+
+async def events_feed(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every stream and alert event as it happens."""
+    service = request.app[SERVICE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+    service.feeds.add(queue)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), 15.0)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            payload = json.dumps(event, separators=(",", ":"))
+            await response.write(f"event: {event['type']}\ndata: {payload}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        service.feeds.discard(queue)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": swapwatch.__version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if not service.ready:
+        return error_response(
+            503, "not ready: the model is loading or the service is stopping", "not_ready"
+        )
+    return web.json_response(
+        {
+            "status": "ready",
+            "model": service.engine.info.name,
+            "streams": len(service.manager.workers),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SERVICE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[SERVICE].config))
+
+
+async def config_view(request: web.Request) -> web.Response:
+    return web.json_response(public_view(request.app[SERVICE].config))
+
+
+def page(name: str) -> Handler:
+    text = resources.files("swapwatch.server").joinpath(f"pages/{name}").read_text("utf-8")
+
+    async def serve_page(request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+    return serve_page
+
+
+def build_app(service: Service) -> web.Application:
+    config = service.config
+    app = web.Application(
+        middlewares=[cors_middleware(config), errors_as_json, auth_middleware(config)],
+        client_max_size=max(config.max_body_bytes, config.max_offer_bytes),
+    )
+    app[SERVICE] = service
+    app.router.add_get("/", page("dashboard.html"))
+    app.router.add_get("/try", page("try.html"))
+    app.router.add_get("/docs", page("docs.html"))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/v1/config", config_view)
+    app.router.add_get("/v1/streams", list_streams)
+    app.router.add_post("/v1/streams", add_stream)
+    app.router.add_get("/v1/streams/{stream_id}", get_stream)
+    app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
+    app.router.add_post("/v1/webrtc/offer", webrtc_offer)
+    app.router.add_get("/v1/events", events_feed)
+    for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):
+        app.router.add_route("OPTIONS", path, _preflight_fallback)
+    return app
+
+
+async def _preflight_fallback(request: web.Request) -> web.Response:
+    return web.Response(status=204)

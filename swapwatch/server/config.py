@@ -1,0 +1,190 @@
+"""Service configuration: embedded defaults, then a TOML file, then SWAPWATCH_* variables.
+
+Every key of `ServiceConfig` can be set in the file (top level) or as an environment variable
+named `SWAPWATCH_` + the key in capitals, e.g. `SWAPWATCH_PORT=9000`,
+`SWAPWATCH_CORS_ORIGINS=https://a.example,https://b.example`. Unknown keys and bad values are
+errors that name the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swapwatch.errors import ConfigError
+from swapwatch.fusion import Policy
+
+ENV_PREFIX = "SWAPWATCH_"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Bearer token for the API and the WebRTC offer; required unless bound to loopback.
+    token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_streams: int = 16
+    max_width: int = 1920  # frames larger than this (either side) stop the stream with an error
+    max_height: int = 1920
+    max_offer_bytes: int = 65536
+    max_body_bytes: int = 65536
+    allow_file_urls: bool = False  # file:// pulls read the server's disk: off unless asked for
+    model: Path | None = None  # default: the bundled detector
+    engine: str = "onnxruntime"
+    device: str = "auto"
+    threads: int = 1  # detector threads
+    max_batch: int = 16  # crops per inference across all streams
+    max_batch_wait_ms: float = 5.0
+    rate: float = 15.0  # analysed frames per second per stream (a cap)
+    policy: str = Policy.MONITORING.value
+    cusum_h: float | None = None  # default: the decision rule's
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    read_timeout_s: float = 10.0
+    rtmp_host: str = "0.0.0.0"  # where RTMP push ingest listens
+    rtmp_ports: tuple[int, int] = (19350, 19449)  # one port per pushed stream
+    drain_timeout_s: float = 10.0  # graceful shutdown: how long streams get to finish
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port {self.port} is not 1-65535")
+        if self.max_streams < 1:
+            problems.append("max_streams must be at least 1")
+        if self.rate <= 0:
+            problems.append("rate must be positive")
+        if self.policy not in {p.value for p in Policy}:
+            problems.append(f"policy must be one of {', '.join(p.value for p in Policy)}")
+        if self.reconnect_initial_s <= 0 or self.reconnect_max_s < self.reconnect_initial_s:
+            problems.append("reconnect_initial_s must be positive and <= reconnect_max_s")
+        low, high = self.rtmp_ports
+        if not 0 < low <= high < 65536:
+            problems.append(f"rtmp_ports {self.rtmp_ports} is not a range within 1-65535")
+        if self.token is None and not is_loopback(self.host):
+            problems.append(
+                f"host {self.host} is reachable from other machines: set a token "
+                "(SWAPWATCH_TOKEN or token = ... in the config file)"
+            )
+        if self.token is not None and len(self.token) < 16:
+            problems.append("token must be at least 16 characters")
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+    @property
+    def auth_required(self) -> bool:
+        return self.token is not None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(ServiceConfig)
+
+
+def _convert(key: str, value: Any, kind: Any, origin: str) -> Any:
+    """A file or environment value as the field's type."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None or (isinstance(value, str) and value.lower() in {"", "none", "null"}):
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _convert(key, value, inner, origin)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(value)
+                return value.lower() in {"1", "true", "yes"}
+            return bool(value)
+        if kind in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return kind(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        if kind is Path:
+            return Path(value)
+        if typing.get_origin(kind) is tuple:
+            items = (
+                [v.strip() for v in value.split(",") if v.strip()]
+                if isinstance(value, str)
+                else list(value)
+            )
+            if args and args[-1] is not Ellipsis:
+                if len(items) != len(args):
+                    raise ValueError(value)
+                return tuple(_convert(key, v, a, origin) for v, a in zip(items, args, strict=True))
+            return tuple(_convert(key, v, args[0], origin) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {key} = {value!r} is not a valid {_describe(kind)}") from None
+    raise ConfigError(f"{origin}: {key} has an unsupported type")  # pragma: no cover
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return "list"
+    return getattr(kind, "__name__", str(kind))
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServiceConfig:
+    """Defaults < file < environment < overrides (command-line options)."""
+    environ = os.environ if environ is None else environ
+    kinds = _field_types()
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+        for key, value in raw.items():
+            if key not in kinds:
+                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(kinds)})")
+            values[key] = _convert(key, value, kinds[key], str(path))
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in kinds:
+            continue  # other tools' SWAPWATCH_* variables are not ours to refuse
+        values[key] = _convert(key, value, kinds[key], f"environment {name}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    try:
+        return ServiceConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def public_view(config: ServiceConfig) -> dict[str, Any]:
+    """The configuration as JSON, the token hidden."""
+    data = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    data["token"] = "***" if config.token else None
+    return {
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+        for k, v in data.items()
+    }

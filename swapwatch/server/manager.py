@@ -1,0 +1,215 @@
+"""The streams of one service: add, list, remove, and a graceful stop of all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from swapwatch.engines.base import Engine
+from swapwatch.errors import ConfigError, UnsupportedSource
+from swapwatch.fusion import DecisionConfig, Policy
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.streams import (
+    SourceFactory,
+    StreamSpec,
+    StreamWorker,
+    check_stream_id,
+)
+from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.source import AvSource, SourceOptions, redact_url
+
+log = logging.getLogger(__name__)
+
+PULL_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "http", "https", "udp", "tcp", "file")
+LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "tcp")
+
+# (stream id, event type, payload)
+EventListener = Callable[[str, str, dict[str, Any]], None]
+
+
+class StreamExists(ConfigError):
+    pass
+
+
+class StreamNotFound(ConfigError):
+    pass
+
+
+class TooManyStreams(ConfigError):
+    pass
+
+
+class StreamManager:
+    def __init__(self, config: ServiceConfig, engine: Engine, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.engine = engine
+        self.metrics = metrics
+        self.workers: dict[str, StreamWorker] = {}
+        self._listeners: list[EventListener] = []
+        self._rtmp_ports = itertools.cycle(range(config.rtmp_ports[0], config.rtmp_ports[1] + 1))
+        self._lock = asyncio.Lock()
+        self.closing = False
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
+        log.info("stream %s: %s %s", stream_id, kind, payload)
+        for listener in list(self._listeners):
+            try:
+                listener(stream_id, kind, payload)
+            except Exception:  # one listener must not silence the others
+                log.exception("event listener failed")
+
+    def decision(self, policy: Policy) -> DecisionConfig:
+        if self.config.cusum_h is not None:
+            return DecisionConfig(policy=policy, h=self.config.cusum_h)
+        return DecisionConfig(policy=policy)
+
+    def _new_id(self, requested: str | None) -> str:
+        stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
+        if stream_id in self.workers and not self.workers[stream_id].done:
+            raise StreamExists(f"stream {stream_id!r} already exists")
+        if sum(not w.done for w in self.workers.values()) >= self.config.max_streams:
+            raise TooManyStreams(
+                f"the service already runs its maximum of {self.config.max_streams} streams"
+            )
+        return stream_id
+
+    async def add_pull(
+        self, url: str, stream_id: str | None = None, policy: Policy | None = None
+    ) -> StreamWorker:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in PULL_SCHEMES:
+            schemes = ", ".join(s + "://" for s in PULL_SCHEMES)
+            raise UnsupportedSource(f"cannot pull {redact_url(url)!r}: use one of {schemes}")
+        live = scheme in LIVE_SCHEMES or url.split("?")[0].endswith(".m3u8")
+        options = SourceOptions(
+            live=live,
+            max_rate=self.config.rate,
+            read_timeout=self.config.read_timeout_s,
+            open_timeout=self.config.read_timeout_s,
+        )
+        spec_policy = policy or Policy(self.config.policy)
+        async with self._lock:
+            sid = self._new_id(stream_id)
+            spec = StreamSpec(sid, url, "pull", spec_policy, live=live, reconnect=live)
+            return self._start(spec, lambda: AvSource(url, options))
+
+    async def add_rtmp_push(
+        self, stream_id: str | None, policy: Policy | None, public_host: str
+    ) -> StreamWorker:
+        """A stream a publisher pushes to us: one listening RTMP port per stream key."""
+        async with self._lock:
+            sid = self._new_id(stream_id)
+            port = self._free_rtmp_port()
+            listen_url = f"rtmp://{self.config.rtmp_host}:{port}/live/{sid}"
+            options = SourceOptions(
+                live=True,
+                listen=True,
+                max_rate=self.config.rate,
+                open_timeout=3600.0,
+                read_timeout=self.config.read_timeout_s,
+            )
+            spec = StreamSpec(
+                sid,
+                listen_url,
+                "rtmp",
+                policy or Policy(self.config.policy),
+                live=True,
+                reconnect=True,
+                ingest_url=f"rtmp://{public_host}:{port}/live/{sid}",
+            )
+            return self._start(spec, lambda: AvSource(listen_url, options))
+
+    async def add_source(
+        self,
+        stream_id: str | None,
+        kind: str,
+        factory: SourceFactory,
+        policy: Policy | None,
+        on_result: Callable[[FrameResult], None] | None = None,
+    ) -> StreamWorker:
+        async with self._lock:
+            sid = self._new_id(stream_id)
+            spec = StreamSpec(
+                sid,
+                f"{kind}:{sid}",
+                kind,
+                policy or Policy(self.config.policy),
+                live=True,
+                reconnect=False,
+            )
+            return self._start(spec, factory, on_result)
+
+    def _free_rtmp_port(self) -> int:
+        used = {
+            int(w.spec.ingest_url.rsplit(":", 1)[1].split("/")[0])
+            for w in self.workers.values()
+            if w.spec.ingest_url and not w.done
+        }
+        low, high = self.config.rtmp_ports
+        for _ in range(high - low + 1):
+            port = next(self._rtmp_ports)
+            if port not in used:
+                return port
+        raise TooManyStreams("no free RTMP ingest port left")
+
+    def _start(
+        self,
+        spec: StreamSpec,
+        factory: SourceFactory,
+        on_result: Callable[[FrameResult], None] | None = None,
+    ) -> StreamWorker:
+        if self.closing:
+            raise TooManyStreams("the service is shutting down")
+        old = self.workers.pop(spec.stream_id, None)
+        if old is not None:
+            self.metrics.forget_stream(spec.stream_id)
+        worker = StreamWorker(
+            spec,
+            factory,
+            self.engine,
+            self.decision(spec.policy),
+            self.metrics,
+            lambda kind, payload: self._emit(spec.stream_id, kind, payload),
+            (self.config.max_width, self.config.max_height),
+            (self.config.reconnect_initial_s, self.config.reconnect_max_s),
+            on_result,
+        )
+        self.workers[spec.stream_id] = worker
+        worker.start()
+        return worker
+
+    def get(self, stream_id: str) -> StreamWorker:
+        worker = self.workers.get(stream_id)
+        if worker is None:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return worker
+
+    async def remove(self, stream_id: str) -> None:
+        worker = self.get(stream_id)
+        await worker.stop(self.config.drain_timeout_s)
+        self.workers.pop(stream_id, None)
+        self.metrics.forget_stream(stream_id)
+        self._emit(stream_id, "stream.ended", {"reason": "removed"})
+
+    async def close(self) -> None:
+        """Graceful shutdown: stop every stream (each finishes its frame), within the drain time."""
+        self.closing = True
+        started = time.monotonic()
+        await asyncio.gather(
+            *(w.stop(self.config.drain_timeout_s) for w in self.workers.values()),
+            return_exceptions=True,
+        )
+        log.info("stopped %d streams in %.1fs", len(self.workers), time.monotonic() - started)
+
+    def list_json(self) -> list[dict[str, Any]]:
+        return [w.to_json() for w in self.workers.values()]
