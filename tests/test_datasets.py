@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media import Placement, render_frame, write_video
 
 from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window, extract
 from swapwatch.datasets.lists import (
@@ -21,7 +22,6 @@ from swapwatch.datasets.lists import (
 )
 from swapwatch.errors import ConfigError
 from swapwatch.faces.analyzer import FaceAnalyzer
-from media import Placement, render_frame, write_video
 
 
 def touch(path: Path) -> Path:

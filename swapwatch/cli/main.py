@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     add_analysis_options(scan)
+    from swapwatch.cli.scan_events import add_event_options
+
+    add_event_options(scan)
     scan.set_defaults(handler=cmd_scan)
 
     watch = commands.add_parser(
@@ -74,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(commands)
     add_export_parser(commands)
+
+    from swapwatch.cli.serve import add_serve_parser
+
+    add_serve_parser(commands)
+
+    from swapwatch.cli.events import add_events_parser
+
+    add_events_parser(commands)
     return parser
 
 
@@ -89,17 +100,27 @@ def cmd_scan(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args, engine)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr) if show_progress else None
+    from swapwatch.cli.scan_events import events_from_args
+
+    events = events_from_args(args, analyzer.decision_config)
     try:
         result = asyncio.run(
             scan(
                 source,
                 analyzer,
                 keep_thumbnails=args.report is not None,
-                on_result=(lambda r: progress.update(r, source)) if progress else None,
+                on_result=events.chain(
+                    (lambda r: progress.update(r, source)) if progress else None
+                ),
                 model_description=model_description(engine),
             )
         )
+        events.ended(result.to_json())
+    except SwapwatchError as exc:
+        events.failed(exc)
+        raise
     finally:
+        events.close()
         close_analyzer(analyzer, args)
         if progress:
             progress.done()

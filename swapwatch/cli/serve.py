@@ -69,7 +69,7 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     await loop.run_in_executor(None, shared.warmup)
     service.ready = True

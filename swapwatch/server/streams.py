@@ -203,9 +203,13 @@ class StreamWorker:
                 started = time.monotonic()
                 try:
                     await self._run_source()
-                    self.status.state = StreamState.ENDED
-                    self._emit("stream.ended", {"reason": "end of stream"})
-                    return
+                    if not self.spec.reconnect or self._stopping:
+                        self.status.state = StreamState.ENDED
+                        self._emit("stream.ended", {"reason": "end of stream"})
+                        return
+                    # A live source that ends (camera restarted, publisher gone) comes back.
+                    self.status.last_error = "the source ended"
+                    self._emit("stream.error", {"error": "the source ended", "final": False})
                 except SourceError as exc:
                     self.status.last_error = str(exc)
                     self._metrics.errors.labels(type(exc).__name__).inc()

@@ -1,0 +1,43 @@
+"""Durable events: the event model, the SQLite outbox, delivery to sinks, webhook signatures.
+
+The service's API: open an `EventLog`, append with `StreamEvents` (or `EventLog.append`), and run
+a `Dispatcher` over `Route`s built by `swapwatch.plugins.sinks.create_routes(specs)`.
+"""
+
+from swapwatch.events.delivery import Dispatcher, Route, SinkStats
+from swapwatch.events.emit import StreamEvents
+from swapwatch.events.errors import (
+    OutboxCorrupt,
+    OutboxError,
+    OutboxFull,
+    SignatureError,
+    SinkConfigError,
+    SinkError,
+    SinkRejected,
+)
+from swapwatch.events.model import Event, EventType
+from swapwatch.events.outbox import EventLog, Retention, StoredEvent
+from swapwatch.events.sinks.base import RetryPolicy, Sink, SinkSpec, parse_sink
+
+__all__ = [
+    "Dispatcher",
+    "Event",
+    "EventLog",
+    "EventType",
+    "OutboxCorrupt",
+    "OutboxError",
+    "OutboxFull",
+    "Retention",
+    "RetryPolicy",
+    "Route",
+    "SignatureError",
+    "Sink",
+    "SinkConfigError",
+    "SinkError",
+    "SinkRejected",
+    "SinkSpec",
+    "SinkStats",
+    "StoredEvent",
+    "StreamEvents",
+    "parse_sink",
+]

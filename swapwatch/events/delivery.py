@@ -1,0 +1,270 @@
+"""The dispatcher: one task per sink reads the outbox from that sink's cursor and delivers.
+
+Each sink sees events in outbox order (so in order per stream), one at a time: an event is tried
+with exponential backoff until it is delivered, refused for good, too old or out of attempts;
+then its fate is committed and the cursor moves on. An event whose fate was not committed (the
+process was killed mid-send) is sent again on restart: delivery is at least once, and the event
+id is the receivers' idempotency key. A failing sink only ever holds back itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, ParamSpec, TypeVar
+
+from swapwatch.events.errors import OutboxError, SinkError, SinkRejected
+from swapwatch.events.outbox import EventLog, StoredEvent
+from swapwatch.events.sinks.base import RetryPolicy, Sink
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+LATENCY_SAMPLES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A sink and how to deliver to it."""
+
+    sink: Sink
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    start: Literal["oldest", "latest"] = "oldest"  # where a sink new to this outbox begins
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """Counters of one sink since the dispatcher started."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    dead_lettered: int = 0
+    cursor: int = 0
+    running: bool = False
+    idle: bool = False  # its last look at the outbox found nothing to send
+    crashed: str | None = None  # the bug that stopped this sink, if one did
+    last_error: str | None = None
+    # seconds from append to delivery of recent events
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+
+class Dispatcher:
+    """Delivers the outbox to its sinks. Use `async with Dispatcher(...)`, or start()/aclose().
+
+    New events are noticed at once when appended through the same EventLog object, and within
+    `poll_interval` seconds when another process appends them.
+    """
+
+    def __init__(
+        self,
+        outbox: EventLog,
+        routes: Sequence[Route],
+        poll_interval: float = 0.5,
+        prune_interval: float = 60.0,
+        batch_size: int = 256,
+        rng: random.Random | None = None,
+    ) -> None:
+        names = [r.sink.name for r in routes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique: {names}")
+        self.outbox = outbox
+        self.routes = list(routes)
+        self.poll_interval = poll_interval
+        self.prune_interval = prune_interval
+        self.batch_size = batch_size
+        self.stats = {name: SinkStats() for name in names}
+        self._rng = rng or random.Random()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._news: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __aenter__(self) -> Dispatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.outbox.add_listener(self._on_append)
+        for route in self.routes:
+            self._news[route.sink.name] = asyncio.Event()
+            task = asyncio.create_task(self._run(route), name=f"sink {route.sink.name}")
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+        self._tasks.append(asyncio.create_task(self._prune(), name="outbox retention"))
+
+    async def aclose(self, drain_timeout: float = 0.0) -> None:
+        """Stop delivering; first wait up to `drain_timeout` s for the sinks to catch up.
+
+        An event in flight when this returns was not settled: it is sent again next time.
+        """
+        if drain_timeout > 0:
+            await self.wait_idle(drain_timeout)
+        self.outbox.remove_listener(self._on_append)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for route in self.routes:
+            await route.sink.aclose()
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every running sink has settled every event appended so far (and its
+        replays); False when `timeout` seconds passed first."""
+        target = await asyncio.to_thread(self.outbox.last_seq)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if await self._settled(target):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _settled(self, target: int) -> bool:
+        for name, s in self.stats.items():
+            if s.crashed is not None:
+                continue
+            if not (s.idle and s.cursor >= target):
+                return False
+            replays: list[StoredEvent] = await self._db(self.outbox.requeued, name, 1)
+            if replays:
+                return False
+        return True
+
+    def _on_append(self, seq: int) -> None:
+        # Called in whichever thread appended.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for event in self._news.values():
+            event.set()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        name = task.get_name().removeprefix("sink ")
+        exc = task.exception()
+        log.error("sink %s stopped by a bug; its events wait in the outbox", name, exc_info=exc)
+        if name in self.stats:
+            self.stats[name].crashed = f"{type(exc).__name__}: {exc}"
+            self.stats[name].running = False
+
+    async def _db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _run(self, route: Route) -> None:
+        name = route.sink.name
+        stats = self.stats[name]
+        news = self._news[name]
+        await self._start_sink(route)
+        while True:
+            try:
+                stats.cursor = await self._db(self.outbox.cursor, name, route.start)
+                break
+            except OutboxError as exc:
+                log.error("sink %s cannot read its cursor: %s", name, exc)
+                await asyncio.sleep(self.poll_interval)
+        stats.running = True
+        while True:
+            news.clear()
+            try:
+                replays = await self._db(self.outbox.requeued, name, self.batch_size)
+                stats.idle = False if replays else stats.idle
+                for event in replays:
+                    fate = await self._deliver(route, event)
+                    await self._db(self.outbox.settle_requeued, name, event.seq, fate)
+                batch = await self._db(self.outbox.read_after, stats.cursor, self.batch_size)
+                stats.idle = not (batch or replays)
+                for event in batch:
+                    fate = await self._deliver(route, event)
+                    await self._db(self.outbox.settle, name, event.seq, fate)
+                    stats.cursor = event.seq
+            except OutboxError as exc:
+                # Unsettled events stay where they were and are tried again.
+                log.error("sink %s: outbox error: %s", name, exc)
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if batch or replays:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(news.wait(), self.poll_interval)
+
+    async def _start_sink(self, route: Route) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await route.sink.start()
+                return
+            except SinkError as exc:
+                delay = route.retry.delay(attempt, self._rng)
+                log.warning(
+                    "sink %s cannot start (%s); again in %.1fs", route.sink.name, exc, delay
+                )
+                self.stats[route.sink.name].last_error = str(exc)
+                await asyncio.sleep(delay)
+
+    async def _deliver(self, route: Route, event: StoredEvent) -> tuple[int, str] | None:
+        """Try until delivered (None) or given up: (attempts, last error) for the dead letter."""
+        policy, sink = route.retry, route.sink
+        stats = self.stats[sink.name]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(policy.send_timeout):
+                    await sink.send(event)
+            except (SinkError, TimeoutError) as exc:
+                error = str(exc) or f"no answer within {policy.send_timeout:.0f}s"
+                stats.failed_attempts += 1
+                stats.last_error = error
+                age = time.time() - event.created
+                if (
+                    isinstance(exc, SinkRejected)
+                    or attempt >= policy.max_attempts
+                    or age >= policy.max_age
+                ):
+                    log.error(
+                        "sink %s: event %s dead-lettered after %d attempts: %s",
+                        sink.name,
+                        event.id,
+                        attempt,
+                        error,
+                    )
+                    stats.dead_lettered += 1
+                    return attempt, error
+                delay = policy.delay(attempt, self._rng)
+                log.info(
+                    "sink %s: event %s attempt %d failed (%s); again in %.2fs",
+                    sink.name,
+                    event.id,
+                    attempt,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            stats.delivered += 1
+            stats.last_error = None
+            stats.latencies.append(time.time() - event.created)
+            return None
+
+    async def _prune(self) -> None:
+        while True:
+            try:
+                await self._db(self.outbox.prune)
+            except OutboxError as exc:
+                log.error("outbox retention failed: %s", exc)
+            await asyncio.sleep(self.prune_interval)

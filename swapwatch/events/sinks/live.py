@@ -1,0 +1,127 @@
+"""Live feed for dashboards: an in-process fan-out, and its Server-Sent Events form.
+
+The `live` sink publishes every event to a LiveFeed; each subscriber (one SSE connection) has a
+bounded queue and, when it reads too slowly, loses its oldest events (counted), never the
+service's memory. `sse_response` is the aiohttp handler body the HTTP service mounts; a client
+that reconnects with `Last-Event-ID` first gets what it missed from the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from swapwatch.events.outbox import EventLog, StoredEvent
+from swapwatch.events.sinks.base import SinkSpec
+
+DEFAULT_QUEUE = 256
+HEARTBEAT_S = 15.0
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One reader of the feed."""
+
+    queue: asyncio.Queue[StoredEvent]
+    dropped: int = 0
+
+    def put(self, event: StoredEvent) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(event)
+                return
+            except asyncio.QueueFull:
+                self.queue.get_nowait()  # drop oldest: a dashboard wants the newest
+                self.dropped += 1
+
+    async def get(self) -> StoredEvent:
+        return await self.queue.get()
+
+
+@dataclass(slots=True)
+class LiveFeed:
+    """Fan-out of events to subscribers; call from the event loop's thread."""
+
+    queue_size: int = DEFAULT_QUEUE
+    subscribers: set[Subscription] = field(default_factory=set)
+    published: int = 0
+
+    def publish(self, event: StoredEvent) -> None:
+        self.published += 1
+        for subscription in self.subscribers:
+            subscription.put(event)
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = Subscription(asyncio.Queue(self.queue_size))
+        self.subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self.subscribers.discard(subscription)
+
+
+class LiveSink:
+    """Publishes to a LiveFeed; never fails (a dashboard that is not there misses nothing)."""
+
+    def __init__(self, name: str = "live", feed: LiveFeed | None = None) -> None:
+        self.name = name
+        self.feed = feed or LiveFeed()
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, event: StoredEvent) -> None:
+        self.feed.publish(event)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def create(spec: SinkSpec) -> LiveSink:
+    queue = spec.options.get("queue", DEFAULT_QUEUE)
+    return LiveSink(spec.name, LiveFeed(int(queue)))
+
+
+def sse_message(event: StoredEvent) -> bytes:
+    """One SSE message: the outbox sequence number as id, the event type as event name."""
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.body}\n\n".encode()
+
+
+async def sse_response(
+    request: web.Request,
+    feed: LiveFeed,
+    outbox: EventLog | None = None,
+    heartbeat: float = HEARTBEAT_S,
+) -> web.StreamResponse:
+    """Serve the feed as `text/event-stream` until the client goes away.
+
+    With an outbox, a client reconnecting with `Last-Event-ID: SEQ` first gets the events after
+    SEQ that it missed, then the live ones (each event once, in order).
+    """
+    last = request.headers.get("Last-Event-ID", "")
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    with feed.subscribe() as subscription:  # before reading the outbox: nothing falls between
+        high = 0  # events up to here were already sent from the outbox
+        if outbox is not None and last.isdigit():
+            high = int(last)
+            while missed := await asyncio.to_thread(outbox.read_after, high, 256):
+                for event in missed:
+                    await response.write(sse_message(event))
+                    high = event.seq
+        while True:
+            try:
+                event = await asyncio.wait_for(subscription.get(), heartbeat)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")  # proxies close silent connections
+                continue
+            if event.seq > high:
+                high = event.seq
+                await response.write(sse_message(event))

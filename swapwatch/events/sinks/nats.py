@@ -1,0 +1,82 @@
+"""NATS sink (nats-py, extra `nats`): JetStream publish with an ack by default.
+
+`Nats-Msg-Id` carries the event id, so JetStream drops repeats inside its duplicate window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swapwatch.events.errors import SinkConfigError, SinkError
+from swapwatch.events.outbox import StoredEvent
+from swapwatch.events.sinks.base import SinkSpec, sink_options
+
+
+class NatsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str = Field(
+        default="swapwatch.events.{type}", min_length=1, description="{type} expands"
+    )
+    jetstream: bool = Field(
+        default=True, description="wait for a JetStream ack (else core NATS + flush)"
+    )
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds for an ack or a flush")
+
+
+def _nats() -> Any:
+    try:
+        import nats
+        import nats.errors
+    except ImportError:
+        raise SinkConfigError(
+            "the nats sink needs nats-py: pip install 'swapwatch[nats]'"
+        ) from None
+    return nats
+
+
+class NatsSink:
+    def __init__(self, name: str, servers: str, options: NatsOptions) -> None:
+        self.name = name
+        self.servers = [s for s in servers.split(",") if s] or ["nats://127.0.0.1:4222"]
+        self.options = options
+        self._nats = _nats()
+        self._client: Any = None
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            self._client = await self._nats.connect(
+                servers=self.servers,
+                connect_timeout=self.options.timeout,
+                max_reconnect_attempts=-1,
+            )
+        except (self._nats.errors.Error, OSError) as exc:
+            raise SinkError(f"cannot reach NATS at {self.servers}: {exc}") from exc
+
+    async def send(self, event: StoredEvent) -> None:
+        await self.start()
+        subject = self.options.subject.format(type=event.type)
+        body = event.body.encode()
+        try:
+            if self.options.jetstream:
+                await self._client.jetstream().publish(
+                    subject, body, timeout=self.options.timeout, headers={"Nats-Msg-Id": event.id}
+                )
+            else:
+                await self._client.publish(subject, body, headers={"Nats-Msg-Id": event.id})
+                await self._client.flush(timeout=self.options.timeout)
+        except (self._nats.errors.Error, OSError, TimeoutError) as exc:
+            raise SinkError(f"NATS publish failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def create(spec: SinkSpec) -> NatsSink:
+    return NatsSink(spec.name, spec.target, sink_options(NatsOptions, spec))

@@ -1,0 +1,93 @@
+"""Webhook sink: one signed HTTP POST per event (aiohttp client, kept-alive connections).
+
+aiohttp rather than httpx: it is one dependency for the client here, the SSE feed handler and the
+HTTP service, and it is asyncio-native with a mature connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from swapwatch.events.errors import SinkConfigError, SinkError, SinkRejected
+from swapwatch.events.outbox import StoredEvent
+from swapwatch.events.signing import SIGNATURE_HEADER, sign
+from swapwatch.events.sinks.base import SinkSpec, resolve_secret, sink_options
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_HEADER = "Swapwatch-Event-Id"
+EVENT_TYPE_HEADER = "Swapwatch-Event-Type"
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
+
+
+class WebhookOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str | None = Field(
+        default=None, description="HMAC key (or env:NAME / file:PATH); unsigned when absent"
+    )
+    timeout: float = Field(
+        default=10.0, gt=0, le=300, description="seconds for one request, in all"
+    )
+    connect_timeout: float = Field(default=3.0, gt=0, le=60, description="seconds to connect")
+
+
+class WebhookSink:
+    """POSTs each event's JSON body with `Swapwatch-Signature`, `Swapwatch-Event-Id` headers.
+
+    2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried; any
+    other status is a refusal that no retry fixes (dead letter).
+    """
+
+    def __init__(self, name: str, url: str, options: WebhookOptions) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise SinkConfigError(f"sink {name}: webhook target must be an http(s) URL")
+        self.name = name
+        self.url = url
+        self._secret = None if options.secret is None else resolve_secret(options.secret)
+        self._timeout = aiohttp.ClientTimeout(
+            total=options.timeout, sock_connect=options.connect_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+
+    async def send(self, event: StoredEvent) -> None:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        body = event.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event.id,
+            EVENT_TYPE_HEADER: event.type,
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER], _ = sign([self._secret], body)
+        try:
+            async with self._session.post(self.url, data=body, headers=headers) as response:
+                await response.read()  # drain, so the connection is reused
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SinkError(f"POST failed: {type(exc).__name__}: {exc}") from exc
+        if 200 <= status < 300:
+            return
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise SinkError(f"receiver answered HTTP {status}")
+        raise SinkRejected(f"receiver refused the event: HTTP {status}")
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+            await asyncio.sleep(0)  # let aiohttp close its transports before the loop ends
+
+
+def create(spec: SinkSpec) -> WebhookSink:
+    return WebhookSink(spec.name, spec.target, sink_options(WebhookOptions, spec))

@@ -1,0 +1,51 @@
+"""Send a face video in real time, as a camera or encoder would: `python publisher.py URL SECONDS
+[FORMAT]`. Pushes to an RTMP server (format flv), or, for tcp://…?listen=1, serves MPEG-TS to the
+reader that connects. A separate process: PyAV holds the GIL while an output waits to connect."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import av
+import av.error
+from media import Placement, render_frame
+
+FPS = 15
+
+
+def publish(url: str, seconds: float, container: str = "flv") -> int:
+    deadline = time.monotonic() + 20
+    while True:
+        out = av.open(url, mode="w", format=container)
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        stream.codec_context.gop_size = FPS
+        try:
+            out.start_encoding()  # connects (or, listening, waits for the reader) here
+            break
+        except av.error.ConnectionRefusedError:
+            out.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    sent = 0
+    with out:
+        start = time.monotonic()
+        for i in range(int(seconds * FPS)):
+            frame = av.VideoFrame.from_ndarray(
+                render_frame(640, 360, [Placement(0.5, 0.5, 220)], i / FPS), format="rgb24"
+            )
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            sent += 1
+            time.sleep(max(0.0, start + (i + 1) / FPS - time.monotonic()))
+        for packet in stream.encode():
+            out.mux(packet)
+    return sent
+
+
+if __name__ == "__main__":
+    print(publish(sys.argv[1], float(sys.argv[2]), *(sys.argv[3:4] or ["flv"])), flush=True)

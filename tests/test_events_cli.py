@@ -1,0 +1,173 @@
+"""`swapwatch events ...`, `swapwatch webhook verify` and `scan --events`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from receivers import Receiver
+
+from swapwatch.cli.main import main
+from swapwatch.events import Event, EventLog, EventType
+from swapwatch.events.signing import sign
+
+SECRET = "whsec-cli"
+
+
+def swapwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "swapwatch", *args]
+
+
+def fill(path: Path, count: int) -> list[str]:
+    with EventLog(path) as outbox:
+        events = [
+            Event(str(uuid.uuid4()), EventType.ALERT_RAISED, datetime.now(UTC), f"s{i % 3}", "r", i)
+            for i in range(count)
+        ]
+        for e in events:
+            outbox.append(e)
+    return [e.id for e in events]
+
+
+@pytest.mark.network
+def test_delivery_killed_with_sigkill_and_restarted_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "outbox.sqlite"
+    ids = fill(db, 30)
+    receiver = Receiver(SECRET).start()
+    receiver.delay = 0.05
+    sink = f"webhook:{receiver.url};secret={SECRET};backoff=0.05;max_backoff=0.2"
+    try:
+        worker = subprocess.Popen(
+            swapwatch("events", "deliver", "--db", str(db), "--sink", sink),
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while len(receiver.ids()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(worker.pid, signal.SIGKILL)  # mid-delivery: the receiver is still answering
+        assert worker.wait(timeout=10) == -signal.SIGKILL
+        with EventLog(db) as outbox:
+            [state] = outbox.sinks()
+        assert 0 < state.backlog < 30
+        restarted = subprocess.run(
+            swapwatch("events", "deliver", "--db", str(db), "--sink", sink, "--until-idle"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert restarted.returncode == 0, restarted.stderr
+    finally:
+        receiver.stop()
+    got = receiver.ids()
+    assert set(got) == set(ids)
+    assert all(d.signature_ok for d in receiver.deliveries)
+    assert len(got) - len(ids) <= 2  # at most the event in flight at the kill comes twice
+    repeated = [i for i, n in Counter(got).items() if n > 1]
+    for event_id in repeated:
+        assert len({d.body for d in receiver.deliveries if d.event_id == event_id}) == 1
+
+
+def test_tail_replay_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "outbox.sqlite"
+    ids = fill(db, 4)
+    out = tmp_path / "events.jsonl"
+    assert main(["events", "tail", "--db", str(db), "-n", "2"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ids[2:]
+
+    deliver = ["events", "deliver", "--db", str(db), "--sink", f"jsonl:{out}", "--until-idle"]
+    assert main(deliver) == 0
+    assert main(["events", "replay", "--db", str(db), "--since", "1h"]) == 0
+    assert "4 deliveries queued again" in capsys.readouterr().out
+    assert main(deliver) == 0
+    lines = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert lines == ids + ids
+
+    assert main(["events", "status", "--db", str(db), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["sinks"] == [
+        {"name": f"jsonl:{out}", "cursor": 4, "backlog": 0, "dead": 0, "requeued": 0}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["events", "deliver", "--sink", "teams:x"],
+            2,
+            "unknown sink type 'teams' (available: jsonl, kafka, live, mqtt, nats, webhook)",
+        ),
+        (["events", "deliver"], 2, "no sinks"),
+        (["events", "tail", "--db", "{garbage}"], 5, "is not readable"),
+        (["events", "tail", "--db", "{missing}"], 2, "no event outbox at"),
+        (["events", "deliver", "--sink", "webhook:ftp://x"], 2, "http(s) URL"),
+        (["events", "deliver", "--sink", "webhook:http://x;colour=red"], 2, "colour"),
+    ],
+)
+def test_clear_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"\x00not sqlite\x00" * 500)
+    db = ["--db", str(tmp_path / "ok.sqlite")] if "--db" not in args else []
+    args = [a.format(garbage=garbage, missing=tmp_path / "missing.sqlite") for a in args]
+    assert main([*args[:2], *db, *args[2:]]) == code
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("swapwatch: error: ")
+
+
+def test_webhook_verify_for_receivers(tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"id":"x"}')
+    header, _ = sign([SECRET], body.read_bytes())
+    ok = subprocess.run(
+        swapwatch("webhook", "verify", "--secret", SECRET, "--signature", header),
+        input=body.read_bytes(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith(b"valid: signed at ")
+    bad = subprocess.run(
+        swapwatch("webhook", "verify", "--secret", "wrong", "--signature", header, str(body)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 7
+    assert bad.stderr == "swapwatch: error: signature does not match the body\n"
+
+
+def test_scan_records_and_delivers_its_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_face_video: Path, fake_model: Path
+) -> None:
+    db, out = tmp_path / "o.sqlite", tmp_path / "e.jsonl"
+    args = ["scan", str(one_face_video), "--model", str(fake_model), "--json"]
+    code = main([*args, "--events", str(db), "--sink", f"jsonl:{out}", "--stream-id", "kyc-42"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["stream.started", "alert.raised", "stream.ended"]
+    assert {e["stream"] for e in events} == {"kyc-42"} and len({e["run"] for e in events}) == 1
+    raised = events[1]
+    assert raised["media_time"] == pytest.approx(result["alerts"][0]["time"])
+    assert raised["evidence"]["threshold"] == 11.0
+    assert events[2]["detail"]["verdict"] == "fake"
+
+
+def test_scan_with_a_corrupt_outbox_stops_before_analysing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_face_video: Path, fake_model: Path
+) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"\x00not sqlite\x00" * 500)
+    code = main(["scan", str(one_face_video), "--model", str(fake_model), "--events", str(garbage)])
+    assert code == 5
+    assert "is not readable" in capsys.readouterr().err

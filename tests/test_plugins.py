@@ -1,0 +1,111 @@
+"""Plugins from entry points: the example plugin installed as a real package, missing plugins."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swapwatch.events import Event, EventLog, EventType
+from swapwatch.plugins import SIGNALS, SINKS, PluginNotFound, available
+from swapwatch.plugins.engines import create_engine, engine_names
+from swapwatch.plugins.signals import load_signals
+
+EXAMPLE = Path(__file__).parent.parent / "plugins" / "swapwatch-example-sink"
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin pip-installed into a folder of its own (the venv stays untouched)."""
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    # A copy: setuptools writes build files next to the sources, which stay clean.
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target
+
+
+def test_installed_plugin_is_found_and_delivers(installed_example: Path, tmp_path: Path) -> None:
+    db, out = tmp_path / "o.sqlite", tmp_path / "alerts.csv"
+    with EventLog(db) as outbox:
+        ids = [
+            outbox.append(
+                Event(str(uuid.uuid4()), EventType.ALERT_RAISED, datetime.now(UTC), "cam", "r")
+            )
+            for _ in range(3)
+        ]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swapwatch",
+            "events",
+            "deliver",
+            "--db",
+            str(db),
+            "--sink",
+            f"csv:{out};header=true",
+            "--until-idle",
+        ],
+        env={"PYTHONPATH": str(installed_example), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["seq", "id", "type", "stream"]
+    assert [int(r[0]) for r in rows[1:]] == ids
+
+
+def test_installed_signal_and_sink_are_listed(
+    installed_example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(installed_example))
+    sink = available(SINKS)["csv"]
+    assert sink.dist is not None and sink.dist.name == "swapwatch-example-sink"
+    assert "brightness" in available(SIGNALS)
+    [signal] = load_signals(["brightness"])
+    crops = np.stack([np.full((8, 8, 3), v, np.uint8) for v in (0, 128, 255)])
+    logits = signal.infer(crops)
+    assert logits.shape == (3,) and logits[1] < 0 < logits[0]
+    monkeypatch.delitem(sys.modules, "swapwatch_example_sink", raising=False)
+
+
+def test_a_missing_plugin_names_what_is_installed() -> None:
+    with pytest.raises(PluginNotFound, match=r"unknown signal 'nope' \(available: none\)"):
+        load_signals(["nope"])
+    with pytest.raises(PluginNotFound, match=r"unknown engine 'tensorrt' \(available: onnx"):
+        create_engine("tensorrt", Path("x.onnx"))
+
+
+def test_our_own_engine_comes_through_its_entry_point(fake_model: Path) -> None:
+    assert "onnxruntime" in engine_names()
+    engine = create_engine("onnxruntime", fake_model, device="cpu")
+    try:
+        assert engine.info.input_size == 224
+    finally:
+        engine.close()

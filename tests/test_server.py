@@ -1,0 +1,240 @@
+"""`swapwatch serve` end to end: the HTTP API, pulls, RTMP push, reconnects, metrics, limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from media import Placement, write_video
+from prometheus_client.parser import text_string_to_metric_families
+from service import RunningService, free_port, running_service
+
+from swapwatch.server.config import ServiceConfig
+
+TOKEN = "a-test-token-of-enough-length"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(
+        tmp_path_factory.mktemp("server") / "face.mp4",
+        [Placement(0.5, 0.5, 300)],
+        seconds=4.0,
+        size=(960, 540),
+    )
+
+
+@pytest.fixture(scope="module")
+def service(fake_model: Path) -> Iterator[RunningService]:
+    config = ServiceConfig(
+        model=fake_model,
+        allow_file_urls=True,
+        max_streams=3,
+        reconnect_initial_s=0.3,
+        reconnect_max_s=1.0,
+        read_timeout_s=3.0,
+        cusum_h=4.0,
+        max_body_bytes=4096,
+        cors_origins=("https://ok.example",),
+    )
+    with running_service(config) as running:
+        yield running
+
+
+def test_health_readiness_and_the_schema(service: RunningService) -> None:
+    assert service.request("GET", "/healthz").body["status"] == "ok"
+    assert service.request("GET", "/readyz").body["status"] == "ready"
+    schema = service.request("GET", "/openapi.json").body
+    assert schema["openapi"].startswith("3.")
+    assert {"/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"} <= set(schema["paths"])
+    for page in ("/", "/try", "/docs"):
+        reply = service.request("GET", page)
+        assert reply.status == 200 and "<html" in reply.body
+
+
+def test_a_file_stream_is_analysed_alarms_and_can_be_removed(
+    service: RunningService, clip: Path
+) -> None:
+    reply = service.request(
+        "POST", "/v1/streams", {"url": clip.as_uri(), "id": "clip-1", "policy": "kyc"}
+    )
+    assert reply.status == 201, reply.body
+    assert reply.headers["Location"] == "/v1/streams/clip-1"
+    status = service.wait_for(lambda s: s["state"] == "ended", "clip-1")
+    assert status["frames_analysed"] > 20 and status["video"]["width"] == 960
+    assert status["policy"] == "kyc"
+    # the test model says "fake" for every face: the track alarmed and stays alarmed (kyc)
+    assert status["alarm"] and status["alarms_raised"] == 1
+    assert status["tracks"][0]["verdict"] == "fake"
+    listed = service.request("GET", "/v1/streams").body["streams"]
+    assert "clip-1" in {s["id"] for s in listed}
+    assert service.request("DELETE", "/v1/streams/clip-1").status == 204
+    assert service.request("GET", "/v1/streams/clip-1").status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"url": "ftp://example.com/x"}, 400, "cannot pull"),
+        ({"id": "x"}, 400, "'url' is required"),
+        ({"url": "rtsp://h/x", "colour": "red"}, 400, "unknown field"),
+        ({"url": "rtsp://h/x", "id": "no spaces"}, 400, "stream id"),
+        ({"url": "rtsp://h/x", "policy": "strict"}, 400, "'policy' must be one of"),
+        ({"ingest": "carrier-pigeon"}, 400, "'ingest' must be"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
+def test_bad_requests_get_a_json_4xx(
+    service: RunningService, body: object, status: int, message: str
+) -> None:
+    reply = service.request("POST", "/v1/streams", body)
+    assert reply.status == status
+    assert message in reply.body["error"]["message"]
+
+
+def test_malformed_and_oversized_bodies_are_refused(service: RunningService) -> None:
+    assert service.request("POST", "/v1/streams", raw=b"{not json").status == 400
+    huge = service.request("POST", "/v1/streams", raw=b'{"url": "' + b"x" * 10000 + b'"}')
+    assert huge.status == 413 and huge.body["error"]["status"] == 413
+    assert service.request("GET", "/v1/streams/nope").status == 404
+
+
+def test_duplicate_ids_and_the_stream_limit(service: RunningService) -> None:
+    ids = []
+    try:
+        for i in range(3):  # the limit; unreachable RTMP servers keep them reconnecting
+            reply = service.request(
+                "POST",
+                "/v1/streams",
+                {"url": f"rtmp://127.0.0.1:{free_port()}/live/x", "id": f"d{i}"},
+            )
+            assert reply.status == 201, reply.body
+            ids.append(f"d{i}")
+        again = service.request("POST", "/v1/streams", {"url": "rtmp://127.0.0.1:1/a", "id": "d0"})
+        assert again.status == 409
+        over = service.request("POST", "/v1/streams", {"url": "rtmp://127.0.0.1:1/a"})
+        assert over.status == 429 and "maximum of 3" in over.body["error"]["message"]
+        status = service.wait_for(lambda s: s["reconnects"] >= 1, "d0")
+        assert status["state"] in ("reconnecting", "starting") and status["last_error"]
+    finally:
+        for sid in ids:
+            service.request("DELETE", f"/v1/streams/{sid}")
+
+
+def test_cors_only_for_configured_origins(service: RunningService) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = service.request(
+        "OPTIONS", "/v1/streams", headers={"Origin": "https://ok.example", **preflight}
+    )
+    assert ok.status == 204 and ok.headers["Access-Control-Allow-Origin"] == "https://ok.example"
+    bad = service.request(
+        "OPTIONS", "/v1/streams", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert bad.status == 403 and "Access-Control-Allow-Origin" not in bad.headers
+
+
+def test_metrics_are_prometheus_text_with_our_names(service: RunningService, clip: Path) -> None:
+    service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": "m1"})
+    service.wait_for(lambda s: s["state"] == "ended", "m1")
+    with urllib.request.urlopen(service.base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert all(
+        name.startswith("swapwatch_")
+        for name in families
+        if not name.startswith(("python_", "process_"))
+    )
+    analysed = {
+        s.labels["stream"]: s.value
+        for s in families["swapwatch_frames_analysed"].samples
+        if s.name.endswith("_total")
+    }
+    assert analysed["m1"] > 20
+    latency = [
+        s for s in families["swapwatch_frame_latency_seconds"].samples if s.name.endswith("_count")
+    ]
+    assert latency[0].value > 20
+    stages = {
+        s.labels["stage"]
+        for s in families["swapwatch_stage_seconds"].samples
+        if "stage" in s.labels
+    }
+    assert {"detection", "landmarks", "engine"} <= stages
+    assert any(
+        s.value > 0
+        for s in families["swapwatch_engine_batch_size"].samples
+        if s.name.endswith("_count")
+    )
+    service.request("DELETE", "/v1/streams/m1")
+
+
+def publisher(url: str, seconds: float, container: str = "flv") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "publisher.py"), url, str(seconds), container],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-2000:]
+    return out
+
+
+def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
+    low = free_port()
+    config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low))
+    with running_service(config) as service:
+        reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
+        assert reply.status == 201, reply.body
+        ingest = reply.body["ingest_url"]
+        assert ingest == f"rtmp://127.0.0.1:{low}/live/studio"
+        second = service.request("POST", "/v1/streams", {"ingest": "rtmp"})
+        assert second.status == 429  # one port per pushed stream, and the range has one
+        pusher = publisher(ingest, 4.0)
+        status = service.wait_for(lambda s: s["frames_analysed"] > 10 and s["faces"] == 1, "studio")
+        assert status["state"] == "running" and status["kind"] == "rtmp"
+        assert int(finished(pusher)) == 60
+
+
+def test_a_pulled_stream_that_dies_reconnects(fake_model: Path) -> None:
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    camera = f"{url}?listen=1"
+    config = ServiceConfig(
+        model=fake_model, reconnect_initial_s=0.3, reconnect_max_s=1.0, read_timeout_s=3.0
+    )
+    with running_service(config) as service:
+        first = publisher(camera, 3.0, "mpegts")
+        time.sleep(0.5)
+        assert service.request("POST", "/v1/streams", {"url": url, "id": "cam"}).status == 201
+        service.wait_for(lambda s: s["state"] == "running" and s["frames_analysed"] > 5, "cam")
+        finished(first)  # the camera goes away
+        service.wait_for(lambda s: s["reconnects"] >= 1, "cam")
+        second = publisher(camera, 4.0, "mpegts")
+        before = service.request("GET", "/v1/streams/cam").body["frames_analysed"]
+        status = service.wait_for(
+            lambda s: s["state"] == "running" and s["frames_analysed"] > before + 5, "cam"
+        )
+        assert status["reconnects"] >= 1
+        finished(second)
+
+
+def test_the_api_needs_the_token_when_one_is_set(fake_model: Path) -> None:
+    config = ServiceConfig(model=fake_model, token=TOKEN)
+    with running_service(config) as service:
+        denied = service.request("GET", "/v1/streams")
+        assert denied.status == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
+        assert service.request("GET", "/v1/streams", token="wrong-token-wrong-token").status == 401
+        assert service.request("GET", "/v1/streams", token=TOKEN).status == 200
+        assert (
+            service.request("POST", "/v1/webrtc/offer", {"sdp": "x", "type": "offer"}).status == 401
+        )
+        assert service.request("GET", "/healthz").status == 200  # probes stay open
