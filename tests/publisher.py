@@ -4,8 +4,10 @@ reader that connects. A separate process: PyAV holds the GIL while an output wai
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import av
 import av.error
@@ -45,6 +47,23 @@ def publish(url: str, seconds: float, container: str = "flv") -> int:
         for packet in stream.encode():
             out.mux(packet)
     return sent
+
+
+def start_publisher(url: str, seconds: float, container: str = "flv") -> subprocess.Popen[str]:
+    """Run `publish` in its own process; `finished` waits for it."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__)), url, str(seconds), container],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    """The publisher's output (the number of frames sent), once it has exited cleanly."""
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-2000:]
+    return out
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 from media import Placement, write_video
 from prometheus_client.parser import text_string_to_metric_families
+from publisher import finished, start_publisher
 from service import RunningService, free_port, running_service
 
 from swapwatch.server.config import ServiceConfig
@@ -173,21 +172,6 @@ def test_metrics_are_prometheus_text_with_our_names(service: RunningService, cli
     service.request("DELETE", "/v1/streams/m1")
 
 
-def publisher(url: str, seconds: float, container: str = "flv") -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "publisher.py"), url, str(seconds), container],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finished(process: subprocess.Popen[str]) -> str:
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err[-2000:]
-    return out
-
-
 def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
     low = free_port()
     config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low))
@@ -198,7 +182,7 @@ def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
         assert ingest == f"rtmp://127.0.0.1:{low}/live/studio"
         second = service.request("POST", "/v1/streams", {"ingest": "rtmp"})
         assert second.status == 429  # one port per pushed stream, and the range has one
-        pusher = publisher(ingest, 4.0)
+        pusher = start_publisher(ingest, 4.0)
         status = service.wait_for(lambda s: s["frames_analysed"] > 10 and s["faces"] == 1, "studio")
         assert status["state"] == "running" and status["kind"] == "rtmp"
         assert int(finished(pusher)) == 60
@@ -212,13 +196,13 @@ def test_a_pulled_stream_that_dies_reconnects(fake_model: Path) -> None:
         model=fake_model, reconnect_initial_s=0.3, reconnect_max_s=1.0, read_timeout_s=3.0
     )
     with running_service(config) as service:
-        first = publisher(camera, 3.0, "mpegts")
+        first = start_publisher(camera, 3.0, "mpegts")
         time.sleep(0.5)
         assert service.request("POST", "/v1/streams", {"url": url, "id": "cam"}).status == 201
         service.wait_for(lambda s: s["state"] == "running" and s["frames_analysed"] > 5, "cam")
         finished(first)  # the camera goes away
         service.wait_for(lambda s: s["reconnects"] >= 1, "cam")
-        second = publisher(camera, 4.0, "mpegts")
+        second = start_publisher(camera, 4.0, "mpegts")
         before = service.request("GET", "/v1/streams/cam").body["frames_analysed"]
         status = service.wait_for(
             lambda s: s["state"] == "running" and s["frames_analysed"] > before + 5, "cam"

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("source", metavar="URL_OR_PATH")
     add_analysis_options(watch)
+    add_event_options(watch)
     watch.set_defaults(handler=cmd_watch)
 
     from swapwatch.cli.evaluate import add_eval_parser

@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -21,6 +22,8 @@ from swapwatch.cli.common import (
     engine_from_args,
     source_from_args,
 )
+from swapwatch.cli.scan_events import events_from_args
+from swapwatch.errors import SwapwatchError
 from swapwatch.fusion import AlarmChange
 from swapwatch.stream.frames import SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import Alert, FrameResult, StreamAnalyzer
@@ -201,11 +204,15 @@ async def _tick(view: WatchView) -> None:
 
 
 async def _watch(
-    source: FrameSource, analyzer: StreamAnalyzer, view: WatchView, paced: bool
+    source: FrameSource,
+    analyzer: StreamAnalyzer,
+    view: WatchView,
+    paced: bool,
+    on_result: Callable[[FrameResult], None],
 ) -> None:
     try:
         view.start(await source.start(), paced)
-        stream = asyncio.create_task(run_stream(source, analyzer, view.on_result))
+        stream = asyncio.create_task(run_stream(source, analyzer, on_result))
         ticker = asyncio.create_task(_tick(view))
         try:
             done, _ = await asyncio.wait({stream, ticker}, return_when=asyncio.FIRST_COMPLETED)
@@ -230,12 +237,19 @@ def watch(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args, engine)
     out = sys.stdout
     view = WatchView(out, out.isatty(), analyzer.decision_config.h, source.counters)
+    events = events_from_args(args, analyzer.decision_config)
     interrupted = False
     try:
-        asyncio.run(_watch(source, analyzer, view, paced=is_file))
+        asyncio.run(_watch(source, analyzer, view, is_file, events.chain(view.on_result)))
+        events.ended({"reason": "end of stream"})
     except KeyboardInterrupt:  # asyncio.run cancelled _watch, which closed the source
         interrupted = True
+        events.ended({"reason": "interrupted"})
+    except SwapwatchError as exc:
+        events.failed(exc)
+        raise
     finally:
+        events.close()
         close_analyzer(analyzer, args)
         if view.tty:
             out.write(SHOW_CURSOR)

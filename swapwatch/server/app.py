@@ -20,6 +20,7 @@ from swapwatch.fusion import Policy
 from swapwatch.server.config import ServiceConfig, public_view
 from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
 from swapwatch.server.openapi import openapi_document
 from swapwatch.server.webrtc import WebRtcSessions
 
@@ -38,6 +39,7 @@ class Service:
         self.metrics = metrics
         self.manager = StreamManager(config, engine, metrics)
         self.webrtc = WebRtcSessions(self.manager)
+        self.nginx_rtmp = NginxRtmpHooks(config, self.manager)
         self.ready = False
         self.feeds: set[asyncio.Queue[dict[str, Any]]] = set()
         self.manager.subscribe(self._publish)
@@ -69,8 +71,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         return error_response(exc.status, exc.reason, "http")
-    except StreamNotFound as exc:
+    except (StreamNotFound, HooksDisabled) as exc:
         return error_response(404, str(exc), "not_found")
+    except PublishRefused as exc:
+        return error_response(403, str(exc), "forbidden")
     except StreamExists as exc:
         return error_response(409, str(exc), "conflict")
     except TooManyStreams as exc:
@@ -213,6 +217,26 @@ async def webrtc_offer(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A url-encoded form (what nginx-rtmp posts), its text fields only."""
+    form = await request.post()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+async def nginx_rtmp_publish(request: web.Request) -> web.Response:
+    """nginx-rtmp `on_publish`: 2xx lets the publish go on, anything else refuses it."""
+    hooks = request.app[SERVICE].nginx_rtmp
+    worker = await hooks.publish(await read_form(request))
+    return web.json_response(worker.to_json())
+
+
+async def nginx_rtmp_publish_done(request: web.Request) -> web.Response:
+    """nginx-rtmp `on_publish_done`: the publisher left; its stream is removed."""
+    hooks = request.app[SERVICE].nginx_rtmp
+    removed = await hooks.publish_done(await read_form(request))
+    return web.json_response({"removed": removed})
+
+
 async def events_feed(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every stream and alert event as it happens."""
     service = request.app[SERVICE]
@@ -301,6 +325,8 @@ def build_app(service: Service) -> web.Application:
     app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
     app.router.add_post("/v1/webrtc/offer", webrtc_offer)
     app.router.add_get("/v1/events", events_feed)
+    app.router.add_post("/v1/hooks/nginx-rtmp/publish", nginx_rtmp_publish)
+    app.router.add_post("/v1/hooks/nginx-rtmp/publish_done", nginx_rtmp_publish_done)
     for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):
         app.router.add_route("OPTIONS", path, _preflight_fallback)
     return app

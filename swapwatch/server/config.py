@@ -53,6 +53,9 @@ class ServiceConfig:
     rtmp_host: str = "0.0.0.0"  # where RTMP push ingest listens
     rtmp_ports: tuple[int, int] = (19350, 19449)  # one port per pushed stream
     drain_timeout_s: float = 10.0  # graceful shutdown: how long streams get to finish
+    # nginx-rtmp relay: on_publish makes the service pull <this>/<app>/<key>; None: hooks off.
+    nginx_rtmp_url: str | None = "rtmp://127.0.0.1:1935"
+    nginx_rtmp_keys: tuple[str, ...] = ()  # stream keys nginx may publish; empty: any key
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,6 +72,10 @@ class ServiceConfig:
         low, high = self.rtmp_ports
         if not 0 < low <= high < 65536:
             problems.append(f"rtmp_ports {self.rtmp_ports} is not a range within 1-65535")
+        if self.nginx_rtmp_url is not None and not self.nginx_rtmp_url.startswith(
+            ("rtmp://", "rtmps://")
+        ):
+            problems.append(f"nginx_rtmp_url {self.nginx_rtmp_url!r} is not an rtmp:// URL")
         if self.token is None and not is_loopback(self.host):
             problems.append(
                 f"host {self.host} is reachable from other machines: set a token "

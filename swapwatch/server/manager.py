@@ -84,7 +84,11 @@ class StreamManager:
         return stream_id
 
     async def add_pull(
-        self, url: str, stream_id: str | None = None, policy: Policy | None = None
+        self,
+        url: str,
+        stream_id: str | None = None,
+        policy: Policy | None = None,
+        kind: str = "pull",
     ) -> StreamWorker:
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme not in PULL_SCHEMES:
@@ -100,7 +104,7 @@ class StreamManager:
         spec_policy = policy or Policy(self.config.policy)
         async with self._lock:
             sid = self._new_id(stream_id)
-            spec = StreamSpec(sid, url, "pull", spec_policy, live=live, reconnect=live)
+            spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             return self._start(spec, lambda: AvSource(url, options))
 
     async def add_rtmp_push(

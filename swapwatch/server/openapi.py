@@ -18,12 +18,28 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid request",
         401: "Missing or wrong bearer token",
+        403: "Refused (a stream key not on the allow-list)",
         404: "No such stream",
         409: "A stream with this id exists",
         413: "Body too large",
         429: "Maximum number of streams reached",
     }
     return {str(c): _json(ERROR, text[c]) for c in codes}
+
+
+def _nginx_form() -> dict[str, Any]:
+    fields = {
+        "call": {"enum": ["publish", "publish_done"]},
+        "app": {"type": "string", "description": "the nginx-rtmp application, e.g. live"},
+        "name": {"type": "string", "description": "the stream key (becomes the stream id)"},
+        "addr": {"type": "string", "description": "the publisher's address"},
+        "clientid": {"type": "string"},
+    }
+    schema = {"type": "object", "required": ["app", "name"], "properties": fields}
+    return {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+    }
 
 
 def openapi_document(config: ServiceConfig) -> dict[str, Any]:
@@ -139,6 +155,33 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                     "responses": {"200": {"description": "text/event-stream"}, **_errors(401)},
                 },
             },
+            "/v1/hooks/nginx-rtmp/publish": {
+                "post": {
+                    "summary": "nginx-rtmp on_publish callback: start analysing the published "
+                    "stream (pulled back from nginx_rtmp_url/APP/KEY, named by its key). A non-2xx "
+                    "answer makes nginx refuse the publish. nginx cannot send headers: pass "
+                    "?token= in the callback URL",
+                    "requestBody": _nginx_form(),
+                    "responses": {
+                        "200": _json(stream_ref, "The stream, starting"),
+                        **_errors(400, 401, 403, 404, 409, 429),
+                    },
+                }
+            },
+            "/v1/hooks/nginx-rtmp/publish_done": {
+                "post": {
+                    "summary": "nginx-rtmp on_publish_done callback: remove the stream its "
+                    "publish session started",
+                    "requestBody": _nginx_form(),
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"removed": {"type": "boolean"}}},
+                            "Whether a stream was removed",
+                        ),
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
             "/v1/config": {
                 "get": {
                     "summary": "The running configuration (token hidden)",
@@ -204,7 +247,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "id": {"type": "string"},
-                        "kind": {"enum": ["pull", "rtmp", "webrtc"]},
+                        "kind": {"enum": ["pull", "rtmp", "webrtc", "nginx-rtmp"]},
                         "state": {
                             "enum": [
                                 "starting",

@@ -101,7 +101,7 @@ EventSink = Callable[[str, dict[str, Any]], None]  # (event type, payload)
 class StreamSpec:
     stream_id: str
     url: str  # what the source reads (redacted in status)
-    kind: str  # "pull", "rtmp" (pushed to us), "webrtc"
+    kind: str  # "pull", "rtmp" (pushed to us), "webrtc", "nginx-rtmp" (pulled from the relay)
     policy: Policy
     live: bool
     reconnect: bool  # pulls reconnect; a push or a browser session ends when its sender stops

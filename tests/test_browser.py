@@ -1,0 +1,160 @@
+"""The /try page in a real headless Chromium: a fake camera plays a face video to the service over
+WebRTC, and the page shows the verdict that comes back on the data channel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aioice.ice
+import pytest
+from media import Placement, write_video
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from service import RunningService, running_service
+
+from swapwatch.server.config import ServiceConfig
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+VERDICT_TIMEOUT = 45.0
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+        "chromium-driver)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Chromium plays a .y4m file, in a loop, as its camera (raw frames: keep it short)."""
+    return write_video(
+        tmp_path_factory.mktemp("browser") / "camera.y4m",
+        [Placement(0.5, 0.5, 220)],
+        seconds=2.0,
+        fps=15,
+        size=(640, 360),
+        codec="rawvideo",
+        container_format="yuv4mpegpipe",
+    )
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice never offers 127.0.0.1 as a host candidate; add it, so browser and service pair
+    on loopback even on a machine whose only interface is `lo` (Chromium offers loopback
+    candidates with --allow-loopback-in-peer-connection)."""
+    gather = aioice.ice.get_host_addresses
+
+    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        found = gather(use_ipv4, use_ipv6)
+        return ["127.0.0.1", *found] if use_ipv4 else found
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", with_loopback)
+
+
+@contextmanager
+def chromium(camera: Path, profile: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        f"--user-data-dir={profile}",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",  # grants the camera without a prompt
+        f"--use-file-for-fake-video-capture={camera}",
+        "--allow-loopback-in-peer-connection",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The driver named explicitly: Selenium would otherwise look for (or download) one.
+    driver = webdriver.Chrome(service=DriverService(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_page_load_timeout(30)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_state(browser: WebDriver) -> dict[str, str]:
+    def text(element_id: str) -> str:
+        return browser.find_element(By.ID, element_id).text
+
+    verdict = browser.find_element(By.ID, "verdict")
+    return {
+        "verdict": verdict.get_attribute("data-verdict") or "",
+        "label": verdict.text,
+        "detail": text("detail"),
+        "error": text("error"),
+    }
+
+
+def diagnosis(browser: WebDriver, service: RunningService, seen: list[str]) -> str:
+    try:
+        entries = browser.get_log("browser")  # type: ignore[no-untyped-call]
+        console = [entry["message"] for entry in entries][-20:]
+    except WebDriverException as exc:
+        console = [f"(no console log: {exc.msg})"]
+    streams = service.request("GET", "/v1/streams").body
+    return (
+        f"verdicts seen: {seen}; page: {page_state(browser)}; console: {console}; "
+        f"streams: {streams}"
+    )
+
+
+def watch_verdict(
+    browser: WebDriver, service: RunningService, until: str, timeout: float
+) -> list[str]:
+    """Poll the page until `#verdict` says `until`; return every verdict seen on the way."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = page_state(browser)
+        if not seen or seen[-1] != state["verdict"]:
+            seen.append(state["verdict"])
+        if state["verdict"] == until:
+            return seen
+        assert not state["error"], diagnosis(browser, service, seen)
+        time.sleep(0.2)
+    raise AssertionError(
+        f"the page never showed {until!r} in {timeout:g}s: {diagnosis(browser, service, seen)}"
+    )
+
+
+@pytest.mark.parametrize(("model", "expected"), [("fake_model", "fake"), ("real_model", "real")])
+@pytest.mark.usefixtures("loopback_ice")
+def test_the_try_page_shows_the_live_verdict_of_the_camera(
+    model: str, expected: str, camera: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = ServiceConfig(model=request.getfixturevalue(model), cusum_h=4.0)
+    with running_service(config) as service, chromium(camera, tmp_path / "profile") as browser:
+        browser.get(service.base + "/try?autostart=1")
+        seen = watch_verdict(browser, service, expected, VERDICT_TIMEOUT)
+        assert set(seen) <= {"none", "unknown", "real", "fake"}
+        if expected == "real":
+            # a real face keeps its verdict: no alarm while it stays in view
+            time.sleep(2.0)
+            assert page_state(browser)["verdict"] == "real", diagnosis(browser, service, seen)
+        assert "1 face(s)" in page_state(browser)["detail"]
+        # what the page shows is the service's verdict on the browser's camera
+        (stream,) = service.request("GET", "/v1/streams").body["streams"]
+        assert stream["kind"] == "webrtc" and stream["state"] == "running"
+        assert stream["video"]["width"] == 640 and stream["video"]["height"] == 360
+        assert [t["verdict"] for t in stream["tracks"]] == [expected]
