@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-# Until the service lands, `make run` watches a live RTMP publish (OBS, ffmpeg, a phone app).
-# Watch a file or another URL instead with: make run SOURCE=clip.mp4
-SOURCE ?= rtmp://127.0.0.1:1935/live/stream --listen --timeout 3600
+# `make run` starts the service on http://127.0.0.1:8080 with its embedded defaults and the
+# bundled models; settings: SWAPWATCH_* variables or `make run ARGS="--config swapwatch.toml"`.
+ARGS ?=
 
 .PHONY: run test test-all bench bench-accuracy lint clean
 
@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 run: $(INSTALLED)
-	$(BIN)/swapwatch watch $(SOURCE)
+	$(BIN)/swapwatch serve $(ARGS)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -m "not slow"

@@ -65,6 +65,8 @@ def test_report_keys_and_counts(
         str(redness_model),
         "--bootstrap",
         "200",
+        "--cusum-h",
+        "11",  # one-second clips: a threshold they can reach
         "--out",
         str(out),
     )

@@ -32,9 +32,9 @@ def test_two_faces_scored_under_stable_ids_with_fake_verdict(
         assert track["main"] and track["alarm"]
         assert track["frames_scored"] == 45  # 3 s at 15 Hz, every analysed frame scored
     assert {a["track_id"] for a in result["alerts"]} == {1, 2}
-    # min_frames (10) at 15 Hz: the first possible alarm is the 10th scored frame.
+    # logit +3 a frame, 2.5 above k: the CUSUM reaches h = 40 at the 16th scored frame (1.0 s).
     assert all(
-        a["type"] == "alert.raised" and a["time"] == pytest.approx(0.6) for a in result["alerts"]
+        a["type"] == "alert.raised" and a["time"] == pytest.approx(1.0) for a in result["alerts"]
     )
     assert result["frames"] == {
         "decoded": 90,
@@ -103,7 +103,7 @@ def test_human_summary_names_the_verdict(
 ) -> None:
     assert main(["scan", str(one_face_video), "--model", str(fake_model)]) == 0
     out = capsys.readouterr().out
-    assert "FAKE" in out and "alert.raised face 1 at 0.60s" in out
+    assert "FAKE" in out and "alert.raised face 1 at 1.00s" in out
 
 
 @pytest.mark.parametrize(

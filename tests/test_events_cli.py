@@ -19,6 +19,7 @@ from receivers import Receiver
 from swapwatch.cli.main import main
 from swapwatch.events import Event, EventLog, EventType
 from swapwatch.events.signing import sign
+from swapwatch.fusion import DecisionConfig
 
 SECRET = "whsec-cli"
 
@@ -159,7 +160,7 @@ def test_scan_records_and_delivers_its_events(
     assert {e["stream"] for e in events} == {"kyc-42"} and len({e["run"] for e in events}) == 1
     raised = events[1]
     assert raised["media_time"] == pytest.approx(result["alerts"][0]["time"])
-    assert raised["evidence"]["threshold"] == 11.0
+    assert raised["evidence"]["threshold"] == DecisionConfig().h
     assert events[2]["detail"]["verdict"] == "fake"
 
 

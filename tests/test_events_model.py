@@ -21,7 +21,7 @@ from swapwatch.stream.pipeline import Alert
 def recorded_events(tmp_path: Path, run: str = "run-1") -> list[dict[str, object]]:
     tmp_path.mkdir(exist_ok=True)
     with EventLog(tmp_path / "events.sqlite") as outbox:
-        events = StreamEvents(outbox, "cam-1", run, DecisionConfig(policy=Policy.KYC))
+        events = StreamEvents(outbox, "cam-1", run, DecisionConfig(policy=Policy.KYC, h=11.0))
         events.started({"source": "rtmp://host/live/***"})
         events.alert(Alert(AlarmChange.RAISED, 3, 1.25, 0.97, 12.5))
         events.alert(Alert(AlarmChange.CLEARED, 3, 9.5, 0.2, 0.0))

@@ -73,7 +73,7 @@ def test_no_alarm_in_an_hour_of_real_like_noisy_evidence() -> None:
     assert decision.max_cusum < DecisionConfig().h
 
 
-def test_swap_starting_mid_stream_is_caught_within_a_second() -> None:
+def test_swap_starting_mid_stream_is_caught_within_two_seconds() -> None:
     rng = np.random.default_rng(1)
     real = rng.normal(-2.0, 1.0, int(60 * RATE))
     fake = rng.normal(2.5, 1.0, int(10 * RATE))
@@ -81,7 +81,9 @@ def test_swap_starting_mid_stream_is_caught_within_a_second() -> None:
     changes = feed(decision, np.concatenate([real, fake]))
     assert [c for _, c in changes] == [AlarmChange.RAISED]
     delay = changes[0][0] - 60.0
-    assert 0 < delay < 1.0
+    # h = 40 at 2.0 net evidence a frame (2.5 - k): 20 frames, 1.3 s at 15 Hz, after the CUSUM
+    # climbs from the zero the real minute left it at.
+    assert 1.0 < delay < 2.0
 
 
 def test_kyc_alarm_never_clears_by_itself() -> None:

@@ -18,7 +18,7 @@ from swapwatch.errors import (
     UnsupportedSource,
 )
 from swapwatch.stream.frames import Frame
-from swapwatch.stream.source import AvSource, SourceOptions, _redact
+from swapwatch.stream.source import AvSource, SourceOptions, redact_url
 
 
 async def collect(source: AvSource, delay: float = 0.0) -> list[Frame]:
@@ -170,9 +170,9 @@ def test_corrupt_packets_in_the_middle_are_skipped_and_counted(
 
 
 def test_stream_keys_and_credentials_are_redacted() -> None:
-    assert _redact("rtmp://user:pw@host:1935/live/SECRETKEY") == "rtmp://host:1935/live/***"
-    assert _redact("https://cdn/x.m3u8?token=abc") == "https://cdn/x.m3u8?***"
-    assert _redact("/tmp/video.mp4") == "/tmp/video.mp4"
+    assert redact_url("rtmp://user:pw@host:1935/live/SECRETKEY") == "rtmp://host:1935/live/***"
+    assert redact_url("https://cdn/x.m3u8?token=abc") == "https://cdn/x.m3u8?***"
+    assert redact_url("/tmp/video.mp4") == "/tmp/video.mp4"
 
 
 def test_slower_video_keeps_its_own_clock(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from swapwatch.cli.events import add_sink_options, sink_specs
 from swapwatch.errors import ConfigError
+from swapwatch.stream.source import redact_url
 
 if TYPE_CHECKING:  # the CLI builds every parser; the event machinery loads only when used
     from swapwatch.events.delivery import Route, SinkStats
@@ -49,14 +49,7 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
 
 def stream_id(source: str) -> str:
     """A source as events name it: no credentials, query or RTMP/SRT stream key."""
-    parts = urlsplit(source)
-    if len(parts.scheme) <= 1:  # a file path (or a Windows drive letter)
-        return source
-    path = parts.path
-    if parts.scheme.lower() in {"rtmp", "rtmps", "srt"} and path.count("/") >= 2:
-        path = path.rsplit("/", 1)[0] + "/***"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{path}"
+    return redact_url(source).removesuffix("?***")
 
 
 class DeliveryThread:

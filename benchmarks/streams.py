@@ -1,0 +1,282 @@
+"""How many live 720p30 streams one `swapwatch serve` holds in real time on this machine.
+
+    .venv/bin/python benchmarks/streams.py [--counts 1,2,4,6,8] [--seconds 20] [--model FILE]
+                                           [--out benchmarks/results/streams.json]
+
+For each N: a fresh service (its own process), N RTMP push ingests, and N publisher processes
+that send the same pre-encoded 1280x720 30 fps H.264 clip with one face at media speed
+(packets are remuxed, not re-encoded, so publishing costs almost nothing). After a warm-up,
+the service's own status and /metrics are sampled for --seconds:
+
+- fps in per stream (every frame decoded: the target is the source's 30 fps),
+- faces scored per second per stream (target >= 10 Hz),
+- p95 frame-arrival-to-score latency from the service histogram (target <= 150 ms),
+- dropped frames, and the service's CPU time per stream.
+
+A count is "held" when every stream meets all three targets. Targets: docs/design.md, Budgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import av  # noqa: E402
+from media import Placement, write_video  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+FPS = 30
+TARGET_ANALYSED_HZ = 10.0
+TARGET_P95_MS = 150.0
+WARMUP_S = 6.0
+
+REMUX = """
+import sys, time, av
+src, url, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+deadline = time.monotonic() + 20
+while True:
+    try:
+        out = av.open(url, mode="w", format="flv")
+        inp = av.open(src)
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        out.start_encoding()
+        break
+    except (av.error.ConnectionRefusedError, ConnectionRefusedError):
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+start = time.monotonic()
+offset = 0.0
+clip = None
+while time.monotonic() - start < seconds:
+    for packet in inp.demux(vin):
+        if packet.dts is None:
+            continue
+        t = float(packet.pts * vin.time_base)
+        clip = max(clip or 0.0, t)
+        wait = start + offset + t - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        shift = int(offset / vin.time_base)
+        packet.pts += shift
+        packet.dts += shift
+        packet.stream = vout
+        out.mux(packet)
+        if time.monotonic() - start >= seconds:
+            break
+    offset += (clip or 0.0) + 1.0 / 30
+    inp.seek(0)
+out.close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(base: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method="POST" if data else "GET")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return json.loads(text) if path != "/metrics" else text
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def latency_p95(
+    metrics_text: str, before: dict[float, float]
+) -> tuple[float | None, dict[float, float]]:
+    """p95 of the frame latency histogram over the samples since `before` (bucket counts)."""
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "swapwatch_frame_latency_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets[float(sample.labels["le"])] = sample.value
+    delta = {le: buckets[le] - before.get(le, 0.0) for le in sorted(buckets)}
+    total = delta.get(float("inf"), 0.0)
+    if total <= 0:
+        return None, buckets
+    for le, count in delta.items():
+        if count >= 0.95 * total:
+            return le * 1000.0, buckets  # upper bound of the bucket holding the p95
+    return None, buckets
+
+
+def run_count(count: int, clip: Path, seconds: float, model: Path | None) -> dict[str, Any]:
+    port = free_port()
+    low = free_port()
+    env = {
+        **os.environ,
+        "SWAPWATCH_PORT": str(port),
+        "SWAPWATCH_MAX_STREAMS": str(count + 1),
+        "SWAPWATCH_RTMP_HOST": "127.0.0.1",
+        "SWAPWATCH_RTMP_PORTS": f"{low},{low + count + 5}",
+    }
+    command = [str(REPO / ".venv/bin/swapwatch"), "serve"]
+    if model is not None:
+        command += ["--model", str(model)]
+    service = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    publishers: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http(base, "/readyz")["status"] == "ready":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("service did not become ready")
+            time.sleep(0.3)
+        for i in range(count):
+            ingest = http(base, "/v1/streams", {"ingest": "rtmp", "id": f"s{i}"})["ingest_url"]
+            publishers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", REMUX, str(clip), ingest, str(WARMUP_S + seconds + 5)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(WARMUP_S)
+        first = {s["id"]: s for s in http(base, "/v1/streams")["streams"]}
+        _, buckets0 = latency_p95(http(base, "/metrics"), {})
+        cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(service.pid) - cpu0
+        last = {s["id"]: s for s in http(base, "/v1/streams")["streams"]}
+        p95, _ = latency_p95(http(base, "/metrics"), buckets0)
+        streams = []
+        for sid, end in last.items():
+            start = first.get(sid, {"frames_in": 0, "frames_analysed": 0, "dropped": 0})
+            scored = sum(t["frames_scored"] for t in end["tracks"]) - sum(
+                t["frames_scored"] for t in start.get("tracks", [])
+            )
+            streams.append(
+                {
+                    "id": sid,
+                    "state": end["state"],
+                    "fps_in": round((end["frames_in"] - start["frames_in"]) / elapsed, 2),
+                    "analysed_hz": round(
+                        (end["frames_analysed"] - start["frames_analysed"]) / elapsed, 2
+                    ),
+                    "faces_scored_hz": round(scored / elapsed, 2),
+                    "dropped": end["dropped"] - start["dropped"],
+                }
+            )
+        held = (
+            bool(streams)
+            and all(
+                s["fps_in"] >= 0.95 * FPS and s["faces_scored_hz"] >= TARGET_ANALYSED_HZ
+                for s in streams
+            )
+            and p95 is not None
+            and p95 <= TARGET_P95_MS
+        )
+        return {
+            "streams": count,
+            "held": held,
+            "p95_latency_ms_upper_bound": p95,
+            "service_cpu_percent": round(100 * cpu / elapsed, 1),
+            "cpu_ms_per_stream_second": round(1000 * cpu / elapsed / count, 1),
+            "min_fps_in": min(s["fps_in"] for s in streams),
+            "min_faces_scored_hz": min(s["faces_scored_hz"] for s in streams),
+            "dropped_per_stream_second": round(
+                sum(s["dropped"] for s in streams) / elapsed / count, 2
+            ),
+            "per_stream": streams,
+        }
+    finally:
+        for p in publishers:
+            p.kill()
+        service.terminate()
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--counts", default="1,2,4,6,8")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/streams.json")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_video(
+            Path(tmp) / "face720.mp4",
+            [Placement(0.5, 0.45, 300)],
+            seconds=10.0,
+            fps=FPS,
+            size=(1280, 720),
+        )
+        for count in counts:
+            print(f"{count} stream(s)…", flush=True)
+            result = run_count(count, clip, args.seconds, args.model)
+            results.append(result)
+            print(
+                f"  held={result['held']} fps_in>={result['min_fps_in']} "
+                f"faces/s>={result['min_faces_scored_hz']} "
+                f"p95<={result['p95_latency_ms_upper_bound']} ms "
+                f"cpu={result['service_cpu_percent']}% "
+                f"({result['cpu_ms_per_stream_second']} ms/stream-s) "
+                f"dropped/s={result['dropped_per_stream_second']}",
+                flush=True,
+            )
+    held = [r["streams"] for r in results if r["held"]]
+    document = {
+        "benchmark": "streams",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "av": av.__version__,
+        },
+        "command": " ".join(["benchmarks/streams.py", *sys.argv[1:]]),
+        "targets": {
+            "fps_in": FPS,
+            "faces_scored_hz": TARGET_ANALYSED_HZ,
+            "p95_latency_ms": TARGET_P95_MS,
+        },
+        "largest_held": max(held) if held else 0,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"largest count held in real time: {document['largest_held']}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
