@@ -104,7 +104,12 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait when opening or reading a network source",
     )
 
-    rule = parser.add_argument_group("decision")
+    add_decision_options(parser.add_argument_group("decision"))
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+
+
+def add_decision_options(rule: argparse._ArgumentGroup) -> None:
+    """The decision rule's options, shared by the commands that analyse."""
     rule.add_argument(
         "--policy",
         choices=[p.value for p in Policy],
@@ -129,7 +134,6 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_QUALITY.min_face_px,
         help="smallest face side in pixels that is scored",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
 def crop_fractions(text: str) -> tuple[float, float, float, float]:

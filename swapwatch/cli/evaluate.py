@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swapwatch.cli.common import DEFAULT_DECISION, DEFAULT_QUALITY, positive_float, positive_int
+from swapwatch.cli.common import add_decision_options, positive_float, positive_int
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group
 from swapwatch.engines import ENGINE_TYPES, Engine
 from swapwatch.errors import ConfigError
@@ -108,27 +108,7 @@ def add_eval_parser(commands: Any) -> None:
         metavar="N",
         help="re-encode each recording to H.264 at N kbps first (robustness to live bitrates)",
     )
-    analysis.add_argument(
-        "--policy", choices=[p.value for p in Policy], default=Policy.MONITORING.value
-    )
-    analysis.add_argument(
-        "--cusum-h",
-        type=positive_float,
-        default=DEFAULT_DECISION.h,
-        help=f"alarm threshold of the CUSUM (default {DEFAULT_DECISION.h})",
-    )
-    analysis.add_argument(
-        "--min-frames",
-        type=positive_int,
-        default=DEFAULT_DECISION.min_frames,
-        help="scored frames a face needs before it may alarm",
-    )
-    analysis.add_argument(
-        "--min-face",
-        type=positive_float,
-        default=DEFAULT_QUALITY.min_face_px,
-        help="smallest face side in pixels that is scored",
-    )
+    add_decision_options(analysis)
 
     output = parser.add_argument_group("output")
     output.add_argument(
