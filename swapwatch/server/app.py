@@ -27,7 +27,6 @@ from swapwatch.server.webrtc import WebRtcSessions
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SERVICE = web.AppKey("service", "Service")
 
 
 class Service:
@@ -55,6 +54,9 @@ class Service:
         self.ready = False
         await self.webrtc.close()
         await self.manager.close()
+
+
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 
 
 def error_response(status: int, message: str, kind: str) -> web.Response:

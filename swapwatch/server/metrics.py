@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -96,7 +97,7 @@ class StageMetricsTimer:
     """A `StageTimer` feeding the stage histogram."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
-        self._children = {}
+        self._children: dict[str, Any] = {}
         self._metrics = metrics
 
     def record(self, stage: str, seconds: float) -> None:

@@ -43,7 +43,7 @@ def _nginx_form() -> dict[str, Any]:
 
 
 def openapi_document(config: ServiceConfig) -> dict[str, Any]:
-    secured = [{"bearer": []}] if config.auth_required else []
+    secured: list[dict[str, list[str]]] = [{"bearer": []}] if config.auth_required else []
     stream_ref = {"$ref": "#/components/schemas/Stream"}
     stream_id = {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {

@@ -13,8 +13,10 @@ import json
 import logging
 import re
 import time
+from functools import partial
 from typing import Any
 
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -108,8 +110,8 @@ class TrackSource(FrameSource):
             self._next_due = max(self._next_due + self._period, t)
             self.counters.delivered += 1
             # the decoded frames arrive before their conversion; convert only those analysed
-            image = await asyncio.get_running_loop().run_in_executor(
-                None, lambda f=frame: f.to_ndarray(format="rgb24")
+            image: np.ndarray = await asyncio.get_running_loop().run_in_executor(
+                None, partial(frame.to_ndarray, format="rgb24")
             )
             return Frame(image=image, index=self.counters.decoded - 1, time=t, arrival=arrival)
 
