@@ -16,14 +16,22 @@ from media import Placement, render_frame
 FPS = 15
 
 
-def publish(url: str, seconds: float, container: str = "flv") -> int:
-    deadline = time.monotonic() + 20
+def publish(
+    url: str,
+    seconds: float,
+    container: str = "flv",
+    fps: int = FPS,
+    face: int = 220,
+    connect_timeout: float = 20.0,
+) -> int:
+    """Frames sent of a `face`-pixel astronaut at `fps`, 640x360, in real time."""
+    deadline = time.monotonic() + connect_timeout
     while True:
         out = av.open(url, mode="w", format=container)
-        stream = out.add_stream("libx264", rate=FPS)
+        stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
         stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        stream.codec_context.gop_size = FPS
+        stream.codec_context.gop_size = fps
         try:
             out.start_encoding()  # connects (or, listening, waits for the reader) here
             break
@@ -35,15 +43,15 @@ def publish(url: str, seconds: float, container: str = "flv") -> int:
     sent = 0
     with out:
         start = time.monotonic()
-        for i in range(int(seconds * FPS)):
+        for i in range(int(seconds * fps)):
             frame = av.VideoFrame.from_ndarray(
-                render_frame(640, 360, [Placement(0.5, 0.5, 220)], i / FPS), format="rgb24"
+                render_frame(640, 360, [Placement(0.5, 0.5, face)], i / fps), format="rgb24"
             )
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)
             sent += 1
-            time.sleep(max(0.0, start + (i + 1) / FPS - time.monotonic()))
+            time.sleep(max(0.0, start + (i + 1) / fps - time.monotonic()))
         for packet in stream.encode():
             out.mux(packet)
     return sent

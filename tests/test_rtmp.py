@@ -9,10 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import av
-import av.error
 import pytest
-from media import Placement, render_frame
+from publisher import publish
 
 pytestmark = pytest.mark.network
 
@@ -24,40 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def publish(url: str, deadline: float) -> int:
-    """Push SECONDS of video at real-time pace; retry until the listener is up."""
-    while True:
-        out = av.open(url, mode="w", format="flv")
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        stream.codec_context.gop_size = FPS
-        try:
-            out.start_encoding()  # the RTMP connection is made here
-            break
-        except av.error.ConnectionRefusedError:
-            out.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    scene = [Placement(0.5, 0.5, 300)]
-    start = time.monotonic()
-    sent = 0
-    with out:
-        for i in range(SECONDS * FPS):
-            frame = av.VideoFrame.from_ndarray(
-                render_frame(640, 360, scene, i / FPS), format="rgb24"
-            )
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-            sent += 1
-            time.sleep(max(0.0, start + (i + 1) / FPS - time.monotonic()))
-        for packet in stream.encode():
-            out.mux(packet)
-    return sent
 
 
 def test_scan_reads_a_live_rtmp_publish(tmp_path: Path, fake_model: Path) -> None:
@@ -81,7 +45,7 @@ def test_scan_reads_a_live_rtmp_publish(tmp_path: Path, fake_model: Path) -> Non
         text=True,
     )
     try:
-        sent = publish(url, deadline=time.monotonic() + 30)
+        sent = publish(url, SECONDS, fps=FPS, face=300, connect_timeout=30)
         out, err = scanner.communicate(timeout=60)
     finally:
         scanner.kill()

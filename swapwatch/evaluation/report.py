@@ -20,13 +20,14 @@ import numpy as np
 import swapwatch
 from swapwatch.evaluation.metrics import (
     DetCurve,
+    Interval,
     classification_errors,
     group_bootstrap,
     group_resamples,
     percentile_interval,
 )
-from swapwatch.evaluation.runner import EvalRun, ItemResult, ItemStatus
-from swapwatch.fusion import Verdict
+from swapwatch.evaluation.runner import EvalRun, ItemResult, ItemStatus, round_or_none
+from swapwatch.fusion import Verdict, sigmoid
 
 Metrics = dict[str, float | None]
 
@@ -124,7 +125,7 @@ def summarise(results: Sequence[ItemResult], config: ReportConfig) -> dict[str, 
         attack=frame_scores >= logit_threshold,
         threshold=logit_threshold,
         config=config,
-        probability=_sigmoid,
+        probability=sigmoid,
     )
     frame["decision"] = "score"
     return {
@@ -158,8 +159,8 @@ def _level(
             percentile_interval(resampled[key], config.confidence) if resampled[key] else None
         )
         return {
-            "value": _round(point[key]),
-            "ci": None if interval is None else [_round(interval.low), _round(interval.high)],
+            "value": round_or_none(point[key]),
+            "ci": ci(interval),
         }
 
     curve = DetCurve.build(scores, labels)
@@ -173,7 +174,7 @@ def _level(
                 "fixed": "apcer",
                 "target": target,
                 "threshold": None if op is None else _threshold(op.threshold, probability),
-                "apcer": None if op is None else _round(op.apcer),
+                "apcer": None if op is None else round_or_none(op.apcer),
                 "bpcer": estimate(f"bpcer@apcer={target}"),
             }
         )
@@ -185,7 +186,7 @@ def _level(
                 "fixed": "bpcer",
                 "target": target,
                 "threshold": None if op is None else _threshold(op.threshold, probability),
-                "bpcer": None if op is None else _round(op.bpcer),
+                "bpcer": None if op is None else round_or_none(op.bpcer),
                 "apcer": estimate(f"apcer@bpcer={target}"),
             }
         )
@@ -254,22 +255,19 @@ def _alarms(results: Sequence[ItemResult], config: ReportConfig) -> dict[str, An
         "raised_on_real": int(raised.sum()),
         "real_hours": round(float(hours.sum()), 6),
         "per_hour": {
-            "value": _round(per_hour(everything)),
-            "ci": None if interval is None else [_round(interval.low), _round(interval.high)],
+            "value": round_or_none(per_hour(everything)),
+            "ci": ci(interval),
         },
     }
 
 
-def _sigmoid(x: float) -> float:
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
+def ci(interval: Interval | None) -> list[float | None] | None:
+    """A confidence interval as JSON."""
+    return None if interval is None else [round_or_none(interval.low), round_or_none(interval.high)]
 
 
 def _threshold(value: float, probability: Any) -> float | None:
-    return None if not math.isfinite(value) else _round(probability(value), 6)
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(float(value), digits)
+    return None if not math.isfinite(value) else round_or_none(probability(value), 6)
 
 
 def _percent(fraction: float) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,14 @@ from swapwatch.engines.base import Engine, ModelInfo
 from swapwatch.errors import SourceError, SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
-from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, Verdict, VideoConfig
+from swapwatch.fusion import (
+    AlarmChange,
+    DecisionConfig,
+    TrackDecision,
+    Verdict,
+    VideoConfig,
+    sigmoid,
+)
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.scan import scan
@@ -109,7 +115,7 @@ class ItemResult:
             "group": self.item.group,
             "kind": "picture" if self.item.is_image else "video",
             "status": self.status.value,
-            "score": _round(self.score),
+            "score": round_or_none(self.score),
             "verdict": None if self.verdict is None else self.verdict.value,
             "alarmed": self.alarmed,
             "alarms_raised": self.alarms_raised,
@@ -119,11 +125,11 @@ class ItemResult:
             "error": self.error,
             "frame_logits": [round(float(v), 4) for v in self.frame_logits],
             "track_evidence": [[round(float(v), 4) for v in t] for t in self.track_evidence],
-            "analysis_rate": _round(self.analysis_rate),
+            "analysis_rate": round_or_none(self.analysis_rate),
         }
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
+def round_or_none(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
@@ -282,7 +288,7 @@ class ItemEvaluator:
             logits = self.engine.infer(batch.crops[usable]).astype(np.float64)
             # The evidence (clipped calibrated logit) of each face, as a track's first frame.
             rule = TrackDecision(self.config.decision, self.engine.info.temperature)
-            score = max(_sigmoid(rule.evidence(float(z))) for z in logits)
+            score = max(sigmoid(rule.evidence(float(z))) for z in logits)
             verdict = Verdict.FAKE if score >= self.config.video.threshold else Verdict.REAL
             logits = logits / self.engine.info.temperature
         return ItemResult(
@@ -296,10 +302,6 @@ class ItemEvaluator:
             media_seconds=0.0,
             elapsed=time.perf_counter() - started,
         )
-
-
-def _sigmoid(x: float) -> float:
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
 
 
 def read_picture(path: Path) -> np.ndarray:

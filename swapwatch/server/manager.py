@@ -130,6 +130,7 @@ class StreamManager:
                 live=True,
                 reconnect=True,
                 ingest_url=f"rtmp://{public_host}:{port}/live/{sid}",
+                ingest_port=port,
             )
             return self._start(spec, lambda: AvSource(listen_url, options))
 
@@ -154,11 +155,7 @@ class StreamManager:
             return self._start(spec, factory, on_result)
 
     def _free_rtmp_port(self) -> int:
-        used = {
-            int(w.spec.ingest_url.rsplit(":", 1)[1].split("/")[0])
-            for w in self.workers.values()
-            if w.spec.ingest_url and not w.done
-        }
+        used = {w.spec.ingest_port for w in self.workers.values() if not w.done}
         low, high = self.config.rtmp_ports
         for _ in range(high - low + 1):
             port = next(self._rtmp_ports)

@@ -106,6 +106,7 @@ class StreamSpec:
     live: bool
     reconnect: bool  # pulls reconnect; a push or a browser session ends when its sender stops
     ingest_url: str | None = None  # where a publisher pushes (rtmp kind)
+    ingest_port: int | None = None  # the port this stream's RTMP ingest listens on
 
 
 @dataclass(slots=True)

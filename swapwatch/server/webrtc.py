@@ -137,12 +137,10 @@ def hint_start_bitrate(sdp: str, kbps: int = START_BITRATE_KBPS) -> str:
             if match:
                 video_payloads.append(match.group(1))
     out: list[str] = []
-    with_fmtp = set()
     for line in lines:
         match = re.match(r"a=fmtp:(\d+) (.*)", line)
         if match and match.group(1) in video_payloads and "x-google-start-bitrate" not in line:
             line = f"{line};x-google-start-bitrate={kbps}"
-            with_fmtp.add(match.group(1))
         out.append(line)
         match = re.match(r"a=rtpmap:(\d+) ", line)
         if match and match.group(1) in video_payloads and not _has_fmtp(lines, match.group(1)):
