@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from swapwatch.cli.serve import serve
@@ -87,6 +89,8 @@ class RunningService:
 def running_service(config: ServiceConfig) -> Iterator[RunningService]:
     """Start the service on a free port; stop it (gracefully) at the end."""
     config = replace(config, port=free_port()) if config.port == 8080 else config
+    if config.events_path is None:  # never the user's own outbox
+        config = replace(config, events_path=Path(tempfile.mkdtemp()) / "events.sqlite")
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     started = asyncio.Event()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -14,9 +16,13 @@ import numpy as np
 import pytest
 
 from swapwatch.events import Event, EventLog, EventType
+from swapwatch.fusion import AlarmChange, DecisionConfig
 from swapwatch.plugins import SIGNALS, SINKS, PluginNotFound, available
 from swapwatch.plugins.engines import create_engine, engine_names
 from swapwatch.plugins.signals import load_signals
+from swapwatch.stream.frames import Frame
+from swapwatch.stream.pipeline import ExtraSignal, FrameResult, StreamAnalyzer
+from swapwatch.stream.source import AvSource, SourceOptions
 
 EXAMPLE = Path(__file__).parent.parent / "plugins" / "swapwatch-example-sink"
 
@@ -109,3 +115,87 @@ def test_our_own_engine_comes_through_its_entry_point(fake_model: Path) -> None:
         assert engine.info.input_size == 224
     finally:
         engine.close()
+
+
+class ConstantSignal:
+    """A signal that finds every crop manipulated with log-likelihood ratio `logit`."""
+
+    name = "constant"
+
+    def __init__(self, logit: float) -> None:
+        self.logit = logit
+        self.crops_seen = 0
+        self.closed = False
+
+    def infer(self, crops: np.ndarray) -> np.ndarray:
+        self.crops_seen += len(crops)
+        return np.full(len(crops), self.logit, np.float32)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def frames_of(source: AvSource) -> list[Frame]:
+    async with source:
+        return [frame async for frame in source]
+
+
+def analyse_video(video: Path, model: Path, signals: list[ExtraSignal]) -> list[FrameResult]:
+    engine = create_engine("onnxruntime", model, device="cpu")
+    analyzer = StreamAnalyzer(engine, DecisionConfig(h=4.0), signals=signals)
+    try:
+        frames = asyncio.run(frames_of(AvSource(str(video), SourceOptions(stride=2))))
+        return [analyzer.analyse(frame) for frame in frames]
+    finally:
+        analyzer.close()
+        engine.close()
+
+
+def test_an_extra_signal_joins_the_detectors_evidence(
+    one_face_video: Path, real_model: Path
+) -> None:
+    alone = analyse_video(one_face_video, real_model, [])
+    assert not any(r.alerts for r in alone)  # the detector alone says real
+
+    confident = ConstantSignal(8.0)
+    joined = analyse_video(one_face_video, real_model, [ExtraSignal(confident, weight=1.0)])
+    raised = [a for r in joined for a in r.alerts if a.type is AlarmChange.RAISED]
+    assert raised, "a confident extra signal should outweigh the detector's -3/T"
+    scored = [f for r in joined for f in r.faces if f.update is not None]
+    assert scored and all(f.signals == (("constant", 8.0),) for f in scored)
+    assert all(f.logit == pytest.approx(-3.0) for f in scored)  # the detector's own logit kept
+    assert confident.crops_seen == len(scored) and confident.closed
+
+    muted = analyse_video(one_face_video, real_model, [ExtraSignal(ConstantSignal(8.0), 0.0)])
+    assert not any(r.alerts for r in muted)  # weight 0: measured, not counted
+
+
+def test_scan_loads_an_installed_signal_and_names_a_missing_one(
+    installed_example: Path, one_face_video: Path, real_model: Path
+) -> None:
+    def scan(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "swapwatch",
+                "scan",
+                str(one_face_video),
+                "--model",
+                str(real_model),
+                "--json",
+                *extra,
+            ],
+            env={"PYTHONPATH": str(installed_example), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    ok = scan("--signal", "brightness:0.5")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["verdict"] == "real"
+    missing = scan("--signal", "nope")
+    assert missing.returncode != 0
+    assert "unknown signal 'nope'" in missing.stderr and "brightness" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swapwatch.engines import ENGINE_TYPES, Engine, create_engine
+from swapwatch.engines import DEFAULT_ENGINE, Engine, create_engine
 from swapwatch.errors import ConfigError
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.models import resolve_detector
 from swapwatch.native_logs import native_stderr_silenced
-from swapwatch.stream.pipeline import StreamAnalyzer
+from swapwatch.stream.pipeline import StreamAnalyzer, extra_signals
 from swapwatch.stream.source import AvSource, SourceOptions
 from swapwatch.timing import StageTimer
 
@@ -48,7 +48,12 @@ def positive_int(text: str) -> int:
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, help="detector ONNX file (default: the bundled one)")
-    model.add_argument("--engine", choices=ENGINE_TYPES, default="onnxruntime")
+    model.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        metavar="NAME",
+        help="inference engine: onnxruntime (default) or one a plugin adds (swapwatch.engines)",
+    )
     model.add_argument(
         "--device",
         choices=("auto", "cpu", "gpu"),
@@ -60,6 +65,14 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         help="CPU threads for the detector (default 1; decoding uses another)",
+    )
+    model.add_argument(
+        "--signal",
+        action="append",
+        default=[],
+        metavar="NAME[:WEIGHT]",
+        help="add an extra detection signal from a plugin (swapwatch.signals); its calibrated "
+        "logit, times WEIGHT (default 1), joins the detector's evidence (repeatable)",
     )
 
     source = parser.add_argument_group("source")
@@ -185,6 +198,7 @@ def analyzer_from_args(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    signals = extra_signals(args.signal)  # before the face models: a missing plugin leaks none
     with native_stderr_silenced(args.verbose < 2):
         faces = FaceAnalyzer(
             crop_size=engine.info.input_size,
@@ -193,7 +207,7 @@ def analyzer_from_args(
             quiet=args.verbose < 2,
         )
         faces.warmup()
-    return StreamAnalyzer(engine, decision, faces, timer)
+    return StreamAnalyzer(engine, decision, faces, timer, signals)
 
 
 def close_analyzer(analyzer: StreamAnalyzer, args: argparse.Namespace) -> None:

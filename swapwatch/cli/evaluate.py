@@ -10,7 +10,7 @@ from typing import Any
 
 from swapwatch.cli.common import add_decision_options, positive_float, positive_int
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group
-from swapwatch.engines import ENGINE_TYPES, Engine
+from swapwatch.engines import DEFAULT_ENGINE, Engine
 from swapwatch.errors import ConfigError
 from swapwatch.fusion import DecisionConfig, Policy
 
@@ -65,7 +65,12 @@ def add_eval_parser(commands: Any) -> None:
         help="evaluate a published baseline instead: MesoNet Keras weights (Meso4 or "
         "MesoInception4), fed swapwatch's face crops",
     )
-    model.add_argument("--engine", choices=ENGINE_TYPES, default="onnxruntime")
+    model.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        metavar="NAME",
+        help="inference engine: onnxruntime (default) or one a plugin adds (swapwatch.engines)",
+    )
     model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     model.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
 

@@ -47,7 +47,10 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     from swapwatch.models import resolve_detector
     from swapwatch.server.app import Service, build_app
     from swapwatch.server.metrics import ServiceMetrics
+    from swapwatch.stream.pipeline import extra_signals
 
+    for extra in extra_signals(config.signals):  # a missing plugin stops us here, not later
+        extra.signal.close()
     metrics = ServiceMetrics()
     engine = create_engine(
         config.engine, resolve_detector(config.model), device=config.device, threads=config.threads
@@ -55,7 +58,11 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     shared = BatchingEngine(
         engine, config.max_batch, config.max_batch_wait_ms / 1000.0, on_batch=metrics.observe_batch
     )
-    service = Service(config, shared, metrics)
+    try:
+        service = Service(config, shared, metrics)
+    except BaseException:
+        shared.close()
+        raise
     app = build_app(service)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -71,6 +78,7 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    await service.start()
     await loop.run_in_executor(None, shared.warmup)
     service.ready = True
     print(

@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from swapwatch.engines.base import Engine, ModelInfo
-from swapwatch.errors import ConfigError
 
-ENGINE_TYPES = ("onnxruntime",)
+DEFAULT_ENGINE = "onnxruntime"
 
 
 def create_engine(kind: str, model: Path, device: str = "auto", threads: int = 1) -> Engine:
-    """Build the engine named `kind` for a model file."""
-    if kind == "onnxruntime":
-        from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
+    """Build the engine named `kind` (ours or one from a `swapwatch.engines` entry point)."""
+    from swapwatch.plugins.engines import create_engine as create_plugin_engine
 
-        return OnnxRuntimeEngine(model, device=device, threads=threads)
-    raise ConfigError(f"unknown engine {kind!r} (available: {', '.join(ENGINE_TYPES)})")
+    return create_plugin_engine(kind, model, device=device, threads=threads)
 
 
-__all__ = ["ENGINE_TYPES", "Engine", "ModelInfo", "create_engine"]
+__all__ = ["DEFAULT_ENGINE", "Engine", "ModelInfo", "create_engine"]

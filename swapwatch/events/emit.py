@@ -20,6 +20,15 @@ from swapwatch.stream.pipeline import Alert, FrameResult
 log = logging.getLogger(__name__)
 
 
+def alarm_evidence(alert: Alert, decision: DecisionConfig | None) -> dict[str, Any]:
+    """What an alarm event says about why: the CUSUM value, and the threshold and policy."""
+    evidence: dict[str, Any] = {"cusum": round(alert.cusum, 4)}
+    if decision is not None:
+        evidence["threshold"] = decision.h
+        evidence["policy"] = decision.policy.value
+    return evidence
+
+
 class StreamEvents:
     """The events of one run of one stream.
 
@@ -29,7 +38,7 @@ class StreamEvents:
 
     def __init__(
         self,
-        outbox: EventLog,
+        outbox: EventLog | None,
         stream: str,
         run: str | None = None,
         decision: DecisionConfig | None = None,
@@ -40,29 +49,42 @@ class StreamEvents:
         self.decision = decision
         self.appended = 0
         self.lost = 0
+        self.last_error: str | None = None
+        self._lifecycle = 0  # numbers the run's stream events: a reconnect's are distinct
 
     def started(self, detail: Mapping[str, Any] | None = None) -> None:
-        self._append(EventType.STREAM_STARTED, detail=detail)
+        self.lifecycle(EventType.STREAM_STARTED, detail)
 
     def ended(self, detail: Mapping[str, Any] | None = None) -> None:
-        self._append(EventType.STREAM_ENDED, detail=detail)
+        self.lifecycle(EventType.STREAM_ENDED, detail)
 
     def failed(self, error: BaseException) -> None:
-        self._append(
-            EventType.STREAM_ERROR, detail={"error": str(error), "kind": type(error).__name__}
-        )
+        self.lifecycle(EventType.STREAM_ERROR, {"error": str(error), "kind": type(error).__name__})
+
+    def lifecycle(self, kind: EventType, detail: Mapping[str, Any] | None = None) -> Event:
+        """A stream event (started, ended, error); the n-th of its run keeps its id on a rerun."""
+        self._lifecycle += 1
+        return self._append(kind, detail=detail, ordinal=self._lifecycle)
 
     def alert(self, alert: Alert) -> None:
-        evidence: dict[str, Any] = {"cusum": round(alert.cusum, 4)}
-        if self.decision is not None:
-            evidence["threshold"] = self.decision.h
-            evidence["policy"] = self.decision.policy.value
-        self._append(
+        self.alarm(
             EventType.from_alarm(alert.type),
-            track=alert.track_id,
-            media_time=alert.time,
-            score=alert.score,
-            evidence=evidence,
+            alert.track_id,
+            alert.time,
+            alert.score,
+            alarm_evidence(alert, self.decision),
+        )
+
+    def alarm(
+        self,
+        kind: EventType,
+        track: int,
+        media_time: float,
+        score: float,
+        evidence: Mapping[str, Any] | None,
+    ) -> Event:
+        return self._append(
+            kind, track=track, media_time=media_time, score=score, evidence=evidence
         )
 
     def on_result(self, result: FrameResult) -> None:
@@ -78,10 +100,13 @@ class StreamEvents:
         score: float | None = None,
         evidence: Mapping[str, Any] | None = None,
         detail: Mapping[str, Any] | None = None,
-    ) -> None:
+        ordinal: int | None = None,
+    ) -> Event:
+        """Build the event and append it; on failure it is counted in `lost`, not raised."""
         when = "" if media_time is None else f"{media_time:.6f}"
+        parts: tuple[object, ...] = (self.stream, self.run, kind.value, track, when)
         event = Event(
-            id=derived_id(self.stream, self.run, kind.value, track, when),
+            id=derived_id(*parts) if ordinal is None else derived_id(*parts, ordinal),
             type=kind,
             time=utc_now(),
             stream=self.stream,
@@ -92,10 +117,16 @@ class StreamEvents:
             evidence=evidence,
             detail=detail,
         )
+        if self.outbox is None:
+            self.lost += 1
+            self.last_error = "no outbox"
+            return event
         try:
             self.outbox.append(event)
         except OutboxError as exc:
             self.lost += 1
+            self.last_error = str(exc)
             log.error("event %s of %s not recorded: %s", kind.value, self.stream, exc)
-            return
+            return event
         self.appended += 1
+        return event

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from swapwatch.errors import ConfigError
 from swapwatch.plugins import SIGNALS, PluginLoadError, load
 
 
@@ -28,6 +29,20 @@ class Signal(Protocol):
 
 
 SignalFactory = Callable[[], Signal]
+
+
+def parse_signal(text: str) -> tuple[str, float]:
+    """`NAME` or `NAME:WEIGHT` (weight of its logit; default 1)."""
+    name, sep, weight = text.partition(":")
+    if not name.strip():
+        raise ConfigError(f"signal {text!r}: expected NAME or NAME:WEIGHT")
+    try:
+        value = float(weight) if sep else 1.0
+    except ValueError:
+        raise ConfigError(f"signal {text!r}: weight {weight!r} is not a number") from None
+    if not value >= 0:
+        raise ConfigError(f"signal {text!r}: the weight must not be negative")
+    return name.strip(), value
 
 
 def load_signals(names: Iterable[str]) -> list[Signal]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -18,6 +17,7 @@ from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
 from swapwatch.server.config import ServiceConfig, public_view
+from swapwatch.server.events import ServiceEvents
 from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
@@ -39,21 +39,19 @@ class Service:
         self.manager = StreamManager(config, engine, metrics)
         self.webrtc = WebRtcSessions(self.manager)
         self.nginx_rtmp = NginxRtmpHooks(config, self.manager)
+        self.events = ServiceEvents(config, metrics)
         self.ready = False
-        self.feeds: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.manager.subscribe(self._publish)
+        self.manager.subscribe(self.events.record)
 
-    def _publish(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
-        event = {"type": kind, "stream": stream_id, **payload}
-        for queue in list(self.feeds):
-            if queue.full():
-                continue  # a stalled dashboard misses events; the durable outbox does not
-            queue.put_nowait(event)
+    async def start(self) -> None:
+        await self.events.start()
 
     async def close(self) -> None:
+        """Drain the streams (their last events are recorded), then give the sinks time."""
         self.ready = False
         await self.webrtc.close()
         await self.manager.close()
+        await self.events.close(self.config.drain_timeout_s)
 
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
@@ -240,29 +238,14 @@ async def nginx_rtmp_publish_done(request: web.Request) -> web.Response:
 
 
 async def events_feed(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: every stream and alert event as it happens."""
-    service = request.app[SERVICE]
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-    service.feeds.add(queue)
-    try:
-        await response.write(b": connected\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), 15.0)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            payload = json.dumps(event, separators=(",", ":"))
-            await response.write(f"event: {event['type']}\ndata: {payload}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        service.feeds.discard(queue)
-    return response
+    """Server-sent events: every stream and alert event as it is recorded; a client that
+    reconnects with Last-Event-ID first gets what it missed."""
+    return await request.app[SERVICE].events.sse(request)
+
+
+async def events_status(request: web.Request) -> web.Response:
+    """The outbox's health and each sink's delivery counters."""
+    return web.json_response(request.app[SERVICE].events.status())
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -280,6 +263,8 @@ async def readyz(request: web.Request) -> web.Response:
             "status": "ready",
             "model": service.engine.info.name,
             "streams": len(service.manager.workers),
+            # Analysis goes on without a working outbox; this says that events are not durable.
+            "events": "ok" if service.events.error is None else "degraded",
         }
     )
 
@@ -327,6 +312,7 @@ def build_app(service: Service) -> web.Application:
     app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
     app.router.add_post("/v1/webrtc/offer", webrtc_offer)
     app.router.add_get("/v1/events", events_feed)
+    app.router.add_get("/v1/events/status", events_status)
     app.router.add_post("/v1/hooks/nginx-rtmp/publish", nginx_rtmp_publish)
     app.router.add_post("/v1/hooks/nginx-rtmp/publish_done", nginx_rtmp_publish_done)
     for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):

@@ -42,6 +42,7 @@ class ServiceConfig:
     engine: str = "onnxruntime"
     device: str = "auto"
     threads: int = 1  # detector threads
+    signals: tuple[str, ...] = ()  # extra detection signals from plugins, NAME[:WEIGHT]
     max_batch: int = 16  # crops per inference across all streams
     max_batch_wait_ms: float = 5.0
     rate: float = 15.0  # analysed frames per second per stream (a cap)
@@ -56,6 +57,12 @@ class ServiceConfig:
     # nginx-rtmp relay: on_publish makes the service pull <this>/<app>/<key>; None: hooks off.
     nginx_rtmp_url: str | None = "rtmp://127.0.0.1:1935"
     nginx_rtmp_keys: tuple[str, ...] = ()  # stream keys nginx may publish; empty: any key
+    # Events: the durable outbox (default $XDG_STATE_HOME/swapwatch/events.sqlite) and where it
+    # delivers, as TYPE:TARGET[;k=v...] (e.g. "webhook:https://host/hook;secret=env:SECRET").
+    events_path: Path | None = None
+    sinks: tuple[str, ...] = ()
+    events_keep_days: float = 7.0  # settled events older than this are pruned
+    events_max_mb: float = 256.0  # the outbox refuses appends past this size
 
     def __post_init__(self) -> None:
         problems = []
@@ -81,6 +88,10 @@ class ServiceConfig:
                 f"host {self.host} is reachable from other machines: set a token "
                 "(SWAPWATCH_TOKEN or token = ... in the config file)"
             )
+        if self.events_keep_days < 0:
+            problems.append("events_keep_days must not be negative")
+        if self.events_max_mb < 0.0625:
+            problems.append("events_max_mb must be at least 0.0625 (64 KiB)")
         if self.token is not None and len(self.token) < 16:
             problems.append("token must be at least 16 characters")
         if problems:

@@ -184,6 +184,7 @@ class StreamManager:
             (self.config.max_width, self.config.max_height),
             (self.config.reconnect_initial_s, self.config.reconnect_max_s),
             on_result,
+            self.config.signals,
         )
         self.workers[spec.stream_id] = worker
         worker.start()

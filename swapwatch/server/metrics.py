@@ -3,13 +3,55 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from swapwatch.events.delivery import SinkStats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class DeliverySource(Protocol):
+    @property
+    def durable(self) -> bool: ...
+
+    def sink_stats(self) -> dict[str, SinkStats]: ...
+
+
+class DeliveryCollector(Collector):
+    """The outbox's health and per-sink delivery counters, read from the events at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: DeliverySource | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        source = self.source
+        up = GaugeMetricFamily(
+            "swapwatch_outbox_up", "1 while events are recorded durably in the outbox"
+        )
+        up.add_metric([], float(source is not None and source.durable))
+        families = {
+            "delivered": CounterMetricFamily(
+                "swapwatch_sink_delivered", "Events delivered, per sink", labels=["sink"]
+            ),
+            "failed_attempts": CounterMetricFamily(
+                "swapwatch_sink_failed_attempts", "Delivery attempts that failed", labels=["sink"]
+            ),
+            "dead_lettered": CounterMetricFamily(
+                "swapwatch_sink_dead_letters", "Events given up (dead letters)", labels=["sink"]
+            ),
+        }
+        for name, stats in (source.sink_stats() if source is not None else {}).items():
+            for field, family in families.items():
+                family.add_metric([name], getattr(stats, field))
+        return [up, *families.values()]
 
 
 class ServiceMetrics:
@@ -56,6 +98,19 @@ class ServiceMetrics:
             buckets=SCORE_BUCKETS,
             registry=r,
         )
+        self.events_recorded = Counter(
+            "swapwatch_events_recorded_total",
+            "Events committed to the durable outbox",
+            ["type"],
+            registry=r,
+        )
+        self.events_lost = Counter(
+            "swapwatch_events_lost_total",
+            "Events the outbox could not record (full or broken); they reached the live feed only",
+            registry=r,
+        )
+        self.delivery = DeliveryCollector()
+        r.register(self.delivery)
         self.alarms = Counter(
             "swapwatch_alarms_total", "Alarms raised and cleared", ["type"], registry=r
         )

@@ -150,9 +150,23 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
             "/v1/events": {
                 "get": {
                     "summary": "Live events (server-sent events): stream.started, stream.ended, "
-                    "stream.error, alert.raised, alert.cleared. EventSource cannot send headers: "
-                    "pass ?token= instead",
+                    "stream.error, alert.raised, alert.cleared, each the JSON of the event schema "
+                    "v1 with its outbox position as SSE id. Reconnect with Last-Event-ID to get "
+                    "what was missed. EventSource cannot send headers: pass ?token= instead",
                     "responses": {"200": {"description": "text/event-stream"}, **_errors(401)},
+                },
+            },
+            "/v1/events/status": {
+                "get": {
+                    "summary": "The durable outbox (path, ok, error, events recorded and lost) "
+                    "and each sink's delivery counters (delivered, failed attempts, dead letters)",
+                    "responses": {
+                        "200": {
+                            "description": "outbox and sinks",
+                            "content": {"application/json": {}},
+                        },
+                        **_errors(401),
+                    },
                 },
             },
             "/v1/hooks/nginx-rtmp/publish": {

@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,12 +28,13 @@ from swapwatch.errors import (
     SwapwatchError,
     UnsupportedSource,
 )
+from swapwatch.events.emit import alarm_evidence
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.fusion import AlarmChange, DecisionConfig, Policy
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.server.metrics import ServiceMetrics, StageMetricsTimer
 from swapwatch.stream.frames import VideoInfo
-from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
+from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer, extra_signals
 from swapwatch.stream.source import FrameSource, redact_url
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,10 @@ class StreamWorker:
         max_size: tuple[int, int],
         backoff: tuple[float, float],
         on_result: Callable[[FrameResult], None] | None = None,
+        signals: Sequence[str] = (),
     ) -> None:
         self.spec = spec
+        self._signals = tuple(signals)
         self.status = StreamStatus()
         self._source_factory = source_factory
         self._engine = engine
@@ -191,7 +194,12 @@ class StreamWorker:
         timer = StageMetricsTimer(self._metrics)
         with native_stderr_silenced(True):
             faces = FaceAnalyzer(crop_size=self._engine.info.input_size, timer=timer, quiet=True)
-        return StreamAnalyzer(self._engine, self._decision, faces, timer)
+        try:
+            signals = extra_signals(self._signals)
+        except BaseException:
+            faces.close()
+            raise
+        return StreamAnalyzer(self._engine, self._decision, faces, timer, signals)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -326,7 +334,7 @@ class StreamWorker:
                     "track": alert.track_id,
                     "media_time": round(alert.time, 3),
                     "score": round(alert.score, 4),
-                    "evidence": {"cusum": round(alert.cusum, 3)},
+                    "evidence": alarm_evidence(alert, self._decision),
                 },
             )
         if self._on_result is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from swapwatch.engines import Engine
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
+from swapwatch.plugins.signals import Signal, load_signals, parse_signal
 from swapwatch.stream.frames import Frame
 from swapwatch.timing import NullTimer, StageTimer, timed
 
@@ -20,8 +22,17 @@ class FaceResult:
     track_id: int
     box: tuple[float, float, float, float]
     skip_reason: str | None  # why it was not scored; None when scored
-    logit: float | None
+    logit: float | None  # the detector's
     update: TrackUpdate | None  # the track's decision state after this frame, when scored
+    signals: tuple[tuple[str, float], ...] = ()  # extra signals' logits, by name
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraSignal:
+    """A plugin signal and the weight of its logit in a face's evidence."""
+
+    signal: Signal
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +56,21 @@ class FrameResult:
     alerts: tuple[Alert, ...]
 
 
+def extra_signals(specs: Iterable[str]) -> list[ExtraSignal]:
+    """Build the signal plugins named as `NAME[:WEIGHT]`."""
+    parsed = [parse_signal(text) for text in specs]
+    loaded = load_signals(name for name, _ in parsed)
+    return [ExtraSignal(signal, weight) for signal, (_, weight) in zip(loaded, parsed, strict=True)]
+
+
 class StreamAnalyzer:
     """Holds the face tracker and one decision per track for a single stream.
 
     `analyse` is CPU work: call it from a worker thread, one frame at a time.
+
+    Extra signals (plugins) see the same crops. Each returns a calibrated log-likelihood ratio,
+    and a face's evidence is the detector's logit/T plus each signal's weighted logit: naive-Bayes
+    pooling of evidence assumed independent.
     """
 
     def __init__(
@@ -57,8 +79,10 @@ class StreamAnalyzer:
         decision: DecisionConfig | None = None,
         faces: FaceAnalyzer | None = None,
         timer: StageTimer | None = None,
+        signals: Sequence[ExtraSignal] = (),
     ) -> None:
         self.engine = engine
+        self.signals = tuple(signals)
         self.decision_config = decision or DecisionConfig()
         self._timer = timer or NullTimer()
         self.faces = faces or FaceAnalyzer(crop_size=engine.info.input_size, timer=self._timer)
@@ -73,6 +97,12 @@ class StreamAnalyzer:
         if usable.any():
             with timed(self._timer, "engine"):
                 logits[usable] = self.engine.infer(batch.crops[usable])
+        extra = np.zeros((len(self.signals), len(batch)), np.float32)
+        if usable.any() and self.signals:
+            with timed(self._timer, "signals"):
+                for k, item in enumerate(self.signals):
+                    extra[k, usable] = item.signal.infer(batch.crops[usable])
+        temperature = self.engine.info.temperature
         faces: list[FaceResult] = []
         alerts: list[Alert] = []
         with timed(self._timer, "fusion"):
@@ -87,10 +117,21 @@ class StreamAnalyzer:
                     continue
                 decision = self.tracks.get(track_id)
                 if decision is None:
-                    decision = TrackDecision(self.decision_config, self.engine.info.temperature)
+                    decision = TrackDecision(self.decision_config, temperature)
                     self.tracks[track_id] = decision
-                update = decision.update(float(logits[i]), frame.time)
-                faces.append(FaceResult(track_id, box, None, float(logits[i]), update))
+                evidence = float(logits[i])
+                named: tuple[tuple[str, float], ...] = ()
+                if self.signals:
+                    # The decision divides by T; the signals' logits are already calibrated.
+                    evidence += temperature * sum(
+                        item.weight * float(extra[k, i]) for k, item in enumerate(self.signals)
+                    )
+                    named = tuple(
+                        (item.signal.name, float(extra[k, i]))
+                        for k, item in enumerate(self.signals)
+                    )
+                update = decision.update(evidence, frame.time)
+                faces.append(FaceResult(track_id, box, None, float(logits[i]), update, named))
                 if update.change is not None:
                     alerts.append(
                         Alert(update.change, track_id, frame.time, update.score, update.cusum)
@@ -106,3 +147,5 @@ class StreamAnalyzer:
 
     def close(self) -> None:
         self.faces.close()
+        for item in self.signals:
+            item.signal.close()

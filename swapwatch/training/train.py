@@ -7,6 +7,7 @@ The run's command, data and validation figures are written to `<out>/training.js
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -48,6 +49,7 @@ class TrainConfig:
     device: str = "cpu"
     imagenet: bool = True
     recorded_pair_share: float = 0.3
+    ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -162,6 +164,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     if config.imagenet:
         load_imagenet(model)
     model.to(config.device)
+    ema = copy.deepcopy(model).eval()
+    for parameter in ema.parameters():
+        parameter.requires_grad_(False)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -172,18 +177,22 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     last = config.out / "last.pt"
     if resume and last.is_file():
         state = torch.load(last, map_location=config.device, weights_only=False)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(
+            state["training_model"] if "training_model" in state else state["model"]
+        )
+        ema.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         step, history = state["step"], state["history"]
         commands = [*state.get("commands", []), *commands]
         log.info("resumed at step %d of %d", step, config.steps)
 
-    def save() -> None:
-        partial = last.with_suffix(".partial")
+    def save(path: Path) -> None:
+        partial = path.with_suffix(".partial")
         torch.save(
             {
-                "model": model.state_dict(),
+                "model": ema.state_dict(),  # what export reads
+                "training_model": model.state_dict(),
                 "optimiser": optimiser.state_dict(),
                 "rng": rng.bit_generator.state,
                 "step": step,
@@ -193,7 +202,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             },
             partial,
         )
-        partial.replace(last)
+        partial.replace(path)
 
     record = {
         "command": commands[0],
@@ -218,6 +227,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
+        update_ema(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         losses.append(loss.item())
         step += 1
         if step % 10 == 0:
@@ -232,20 +242,33 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             )
         done = step == config.steps
         if validation is not None and (step % config.validate_every == 0 or done):
-            figures = evaluate(model, validation, config.device)
+            figures = evaluate(ema, validation, config.device)
             entry = {
                 "step": step,
                 "train_loss": float(np.mean(losses[-config.validate_every :])),
                 **figures,
             }
+            # Chosen on held-out self-blends only: recorded swaps stay unseen by selection.
+            best_so_far = max((h.get("blend_auc") or 0.0 for h in history), default=-1.0)
             history.append(entry)
             log.info("validation %s", json.dumps(entry))
+            if (figures.get("blend_auc") or 0.0) > best_so_far:
+                save(config.out / "best.pt")
+                record["best_step"] = step
         if step % config.checkpoint_every == 0 or done:
-            save()
+            save(last)
             record["history"] = history
             record["steps_done"] = step
             (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return last
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+        averaged.mul_(decay).add_(current.detach(), alpha=1.0 - decay)
+    for kept, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        kept.copy_(buffer)  # batch-norm statistics are taken as they are
 
 
 def _jsonable(value: Any) -> Any:

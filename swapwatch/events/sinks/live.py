@@ -88,8 +88,12 @@ def create(spec: SinkSpec) -> LiveSink:
 
 
 def sse_message(event: StoredEvent) -> bytes:
-    """One SSE message: the outbox sequence number as id, the event type as event name."""
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.body}\n\n".encode()
+    """One SSE message: the outbox sequence number as id, the event type as event name.
+
+    An event the outbox could not record (seq 0) goes out without an id.
+    """
+    head = f"id: {event.seq}\n" if event.seq > 0 else ""
+    return f"{head}event: {event.type}\ndata: {event.body}\n\n".encode()
 
 
 async def sse_response(
@@ -122,6 +126,8 @@ async def sse_response(
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")  # proxies close silent connections
                 continue
-            if event.seq > high:
+            if event.seq <= 0:  # not in the outbox: never replayed, so never a repeat
+                await response.write(sse_message(event))
+            elif event.seq > high:
                 high = event.seq
                 await response.write(sse_message(event))

@@ -1,0 +1,279 @@
+"""The service's events: the outbox first, then webhook and live feed; a SIGKILL loses nothing; a
+broken or full outbox is reported while analysis goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from media import Placement, write_video
+from prometheus_client.parser import text_string_to_metric_families
+from receivers import Receiver
+from service import RunningService, free_port, running_service
+
+from swapwatch.events import Event, EventLog, EventType, OutboxFull, Retention
+from swapwatch.server.config import ServiceConfig
+
+SECRET = "a-webhook-secret"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(
+        tmp_path_factory.mktemp("events") / "face.mp4",
+        [Placement(0.5, 0.5, 300)],
+        seconds=3.0,
+        size=(640, 360),
+    )
+
+
+def outbox_events(path: Path) -> list[Event]:
+    with EventLog(path) as log:
+        return [stored.event() for stored in log.read_after(0, 10_000)]
+
+
+def add_file_stream(service: RunningService, clip: Path, stream_id: str) -> None:
+    reply = service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": stream_id})
+    assert reply.status == 201, reply.body
+
+
+def sse_lines(service: RunningService, last_id: str, wanted: int, timeout: float) -> list[str]:
+    """`data:` lines of /v1/events until `wanted` of them came (or the timeout)."""
+    request = urllib.request.Request(service.base + "/v1/events")
+    if last_id:
+        request.add_header("Last-Event-ID", last_id)
+    lines: list[str] = []
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        deadline = time.monotonic() + timeout
+        while len(lines) < wanted and time.monotonic() < deadline:
+            line = response.readline().decode().strip()
+            if line.startswith(("id:", "data:")):
+                lines.append(line)
+    return lines
+
+
+def metric_samples(service: RunningService) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = service.request("GET", "/metrics").body
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    receiver = Receiver(secret=SECRET).start()
+    outbox = tmp_path / "events.sqlite"
+    config = ServiceConfig(
+        model=fake_model,
+        allow_file_urls=True,
+        cusum_h=4.0,
+        events_path=outbox,
+        sinks=(f"webhook:{receiver.url};secret={SECRET};name=soc",),
+    )
+    try:
+        with running_service(config) as service:
+            add_file_stream(service, clip, "cam-1")
+            service.wait_for(lambda s: s["state"] == "ended", "cam-1", timeout=60)
+            events = outbox_events(outbox)
+            kinds = [e.type for e in events]
+            assert kinds[0] is EventType.STREAM_STARTED and kinds[-1] is EventType.STREAM_ENDED
+            assert EventType.ALERT_RAISED in kinds
+            alarm = next(e for e in events if e.type is EventType.ALERT_RAISED)
+            assert alarm.evidence is not None and alarm.evidence["threshold"] == 4.0
+            assert alarm.score is not None and alarm.score > 0.5
+            assert {e.run for e in events} == {events[0].run}
+
+            assert receiver.wait_for({e.id for e in events}, timeout=20)
+            assert all(d.signature_ok for d in receiver.deliveries)
+            delivered = [json.loads(d.body)["id"] for d in receiver.deliveries]
+            assert delivered == [e.id for e in events]  # in order, each once
+
+            status = service.request("GET", "/v1/events/status").body
+            assert status["outbox"]["ok"] and status["outbox"]["recorded"] == len(events)
+            soc = next(s for s in status["sinks"] if s["name"] == "soc")
+            assert soc["delivered"] == len(events) and soc["dead_lettered"] == 0
+            samples = metric_samples(service)
+            assert samples[("swapwatch_sink_delivered_total", (("sink", "soc"),))] == len(events)
+            assert samples[("swapwatch_outbox_up", ())] == 1.0
+
+            # A dashboard that reconnects from the start gets the recorded events, with ids.
+            lines = sse_lines(service, "0", wanted=2 * len(events), timeout=10)
+            ids = [line.removeprefix("id:").strip() for line in lines if line.startswith("id:")]
+            assert ids == [str(i) for i in range(1, len(events) + 1)]
+            bodies = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+            assert [b["id"] for b in bodies] == [e.id for e in events]
+    finally:
+        receiver.stop()
+
+
+def test_a_reconnecting_stream_gets_a_new_run_and_distinct_event_ids(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    config = ServiceConfig(model=fake_model, allow_file_urls=True, events_path=outbox)
+    with running_service(config) as service:
+        for _ in range(2):  # the same id added twice: two runs
+            add_file_stream(service, clip, "again")
+            service.wait_for(lambda s: s["state"] == "ended", "again", timeout=60)
+    events = outbox_events(outbox)
+    starts = [e for e in events if e.type is EventType.STREAM_STARTED]
+    assert len(starts) == 2 and starts[0].run != starts[1].run
+    assert len({e.id for e in events}) == len(events)
+
+
+def serve_in_subprocess(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "swapwatch", "serve", "--config", str(config_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the service exited"
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the service never became ready")
+
+
+def test_service_killed_with_sigkill_mid_delivery_loses_no_event(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    receiver = Receiver(secret=SECRET).start()
+    receiver.delay = 1.0  # slow: deliveries are in flight when the service dies
+    port = free_port()
+    outbox = tmp_path / "events.sqlite"
+    config_file = tmp_path / "swapwatch.toml"
+    config_file.write_text(
+        f'port = {port}\nmodel = "{fake_model}"\nallow_file_urls = true\ncusum_h = 4.0\n'
+        f'events_path = "{outbox}"\n'
+        f'sinks = ["webhook:{receiver.url};secret={SECRET};backoff=0.2;max_backoff=0.5"]\n'
+    )
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    service = serve_in_subprocess(config_file, log)
+    try:
+        wait_ready(base, service)
+        running = RunningService(ServiceConfig(port=port), base)
+        for name in ("a", "b"):
+            add_file_stream(running, clip, name)
+        for name in ("a", "b"):
+            running.wait_for(lambda s: s["state"] == "ended", name, timeout=60)
+        recorded = outbox_events(outbox)
+        assert len(recorded) >= 6  # started, raised, ended for each stream
+        assert len(receiver.ids()) < len(recorded)  # still delivering
+        os.kill(service.pid, signal.SIGKILL)
+        assert service.wait(timeout=10) == -signal.SIGKILL
+        receiver.delay = 0.0
+
+        service = serve_in_subprocess(config_file, log)
+        wait_ready(base, service)
+        assert receiver.wait_for({e.id for e in recorded}, timeout=30), log.read_text()[-2000:]
+        assert all(d.signature_ok for d in receiver.deliveries)
+        by_id: dict[str, set[bytes]] = {}
+        for delivery in receiver.deliveries:
+            by_id.setdefault(delivery.event_id, set()).add(delivery.body)
+        assert all(len(bodies) == 1 for bodies in by_id.values())  # a repeat is the same event
+        # In order per stream, counting each event's first arrival.
+        first_seen = list(dict.fromkeys(receiver.ids()))
+        for stream in ("a", "b"):
+            expected = [e.id for e in recorded if e.stream == stream]
+            assert [i for i in first_seen if i in set(expected)] == expected
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+        receiver.stop()
+
+
+def test_a_corrupt_outbox_is_reported_and_analysis_goes_on(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    outbox.write_bytes(b"this is not a database" * 100)
+    config = ServiceConfig(model=fake_model, allow_file_urls=True, cusum_h=4.0, events_path=outbox)
+    with running_service(config) as service:
+        ready = service.request("GET", "/readyz")
+        assert ready.status == 200 and ready.body["events"] == "degraded"
+        status = service.request("GET", "/v1/events/status").body["outbox"]
+        assert not status["ok"] and str(outbox) in status["error"]
+
+        add_file_stream(service, clip, "cam")
+        final = service.wait_for(lambda s: s["state"] == "ended", "cam", timeout=60)
+        assert final["alarms_raised"] >= 1 and final["frames_analysed"] > 10
+        samples = metric_samples(service)
+        assert samples[("swapwatch_outbox_up", ())] == 0.0
+        assert samples[("swapwatch_events_lost_total", ())] >= 3
+    assert outbox.read_bytes().startswith(b"this is not a database")  # left for inspection
+
+
+def test_a_full_outbox_is_reported_and_analysis_goes_on(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    limit = Retention(max_bytes=64 * 1024, keep_seconds=1e9, keep_events=10**9)
+    with EventLog(outbox, limit) as log:
+        filler = 0
+        with pytest.raises(OutboxFull):
+            while filler < 100_000:
+                log.append(_filler_event(filler))
+                filler += 1
+    config = ServiceConfig(
+        model=fake_model,
+        allow_file_urls=True,
+        cusum_h=4.0,
+        events_path=outbox,
+        events_max_mb=0.0625,
+    )
+    with running_service(config) as service:
+        add_file_stream(service, clip, "cam")
+        final = service.wait_for(lambda s: s["state"] == "ended", "cam", timeout=60)
+        assert final["alarms_raised"] >= 1
+        status = service.request("GET", "/v1/events/status").body["outbox"]
+        assert not status["ok"] and "full" in status["error"].lower()
+        assert status["lost"] >= 2  # the alarm and the end, at least
+        assert service.request("GET", "/readyz").body["events"] == "degraded"
+
+
+def _filler_event(number: int) -> Event:
+    from swapwatch.events.model import derived_id, utc_now
+
+    return Event(
+        id=derived_id("filler", number),
+        type=EventType.STREAM_ERROR,
+        time=utc_now(),
+        stream="filler",
+        run="filler",
+        detail={"error": "x" * 400},
+    )
+
+
+def test_an_unknown_sink_type_stops_the_service_with_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "swapwatch", "serve", "--port", str(free_port())],
+        env={**os.environ, "SWAPWATCH_SINKS": "pager:https://example.invalid/"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "pager" in done.stderr and "Traceback" not in done.stderr
