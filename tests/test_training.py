@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -18,6 +19,7 @@ from swapwatch.cli.main import main  # noqa: E402
 from swapwatch.datasets.crops import CROP_SIZE, CropCache  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from swapwatch.errors import ModelError  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
 from swapwatch.training.dataset import PairSampler, build_pool, match_pairs  # noqa: E402
 from swapwatch.training.export import export, fit_temperature  # noqa: E402
@@ -27,6 +29,7 @@ from swapwatch.training.model import (  # noqa: E402
     imagenet_weights_path,
     load_imagenet,
 )
+from swapwatch.training.quantize import quantize  # noqa: E402
 from swapwatch.training.train import TrainConfig, learning_rate, to_tensor  # noqa: E402
 
 torch.set_num_threads(1)
@@ -194,3 +197,30 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
         assert math.isfinite(float(engine.infer(crops[:1])[0]))
     finally:
         engine.close()
+
+    # The int8 version: smaller, QDQ, close to the float model, its check in its metadata.
+    pool = build_pool(face_items[2:], cache)
+    sampler = PairSampler(pool, train=False)
+    images, labels = sampler.batch(12, np.random.default_rng(5))
+    int8_path = tmp_path / "model-int8.onnx"
+    with pytest.raises(ModelError, match="int8 quantization costs too much"):
+        quantize(model_path, int8_path, images[::2], images, labels, fit_temperature, -1.0)
+    assert not int8_path.exists() and not list(tmp_path.glob("*.partial.onnx"))
+    # A 3-step model ranks at chance, so its AUC may move either way: no gate here.
+    quantized = quantize(model_path, int8_path, images[::2], images, labels, fit_temperature, 1.0)
+    assert int8_path.stat().st_size < model_path.stat().st_size / 3
+    ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    float_engine = OnnxRuntimeEngine(model_path, device="cpu")
+    int8_engine = OnnxRuntimeEngine(int8_path, device="cpu")
+    try:
+        a, b = float_engine.infer(images), int8_engine.infer(images)
+        # Logit units: this barely trained model's logits sit near 0, so compare absolutely.
+        assert np.abs(a - b).max() < 0.1
+        recorded = int8_engine.info.training["quantization"]
+        assert recorded["check_crops"] == len(images)
+        assert recorded["auc_int8"] == pytest.approx(quantized.auc_int8, abs=1e-4)
+        assert int8_engine.info.temperature == pytest.approx(quantized.temperature, abs=1e-3)
+    finally:
+        float_engine.close()
+        int8_engine.close()

@@ -161,6 +161,13 @@ def add_export_parser(commands: Any) -> None:
     )
     parser.add_argument("checkpoint", type=Path, metavar="RUN/last.pt")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL.onnx")
+    parser.add_argument(
+        "--int8",
+        type=Path,
+        metavar="MODEL-int8.onnx",
+        help="also write an int8 version (about twice as fast on CPU), checked against the "
+        "float model on the validation crops; needs the training data",
+    )
     parser.add_argument("--name", default="swapwatch-detector")
     parser.add_argument("--description", default="")
     add_data_options(parser, lists_positional=False)
@@ -188,6 +195,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.name,
             args.description,
             args.validation_fraction,
+            args.int8,
         )
     finally:
         cache.close()

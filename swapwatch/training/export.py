@@ -29,6 +29,7 @@ from swapwatch.errors import ModelError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
+from swapwatch.training.quantize import QuantizeReport, quantize
 from swapwatch.training.train import predict
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # logits; float32 kernels differ in summation order, not more
 CALIBRATION_BLENDS = 512
+INT8_RANGE_CROPS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +47,15 @@ class ExportReport:
     calibration: dict[str, Any]
     parity_max_difference: float
     size_bytes: int
+    int8: QuantizeReport | None = None
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB): temperature "
             f"{self.temperature:.3f}, ONNX Runtime vs PyTorch max logit difference "
             f"{self.parity_max_difference:.2e}\ncalibration: {json.dumps(self.calibration)}"
         )
+        return text if self.int8 is None else f"{text}\n{self.int8}"
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -108,6 +112,19 @@ def calibration_set(
     return np.ascontiguousarray(images), labels.astype(np.float32), counts
 
 
+def range_crops(
+    items: Sequence[MediaItem], cache: CropCache, fraction: float, count: int, seed: int = 11
+) -> np.ndarray:
+    """Crops of the training groups (reals and their self-blends) for int8 activation ranges."""
+    train, _ = split_by_group(items, fraction)
+    pool = build_pool(train, cache)
+    rng = np.random.default_rng(seed)
+    reals = pool.real_indices[rng.permutation(len(pool.real_indices))[: count // 2]]
+    sampler = PairSampler(pool, train=False, config=PairConfig(recorded_pair_share=0.0))
+    blends = [sampler.sample(rng)[1] for _ in range(count - len(reals))]
+    return np.ascontiguousarray(np.concatenate([centre_window(pool.crops[reals]), blends]))
+
+
 def export(
     checkpoint: Path,
     out: Path,
@@ -116,7 +133,11 @@ def export(
     name: str = "swapwatch-detector",
     description: str = "",
     validation_fraction: float = 0.25,
+    int8_out: Path | None = None,
 ) -> ExportReport:
+    """Export the checkpoint to `out`; with `int8_out`, also its checked int8 version."""
+    if int8_out is not None and not items:
+        raise ModelError("an int8 export needs the training data (for ranges and the check)")
     model, state = load_checkpoint(checkpoint)
     run_record = _run_record(checkpoint)
     calibration: dict[str, Any] = {}
@@ -179,7 +200,17 @@ def export(
             f"ONNX output differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE})"
         )
     partial.replace(out)
-    return ExportReport(out, temperature, calibration, difference, out.stat().st_size)
+    int8 = None
+    if int8_out is not None:
+        int8 = quantize(
+            out,
+            int8_out,
+            range_crops(items, cache, validation_fraction, INT8_RANGE_CROPS),
+            images,
+            labels,
+            fit_temperature,
+        )
+    return ExportReport(out, temperature, calibration, difference, out.stat().st_size, int8)
 
 
 def _export_onnx(model: SwapDetector, path: Path) -> None:
