@@ -3,9 +3,13 @@ WebRTC, and the page shows the verdict that comes back on the data channel."""
 
 from __future__ import annotations
 
+import functools
+import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aioice.ice
@@ -16,6 +20,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from service import RunningService, running_service
 
 from swapwatch.server.config import ServiceConfig
@@ -158,3 +163,79 @@ def test_the_try_page_shows_the_live_verdict_of_the_camera(
         assert stream["kind"] == "webrtc" and stream["state"] == "running"
         assert stream["video"]["width"] == 640 and stream["video"]["height"] == 360
         assert [t["verdict"] for t in stream["tracks"]] == [expected]
+
+
+@pytest.fixture(scope="module")
+def hls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An HLS playlist of a face clip, served over HTTP on 127.0.0.1: its URL."""
+    folder = tmp_path_factory.mktemp("hls")
+    write_video(
+        folder / "index.m3u8",
+        [Placement(0.5, 0.5, 220)],
+        seconds=4.0,
+        fps=15,
+        size=(640, 360),
+        container_format="hls",
+    )
+    handler = functools.partial(QuietFiles, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_new_user_adds_an_hls_stream_on_the_docs_page_and_sees_it_live(
+    hls_server: str, camera: Path, fake_model: Path, tmp_path: Path
+) -> None:
+    """The walkthrough of the README: open the API docs page, send POST /v1/streams with an HLS
+    URL, then watch the stream, its face and its alarm appear on the dashboard."""
+    config = ServiceConfig(model=fake_model, cusum_h=4.0)
+    with running_service(config) as service, chromium(camera, tmp_path / "profile") as browser:
+        browser.get(service.base + "/docs")
+        add = wait_for_element(browser, 'form[data-method="post"][data-path="/v1/streams"]')
+        body = add.find_element(By.TAG_NAME, "textarea")
+        body.clear()
+        body.send_keys(json.dumps({"url": hls_server, "id": "lobby"}))
+        add.find_element(By.TAG_NAME, "button").click()
+        answer = add.find_element(By.TAG_NAME, "pre")
+        deadline = time.monotonic() + 10
+        while not answer.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answer.text.startswith("201"), answer.text
+
+        browser.get(service.base + "/")
+        row = 'tr[data-stream="lobby"]'
+        deadline = time.monotonic() + VERDICT_TIMEOUT
+        while time.monotonic() < deadline:
+            rows = browser.find_elements(By.CSS_SELECTOR, row)
+            events = browser.find_element(By.ID, "events").text
+            if rows and "FAKE" in rows[0].text and "alert.raised" in events:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(
+                f"the dashboard never showed the alarm: {[r.text for r in rows]} / {events!r}; "
+                f"streams: {service.request('GET', '/v1/streams').body}"
+            )
+        assert "face 1" in rows[0].text and "ALARM" in rows[0].text
+        (stream,) = service.request("GET", "/v1/streams").body["streams"]
+        assert stream["url"].endswith("index.m3u8") and stream["video"]["width"] == 640
+
+
+def wait_for_element(browser: WebDriver, selector: str, timeout: float = 10.0) -> WebElement:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = browser.find_elements(By.CSS_SELECTOR, selector)
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {selector} on {browser.current_url}")
