@@ -106,3 +106,21 @@ def test_missing_default_model_says_so_plainly(
     monkeypatch.setattr(models, "DEFAULT_DETECTOR", tmp_path / "absent.onnx")
     with pytest.raises(ModelNotInstalled, match="no trained detector model is installed"):
         models.resolve_detector(None)
+
+
+def test_the_float_detector_is_chosen_only_where_a_gpu_runs_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import swapwatch.models as models
+
+    int8, fp32 = tmp_path / "int8.onnx", tmp_path / "fp32.onnx"
+    int8.touch()
+    fp32.touch()
+    monkeypatch.setattr(models, "DEFAULT_DETECTOR", int8)
+    monkeypatch.setattr(models, "FLOAT_DETECTOR", fp32)
+    monkeypatch.setattr(models, "gpu_provider_available", lambda: False)
+    assert models.resolve_detector(None, "auto") == int8  # no GPU: int8 whatever was asked
+    monkeypatch.setattr(models, "gpu_provider_available", lambda: True)
+    assert models.resolve_detector(None, "auto") == fp32
+    assert models.resolve_detector(None, "gpu") == fp32
+    assert models.resolve_detector(None, "cpu") == int8

@@ -178,7 +178,7 @@ def source_from_args(
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
-    path = resolve_detector(args.model)
+    path = resolve_detector(args.model, args.device)
     engine = create_engine(args.engine, path, device=args.device, threads=args.threads)
     if not engine.info.trained:
         print(

@@ -53,7 +53,10 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
         extra.signal.close()
     metrics = ServiceMetrics()
     engine = create_engine(
-        config.engine, resolve_detector(config.model), device=config.device, threads=config.threads
+        config.engine,
+        resolve_detector(config.model, config.device),
+        device=config.device,
+        threads=config.threads,
     )
     shared = BatchingEngine(
         engine, config.max_batch, config.max_batch_wait_ms / 1000.0, on_batch=metrics.observe_batch
