@@ -172,7 +172,7 @@ def hls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     write_video(
         folder / "index.m3u8",
         [Placement(0.5, 0.5, 220)],
-        seconds=4.0,
+        seconds=8.0,
         fps=15,
         size=(640, 360),
         container_format="hls",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,8 @@ def test_an_extra_signal_joins_the_detectors_evidence(
 
     muted = analyse_video(one_face_video, real_model, [ExtraSignal(ConstantSignal(8.0), 0.0)])
     assert not any(r.alerts for r in muted)  # weight 0: measured, not counted
+    broken = analyse_video(one_face_video, real_model, [ExtraSignal(ConstantSignal(math.nan))])
+    assert not any(r.alerts for r in broken)  # a NaN is no evidence, not certainty
 
 
 def test_scan_loads_an_installed_signal_and_names_a_missing_one(

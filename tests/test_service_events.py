@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from media import Placement, write_video
@@ -59,6 +60,19 @@ def sse_lines(service: RunningService, last_id: str, wanted: int, timeout: float
     return lines
 
 
+def wait_for_sink(
+    service: RunningService, name: str, delivered: int, timeout: float = 10.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        sinks = service.request("GET", "/v1/events/status").body["sinks"]
+        sink = next(s for s in sinks if s["name"] == name)
+        if sink["delivered"] >= delivered or time.monotonic() > deadline:
+            assert sink["delivered"] == delivered, sink
+            return dict(sink)
+        time.sleep(0.05)
+
+
 def metric_samples(service: RunningService) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = service.request("GET", "/metrics").body
     return {
@@ -98,10 +112,13 @@ def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
             delivered = [json.loads(d.body)["id"] for d in receiver.deliveries]
             assert delivered == [e.id for e in events]  # in order, each once
 
+            # The receiver stores before it answers: the count follows its answer.
+            soc = wait_for_sink(service, "soc", delivered=len(events))
+            assert soc["dead_lettered"] == 0 and soc["failed_attempts"] == 0
             status = service.request("GET", "/v1/events/status").body
             assert status["outbox"]["ok"] and status["outbox"]["recorded"] == len(events)
-            soc = next(s for s in status["sinks"] if s["name"] == "soc")
-            assert soc["delivered"] == len(events) and soc["dead_lettered"] == 0
+            shown = service.request("GET", "/v1/config").body["sinks"]
+            assert shown == ["webhook:***"]  # no secret, no URL
             samples = metric_samples(service)
             assert samples[("swapwatch_sink_delivered_total", (("sink", "soc"),))] == len(events)
             assert samples[("swapwatch_outbox_up", ())] == 1.0
@@ -125,10 +142,11 @@ def test_a_reconnecting_stream_gets_a_new_run_and_distinct_event_ids(
         for _ in range(2):  # the same id added twice: two runs
             add_file_stream(service, clip, "again")
             service.wait_for(lambda s: s["state"] == "ended", "again", timeout=60)
+        recorded = service.request("GET", "/v1/events/status").body["outbox"]["recorded"]
     events = outbox_events(outbox)
     starts = [e for e in events if e.type is EventType.STREAM_STARTED]
     assert len(starts) == 2 and starts[0].run != starts[1].run
-    assert len({e.id for e in events}) == len(events)
+    assert recorded == len(events)  # every append kept: no two events shared an id
 
 
 def serve_in_subprocess(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -267,13 +285,22 @@ def _filler_event(number: int) -> Event:
     )
 
 
-def test_an_unknown_sink_type_stops_the_service_with_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sinks", "said"),
+    [
+        ("pager:https://example.invalid/", "unknown sink type 'pager'"),
+        ("jsonl:-,jsonl:-", "sink names must be unique"),
+    ],
+)
+def test_a_bad_sink_stops_the_service_with_one_clear_line(
+    tmp_path: Path, sinks: str, said: str
+) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "swapwatch", "serve", "--port", str(free_port())],
-        env={**os.environ, "SWAPWATCH_SINKS": "pager:https://example.invalid/"},
+        env={**os.environ, "SWAPWATCH_SINKS": sinks, "XDG_STATE_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode != 0
-    assert "pager" in done.stderr and "Traceback" not in done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr, done.stderr

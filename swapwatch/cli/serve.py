@@ -70,31 +70,34 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
+    listening = False
     try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        shared.close()
-        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    await loop.run_in_executor(None, shared.warmup)
-    service.ready = True
-    print(
-        f"swapwatch: serving on http://{config.host}:{config.port} "
-        f"(dashboard /, try it /try, API docs /docs)",
-        flush=True,
-    )
-    if ready is not None:
-        ready.set()
-    try:
+        await service.start()  # the outbox is open before a request can add a stream
+        try:
+            await site.start()
+        except OSError as exc:
+            where = f"{config.host}:{config.port}"
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror}") from exc
+        listening = True
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        await loop.run_in_executor(None, shared.warmup)
+        service.ready = True
+        print(
+            f"swapwatch: serving on http://{config.host}:{config.port} "
+            f"(dashboard /, try it /try, API docs /docs)",
+            flush=True,
+        )
+        if ready is not None:
+            ready.set()
         await stop.wait()
     finally:
         log.info("shutting down: draining %d streams", len(service.manager.workers))
+        if listening:
+            await site.stop()  # no new connections while the streams drain
         await service.close()
         await runner.cleanup()
         shared.close()

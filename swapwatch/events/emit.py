@@ -62,20 +62,27 @@ class StreamEvents:
         self.lifecycle(EventType.STREAM_ERROR, {"error": str(error), "kind": type(error).__name__})
 
     def lifecycle(self, kind: EventType, detail: Mapping[str, Any] | None = None) -> Event:
-        """A stream event (started, ended, error); the n-th of its run keeps its id on a rerun."""
+        """Record a stream event (started, ended, error)."""
+        return self._append(self.lifecycle_event(kind, detail))
+
+    def lifecycle_event(self, kind: EventType, detail: Mapping[str, Any] | None = None) -> Event:
+        """The next stream event of this run, not recorded; the n-th of a run keeps its id when
+        the run is repeated."""
         self._lifecycle += 1
-        return self._append(kind, detail=detail, ordinal=self._lifecycle)
+        return self._event(kind, detail=detail, ordinal=self._lifecycle)
 
     def alert(self, alert: Alert) -> None:
-        self.alarm(
-            EventType.from_alarm(alert.type),
-            alert.track_id,
-            alert.time,
-            alert.score,
-            alarm_evidence(alert, self.decision),
+        self._append(
+            self.alarm_event(
+                EventType.from_alarm(alert.type),
+                alert.track_id,
+                alert.time,
+                alert.score,
+                alarm_evidence(alert, self.decision),
+            )
         )
 
-    def alarm(
+    def alarm_event(
         self,
         kind: EventType,
         track: int,
@@ -83,16 +90,15 @@ class StreamEvents:
         score: float,
         evidence: Mapping[str, Any] | None,
     ) -> Event:
-        return self._append(
-            kind, track=track, media_time=media_time, score=score, evidence=evidence
-        )
+        """An alarm raised or cleared, not recorded."""
+        return self._event(kind, track=track, media_time=media_time, score=score, evidence=evidence)
 
     def on_result(self, result: FrameResult) -> None:
         """The pipeline's per-frame callback: one event per alarm change."""
         for alert in result.alerts:
             self.alert(alert)
 
-    def _append(
+    def _event(
         self,
         kind: EventType,
         track: int | None = None,
@@ -102,10 +108,9 @@ class StreamEvents:
         detail: Mapping[str, Any] | None = None,
         ordinal: int | None = None,
     ) -> Event:
-        """Build the event and append it; on failure it is counted in `lost`, not raised."""
         when = "" if media_time is None else f"{media_time:.6f}"
         parts: tuple[object, ...] = (self.stream, self.run, kind.value, track, when)
-        event = Event(
+        return Event(
             id=derived_id(*parts) if ordinal is None else derived_id(*parts, ordinal),
             type=kind,
             time=utc_now(),
@@ -117,6 +122,9 @@ class StreamEvents:
             evidence=evidence,
             detail=detail,
         )
+
+    def _append(self, event: Event) -> Event:
+        """Append `event`; on failure it is counted in `lost`, not raised."""
         if self.outbox is None:
             self.lost += 1
             self.last_error = "no outbox"
@@ -126,7 +134,7 @@ class StreamEvents:
         except OutboxError as exc:
             self.lost += 1
             self.last_error = str(exc)
-            log.error("event %s of %s not recorded: %s", kind.value, self.stream, exc)
+            log.error("event %s of %s not recorded: %s", event.type.value, self.stream, exc)
             return event
         self.appended += 1
         return event

@@ -202,6 +202,8 @@ def public_view(config: ServiceConfig) -> dict[str, Any]:
     """The configuration as JSON, the token hidden."""
     data = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     data["token"] = "***" if config.token else None
+    # Sink targets and options may carry credentials (user:pass@, secret=...): types only.
+    data["sinks"] = tuple(text.split(":", 1)[0].split(";", 1)[0] + ":***" for text in config.sinks)
     return {
         k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
         for k, v in data.items()

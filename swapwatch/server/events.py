@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from swapwatch.errors import ConfigError
 from swapwatch.events.delivery import Dispatcher, Route, SinkStats
 from swapwatch.events.emit import StreamEvents
 from swapwatch.events.errors import OutboxError
-from swapwatch.events.model import EventType
+from swapwatch.events.model import Event, EventType
 from swapwatch.events.outbox import EventLog, Retention, StoredEvent
 from swapwatch.events.sinks.base import parse_sink
 from swapwatch.events.sinks.live import LiveFeed, LiveSink, sse_response
@@ -43,13 +44,21 @@ def default_events_path() -> Path:
 def build_routes(config: ServiceConfig, feed: LiveFeed) -> list[Route]:
     """The configured sinks, then the live feed (which starts at the newest event)."""
     routes = create_routes(parse_sink(text) for text in config.sinks)
-    if any(r.sink.name == LIVE_FEED_SINK for r in routes):
+    names = [r.sink.name for r in routes]
+    if LIVE_FEED_SINK in names:
         raise ConfigError(f"the sink name {LIVE_FEED_SINK!r} is the service's own: rename yours")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"sink names must be unique (add ;name=...): {', '.join(repeated)}")
     return [*routes, Route(LiveSink(LIVE_FEED_SINK, feed), start="latest")]
 
 
 class ServiceEvents:
-    """Records what the stream workers report as events, one run per source connection."""
+    """Records what the stream workers report as events, one run per source connection.
+
+    `record` is called on the event loop and never blocks it: the events are built there (so
+    their ids and order are fixed) and committed, in order, by one writer thread.
+    """
 
     def __init__(self, config: ServiceConfig, metrics: ServiceMetrics) -> None:
         self.config = config
@@ -63,9 +72,13 @@ class ServiceEvents:
         self.recorded = 0
         self.lost = 0
         self._runs: dict[str, StreamEvents] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         metrics.delivery.source = self
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         retention = Retention(
             keep_seconds=self.config.events_keep_days * 86_400.0,
             max_bytes=int(self.config.events_max_mb * 1024 * 1024),
@@ -79,29 +92,48 @@ class ServiceEvents:
         except OSError as exc:
             self._degrade(f"events are not recorded durably: cannot create {self.path}: {exc}")
             return
+        await self._warn_about_forgotten_sinks(self.outbox)
         self.dispatcher = Dispatcher(self.outbox, self.routes)
         await self.dispatcher.start()
         log.info("events: outbox %s, sinks %s", self.path, [r.sink.name for r in self.routes])
+
+    async def _warn_about_forgotten_sinks(self, outbox: EventLog) -> None:
+        configured = {r.sink.name for r in self.routes}
+        for state in await asyncio.to_thread(outbox.sinks):
+            if state.name not in configured:
+                log.warning(
+                    "sink %r is no longer configured but holds %d events back from pruning; "
+                    "`swapwatch events forget --db %s %s` lets them go",
+                    state.name,
+                    state.backlog,
+                    self.path,
+                    state.name,
+                )
 
     def _degrade(self, message: str) -> None:
         self.error = message
         log.error("%s; analysis goes on, events reach only the live feed", message)
 
     async def close(self, drain_timeout: float) -> None:
+        """Commit what was recorded, then give the sinks `drain_timeout` s to catch up."""
+        self._closed = True
+        await asyncio.to_thread(self._writer.shutdown, True)
         if self.dispatcher is not None:
             await self.dispatcher.aclose(drain_timeout)
         if self.outbox is not None:
             await asyncio.to_thread(self.outbox.close)
 
     def record(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """A worker's event (called on the event loop): into the outbox, then the sinks."""
+        """A worker's event (on the event loop): queued for the outbox, then the sinks."""
+        if self._closed:
+            log.warning("event %s of %s after shutdown: not recorded", kind, stream_id)
+            return
         event_type = EventType(kind)
         if event_type is EventType.STREAM_STARTED or stream_id not in self._runs:
-            self._runs[stream_id] = StreamEvents(self.outbox, stream_id)
+            self._runs[stream_id] = StreamEvents(None, stream_id)
         run = self._runs[stream_id]
-        lost_before = run.lost
         if event_type in (EventType.ALERT_RAISED, EventType.ALERT_CLEARED):
-            event = run.alarm(
+            event = run.alarm_event(
                 event_type,
                 payload["track"],
                 payload["media_time"],
@@ -109,8 +141,28 @@ class ServiceEvents:
                 payload.get("evidence"),
             )
         else:
-            event = run.lifecycle(event_type, payload)
-        if run.lost == lost_before:
+            event = run.lifecycle_event(event_type, payload)
+            final = event_type is EventType.STREAM_ENDED or payload.get("final") is True
+            if final:
+                del self._runs[stream_id]  # the next start is a new run
+        self._writer.submit(self._write, event)
+
+    def _write(self, event: Event) -> None:
+        """In the writer thread: commit, then report back to the loop."""
+        error: str | None = None
+        if self.outbox is None:
+            error = self.error or "no outbox"
+        else:
+            try:
+                self.outbox.append(event)
+            except OutboxError as exc:
+                error = str(exc)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._written, event, error)
+
+    def _written(self, event: Event, error: str | None) -> None:
+        kind = event.type.value
+        if error is None:
             self.recorded += 1
             self.metrics.events_recorded.labels(kind).inc()
             if self.error is not None:
@@ -120,7 +172,7 @@ class ServiceEvents:
         self.lost += 1
         self.metrics.events_lost.inc()
         if self.outbox is not None and self.error is None:
-            self._degrade(f"events are not being recorded: {run.last_error}")
+            self._degrade(f"events are not being recorded: {error}")
         # Unrecorded, it still reaches the dashboards (seq 0: outside the outbox's order).
         body = event.encode()
         self.feed.publish(StoredEvent(0, event.id, event.stream, kind, time.time(), body))

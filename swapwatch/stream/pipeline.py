@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from swapwatch.engines import Engine
+from swapwatch.errors import EngineError
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
 from swapwatch.plugins.signals import Signal, load_signals, parse_signal
 from swapwatch.stream.frames import Frame
 from swapwatch.timing import NullTimer, StageTimer, timed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,20 @@ class FrameResult:
     faces: tuple[FaceResult, ...]
     crops: np.ndarray  # (N, S, S, 3) aligned crops, row i belongs to faces[i]
     alerts: tuple[Alert, ...]
+
+
+def signal_logits(signal: Signal, crops: np.ndarray) -> np.ndarray:
+    """A plugin's logits, checked: one finite value per crop (a NaN would read as certainty)."""
+    values = np.asarray(signal.infer(crops), np.float32).reshape(-1)
+    if len(values) != len(crops):
+        raise EngineError(
+            f"signal {signal.name!r} gave {len(values)} values for {len(crops)} crops"
+        )
+    finite = np.isfinite(values)
+    if not finite.all():
+        log.warning("signal %r gave non-finite values; counted as no evidence", signal.name)
+        values = np.where(finite, values, np.float32(0.0))
+    return values
 
 
 def extra_signals(specs: Iterable[str]) -> list[ExtraSignal]:
@@ -101,7 +119,7 @@ class StreamAnalyzer:
         if usable.any() and self.signals:
             with timed(self._timer, "signals"):
                 for k, item in enumerate(self.signals):
-                    extra[k, usable] = item.signal.infer(batch.crops[usable])
+                    extra[k, usable] = signal_logits(item.signal, batch.crops[usable])
         temperature = self.engine.info.temperature
         faces: list[FaceResult] = []
         alerts: list[Alert] = []

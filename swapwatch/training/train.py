@@ -174,6 +174,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     step = 0
     history: list[dict[str, Any]] = []
     commands = [str(config.extra.get("command", " ".join(sys.argv)))]
+    # The checkpoint chosen on held-out self-blends only: recorded swaps stay unseen by selection.
+    best: dict[str, Any] = {"blend_auc": -1.0, "step": None}
     last = config.out / "last.pt"
     if resume and last.is_file():
         state = torch.load(last, map_location=config.device, weights_only=False)
@@ -184,6 +186,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         step, history = state["step"], state["history"]
+        if (config.out / "best.pt").is_file() and "best" in state:
+            best.update(state["best"])
         commands = [*state.get("commands", []), *commands]
         log.info("resumed at step %d of %d", step, config.steps)
 
@@ -199,6 +203,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "history": history,
                 "commands": commands,
                 "config": _jsonable(asdict(config)),
+                "best": dict(best),
             },
             partial,
         )
@@ -212,6 +217,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "train_pool": train_pool.summary(),
         "validation_pool": validation_pool.summary() if validation_pool else None,
         "torch": torch.__version__,
+        "best_step": best["step"],
     }
     losses: list[float] = []
     started = time.monotonic()
@@ -248,13 +254,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "train_loss": float(np.mean(losses[-config.validate_every :])),
                 **figures,
             }
-            # Chosen on held-out self-blends only: recorded swaps stay unseen by selection.
-            best_so_far = max((h.get("blend_auc") or 0.0 for h in history), default=-1.0)
             history.append(entry)
             log.info("validation %s", json.dumps(entry))
-            if (figures.get("blend_auc") or 0.0) > best_so_far:
-                save(config.out / "best.pt")
+            if (figures.get("blend_auc") or 0.0) > best["blend_auc"]:
+                best.update(blend_auc=figures.get("blend_auc") or 0.0, step=step)
                 record["best_step"] = step
+                save(config.out / "best.pt")
         if step % config.checkpoint_every == 0 or done:
             save(last)
             record["history"] = history

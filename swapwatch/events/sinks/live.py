@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from swapwatch.events.errors import OutboxError
 from swapwatch.events.outbox import EventLog, StoredEvent
 from swapwatch.events.sinks.base import SinkSpec
 
@@ -112,22 +113,37 @@ async def sse_response(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    with feed.subscribe() as subscription:  # before reading the outbox: nothing falls between
-        high = 0  # events up to here were already sent from the outbox
-        if outbox is not None and last.isdigit():
-            high = int(last)
-            while missed := await asyncio.to_thread(outbox.read_after, high, 256):
-                for event in missed:
-                    await response.write(sse_message(event))
-                    high = event.seq
-        while True:
-            try:
-                event = await asyncio.wait_for(subscription.get(), heartbeat)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")  # proxies close silent connections
-                continue
-            if event.seq <= 0:  # not in the outbox: never replayed, so never a repeat
+    # Subscribed before the outbox is read, so nothing falls between. The feed ends when the
+    # client leaves or the outbox closes at shutdown.
+    with feed.subscribe() as subscription, contextlib.suppress(ConnectionResetError, OutboxError):
+        await _stream(response, subscription, outbox, last, heartbeat)
+    return response
+
+
+async def _stream(
+    response: web.StreamResponse,
+    subscription: Subscription,
+    outbox: EventLog | None,
+    last: str,
+    heartbeat: float,
+) -> None:
+    high = 0  # events up to here were already sent from the outbox
+    if outbox is not None and last.isdigit():
+        # An id past the end is from an outbox since replaced: catch up from its start.
+        newest = await asyncio.to_thread(outbox.last_seq)
+        high = int(last) if int(last) <= newest else 0
+        while missed := await asyncio.to_thread(outbox.read_after, high, 256):
+            for event in missed:
                 await response.write(sse_message(event))
-            elif event.seq > high:
                 high = event.seq
-                await response.write(sse_message(event))
+    while True:
+        try:
+            event = await asyncio.wait_for(subscription.get(), heartbeat)
+        except TimeoutError:
+            await response.write(b": keep-alive\n\n")  # proxies close silent connections
+            continue
+        if event.seq <= 0:  # not in the outbox: never replayed, so never a repeat
+            await response.write(sse_message(event))
+        elif event.seq > high:
+            high = event.seq
+            await response.write(sse_message(event))
