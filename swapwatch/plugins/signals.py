@@ -48,10 +48,15 @@ def parse_signal(text: str) -> tuple[str, float]:
 def load_signals(names: Iterable[str]) -> list[Signal]:
     """Build the named signals; PluginNotFound names the ones that are installed."""
     signals: list[Signal] = []
-    for name in names:
-        factory: SignalFactory = load(SIGNALS, name)
-        signal = factory()
-        if not isinstance(signal, Signal):
-            raise PluginLoadError(f"signal {name!r} does not implement the Signal protocol")
-        signals.append(signal)
+    try:
+        for name in names:
+            factory: SignalFactory = load(SIGNALS, name)
+            signal = factory()
+            if not isinstance(signal, Signal):
+                raise PluginLoadError(f"signal {name!r} does not implement the Signal protocol")
+            signals.append(signal)
+    except BaseException:
+        for built in signals:
+            built.close()
+        raise
     return signals

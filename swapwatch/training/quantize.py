@@ -84,10 +84,43 @@ def quantize(
     props = {p.key: p.value for p in source.metadata_props}
     if METADATA_KEY not in props:
         raise ModelError(f"{float_model} has no swapwatch metadata: export it first")
+    if out.resolve() == float_model.resolve():
+        raise ModelError(f"the int8 model would overwrite its float model {float_model}")
     info = ModelInfo.from_json(props[METADATA_KEY])
-    input_name = source.graph.input[0].name
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial.onnx")
+    try:
+        report = _quantize(
+            float_model,
+            info,
+            source.graph.input[0].name,
+            partial,
+            range_crops,
+            check_crops,
+            check_labels,
+            fit_temperature,
+            max_auc_drop,
+        )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        # An int8 file from an earlier float model must not stay beside this one.
+        out.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+    return replace(report, path=out, size_bytes=out.stat().st_size)
+
+
+def _quantize(
+    float_model: Path,
+    info: ModelInfo,
+    input_name: str,
+    partial: Path,
+    range_crops: np.ndarray,
+    check_crops: np.ndarray,
+    check_labels: np.ndarray,
+    fit_temperature: Any,
+    max_auc_drop: float,
+) -> QuantizeReport:
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
@@ -106,7 +139,6 @@ def quantize(
     temperature = float(fit_temperature(int8_logits, check_labels))
     auc_float, auc_int8 = roc_auc(float_logits, check_labels), roc_auc(int8_logits, check_labels)
     if auc_float is None or auc_int8 is None:
-        partial.unlink()
         raise ModelError("the quantization check needs real and fake crops")
     difference = float(
         np.abs(
@@ -114,7 +146,6 @@ def quantize(
         ).max()
     )
     if auc_int8 < auc_float - max_auc_drop:
-        partial.unlink()
         raise ModelError(
             f"int8 quantization costs too much: validation AUC {auc_float:.4f} -> "
             f"{auc_int8:.4f} (more than {max_auc_drop} lower)"
@@ -134,8 +165,7 @@ def quantize(
     onnx.helper.set_model_props(proto, {METADATA_KEY: quantized.to_json()})
     onnx.checker.check_model(proto)
     onnx.save(proto, str(partial))
-    partial.replace(out)
-    return QuantizeReport(out, out.stat().st_size, temperature, auc_float, auc_int8, difference)
+    return QuantizeReport(partial, 0, temperature, auc_float, auc_int8, difference)
 
 
 def _logits(model: Path, crops: np.ndarray, batch: int = 64) -> np.ndarray:
