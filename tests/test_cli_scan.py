@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from media import Placement, write_video
 
 from swapwatch.cli.main import main
+from swapwatch.fusion import DecisionConfig
 
 BIG = 300
 
@@ -32,9 +34,12 @@ def test_two_faces_scored_under_stable_ids_with_fake_verdict(
         assert track["main"] and track["alarm"]
         assert track["frames_scored"] == 45  # 3 s at 15 Hz, every analysed frame scored
     assert {a["track_id"] for a in result["alerts"]} == {1, 2}
-    # logit +3 a frame, 2.5 above k: the CUSUM reaches h = 40 at the 16th scored frame (1.0 s).
+    # logit +3 a frame, 2.5 above k: the CUSUM reaches the default h at scored frame h / 2.5.
+    frames_to_alarm = math.ceil(DecisionConfig().h / 2.5)
+    expected = (frames_to_alarm - 1) / 15
     assert all(
-        a["type"] == "alert.raised" and a["time"] == pytest.approx(1.0) for a in result["alerts"]
+        a["type"] == "alert.raised" and a["time"] == pytest.approx(expected, abs=1e-4)
+        for a in result["alerts"]
     )
     assert result["frames"] == {
         "decoded": 90,
@@ -103,7 +108,8 @@ def test_human_summary_names_the_verdict(
 ) -> None:
     assert main(["scan", str(one_face_video), "--model", str(fake_model)]) == 0
     out = capsys.readouterr().out
-    assert "FAKE" in out and "alert.raised face 1 at 1.00s" in out
+    alarm_at = (math.ceil(DecisionConfig().h / 2.5) - 1) / 15  # see the test above
+    assert "FAKE" in out and f"alert.raised face 1 at {alarm_at:.2f}s" in out
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ class DecisionConfig:
     video frames are not."""
 
     k: float = 0.5  # drift: evidence per frame the CUSUM ignores
-    h: float = 40.0  # alarm threshold
+    h: float = 50.0  # alarm threshold
     min_frames: int = 10  # valid frames a track needs before it may alarm
     ema_tau: float = 1.0  # seconds
     evidence_clip: float = 4.0
