@@ -37,7 +37,7 @@ from media import Placement, write_linear_model, write_video  # noqa: E402
 
 from swapwatch.engines import Engine, create_engine  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
-from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
+from swapwatch.models import DEFAULT_DETECTOR, FLOAT_DETECTOR  # noqa: E402
 from swapwatch.native_logs import native_stderr_silenced  # noqa: E402
 from swapwatch.stream.frames import Frame  # noqa: E402
 from swapwatch.stream.pipeline import StreamAnalyzer  # noqa: E402
@@ -168,6 +168,37 @@ def engine_batches(engine: Engine, repeats: int = 20) -> dict[str, Any]:
     return out
 
 
+def compare_engines(models: dict[str, Path], rounds: int = 6, calls: int = 20) -> dict[str, Any]:
+    """Batch-1 time per face of several models, 1 thread, alternating in rounds so that the
+    machine's noise falls on all of them alike; the medians and their ratio to the first."""
+    engines = {
+        name: create_engine("onnxruntime", path, device="cpu", threads=1)
+        for name, path in models.items()
+    }
+    try:
+        size = next(iter(engines.values())).info.input_size
+        crops = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        samples: dict[str, list[float]] = {name: [] for name in engines}
+        for engine in engines.values():
+            engine.warmup()
+        for _ in range(rounds):
+            for name, engine in engines.items():
+                for _ in range(calls):
+                    t0 = time.perf_counter()
+                    engine.infer(crops)
+                    samples[name].append(time.perf_counter() - t0)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    medians = {name: 1000 * statistics.median(values) for name, values in samples.items()}
+    first = next(iter(medians))
+    return {
+        "batch1_per_face_median_ms": {k: round(v, 3) for k, v in medians.items()},
+        "ratio_to_" + first: {k: round(v / medians[first], 3) for k, v in medians.items()},
+        "samples_each": rounds * calls,
+    }
+
+
 def scan_end_to_end(video: Path, model: Path, seconds: float) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -294,6 +325,12 @@ def print_report(rep: dict[str, Any], rows: list[Row]) -> None:
         f"{d['streams_on_2_cores_process_time']})  >= 8  {verdict(streams, 8.0, at_least=True)}"
     )
     print(f"  assuming {d['assumption']}")
+    if rep["bundled_int8_vs_fp32"]:
+        cmp = rep["bundled_int8_vs_fp32"]
+        print(
+            f"bundled detector, batch 1, 1 thread, alternating rounds: "
+            f"{cmp['batch1_per_face_median_ms']} ms per face; ratio {cmp['ratio_to_int8']}"
+        )
     if scan["returncode"] == 0:
         print(
             f"swapwatch scan: {scan['scan_elapsed_s']:.2f} s for {scan['media_s']:g} s of media, "
@@ -321,6 +358,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         del images
         batches = engine_batches(engine) if trained else {}
         engine.close()
+        comparison = (
+            compare_engines({"int8": DEFAULT_DETECTOR, "fp32": FLOAT_DETECTOR})
+            if model == DEFAULT_DETECTOR and FLOAT_DETECTOR.is_file()
+            else None
+        )
         scan = scan_end_to_end(video, model, args.seconds)
     frames = len(dec_s)
     # Means, not medians: detection runs on only some frames. Every frame decoded and converted
@@ -355,6 +397,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         },
         "analysis": stages,
         "engine_batches": batches,
+        "bundled_int8_vs_fp32": comparison,
         "derived": {
             "assumption": f"perfect scaling over {CORES} cores, no other load; every frame "
             f"decoded and converted to rgb24, {FPS // STRIDE} Hz analysed",
