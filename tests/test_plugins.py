@@ -197,7 +197,13 @@ def test_scan_loads_an_installed_signal_and_names_a_missing_one(
 
     ok = scan("--signal", "brightness:0.5")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["verdict"] == "real"
+    report = json.loads(ok.stdout)
+    assert report["verdict"] == "real"
+    (track,) = report["tracks"]
+    # The example's logit is |mean - 0.5| * 4 - 1: negative for a mid-toned face crop.
+    assert -1.0 <= track["signals"]["brightness"] < 0.0
+    plain = scan()
+    assert "signals" not in json.loads(plain.stdout)["tracks"][0]
     missing = scan("--signal", "nope")
     assert missing.returncode != 0
     assert "unknown signal 'nope'" in missing.stderr and "brightness" in missing.stderr

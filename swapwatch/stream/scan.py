@@ -50,6 +50,7 @@ class TrackRecord:
     skipped: Counter[str] = field(default_factory=Counter)
     alarmed: bool = False
     max_cusum: float = 0.0
+    signal_sums: dict[str, float] = field(default_factory=dict)  # extra signals' logits, summed
     periodic: list[Thumbnail] = field(default_factory=list)
     period: float = 2.0
     most_fake: Thumbnail | None = None
@@ -94,6 +95,8 @@ class ScanRecorder:
             record.display.append(face.update.score)
             record.alarmed |= face.update.alarm
             record.max_cusum = max(record.max_cusum, face.update.cusum)
+            for name, logit in face.signals:
+                record.signal_sums[name] = record.signal_sums.get(name, 0.0) + logit
             if self.keep_thumbnails:
                 self._consider_thumbnail(record, result.time, face.update.evidence, result.crops[i])
 
@@ -169,6 +172,17 @@ class ScanResult:
                     "score": _round(track_score(t.evidence, self.video_config.trim)),
                     "alarm": t.alarmed,
                     "max_cusum": _round(t.max_cusum),
+                    # extra signals (--signal): mean logit over the scored frames
+                    **(
+                        {
+                            "signals": {
+                                name: _round(total / len(t.evidence))
+                                for name, total in sorted(t.signal_sums.items())
+                            }
+                        }
+                        if t.signal_sums
+                        else {}
+                    ),
                 }
                 for t in self.tracks
             ],
