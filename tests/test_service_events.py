@@ -304,3 +304,26 @@ def test_a_bad_sink_stops_the_service_with_one_clear_line(
     )
     assert done.returncode != 0
     assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_stream_removed_through_the_api_ends_with_one_event(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    low = free_port()
+    config = ServiceConfig(
+        model=fake_model, events_path=outbox, rtmp_host="127.0.0.1", rtmp_ports=(low, low)
+    )
+    with running_service(config) as service:
+        reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "idle"})
+        assert reply.status == 201, reply.body
+        assert service.request("DELETE", "/v1/streams/idle").status in (200, 204)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            recorded = service.request("GET", "/v1/events/status").body["outbox"]["recorded"]
+            if recorded:
+                break
+            time.sleep(0.05)
+    (ended,) = outbox_events(outbox)
+    assert ended.type is EventType.STREAM_ENDED and ended.stream == "idle"
+    assert ended.detail == {"reason": "removed"}

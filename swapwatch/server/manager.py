@@ -198,17 +198,16 @@ class StreamManager:
 
     async def remove(self, stream_id: str) -> None:
         worker = self.get(stream_id)
-        await worker.stop(self.config.drain_timeout_s)
+        await worker.stop(self.config.drain_timeout_s, reason="removed")
         self.workers.pop(stream_id, None)
         self.metrics.forget_stream(stream_id)
-        self._emit(stream_id, "stream.ended", {"reason": "removed"})
 
     async def close(self) -> None:
         """Graceful shutdown: stop every stream (each finishes its frame), within the drain time."""
         self.closing = True
         started = time.monotonic()
         await asyncio.gather(
-            *(w.stop(self.config.drain_timeout_s) for w in self.workers.values()),
+            *(w.stop(self.config.drain_timeout_s, "shutdown") for w in self.workers.values()),
             return_exceptions=True,
         )
         log.info("stopped %d streams in %.1fs", len(self.workers), time.monotonic() - started)

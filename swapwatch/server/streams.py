@@ -170,8 +170,9 @@ class StreamWorker:
     def done(self) -> bool:
         return self._task is None or self._task.done()
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading, let the frame in analysis finish, release everything."""
+    async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
+        """Stop reading, let the frame in analysis finish, release everything; a stream still
+        live ends with a `stream.ended` event giving `reason`."""
         self._stopping = True
         if self._source is not None:
             await self._source.aclose()
@@ -179,8 +180,9 @@ class StreamWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        if self.status.state not in (StreamState.ENDED, StreamState.FAILED):
+        if self.status.state not in (StreamState.ENDED, StreamState.FAILED, StreamState.STOPPED):
             self.status.state = StreamState.STOPPED
+            self._emit("stream.ended", {"reason": reason})
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close_analyzer)
         self._executor.shutdown(wait=False)
 
