@@ -151,7 +151,7 @@ def analyse(engine: Engine, images: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
-def engine_batches(engine: Engine, repeats: int = 20) -> dict[str, Any]:
+def engine_batches(engine: Engine, repeats: int = 100) -> dict[str, Any]:
     """Detector time per face at batch 1 and batch 8 (random crops, after a warm-up call)."""
     size = engine.info.input_size
     out: dict[str, Any] = {}

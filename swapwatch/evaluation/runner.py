@@ -365,6 +365,9 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 "maxrate": f"{kbps}k",
                 "bufsize": f"{kbps}k",
                 "g": str(max(1, round(2 * rate))),
+                # x264's rate control under frame threads depends on timing: one thread makes
+                # the re-encode, and so the figures, the same on every run.
+                "threads": "1",
             }
             for index, frame in enumerate(reader.decode(video_in)):
                 out = frame.reformat(width=width, height=height, format="yuv420p")
