@@ -62,6 +62,18 @@ def test_ids_are_stable_for_a_run_and_new_for_another(tmp_path: Path) -> None:
     assert not set(first) & set(other)
 
 
+def test_alarms_at_a_repeated_media_time_keep_distinct_ids(tmp_path: Path) -> None:
+    """A live source whose clock jumps back can raise on the same track at the same media time
+    twice in one run: both events are kept."""
+    with EventLog(tmp_path / "events.sqlite") as outbox:
+        events = StreamEvents(outbox, "cam-1", "run-1")
+        for change in (AlarmChange.RAISED, AlarmChange.CLEARED, AlarmChange.RAISED):
+            events.alert(Alert(change, 3, 1.25, 0.9, 12.0))
+        kept = outbox.read_after(0)
+    assert [e.type for e in kept] == ["alert.raised", "alert.cleared", "alert.raised"]
+    assert events.appended == 3 and len({e.id for e in kept}) == 3
+
+
 def test_event_round_trips_through_its_json() -> None:
     event = Event(
         "id-1",

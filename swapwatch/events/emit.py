@@ -51,6 +51,7 @@ class StreamEvents:
         self.lost = 0
         self.last_error: str | None = None
         self._lifecycle = 0  # numbers the run's stream events: a reconnect's are distinct
+        self._alarms = 0  # numbers its alarm events: a media clock that jumps back repeats times
 
     def started(self, detail: Mapping[str, Any] | None = None) -> None:
         self.lifecycle(EventType.STREAM_STARTED, detail)
@@ -90,8 +91,16 @@ class StreamEvents:
         score: float,
         evidence: Mapping[str, Any] | None,
     ) -> Event:
-        """An alarm raised or cleared, not recorded."""
-        return self._event(kind, track=track, media_time=media_time, score=score, evidence=evidence)
+        """An alarm raised or cleared, not recorded; the n-th of a run keeps its id on a rerun."""
+        self._alarms += 1
+        return self._event(
+            kind,
+            track=track,
+            media_time=media_time,
+            score=score,
+            evidence=evidence,
+            ordinal=self._alarms,
+        )
 
     def on_result(self, result: FrameResult) -> None:
         """The pipeline's per-frame callback: one event per alarm change."""
