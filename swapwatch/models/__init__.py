@@ -32,7 +32,11 @@ def resolve_detector(path: Path | None, device: str = "cpu") -> Path:
 
 
 def gpu_provider_available() -> bool:
+    """ONNX Runtime has a GPU provider and an NVIDIA driver is loaded (a GPU build of
+    onnxruntime on a machine without a GPU would otherwise run the float model on CPU)."""
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())
-    return bool(available & {"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+    if not available & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
+        return False
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
