@@ -33,6 +33,15 @@ from swapwatch.server.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 LIVE_FEED_SINK = "live-feed"
+SINK_STATUS_FIELDS = (
+    "running",
+    "delivered",
+    "failed_attempts",
+    "dead_lettered",
+    "cursor",
+    "crashed",
+    "last_error",
+)
 
 
 def default_events_path() -> Path:
@@ -186,21 +195,10 @@ class ServiceEvents:
         return dict(self.dispatcher.stats) if self.dispatcher is not None else {}
 
     def status(self) -> dict[str, Any]:
-        sinks = []
-        if self.dispatcher is not None:
-            for name, stats in self.dispatcher.stats.items():
-                sinks.append(
-                    {
-                        "name": name,
-                        "running": stats.running,
-                        "delivered": stats.delivered,
-                        "failed_attempts": stats.failed_attempts,
-                        "dead_lettered": stats.dead_lettered,
-                        "cursor": stats.cursor,
-                        "crashed": stats.crashed,
-                        "last_error": stats.last_error,
-                    }
-                )
+        sinks = [
+            {"name": name, **{field: getattr(stats, field) for field in SINK_STATUS_FIELDS}}
+            for name, stats in self.sink_stats().items()
+        ]
         return {
             "outbox": {
                 "path": str(self.path),

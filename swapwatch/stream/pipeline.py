@@ -115,8 +115,9 @@ class StreamAnalyzer:
         if usable.any():
             with timed(self._timer, "engine"):
                 logits[usable] = self.engine.infer(batch.crops[usable])
-        extra = np.zeros((len(self.signals), len(batch)), np.float32)
+        extra: np.ndarray | None = None  # (signals, faces) logits, only when there are signals
         if usable.any() and self.signals:
+            extra = np.zeros((len(self.signals), len(batch)), np.float32)
             with timed(self._timer, "signals"):
                 for k, item in enumerate(self.signals):
                     extra[k, usable] = signal_logits(item.signal, batch.crops[usable])
@@ -139,14 +140,15 @@ class StreamAnalyzer:
                     self.tracks[track_id] = decision
                 evidence = float(logits[i])
                 named: tuple[tuple[str, float], ...] = ()
-                if self.signals:
+                if extra is not None:
                     # The decision divides by T; the signals' logits are already calibrated.
-                    evidence += temperature * sum(
-                        item.weight * float(extra[k, i]) for k, item in enumerate(self.signals)
-                    )
                     named = tuple(
                         (item.signal.name, float(extra[k, i]))
                         for k, item in enumerate(self.signals)
+                    )
+                    evidence += temperature * sum(
+                        item.weight * logit
+                        for item, (_, logit) in zip(self.signals, named, strict=True)
                     )
                 update = decision.update(evidence, frame.time)
                 faces.append(FaceResult(track_id, box, None, float(logits[i]), update, named))

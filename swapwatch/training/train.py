@@ -217,7 +217,6 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "train_pool": train_pool.summary(),
         "validation_pool": validation_pool.summary() if validation_pool else None,
         "torch": torch.__version__,
-        "best_step": best["step"],
     }
     losses: list[float] = []
     started = time.monotonic()
@@ -258,12 +257,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             log.info("validation %s", json.dumps(entry))
             if (figures.get("blend_auc") or 0.0) > best["blend_auc"]:
                 best.update(blend_auc=figures.get("blend_auc") or 0.0, step=step)
-                record["best_step"] = step
                 save(config.out / "best.pt")
         if step % config.checkpoint_every == 0 or done:
             save(last)
             record["history"] = history
             record["steps_done"] = step
+            record["best_step"] = best["step"]
             (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return last
 
