@@ -23,6 +23,7 @@ from swapwatch.cli.common import (
 )
 from swapwatch.cli.progress import Progress
 from swapwatch.errors import SwapwatchError
+from swapwatch.native_logs import keep_native_stderr_quiet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by `train`
+    if argv is None and args.verbose < 2:  # the process's own command line, not a caller's
+        keep_native_stderr_quiet()
     configure_logging(args.verbose)
     try:
         return int(args.handler(args))
