@@ -11,6 +11,7 @@ from media import astronaut_face
 
 from swapwatch.training.augment import (
     AugmentConfig,
+    BeautyFilter,
     Codec,
     Jpeg,
     LivePathAugment,
@@ -19,6 +20,7 @@ from swapwatch.training.augment import (
     Occlusion,
     Reencode,
     Resize,
+    beautify,
     colour_jitter,
     horizontal_flip,
     jpeg,
@@ -36,6 +38,7 @@ SHIFTS = ((0.6, -0.4), (-0.3, 0.5))
 EVERYTHING = AugmentConfig(
     flip_p=1.0,
     colour_p=1.0,
+    beauty_p=1.0,
     occlusion_p=1.0,
     motion_blur_p=1.0,
     low_light_p=1.0,
@@ -85,6 +88,7 @@ STEPS: dict[str, Step] = {
     "occlude": occlude,
     "jpeg": jpeg,
     "colour_jitter": colour_jitter,
+    "beautify": beautify,
     "flip": lambda image, rng: horizontal_flip(image),
     "everything": lambda image, rng: LivePathAugment(EVERYTHING)([image], rng)[0],
 }
@@ -242,6 +246,20 @@ def test_occlusion_mask_has_the_requested_area(ellipse: bool) -> None:
     colours = np.zeros((3, 3, 3), np.uint8)
     op = Occlusion((0.5, 0.5), 0.1, 1.5, 20.0, ellipse, "solid", colours, 0.03)
     assert op.mask(SIDE, SIDE).mean() == pytest.approx(0.1, abs=0.005)
+
+
+def test_the_beauty_filter_smooths_texture_and_keeps_edges() -> None:
+    rng = np.random.default_rng(0)
+    # Left half dark, right half bright, both with fine skin-like texture.
+    image = np.where(np.arange(SIDE) < SIDE // 2, 60.0, 190.0)[None, :, None].repeat(SIDE, 0)
+    image = np.clip(image + rng.normal(0, 6, (SIDE, SIDE, 3)), 0, 255).astype(np.uint8)
+    out = BeautyFilter(strength=1.0, sigma_colour=30.0, radius=0.02)(image).astype(np.float64)
+    flat = (slice(20, 200), slice(20, 90))
+    assert out[flat].std() < 0.5 * image[flat].astype(np.float64).std()
+    edge = out[:, SIDE // 2 + 2].mean() - out[:, SIDE // 2 - 3].mean()
+    assert edge > 0.9 * (190 - 60)
+    half = BeautyFilter(strength=0.5, sigma_colour=30.0, radius=0.02)(image).astype(np.float64)
+    assert out[flat].std() < half[flat].std() < image[flat].astype(np.float64).std()
 
 
 def test_low_jpeg_quality_loses_more(face: np.ndarray) -> None:

@@ -9,7 +9,14 @@ from media import Placement, render_frame
 from swapwatch.faces.detection import FaceDetector
 from swapwatch.faces.geometry import NOSE_TIP, landmark_roi_from_detection
 from swapwatch.faces.landmarks import LandmarkModel
-from swapwatch.training.selfblend import SelfBlendConfig, hull_mask, self_blend
+from swapwatch.training.selfblend import (
+    EYEBROWS,
+    MaskShape,
+    SelfBlendConfig,
+    hull_mask,
+    region_mask,
+    self_blend,
+)
 
 W, H = 640, 480
 
@@ -45,7 +52,7 @@ def test_blend_changes_the_face_and_nothing_outside_the_mask(
         assert outside.mean() > 0.5  # the face is a part of the frame, not all of it
         np.testing.assert_array_equal(blend.fake[outside], image[outside])
         nose = tuple(np.round(points[NOSE_TIP, :2]).astype(int))
-        assert blend.mask[nose[1], nose[0]] >= 0.25  # the face centre is always blended
+        assert blend.mask[nose[1], nose[0]] >= 0.24  # always blended, at least at the lowest ratio
         inside = blend.mask >= 0.5 * blend.mask.max()
         diff = np.abs(blend.fake.astype(int) - image.astype(int))[inside].mean()
         assert diff > 1.0
@@ -80,14 +87,54 @@ def test_hull_mask_covers_the_landmarks_only(face: tuple[np.ndarray, np.ndarray]
 
 def test_deformation_scales_with_its_setting(face: tuple[np.ndarray, np.ndarray]) -> None:
     image, points = face
-    calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0)
+    hull_only = {MaskShape.HULL: 1.0}
+    calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0, shapes=hull_only)
     hull = hull_mask(points, image.shape[:2]) > 0
 
     def region(config: SelfBlendConfig | None) -> np.ndarray:
         mask = self_blend(image, points, np.random.default_rng(5), config).mask
         return mask >= 0.5 * mask.max()  # independent of the drawn blend ratio
 
-    assert (region(calm) ^ hull).mean() < (region(None) ^ hull).mean()
+    assert (region(calm) ^ hull).mean() < (region(SelfBlendConfig(shapes=hull_only)) ^ hull).mean()
+
+
+def test_each_mask_region_covers_the_inner_face_and_the_below_brows_one_spares_the_forehead(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, points = face
+    shape = image.shape[:2]
+    hull = hull_mask(points, shape) > 0
+    brows_top = int(np.ceil(points[EYEBROWS, 1].min()))
+    forehead = hull.copy()
+    forehead[brows_top - 2 :] = False  # the face is upright: the forehead is above the brows
+    assert forehead.sum() > 0
+    for region in MaskShape:
+        mask = region_mask(points, shape, region) > 0
+        nose, chin = points[NOSE_TIP, :2].round().astype(int), points[152, :2].round().astype(int)
+        assert mask[nose[1], nose[0]] and mask[chin[1] - 3, chin[0]]
+        eyes = points[[33, 263], :2].round().astype(int)  # outer eye corners
+        assert mask[eyes[:, 1], eyes[:, 0]].all()
+        if region is MaskShape.BELOW_BROWS:
+            assert (mask & forehead).sum() == 0
+        else:
+            assert (mask & forehead).mean() > 0 or region is MaskShape.BOX
+
+
+def test_the_configured_mask_regions_are_the_ones_drawn(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, points = face
+    hull = hull_mask(points, image.shape[:2]) > 0
+
+    def outside_hull(shapes: dict[MaskShape, float]) -> float:
+        calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0, shapes=shapes)
+        mask = self_blend(image, points, np.random.default_rng(0), calm).mask
+        return float(((mask >= 0.5 * mask.max()) & ~hull).mean())
+
+    # The box reaches past the jaw line at its lower corners; the hull never leaves itself.
+    assert outside_hull({MaskShape.BOX: 1.0}) > 10 * outside_hull({MaskShape.HULL: 1.0}) + 1e-4
+    with pytest.raises(ValueError, match="shapes"):
+        SelfBlendConfig(shapes={MaskShape.HULL: 0.0})
 
 
 def test_rejects_images_that_are_not_rgb_uint8(face: tuple[np.ndarray, np.ndarray]) -> None:

@@ -1,7 +1,8 @@
 """Live-path augmentations: make aligned training crops look like faces seen in live video.
 
 A face that reaches the detector from WebRTC or RTMP has been through a camera (motion blur, low
-light and sensor noise, sometimes MJPEG), a scaler (the face covers few pixels of the frame) and a
+light and sensor noise, coloured room light, sometimes MJPEG), often a streaming app's beauty filter
+(edge-preserving skin smoothing), a scaler (the face covers few pixels of the frame) and a
 low-bitrate video encoder (P-frames, not stills). Each step here is a frozen parameter object that
 is sampled once and then applied to any number of images; `LivePathAugment` samples a whole plan
 so a real crop and its self-blended fake are degraded identically and still differ only by the
@@ -46,7 +47,8 @@ class AugmentConfig:
     """How often each step runs (`*_p`) and the ranges its parameters are drawn from."""
 
     flip_p: float = 0.5
-    colour_p: float = 0.3
+    colour_p: float = 0.4
+    beauty_p: float = 0.15
     occlusion_p: float = 0.15
     motion_blur_p: float = 0.15
     low_light_p: float = 0.2
@@ -54,10 +56,13 @@ class AugmentConfig:
     scale_p: float = 0.3
     reencode_p: float = 0.5
     vp8_share: float = 0.5  # of re-encodes; the rest are H.264
-    colour_gain: float = 0.08  # per-channel white-balance gain, +- fraction
+    colour_gain: float = 0.25  # per-channel gain, +- fraction: white balance and RGB room light
     colour_contrast: Range = (0.8, 1.25)
     colour_saturation: Range = (0.7, 1.3)
     colour_shift: float = 15.0  # brightness offset, +- 0-255 units
+    beauty_strength: Range = (0.4, 1.0)  # share of the smoothed picture mixed in
+    beauty_sigma_colour: Range = (10.0, 40.0)  # 0-255 units: edges stronger than this survive
+    beauty_radius: Range = (0.01, 0.03)  # of the side, the spatial reach of the smoothing
     occlusion_area: Range = (0.03, 0.25)  # fraction of the crop
     blur_length: tuple[int, int] = (3, 15)  # pixels
     brightness: Range = (0.25, 1.0)  # gain applied after the gamma
@@ -89,6 +94,7 @@ class AugmentConfig:
         return cls(
             flip_p=0.0,
             colour_p=0.0,
+            beauty_p=0.0,
             occlusion_p=0.0,
             motion_blur_p=0.0,
             low_light_p=0.0,
@@ -385,6 +391,30 @@ class ColourJitter:
         return _to_uint8((out - 128.0) * self.contrast + 128.0 + self.shift)
 
 
+@dataclass(frozen=True, slots=True)
+class BeautyFilter:
+    """Edge-preserving smoothing as streaming apps apply to skin: texture goes, edges stay."""
+
+    strength: float
+    sigma_colour: float
+    radius: float  # of the side
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, config: AugmentConfig) -> BeautyFilter:
+        return cls(
+            strength=rng.uniform(*config.beauty_strength),
+            sigma_colour=rng.uniform(*config.beauty_sigma_colour),
+            radius=rng.uniform(*config.beauty_radius),
+        )
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        sigma_space = max(1.0, self.radius * max(image.shape[:2]))
+        smooth = cv2.bilateralFilter(
+            np.ascontiguousarray(image), -1, self.sigma_colour, sigma_space
+        ).astype(np.float32)
+        return _to_uint8(self.strength * smooth + (1.0 - self.strength) * image)
+
+
 def horizontal_flip(image: np.ndarray) -> np.ndarray:
     flipped: np.ndarray = cv2.flip(image, 1)
     return flipped
@@ -437,6 +467,12 @@ def colour_jitter(
     return ColourJitter.sample(rng, config)(image)
 
 
+def beautify(
+    image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = DEFAULT_CONFIG
+) -> np.ndarray:
+    return BeautyFilter.sample(rng, config)(image)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Sampled steps in the order they run; applying it draws nothing random."""
@@ -459,8 +495,8 @@ class LivePathAugment:
     def plan(self, shape: tuple[int, ...], rng: np.random.Generator) -> Plan:
         """Draw every parameter for crops of `shape`.
 
-        Steps run in the order of the physical path: scene, camera, sensor, ISP, MJPEG, the
-        face's size in the frame, the video codec.
+        Steps run in the order of the physical path: scene, camera, sensor, ISP, beauty filter,
+        MJPEG, the face's size in the frame, the video codec.
         """
         c = self.config
         ops: list[Op] = []
@@ -474,6 +510,8 @@ class LivePathAugment:
             ops.append(LowLight.sample(rng, shape, c))
         if rng.random() < c.colour_p:
             ops.append(ColourJitter.sample(rng, c))
+        if rng.random() < c.beauty_p:
+            ops.append(BeautyFilter.sample(rng, c))
         if rng.random() < c.jpeg_p:
             ops.append(Jpeg.sample(rng, c))
         # The codec runs at the reduced size: a small face is encoded with few pixels.

@@ -9,14 +9,17 @@ common to swap methods rather than the fingerprints of one generator.
 This implementation is our own, written from that description:
 - source: a copy of the frame with its colours shifted, its frequencies altered (blurred or
   sharpened, or resampled), and its face slightly moved and scaled;
-- mask: the convex hull of the face landmarks, deformed by a smooth random displacement field,
+- mask: one of the regions swap tools paste (the convex hull of all face landmarks; the hull from
+  the eyebrows down, as "full face" masks leave the forehead alone; a box about the inner face, as
+  tools that paste an aligned square back do), deformed by a smooth random displacement field,
   grown or shrunk, blurred with a random kernel, and scaled by a random blend ratio;
 - fake = mask * source + (1 - mask) * target, with the untouched frame as target.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -24,6 +27,22 @@ import numpy as np
 # Blend ratios and how often each is drawn: full-strength blends dominate, as swaps paste fully.
 BLEND_RATIOS = np.array([0.25, 0.5, 0.75, 1.0])
 BLEND_WEIGHTS = np.array([0.1, 0.15, 0.25, 0.5])
+
+# MediaPipe face mesh indices (468-point topology).
+EYEBROWS = np.array(
+    [46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336]
+)
+CHIN = 152
+
+
+class MaskShape(enum.Enum):
+    HULL = "hull"  # every landmark: forehead to chin
+    BELOW_BROWS = "below-brows"  # eyebrows to chin
+    BOX = "box"  # a rectangle upright in the face, brows to chin, cheek to cheek
+
+
+def _default_shapes() -> dict[MaskShape, float]:
+    return {MaskShape.HULL: 0.5, MaskShape.BELOW_BROWS: 0.25, MaskShape.BOX: 0.25}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +52,12 @@ class SelfBlendConfig:
     max_colour_shift: float = 20.0  # per channel, 0-255 units
     max_deform: float = 0.06  # of the face size, mask boundary displacement
     max_grow: float = 0.08  # of the face size, mask dilation/erosion
+    # How often each mask region is drawn (weights, normalised when drawn).
+    shapes: dict[MaskShape, float] = field(default_factory=_default_shapes)
+
+    def __post_init__(self) -> None:
+        if not self.shapes or min(self.shapes.values()) < 0 or sum(self.shapes.values()) <= 0:
+            raise ValueError("shapes needs at least one positive weight and none negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +77,50 @@ def hull_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     hull = cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, 1)
     return mask.astype(np.float32)
+
+
+def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (across, up) of the face: up points from the chin to the eyebrows."""
+    pts = landmarks[:, :2].astype(np.float64)
+    up = pts[EYEBROWS].mean(axis=0) - pts[CHIN]
+    norm = float(np.hypot(*up))
+    up = up / norm if norm > 0 else np.array([0.0, -1.0])
+    return np.array([-up[1], up[0]]), up
+
+
+def below_brows_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Hull of the landmarks no higher in the face than its highest eyebrow point."""
+    pts = landmarks[:, :2]
+    _, up = _face_axes(landmarks)
+    height = pts @ up
+    return hull_mask(landmarks[height <= height[EYEBROWS].max() + 1e-6], shape)
+
+
+def box_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A rectangle upright in the face: inner 80 % of its width, chin to just above the brows."""
+    pts = landmarks[:, :2].astype(np.float64)
+    across, up = _face_axes(landmarks)
+    x, y = pts @ across, pts @ up
+    half_width = 0.4 * float(np.ptp(x))
+    centre_x = 0.5 * float(x.min() + x.max())
+    bottom = float(y[CHIN])
+    top = float(y[EYEBROWS].max()) + 0.05 * (float(y[EYEBROWS].max()) - bottom)
+    corners = [
+        (centre_x + sx * half_width) * across + level * up
+        for sx, level in ((-1, bottom), (1, bottom), (1, top), (-1, top))
+    ]
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, np.round(np.array(corners)).astype(np.int32), 1)
+    return mask.astype(np.float32)
+
+
+def region_mask(landmarks: np.ndarray, shape: tuple[int, int], region: MaskShape) -> np.ndarray:
+    """The 0/1 region of `region` kind, of `shape` (H, W)."""
+    if region is MaskShape.BELOW_BROWS:
+        return below_brows_mask(landmarks, shape)
+    if region is MaskShape.BOX:
+        return box_mask(landmarks, shape)
+    return hull_mask(landmarks, shape)
 
 
 def deform_mask(
@@ -140,7 +209,10 @@ def self_blend(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError("image must be H x W x 3 uint8")
     size = face_size(landmarks)
-    mask = deform_mask(hull_mask(landmarks, image.shape[:2]), size, rng, config)
+    kinds = list(config.shapes)
+    weights = np.array([config.shapes[k] for k in kinds], np.float64)
+    region = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    mask = deform_mask(region_mask(landmarks, image.shape[:2], region), size, rng, config)
     mask *= float(rng.choice(BLEND_RATIOS, p=BLEND_WEIGHTS))
     source = perturb_source(image, landmarks, rng, config)
     alpha = mask[..., None]
