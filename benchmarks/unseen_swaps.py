@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/unseen_swaps.py [--model FILE.onnx ...] [--mesonet FILE.h5 |
         --no-mesonet] [--swaps 400] [--seed 0] [--out benchmarks/results/unseen_swaps.json]
 
-The faces are the held-out real faces of ../shared/data (the validation groups, which training
-never sees). Each fake puts one person's face on another's frame (swapwatch.evaluation.faceswap:
-piecewise-affine warp, Lab colour transfer, Poisson blending): a different method from the
-self-blends and the live tool's swaps the detector learned from. The donor is the face of another
-group whose landmarks lie closest to the target's (the same pose, as swap tools need).
+The faces are the held-out real faces of ../shared/data: the validation groups, which the
+detector never trains on (training uses them to choose its checkpoint and calibrate). Each fake
+puts one person's face on another's frame (swapwatch.evaluation.faceswap: piecewise-affine warp,
+Lab colour transfer, Poisson blending inside an ellipse): a different method from the
+self-blends and the live tool's swaps the detector learned from. The donor is, of 48 random faces
+of other groups, the one whose landmarks lie closest to the target's (the same pose, as swap
+tools need).
 
 Each fake is scored next to the real crop it was made on, as it is and both re-encoded alike as
 the last frame of a short H.264 or VP8 clip at a live bitrate. Printed and written: frame AUC
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import platform
 import sys
@@ -75,15 +78,13 @@ def held_out_faces(manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def make_swaps(
     crops: np.ndarray, landmarks: np.ndarray, groups: np.ndarray, count: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(target indices, fakes): `count` swaps, targets spread evenly over the groups."""
+    """(target indices, fakes): `count` swaps onto faces drawn alike from every held-out crop, so
+    a group weighs as much as it has faces."""
     rng = np.random.default_rng(seed)
-    by_group = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)]
-    by_group = [g for g in by_group if len(g)]
     layout = landmarks.reshape(len(landmarks), -1)
     targets, fakes = [], []
     while len(fakes) < count:
-        members = by_group[len(fakes) % len(by_group)]
-        target = int(rng.choice(members))
+        target = int(rng.integers(len(crops)))
         others = np.flatnonzero(groups != groups[target])
         candidates = rng.choice(others, min(DONOR_CANDIDATES, len(others)), replace=False)
         distance = np.abs(layout[candidates] - layout[target]).mean(axis=1)
@@ -135,6 +136,19 @@ def summarise(
     }
 
 
+def model_provenance(path: Path) -> dict[str, Any]:
+    """What tells one model file from another: its digest and the run that trained it."""
+    engine = create_engine("onnxruntime", path, device="cpu", threads=1)
+    try:
+        command = engine.info.training.get("command") if engine.info.training else None
+    finally:
+        engine.close()
+    return {
+        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "training_command": command,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="default: the bundled one")
@@ -153,9 +167,10 @@ def main() -> int:
     crops, landmarks, groups, names = held_out_faces(args.list)
     targets, fakes = make_swaps(crops, landmarks, groups, args.swaps, args.seed)
     reals = crops[targets]
+    models = args.model or [DEFAULT_DETECTOR]
     detectors: list[tuple[str, Callable[[], Engine]]] = [
         (str(m), lambda m=m: create_engine("onnxruntime", m, device="cpu", threads=1))
-        for m in (args.model or [DEFAULT_DETECTOR])
+        for m in models
     ]
     if not args.no_mesonet:
         from swapwatch.evaluation.mesonet import MesoNetEngine
@@ -191,8 +206,13 @@ def main() -> int:
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": {"platform": platform.platform(), "python": platform.python_version()},
                 "command": " ".join(["benchmarks/unseen_swaps.py", *sys.argv[1:]]),
+                "models": {str(m): model_provenance(m) for m in models},
                 "swaps": len(fakes),
-                "target_groups": len(np.unique(groups[targets])),
+                "distinct_targets": len(np.unique(targets)),
+                "targets_by_group": {
+                    names[g]: int(n)
+                    for g, n in zip(*np.unique(groups[targets], return_counts=True), strict=True)
+                },
                 "live_bpp": LIVE_BPP,
                 "results": results,
             },

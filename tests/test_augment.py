@@ -145,7 +145,8 @@ def _difference_inside_and_outside(
 
 
 @pytest.mark.parametrize(
-    "step", ["flip_p", "colour_p", "motion_blur_p", "low_light_p", "jpeg_p", "scale_p"]
+    "step",
+    ["flip_p", "colour_p", "beauty_p", "motion_blur_p", "low_light_p", "jpeg_p", "scale_p"],
 )
 def test_a_pair_still_differs_only_where_the_inputs_did(
     face: np.ndarray, fake: np.ndarray, step: str

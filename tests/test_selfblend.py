@@ -10,6 +10,7 @@ from swapwatch.faces.detection import FaceDetector
 from swapwatch.faces.geometry import NOSE_TIP, landmark_roi_from_detection
 from swapwatch.faces.landmarks import LandmarkModel
 from swapwatch.training.selfblend import (
+    CHIN,
     EYEBROWS,
     MaskShape,
     SelfBlendConfig,
@@ -87,7 +88,7 @@ def test_hull_mask_covers_the_landmarks_only(face: tuple[np.ndarray, np.ndarray]
 
 def test_deformation_scales_with_its_setting(face: tuple[np.ndarray, np.ndarray]) -> None:
     image, points = face
-    hull_only = {MaskShape.HULL: 1.0}
+    hull_only = ((MaskShape.HULL, 1.0),)
     calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0, shapes=hull_only)
     hull = hull_mask(points, image.shape[:2]) > 0
 
@@ -108,16 +109,20 @@ def test_each_mask_region_covers_the_inner_face_and_the_below_brows_one_spares_t
     forehead = hull.copy()
     forehead[brows_top - 2 :] = False  # the face is upright: the forehead is above the brows
     assert forehead.sum() > 0
+    below_jaw = ~hull
+    below_jaw[: int(points[CHIN, 1]) - 20] = False  # beside and under the jaw, outside the face
+    covered = {}
     for region in MaskShape:
         mask = region_mask(points, shape, region) > 0
-        nose, chin = points[NOSE_TIP, :2].round().astype(int), points[152, :2].round().astype(int)
+        nose, chin = points[NOSE_TIP, :2].round().astype(int), points[CHIN, :2].round().astype(int)
         assert mask[nose[1], nose[0]] and mask[chin[1] - 3, chin[0]]
         eyes = points[[33, 263], :2].round().astype(int)  # outer eye corners
         assert mask[eyes[:, 1], eyes[:, 0]].all()
-        if region is MaskShape.BELOW_BROWS:
-            assert (mask & forehead).sum() == 0
-        else:
-            assert (mask & forehead).mean() > 0 or region is MaskShape.BOX
+        covered[region] = ((mask & forehead).sum() / forehead.sum(), (mask & below_jaw).sum())
+    assert covered[MaskShape.HULL][0] == 1.0  # the whole forehead, nothing beyond the face
+    assert covered[MaskShape.HULL][1] == 0
+    assert covered[MaskShape.BELOW_BROWS] == (0.0, 0)
+    assert covered[MaskShape.BOX][0] < 0.5 and covered[MaskShape.BOX][1] > 0  # jaw corners
 
 
 def test_the_configured_mask_regions_are_the_ones_drawn(
@@ -126,15 +131,21 @@ def test_the_configured_mask_regions_are_the_ones_drawn(
     image, points = face
     hull = hull_mask(points, image.shape[:2]) > 0
 
-    def outside_hull(shapes: dict[MaskShape, float]) -> float:
+    def outside_hull(shapes: tuple[tuple[MaskShape, float], ...]) -> float:
         calm = SelfBlendConfig(max_deform=0.0, max_grow=0.0, shapes=shapes)
         mask = self_blend(image, points, np.random.default_rng(0), calm).mask
         return float(((mask >= 0.5 * mask.max()) & ~hull).mean())
 
     # The box reaches past the jaw line at its lower corners; the hull never leaves itself.
-    assert outside_hull({MaskShape.BOX: 1.0}) > 10 * outside_hull({MaskShape.HULL: 1.0}) + 1e-4
-    with pytest.raises(ValueError, match="shapes"):
-        SelfBlendConfig(shapes={MaskShape.HULL: 0.0})
+    box, hull_only = ((MaskShape.BOX, 1.0),), ((MaskShape.HULL, 1.0),)
+    assert outside_hull(box) > 10 * outside_hull(hull_only) + 1e-4
+    for bad in [
+        ((MaskShape.HULL, 0.0),),
+        (("box", 1.0),),
+        ((MaskShape.BOX, 1), (MaskShape.BOX, 1)),
+    ]:
+        with pytest.raises(ValueError, match="shapes"):
+            SelfBlendConfig(shapes=bad)  # type: ignore[arg-type]
 
 
 def test_rejects_images_that_are_not_rgb_uint8(face: tuple[np.ndarray, np.ndarray]) -> None:

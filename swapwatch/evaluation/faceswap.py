@@ -7,7 +7,8 @@ the landmark-based swaps that predate neural ones (the "FaceSwap" family of Face
   affine, one remap for the whole face);
 - its colours are moved to the target's in Lab (mean and spread per channel, inside the face);
 - it is pasted by Poisson blending (gradient-domain cloning), which leaves no colour seam, the
-  trace self-blends teach most directly.
+  trace self-blends teach most directly, inside an ellipse about the inner face: an outline
+  none of the self-blend mask regions has.
 
 Our own implementation of those textbook steps on OpenCV primitives.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from swapwatch.training.selfblend import below_brows_mask
+from swapwatch.training.selfblend import CHIN, EYEBROWS, face_axes
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +81,39 @@ def match_colours(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> n
     return np.asarray(cv2.cvtColor(moved, cv2.COLOR_LAB2RGB))
 
 
+def face_ellipse(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask of an ellipse upright in the face: brows to chin, 80 % of its width."""
+    pts = points[:, :2].astype(np.float64)
+    across, up = face_axes(points)
+    x, y = pts @ across, pts @ up
+    top, bottom = float(y[EYEBROWS].max()), float(y[CHIN])
+    centre = 0.5 * float(x.min() + x.max()) * across + 0.5 * (top + bottom) * up
+    axes = (0.4 * float(np.ptp(x)), 0.5 * (top - bottom))
+    angle = float(np.degrees(np.arctan2(across[1], across[0])))
+    mask = np.zeros(shape, np.uint8)
+    cv2.ellipse(
+        mask,
+        (round(float(centre[0])), round(float(centre[1]))),
+        (max(1, round(axes[0])), max(1, round(axes[1]))),
+        angle,
+        0.0,
+        360.0,
+        1,
+        thickness=-1,
+    )
+    return mask > 0
+
+
 def face_swap(
     target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray
 ) -> Swap:
     """The target picture (RGB uint8) with the donor's face, eyebrows to chin, blended in."""
-    if target.dtype != np.uint8 or donor.dtype != np.uint8 or target.ndim != 3:
-        raise ValueError("pictures must be H x W x 3 uint8")
+    for picture in (target, donor):
+        if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
+            raise ValueError("pictures must be H x W x 3 uint8")
     shape = target.shape[:2]
     warped, covered = warp_face(donor, donor_points, target_points, shape)
-    region = below_brows_mask(target_points, shape) > 0
+    region = face_ellipse(target_points, shape)
     # A margin inside the warped area: Poisson blending reads one pixel beyond the mask.
     region &= cv2.erode(covered.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     region = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -102,13 +127,14 @@ def face_swap(
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     # With both pictures the same size, the centre of the mask's box keeps them aligned.
     centre = (int((x0 + x1 + 1) // 2), int((y0 + y1 + 1) // 2))
+    # The solver works channel by channel: RGB in, RGB out.
     blended = cv2.seamlessClone(
-        np.ascontiguousarray(coloured[..., ::-1]),
-        np.ascontiguousarray(target[..., ::-1]),
+        np.ascontiguousarray(coloured),
+        np.ascontiguousarray(target),
         region.astype(np.uint8) * 255,
         centre,
         cv2.NORMAL_CLONE,
     )
     # OpenCV's solver also moves pixels of the box around the mask by a level or two; keep them.
-    fake = np.where(region[..., None], blended[..., ::-1], target)
+    fake = np.where(region[..., None], blended, target)
     return Swap(fake=np.ascontiguousarray(fake), mask=region)

@@ -19,7 +19,7 @@ This implementation is our own, written from that description:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -41,10 +41,6 @@ class MaskShape(enum.Enum):
     BOX = "box"  # a rectangle upright in the face, brows to chin, cheek to cheek
 
 
-def _default_shapes() -> dict[MaskShape, float]:
-    return {MaskShape.HULL: 0.5, MaskShape.BELOW_BROWS: 0.25, MaskShape.BOX: 0.25}
-
-
 @dataclass(frozen=True, slots=True)
 class SelfBlendConfig:
     max_shift: float = 0.03  # of the face size, source displacement
@@ -52,11 +48,21 @@ class SelfBlendConfig:
     max_colour_shift: float = 20.0  # per channel, 0-255 units
     max_deform: float = 0.06  # of the face size, mask boundary displacement
     max_grow: float = 0.08  # of the face size, mask dilation/erosion
-    # How often each mask region is drawn (weights, normalised when drawn).
-    shapes: dict[MaskShape, float] = field(default_factory=_default_shapes)
+    # (region, weight): how often each mask region is drawn (weights normalised when drawn).
+    shapes: tuple[tuple[MaskShape, float], ...] = (
+        (MaskShape.HULL, 0.5),
+        (MaskShape.BELOW_BROWS, 0.25),
+        (MaskShape.BOX, 0.25),
+    )
 
     def __post_init__(self) -> None:
-        if not self.shapes or min(self.shapes.values()) < 0 or sum(self.shapes.values()) <= 0:
+        regions = [region for region, _ in self.shapes]
+        weights = [weight for _, weight in self.shapes]
+        if not all(isinstance(region, MaskShape) for region in regions):
+            raise ValueError(f"shapes regions must be MaskShape members, got {regions}")
+        if len(set(regions)) != len(regions):
+            raise ValueError("shapes names a region twice")
+        if not weights or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("shapes needs at least one positive weight and none negative")
 
 
@@ -79,7 +85,7 @@ def hull_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors (across, up) of the face: up points from the chin to the eyebrows."""
     pts = landmarks[:, :2].astype(np.float64)
     up = pts[EYEBROWS].mean(axis=0) - pts[CHIN]
@@ -91,7 +97,7 @@ def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def below_brows_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Hull of the landmarks no higher in the face than its highest eyebrow point."""
     pts = landmarks[:, :2]
-    _, up = _face_axes(landmarks)
+    _, up = face_axes(landmarks)
     height = pts @ up
     return hull_mask(landmarks[height <= height[EYEBROWS].max() + 1e-6], shape)
 
@@ -99,7 +105,7 @@ def below_brows_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarra
 def box_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A rectangle upright in the face: inner 80 % of its width, chin to just above the brows."""
     pts = landmarks[:, :2].astype(np.float64)
-    across, up = _face_axes(landmarks)
+    across, up = face_axes(landmarks)
     x, y = pts @ across, pts @ up
     half_width = 0.4 * float(np.ptp(x))
     centre_x = 0.5 * float(x.min() + x.max())
@@ -120,7 +126,9 @@ def region_mask(landmarks: np.ndarray, shape: tuple[int, int], region: MaskShape
         return below_brows_mask(landmarks, shape)
     if region is MaskShape.BOX:
         return box_mask(landmarks, shape)
-    return hull_mask(landmarks, shape)
+    if region is MaskShape.HULL:
+        return hull_mask(landmarks, shape)
+    raise ValueError(f"unknown mask region {region!r}")
 
 
 def deform_mask(
@@ -209,9 +217,8 @@ def self_blend(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError("image must be H x W x 3 uint8")
     size = face_size(landmarks)
-    kinds = list(config.shapes)
-    weights = np.array([config.shapes[k] for k in kinds], np.float64)
-    region = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    weights = np.array([weight for _, weight in config.shapes], np.float64)
+    region = config.shapes[int(rng.choice(len(weights), p=weights / weights.sum()))][0]
     mask = deform_mask(region_mask(landmarks, image.shape[:2], region), size, rng, config)
     mask *= float(rng.choice(BLEND_RATIOS, p=BLEND_WEIGHTS))
     source = perturb_source(image, landmarks, rng, config)
