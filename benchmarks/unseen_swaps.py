@@ -37,7 +37,7 @@ DATA = REPO.parent / "shared" / "data"
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
-from swapwatch.engines import Engine, create_engine  # noqa: E402
+from swapwatch.engines import Engine, ModelInfo, create_engine  # noqa: E402
 from swapwatch.evaluation.faceswap import face_swap  # noqa: E402
 from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
@@ -136,16 +136,11 @@ def summarise(
     }
 
 
-def model_provenance(path: Path) -> dict[str, Any]:
+def model_provenance(path: Path, info: ModelInfo) -> dict[str, Any]:
     """What tells one model file from another: its digest and the run that trained it."""
-    engine = create_engine("onnxruntime", path, device="cpu", threads=1)
-    try:
-        command = engine.info.training.get("command") if engine.info.training else None
-    finally:
-        engine.close()
     return {
         "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-        "training_command": command,
+        "training_command": info.training.get("command") if info.training else None,
     }
 
 
@@ -178,6 +173,7 @@ def main() -> int:
         detectors.append(("mesonet:" + args.mesonet.stem, lambda: MesoNetEngine(args.mesonet)))
 
     results: dict[str, dict[str, Any]] = {}
+    provenance: dict[str, dict[str, Any]] = {}
     for condition, degrade in CONDITIONS.items():
         if degrade is None:
             real_in, fake_in = reals, fakes
@@ -186,6 +182,8 @@ def main() -> int:
             fake_in = np.stack([degrade(c) for c in fakes])
         for name, factory in detectors:
             engine = factory()
+            if name in map(str, models):
+                provenance.setdefault(name, model_provenance(Path(name), engine.info))
             try:
                 summary = summarise(
                     score(engine, real_in), score(engine, fake_in), groups[targets], names
@@ -206,7 +204,7 @@ def main() -> int:
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": {"platform": platform.platform(), "python": platform.python_version()},
                 "command": " ".join(["benchmarks/unseen_swaps.py", *sys.argv[1:]]),
-                "models": {str(m): model_provenance(m) for m in models},
+                "models": provenance,
                 "swaps": len(fakes),
                 "distinct_targets": len(np.unique(targets)),
                 "targets_by_group": {

@@ -121,3 +121,19 @@ def write_linear_model(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def face_landmarks(image: np.ndarray) -> np.ndarray:
+    """The 468 landmarks of the one face in `image`, found by the live pipeline's models."""
+    from swapwatch.faces.detection import FaceDetector
+    from swapwatch.faces.geometry import landmark_roi_from_detection
+    from swapwatch.faces.landmarks import LandmarkModel
+
+    detector = FaceDetector()
+    try:
+        detections = detector.detect(image)
+    finally:
+        detector.close()
+    assert len(detections) == 1
+    roi = landmark_roi_from_detection(detections.boxes[0], detections.keypoints[0])
+    return LandmarkModel().run(image, roi).points

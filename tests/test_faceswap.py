@@ -7,26 +7,13 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
-from media import Placement, render_frame
+from media import Placement, face_landmarks, render_frame
 
 from swapwatch.evaluation.faceswap import face_swap, match_colours, triangulate, warp_face
-from swapwatch.faces.detection import FaceDetector
-from swapwatch.faces.geometry import NOSE_TIP, landmark_roi_from_detection
-from swapwatch.faces.landmarks import LandmarkModel
+from swapwatch.faces.geometry import NOSE_TIP
 from swapwatch.training.selfblend import hull_mask
 
 W, H = 640, 480
-
-
-def landmarks_of(image: np.ndarray) -> np.ndarray:
-    detector = FaceDetector()
-    try:
-        detections = detector.detect(image)
-    finally:
-        detector.close()
-    assert len(detections) == 1
-    roi = landmark_roi_from_detection(detections.boxes[0], detections.keypoints[0])
-    return LandmarkModel().run(image, roi).points
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +22,7 @@ def faces() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     target = render_frame(W, H, [Placement(0.5, 0.5, 300, sway=0)], 0)
     donor = render_frame(W, H, [Placement(0.45, 0.55, 340, sway=0)], 0)
     donor = np.clip(donor.astype(np.int16) + np.array([-25, 0, 30]), 0, 255).astype(np.uint8)
-    yield target, landmarks_of(target), donor, landmarks_of(donor)
+    yield target, face_landmarks(target), donor, face_landmarks(donor)
 
 
 def test_triangles_cover_the_face_with_every_landmark_a_corner(
@@ -56,7 +43,7 @@ def test_the_warp_puts_the_donors_landmarks_on_the_targets(
     x, y = np.round(target_points[NOSE_TIP, :2]).astype(int)
     assert covered[y, x]
     # The warped donor, found again by the landmark model, has the target's face layout.
-    found = landmarks_of(np.where(covered[..., None], warped, 0).astype(np.uint8))
+    found = face_landmarks(np.where(covered[..., None], warped, 0).astype(np.uint8))
     error = np.linalg.norm(found[:, :2] - target_points[:, :2], axis=1)
     moved = np.linalg.norm(donor_points[:, :2] - target_points[:, :2], axis=1)
     assert np.median(error) < 0.25 * np.median(moved)

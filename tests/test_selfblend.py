@@ -4,11 +4,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from media import Placement, render_frame
+from media import Placement, face_landmarks, render_frame
 
-from swapwatch.faces.detection import FaceDetector
-from swapwatch.faces.geometry import NOSE_TIP, landmark_roi_from_detection
-from swapwatch.faces.landmarks import LandmarkModel
+from swapwatch.faces.geometry import NOSE_TIP
 from swapwatch.training.selfblend import (
     CHIN,
     EYEBROWS,
@@ -25,14 +23,7 @@ W, H = 640, 480
 @pytest.fixture(scope="module")
 def face() -> Iterator[tuple[np.ndarray, np.ndarray]]:
     image = render_frame(W, H, [Placement(0.5, 0.5, 360, sway=0)], 0)
-    detector = FaceDetector()
-    try:
-        detections = detector.detect(image)
-    finally:
-        detector.close()
-    assert len(detections) == 1
-    roi = landmark_roi_from_detection(detections.boxes[0], detections.keypoints[0])
-    yield image, LandmarkModel().run(image, roi).points
+    yield image, face_landmarks(image)
 
 
 def test_blend_has_the_frame_shape_and_a_mask_in_range(face: tuple[np.ndarray, np.ndarray]) -> None:

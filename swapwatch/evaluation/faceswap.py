@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from swapwatch.training.selfblend import CHIN, EYEBROWS, face_axes
+from swapwatch.training.selfblend import inner_face
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +83,10 @@ def match_colours(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> n
 
 def face_ellipse(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bool mask of an ellipse upright in the face: brows to chin, 80 % of its width."""
-    pts = points[:, :2].astype(np.float64)
-    across, up = face_axes(points)
-    x, y = pts @ across, pts @ up
-    top, bottom = float(y[EYEBROWS].max()), float(y[CHIN])
-    centre = 0.5 * float(x.min() + x.max()) * across + 0.5 * (top + bottom) * up
-    axes = (0.4 * float(np.ptp(x)), 0.5 * (top - bottom))
-    angle = float(np.degrees(np.arctan2(across[1], across[0])))
+    face = inner_face(points)
+    centre = face.point(face.centre_across, 0.5 * (face.brows + face.chin))
+    axes = (face.half_width, 0.5 * (face.brows - face.chin))
+    angle = float(np.degrees(np.arctan2(face.across[1], face.across[0])))
     mask = np.zeros(shape, np.uint8)
     cv2.ellipse(
         mask,

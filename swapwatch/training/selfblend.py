@@ -102,18 +102,42 @@ def below_brows_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return hull_mask(landmarks[height <= height[EYEBROWS].max() + 1e-6], shape)
 
 
-def box_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A rectangle upright in the face: inner 80 % of its width, chin to just above the brows."""
+@dataclass(frozen=True, slots=True)
+class InnerFace:
+    """The inner face in its own upright frame: levels along `up`, positions along `across`."""
+
+    across: np.ndarray  # unit vector, image coordinates
+    up: np.ndarray  # unit vector, chin to brows
+    centre_across: float  # middle of the landmarks' extent across the face
+    half_width: float  # 40 % of that extent: cheek to cheek, without the ears
+    brows: float  # level of the highest eyebrow point
+    chin: float  # level of the chin
+
+    def point(self, across: float, level: float) -> np.ndarray:
+        return np.asarray(across * self.across + level * self.up)
+
+
+def inner_face(landmarks: np.ndarray) -> InnerFace:
     pts = landmarks[:, :2].astype(np.float64)
     across, up = face_axes(landmarks)
     x, y = pts @ across, pts @ up
-    half_width = 0.4 * float(np.ptp(x))
-    centre_x = 0.5 * float(x.min() + x.max())
-    bottom = float(y[CHIN])
-    top = float(y[EYEBROWS].max()) + 0.05 * (float(y[EYEBROWS].max()) - bottom)
+    return InnerFace(
+        across=across,
+        up=up,
+        centre_across=0.5 * float(x.min() + x.max()),
+        half_width=0.4 * float(np.ptp(x)),
+        brows=float(y[EYEBROWS].max()),
+        chin=float(y[CHIN]),
+    )
+
+
+def box_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A rectangle upright in the face: inner 80 % of its width, chin to just above the brows."""
+    face = inner_face(landmarks)
+    top = face.brows + 0.05 * (face.brows - face.chin)
     corners = [
-        (centre_x + sx * half_width) * across + level * up
-        for sx, level in ((-1, bottom), (1, bottom), (1, top), (-1, top))
+        face.point(face.centre_across + sx * face.half_width, level)
+        for sx, level in ((-1, face.chin), (1, face.chin), (1, top), (-1, top))
     ]
     mask = np.zeros(shape, np.uint8)
     cv2.fillConvexPoly(mask, np.round(np.array(corners)).astype(np.int32), 1)
