@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+
+from machine import describe as describe_machine  # noqa: E402
 
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
@@ -221,7 +222,7 @@ def main() -> int:
     document = {
         "benchmark": "accuracy",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": describe_machine(),
         "command": " ".join(["benchmarks/accuracy.py", *sys.argv[1:]]),
         "model": str(
             args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model

@@ -19,8 +19,6 @@ import asyncio
 import datetime
 import json
 import multiprocessing
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, web
+from machine import describe as describe_machine
 
 from swapwatch.events import Dispatcher, Event, EventLog, EventType, Route, parse_sink
 from swapwatch.events.signing import SIGNATURE_HEADER, verify
@@ -190,7 +189,7 @@ def main() -> int:
     result = {
         "benchmark": "events",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": describe_machine(),
         "python": sys.version.split()[0],
         **result,
     }

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from machine import describe as describe_machine  # noqa: E402
 from media import Placement, write_linear_model, write_video  # noqa: E402
 
 from swapwatch.engines import Engine, create_engine  # noqa: E402
@@ -231,28 +229,6 @@ def scan_end_to_end(video: Path, model: Path, seconds: float) -> dict[str, Any]:
     return result
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    versions: dict[str, str | None] = {}
-    for name in ("av", "onnxruntime", "mediapipe", "ai-edge-litert", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
 Row = tuple[str, dict[str, Any], float | None, str]  # label, stats, budget ms, note
 
 
@@ -373,7 +349,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
-        "machine": machine(),
+        "machine": describe_machine(),
         "video": {
             "width": WIDTH,
             "height": HEIGHT,

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import av  # noqa: E402
+from machine import describe as describe_machine  # noqa: E402
 from media import Placement, write_video  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -257,12 +256,7 @@ def main() -> int:
     document = {
         "benchmark": "streams",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "av": av.__version__,
-        },
+        "machine": describe_machine(),
         "command": " ".join(["benchmarks/streams.py", *sys.argv[1:]]),
         "targets": {
             "fps_in": FPS,

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+
+from machine import describe as describe_machine  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
@@ -202,7 +203,7 @@ def main() -> int:
             {
                 "benchmark": "unseen_swaps",
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": {"platform": platform.platform(), "python": platform.python_version()},
+                "machine": describe_machine(),
                 "command": " ".join(["benchmarks/unseen_swaps.py", *sys.argv[1:]]),
                 "models": provenance,
                 "swaps": len(fakes),

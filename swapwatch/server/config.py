@@ -2,14 +2,16 @@
 
 Every key of `ServiceConfig` can be set in the file (top level) or as an environment variable
 named `SWAPWATCH_` + the key in capitals, e.g. `SWAPWATCH_PORT=9000`,
-`SWAPWATCH_CORS_ORIGINS=https://a.example,https://b.example`. Unknown keys and bad values are
-errors that name the key and where it came from.
+`SWAPWATCH_CORS_ORIGINS=https://a.example,https://b.example`. A list whose items hold commas is
+written as a JSON array: `SWAPWATCH_SINKS='["kafka:b1:9092,b2:9092;topic=t"]'`. Unknown keys and
+bad values are errors that name the key and where it came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import tomllib
 import types
@@ -141,11 +143,7 @@ def _convert(key: str, value: Any, kind: Any, origin: str) -> Any:
         if kind is Path:
             return Path(value)
         if typing.get_origin(kind) is tuple:
-            items = (
-                [v.strip() for v in value.split(",") if v.strip()]
-                if isinstance(value, str)
-                else list(value)
-            )
+            items = _list_items(value) if isinstance(value, str) else list(value)
             if args and args[-1] is not Ellipsis:
                 if len(items) != len(args):
                     raise ValueError(value)
@@ -154,6 +152,19 @@ def _convert(key: str, value: Any, kind: Any, origin: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{origin}: {key} = {value!r} is not a valid {_describe(kind)}") from None
     raise ConfigError(f"{origin}: {key} has an unsupported type")  # pragma: no cover
+
+
+def _list_items(text: str) -> list[Any]:
+    """`a,b` or, for items that hold commas, a JSON array of strings."""
+    if not text.lstrip().startswith("["):
+        return [v.strip() for v in text.split(",") if v.strip()]
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(text) from None
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError(text)
+    return items
 
 
 def _describe(kind: Any) -> str:
