@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import pytest
 from media import Placement, face_landmarks, render_frame
@@ -13,6 +14,7 @@ from swapwatch.training.selfblend import (
     MaskShape,
     SelfBlendConfig,
     hull_mask,
+    perturb_source,
     region_mask,
     self_blend,
 )
@@ -137,6 +139,61 @@ def test_the_configured_mask_regions_are_the_ones_drawn(
     ]:
         with pytest.raises(ValueError, match="shapes"):
             SelfBlendConfig(shapes=bad)  # type: ignore[arg-type]
+
+
+def detail(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute Laplacian inside the mask: how much fine detail the face holds."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[mask > 0].mean())
+
+
+def test_the_source_is_as_often_sharper_than_the_frame_as_softer(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """A detector trained only on softer pasted faces calls a crisper paste real."""
+    image, points = face
+    inside = hull_mask(points, image.shape[:2])
+    base = detail(image, inside)
+
+    def sharper(config: SelfBlendConfig, seed: int) -> bool:
+        source = perturb_source(image, points, np.random.default_rng(seed), config)
+        return detail(source, inside) > base
+
+    only_frequency = SelfBlendConfig(colour_p=0.0)
+    assert all(sharper(SelfBlendConfig(colour_p=0.0, sharpen_share=1.0), s) for s in range(10))
+    assert not any(sharper(SelfBlendConfig(colour_p=0.0, sharpen_share=0.0), s) for s in range(10))
+    share = np.mean([sharper(only_frequency, s) for s in range(60)])
+    assert 0.3 < share < 0.7
+
+
+def test_each_cue_can_be_the_only_one(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = face
+    inside = hull_mask(points, image.shape[:2]) > 0
+    frame_colour = image.reshape(-1, 3).mean(axis=0)
+    base = detail(image, inside)
+    unmoved = {"max_shift": 0.0, "max_scale": 0.0}
+    for seed in range(5):
+        frequency_only = perturb_source(
+            image, points, np.random.default_rng(seed), SelfBlendConfig(colour_p=0.0, **unmoved)
+        )
+        np.testing.assert_allclose(
+            frequency_only.reshape(-1, 3).mean(axis=0), frame_colour, atol=1.0
+        )
+        assert abs(detail(frequency_only, inside) / base - 1.0) > 0.1
+        colour_only = perturb_source(
+            image,
+            points,
+            np.random.default_rng(seed),
+            SelfBlendConfig(colour_p=1.0, frequency_p=0.0, **unmoved),
+        )
+        assert np.abs(colour_only.reshape(-1, 3).mean(axis=0) - frame_colour).max() > 1.0
+        assert abs(detail(colour_only, inside) / base - 1.0) < 0.2  # contrast scales detail
+
+
+@pytest.mark.parametrize("setting", ["colour_p", "frequency_p", "sharpen_share"])
+def test_cue_rates_outside_zero_to_one_are_refused(setting: str) -> None:
+    with pytest.raises(ValueError, match=setting):
+        SelfBlendConfig(**{setting: 1.5})
 
 
 def test_rejects_images_that_are_not_rgb_uint8(face: tuple[np.ndarray, np.ndarray]) -> None:

@@ -7,8 +7,12 @@ into itself. A detector trained to tell such blends from the untouched picture l
 common to swap methods rather than the fingerprints of one generator.
 
 This implementation is our own, written from that description:
-- source: a copy of the frame with its colours shifted, its frequencies altered (blurred or
-  sharpened, or resampled), and its face slightly moved and scaled;
+- source: a copy of the frame with its colours shifted and/or its frequencies altered, and its
+  face slightly moved and scaled. The two cues are drawn independently so that each can be the
+  only one, and the frequency change is as often sharper as softer: a swap's face is softer than
+  its frame where the generator's output is upscaled onto a large face, sharper where it is
+  downscaled onto a small one, and a detector that learns only "softer inside" calls the second
+  kind real;
 - mask: one of the regions swap tools paste (the convex hull of all face landmarks; the hull from
   the eyebrows down, as "full face" masks leave the forehead alone; a box about the inner face, as
   tools that paste an aligned square back do), deformed by a smooth random displacement field,
@@ -46,6 +50,9 @@ class SelfBlendConfig:
     max_shift: float = 0.03  # of the face size, source displacement
     max_scale: float = 0.05  # source scale change, +- fraction
     max_colour_shift: float = 20.0  # per channel, 0-255 units
+    colour_p: float = 0.8  # how often the source's colours change
+    frequency_p: float = 0.85  # how often its frequencies change (always, when colours do not)
+    sharpen_share: float = 0.5  # of frequency changes, the share that sharpens (others soften)
     max_deform: float = 0.06  # of the face size, mask boundary displacement
     max_grow: float = 0.08  # of the face size, mask dilation/erosion
     # (region, weight): how often each mask region is drawn (weights normalised when drawn).
@@ -64,6 +71,9 @@ class SelfBlendConfig:
             raise ValueError("shapes names a region twice")
         if not weights or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("shapes needs at least one positive weight and none negative")
+        for name in ("colour_p", "frequency_p", "sharpen_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,31 +196,39 @@ def deform_mask(
     return soft
 
 
+def perturb_colour(image: np.ndarray, rng: np.random.Generator, max_shift: float) -> np.ndarray:
+    """Per-channel shift, then contrast and brightness; float32 in, float32 out."""
+    out = image + rng.uniform(-1.0, 1.0, 3).astype(np.float32) * max_shift
+    contrast = rng.uniform(0.85, 1.15)
+    return np.asarray((out - out.mean()) * contrast + out.mean() + rng.uniform(-12.0, 12.0))
+
+
+def soften(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, or resample through a smaller size: a face rendered or pasted at lower resolution."""
+    if rng.random() < 0.5:
+        return np.asarray(cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 1.5)))
+    h, w = image.shape[:2]
+    factor = rng.uniform(0.4, 0.8)
+    small = cv2.resize(
+        image, (max(1, int(w * factor)), max(1, int(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def sharpen(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unsharp masking at a random scale and strength: a face crisper than its frame."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.6, 2.0))
+    return np.asarray(image + rng.uniform(0.3, 1.5) * (image - blurred))
+
+
 def perturb_source(
     image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, config: SelfBlendConfig
 ) -> np.ndarray:
-    """A copy of the frame that differs in colour, frequency content and face placement."""
+    """A copy of the frame that differs in placement, and in colour and/or frequency content.
+
+    The face is moved first: resampling softens it a little, and the frequency change that
+    follows decides, not that side effect, whether the source ends softer or sharper."""
     size = face_size(landmarks)
-    out = image.astype(np.float32)
-    # Colour: per-channel shift, then brightness and contrast.
-    out += rng.uniform(-1.0, 1.0, 3).astype(np.float32) * config.max_colour_shift
-    contrast = rng.uniform(0.85, 1.15)
-    out = (out - out.mean()) * contrast + out.mean() + rng.uniform(-12.0, 12.0)
-    # Frequency: blur, sharpen or resample, each changes the spectrum differently.
-    choice = rng.integers(0, 3)
-    if choice == 0:
-        out = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(0.5, 1.5))
-    elif choice == 1:
-        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=1.0)
-        out = out + rng.uniform(0.3, 1.0) * (out - blurred)
-    else:
-        h, w = out.shape[:2]
-        factor = rng.uniform(0.4, 0.8)
-        small = cv2.resize(
-            out, (max(1, int(w * factor)), max(1, int(h * factor))), interpolation=cv2.INTER_AREA
-        )
-        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    # Placement: a small scale about the face centre and a small shift.
     centre = landmarks[:, :2].mean(axis=0)
     scale = 1.0 + rng.uniform(-1.0, 1.0) * config.max_scale
     shift = rng.uniform(-1.0, 1.0, 2) * config.max_shift * size
@@ -220,14 +238,19 @@ def perturb_source(
             [0.0, scale, (1 - scale) * centre[1] + shift[1]],
         ]
     )
-    placed: np.ndarray = cv2.warpAffine(
-        out,
+    out: np.ndarray = cv2.warpAffine(
+        image.astype(np.float32),
         matrix,
-        (out.shape[1], out.shape[0]),
-        flags=cv2.INTER_LINEAR,
+        (image.shape[1], image.shape[0]),
+        flags=cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_REFLECT,
     )
-    return np.asarray(np.clip(placed, 0, 255), dtype=np.uint8)
+    colour = rng.random() < config.colour_p
+    if colour:
+        out = perturb_colour(out, rng, config.max_colour_shift)
+    if not colour or rng.random() < config.frequency_p:
+        out = sharpen(out, rng) if rng.random() < config.sharpen_share else soften(out, rng)
+    return np.asarray(np.clip(np.round(out), 0, 255), dtype=np.uint8)
 
 
 def self_blend(
