@@ -77,13 +77,15 @@ def test_swap_starting_mid_stream_is_caught_within_two_seconds() -> None:
     rng = np.random.default_rng(1)
     real = rng.normal(-2.0, 1.0, int(60 * RATE))
     fake = rng.normal(2.5, 1.0, int(10 * RATE))
-    decision = TrackDecision(DecisionConfig())
+    config = DecisionConfig()
+    decision = TrackDecision(config)
     changes = feed(decision, np.concatenate([real, fake]))
     assert [c for _, c in changes] == [AlarmChange.RAISED]
     delay = changes[0][0] - 60.0
-    # h = 40 at 2.0 net evidence a frame (2.5 - k): 20 frames, 1.3 s at 15 Hz, after the CUSUM
-    # climbs from the zero the real minute left it at.
-    assert 1.0 < delay < 2.0
+    # The CUSUM climbs from the zero the real minute left it at, by 2.5 - k a frame on average:
+    # h / 2.0 frames (13 at h = 25, 0.87 s at 15 Hz), give or take the noise.
+    expected = math.ceil(config.h / (2.5 - config.k)) / RATE
+    assert abs(delay - expected) < 0.4 and delay < 2.0
 
 
 def test_kyc_alarm_never_clears_by_itself() -> None:
