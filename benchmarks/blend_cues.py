@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from machine import describe as describe_machine  # noqa: E402
-from unseen_swaps import DATA, frame_auc, held_out_faces, model_provenance, score  # noqa: E402
+from unseen_swaps import DATA, held_out_faces, model_provenance, score, summarise  # noqa: E402
 
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
@@ -105,16 +105,9 @@ def main() -> int:
             provenance[str(model)] = model_provenance(model, engine.info)
             real = score(engine, crops[chosen])
             for name, fake in fakes.items():
-                fake_logits = score(engine, fake)
-                by_group = {
-                    names[g]: frame_auc(real[groups[chosen] == g], fake_logits[groups[chosen] == g])
-                    for g in np.unique(groups[chosen])
-                }
-                results.setdefault(str(model), {})[name] = {
-                    "frame_auc": frame_auc(real, fake_logits),
-                    "auc_by_group": by_group,
-                }
-                print(f"{model.name:32s} {name:8s} frame AUC {frame_auc(real, fake_logits):.3f}")
+                summary = summarise(real, score(engine, fake), groups[chosen], names)
+                results.setdefault(str(model), {})[name] = summary
+                print(f"{model.name:32s} {name:8s} frame AUC {summary['frame_auc']:.3f}")
         finally:
             engine.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)

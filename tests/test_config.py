@@ -22,7 +22,28 @@ def test_a_json_array_keeps_the_commas_inside_its_items() -> None:
     assert config.sinks == (kafka, webhook)
 
 
-@pytest.mark.parametrize("value", ['["jsonl:-"', "[1, 2]", '[["jsonl:-"]]'])
-def test_a_malformed_json_list_names_the_variable(value: str) -> None:
-    with pytest.raises(ConfigError, match="environment SWAPWATCH_SINKS: sinks"):
+def test_a_json_array_reads_like_the_comma_form() -> None:
+    config = load_config(
+        environ={
+            "SWAPWATCH_RTMP_PORTS": "[19350, 19449]",
+            "SWAPWATCH_CORS_ORIGINS": '[" https://a.example ", ""]',
+        }
+    )
+    assert config.rtmp_ports == (19350, 19449)
+    assert config.cors_origins == ("https://a.example",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '["webhook:https://user:hunter2@ops.example/;secret=hunter2"',
+        '["webhook:https://ops.example/;secret=hunter2", 1]',
+        '[["webhook:https://ops.example/;secret=hunter2"]]',
+        '[true, "secret=hunter2"]',
+    ],
+)
+def test_a_malformed_sink_list_names_the_variable_and_hides_the_value(value: str) -> None:
+    with pytest.raises(ConfigError, match="environment SWAPWATCH_SINKS: sinks") as raised:
         load_config(environ={"SWAPWATCH_SINKS": value})
+    assert "sinks = <hidden> is not a valid" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -83,9 +83,10 @@ def test_swap_starting_mid_stream_is_caught_within_two_seconds() -> None:
     assert [c for _, c in changes] == [AlarmChange.RAISED]
     delay = changes[0][0] - 60.0
     # The CUSUM climbs from the zero the real minute left it at, by 2.5 - k a frame on average:
-    # h / 2.0 frames (13 at h = 25, 0.87 s at 15 Hz), give or take the noise.
-    expected = math.ceil(config.h / (2.5 - config.k)) / RATE
-    assert abs(delay - expected) < 0.4 and delay < 2.0
+    # it reaches h at the 13th fake frame at h = 25, 12 frames (0.8 s at 15 Hz) after the first,
+    # give or take the noise.
+    expected = (math.ceil(config.h / (2.5 - config.k)) - 1) / RATE
+    assert abs(delay - expected) < 0.3 and delay < 2.0
 
 
 def test_kyc_alarm_never_clears_by_itself() -> None:

@@ -25,6 +25,8 @@ from swapwatch.errors import ConfigError
 from swapwatch.fusion import Policy
 
 ENV_PREFIX = "SWAPWATCH_"
+# Settings whose values may carry credentials (sink URLs, `secret=`): never echoed in errors.
+SECRET_KEYS = frozenset({"sinks", "token"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,26 +152,32 @@ def _convert(key: str, value: Any, kind: Any, origin: str) -> Any:
                 return tuple(_convert(key, v, a, origin) for v, a in zip(items, args, strict=True))
             return tuple(_convert(key, v, args[0], origin) for v in items)
     except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {key} = {value!r} is not a valid {_describe(kind)}") from None
+        shown = "<hidden>" if key in SECRET_KEYS else repr(value)
+        raise ConfigError(f"{origin}: {key} = {shown} is not a valid {_describe(kind)}") from None
     raise ConfigError(f"{origin}: {key} has an unsupported type")  # pragma: no cover
 
 
 def _list_items(text: str) -> list[Any]:
-    """`a,b` or, for items that hold commas, a JSON array of strings."""
+    """`a,b` or, for items that hold commas, a JSON array of strings and numbers; either way,
+    strings are stripped and empty ones dropped."""
     if not text.lstrip().startswith("["):
         return [v.strip() for v in text.split(",") if v.strip()]
     try:
         items = json.loads(text)
     except json.JSONDecodeError:
         raise ValueError(text) from None
-    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+    if not isinstance(items, list) or not all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items
+    ):
         raise ValueError(text)
-    return items
+    return [
+        v.strip() if isinstance(v, str) else v for v in items if not isinstance(v, str) or v.strip()
+    ]
 
 
 def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is tuple:
-        return "list"
+        return "list (comma-separated, or a JSON array)"
     return getattr(kind, "__name__", str(kind))
 
 

@@ -7,8 +7,8 @@ into itself. A detector trained to tell such blends from the untouched picture l
 common to swap methods rather than the fingerprints of one generator.
 
 This implementation is our own, written from that description:
-- source: a copy of the frame with its colours shifted and/or its frequencies altered, and its
-  face slightly moved and scaled. The two cues are drawn independently so that each can be the
+- source: a copy of the frame with its face slightly moved and scaled, then its colours shifted
+  and/or its frequencies altered. The two cues are drawn independently so that each can be the
   only one, and the frequency change is as often sharper as softer: a swap's face is softer than
   its frame where the generator's output is upscaled onto a large face, sharper where it is
   downscaled onto a small one, and a detector that learns only "softer inside" calls the second
