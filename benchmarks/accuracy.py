@@ -15,7 +15,6 @@ benchmarks/pipeline.py, not here.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from machine import describe as describe_machine  # noqa: E402
+from machine import result_header  # noqa: E402
 
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
@@ -220,10 +219,7 @@ def main() -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "benchmark": "accuracy",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
-        "command": " ".join(["benchmarks/accuracy.py", *sys.argv[1:]]),
+        **result_header("accuracy"),
         "model": str(
             args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
         ),

@@ -20,7 +20,6 @@ fakes, so high figures show only that a cue is learned both ways, not that swaps
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-from machine import describe as describe_machine  # noqa: E402
+from machine import result_header  # noqa: E402
 from unseen_swaps import DATA, held_out_faces, model_provenance, score, summarise  # noqa: E402
 
 from swapwatch.engines import create_engine  # noqa: E402
@@ -112,10 +111,7 @@ def main() -> int:
             engine.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "benchmark": "blend_cues",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
-        "command": " ".join(["benchmarks/blend_cues.py", *sys.argv[1:]]),
+        **result_header("blend_cues"),
         "models": provenance,
         "faces": len(chosen),
         "results": results,

@@ -20,7 +20,6 @@ import datetime
 import json
 import multiprocessing
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, web
-from machine import describe as describe_machine
+from machine import result_header
 
 from swapwatch.events import Dispatcher, Event, EventLog, EventType, Route, parse_sink
 from swapwatch.events.signing import SIGNATURE_HEADER, verify
@@ -187,10 +186,7 @@ def main() -> int:
         receiver.terminate()
         receiver.join(10)
     result = {
-        "benchmark": "events",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
-        "python": sys.version.split()[0],
+        **result_header("events"),
         **result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

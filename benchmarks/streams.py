@@ -19,7 +19,6 @@ A count is "held" when every stream meets all three targets. Targets: docs/desig
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import socket
@@ -34,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from machine import describe as describe_machine  # noqa: E402
+from machine import result_header  # noqa: E402
 from media import Placement, write_video  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -254,10 +253,7 @@ def main() -> int:
             )
     held = [r["streams"] for r in results if r["held"]]
     document = {
-        "benchmark": "streams",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
-        "command": " ".join(["benchmarks/streams.py", *sys.argv[1:]]),
+        **result_header("streams"),
         "targets": {
             "fps_in": FPS,
             "faces_scored_hz": TARGET_ANALYSED_HZ,

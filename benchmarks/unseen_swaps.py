@@ -20,7 +20,6 @@ AUC per target group.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from machine import describe as describe_machine  # noqa: E402
+from machine import result_header  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
@@ -201,10 +200,7 @@ def main() -> int:
     args.out.write_text(
         json.dumps(
             {
-                "benchmark": "unseen_swaps",
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": describe_machine(),
-                "command": " ".join(["benchmarks/unseen_swaps.py", *sys.argv[1:]]),
+                **result_header("unseen_swaps"),
                 "models": provenance,
                 "swaps": len(fakes),
                 "distinct_targets": len(np.unique(targets)),
