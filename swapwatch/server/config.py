@@ -25,7 +25,8 @@ from swapwatch.errors import ConfigError
 from swapwatch.fusion import Policy
 
 ENV_PREFIX = "SWAPWATCH_"
-# Settings whose values may carry credentials (sink URLs, `secret=`): never echoed in errors.
+# Settings whose values may carry credentials (sink URLs, `secret=`): never echoed in errors;
+# `public_view` hides the same two in its own way.
 SECRET_KEYS = frozenset({"sinks", "token"})
 
 
