@@ -58,13 +58,15 @@ def write_video(
     size: tuple[int, int] = (640, 360),
     codec: str = "libx264",
     container_format: str | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """Encode an animated scene with PyAV."""
+    """Encode an animated scene with PyAV (`pix_fmt` "yuvj420p": full-range levels, as phones
+    and webcams' MJPEG give)."""
     width, height = size
     with av.open(str(path), mode="w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         for i in range(int(seconds * fps)):

@@ -8,6 +8,7 @@ from typing import Any
 
 import av
 import cv2
+import numpy as np
 import pytest
 from media import Placement, render_frame, write_video
 
@@ -169,6 +170,24 @@ def test_reencode_keeps_size_and_frames(tmp_path: Path, media_list: Path) -> Non
         other = reencoder.get(media_list.parent / "blue.mp4")
         assert other != first and not first.exists() and other.exists()
     assert not other.exists()
+
+
+def test_reencode_keeps_the_levels_of_a_full_range_source(tmp_path: Path) -> None:
+    # A full-range (yuvj420p) recording must come back with its levels: only the codec may
+    # change the picture, so that a low-bitrate run measures compression and nothing else.
+    source = write_video(
+        tmp_path / "full.mp4", [Placement(0.5, 0.5, BIG)], seconds=0.5, pix_fmt="yuvj420p"
+    )
+    target = tmp_path / "full.8000k.mp4"
+    reencode(source, target, 8000)
+    with av.open(str(source)) as a, av.open(str(target)) as b:
+        assert a.streams.video[0].codec_context.pix_fmt == "yuvj420p"
+        pairs = zip(a.decode(video=0), b.decode(video=0), strict=True)
+        errors = [
+            np.abs(x.to_ndarray(format="rgb24") - y.to_ndarray(format="rgb24").astype(np.int16))
+            for x, y in pairs
+        ]
+    assert float(np.mean([e.mean() for e in errors])) < 2.0
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.reformatter import ColorRange
 
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.engines.base import Engine, ModelInfo
@@ -370,7 +371,15 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 "threads": "1",
             }
             for index, frame in enumerate(reader.decode(video_in)):
-                out = frame.reformat(width=width, height=height, format="yuv420p")
+                # To the limited range a video stream carries: left full-range (a yuvj420p
+                # source), the levels would be read back stretched, blacks and whites clipped.
+                out = frame.reformat(
+                    width=width,
+                    height=height,
+                    format="yuv420p",
+                    src_color_range=frame.color_range,
+                    dst_color_range=ColorRange.MPEG,
+                )
                 out.pts = index  # constant rate: the encoder's time base is 1 / rate
                 out.time_base = Fraction(1) / rate
                 for packet in video_out.encode(out):
