@@ -41,10 +41,9 @@ def cusum_threshold(rate_hz: float, hours_between_false_alarms: float) -> float:
 @dataclass(frozen=True, slots=True)
 class DecisionConfig:
     """Parameters of the rule. h was set from measured real footage with the shipped detector
-    (benchmarks/accuracy.py): one step of the sweep above the smallest h with at most 0.1 false
-    alarms per stream-hour on the held-out real face tracks (20, whose 0.09 per hour sits at the
-    budget on four minutes of footage). ln(15 Hz * 3600 s * 1 h) = 11 assumes independent
-    frames, and video frames are not."""
+    (benchmarks/accuracy.py): the smallest h of the sweep with at most 0.1 false alarms per
+    stream-hour on the held-out real face tracks (0.055 per hour; 20 gives 0.34).
+    ln(15 Hz * 3600 s * 1 h) = 11 assumes independent frames, and video frames are not."""
 
     k: float = 0.5  # drift: evidence per frame the CUSUM ignores
     h: float = 25.0  # alarm threshold

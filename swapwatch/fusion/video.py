@@ -17,7 +17,7 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class VideoConfig:
-    # Video score at or above which the verdict is fake: the calibrated midpoint, 0.1 above the
+    # Video score at or above which the verdict is fake: the calibrated midpoint, 0.08 above the
     # highest held-out real recording's score with the shipped detector (benchmarks/accuracy.py).
     threshold: float = 0.5
     min_frames: int = 10  # scored frames a track needs to count
