@@ -11,8 +11,10 @@ takes from a face.
 
 Then the training step (`augment.Reencode`, H.264 and VP8, the last frame of a short clip) is run
 on the same crops at a grid of bits per pixel. The bpp whose PSNR equals the stream's, read off
-that curve, is where the stream sits in training's terms; it should lie inside the configured
-`AugmentConfig.bpp` range, or the detector is evaluated on damage it never saw.
+that curve, is where the stream sits in training's terms (`training_equivalent_bpp`; the
+stream's own bits per pixel, `stream_bpp`, is another scale). Each item is placed below, inside
+or above the configured `AugmentConfig.bpp` range: below, the detector is evaluated on damage it
+never saw; above, the stream is milder than the mildest training re-encode.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from swapwatch.stream.source import crop_fraction  # noqa: E402
 from swapwatch.training.augment import AugmentConfig, Reencode  # noqa: E402
 from swapwatch.training.train import TrainConfig  # noqa: E402
 
-BPP_GRID = (0.0025, 0.004, 0.006, 0.01, 0.015, 0.025, 0.04, 0.07, 0.15)
+# Wider than the training range on both sides, so a stream outside it reads as outside.
+BPP_GRID = (0.0025, 0.004, 0.006, 0.01, 0.015, 0.025, 0.04, 0.07, 0.15, 0.3, 0.6)
 TRAINING_CROPS = 12  # per recording: the codec step is slow, and its PSNR varies little
 
 
@@ -95,12 +98,36 @@ def training_curve(crops: np.ndarray, rng: np.random.Generator) -> list[float]:
     return curve
 
 
-def matching_bpp(curve: list[float], target: float) -> float:
-    """The bpp at which the training curve (rising with bpp) reaches `target` dB, log-linear
-    between grid points; clamped to the grid's ends."""
-    logs = np.log(np.asarray(BPP_GRID))
-    order = np.argsort(curve)
-    return float(np.exp(np.interp(target, np.asarray(curve)[order], logs[order])))
+def training_equivalent_bpp(curve: list[float], target: float) -> float | None:
+    """The bpp at which the training step leaves `target` dB, log-linear between grid points
+    on the curve's rising envelope (it can dip at the harshest end); None off the grid."""
+    envelope = np.maximum.accumulate(np.asarray(curve))
+    if not envelope[0] <= target <= envelope[-1]:
+        return None
+    first = int(np.argmax(envelope >= target))  # the lowest bpp that reaches the target
+    if first == 0:
+        return BPP_GRID[0]
+    low, high = envelope[first - 1], envelope[first]
+    fraction = (target - low) / (high - low)
+    logs = np.log([BPP_GRID[first - 1], BPP_GRID[first]])
+    return float(np.exp(logs[0] + fraction * (logs[1] - logs[0])))
+
+
+def placement(curve: list[float], target: float, equivalent: float | None) -> str:
+    """Where a stream's damage lies against the training range: below, inside or above."""
+    low, high = AugmentConfig().bpp
+    if equivalent is None:
+        return "below" if target < curve[0] else "above"
+    return "below" if equivalent < low else "above" if equivalent > high else "inside"
+
+
+def stream_bpp(item: MediaItem, kbps: int) -> float:
+    """Bits per pixel per frame the whole encoded frame gets at `kbps`."""
+    with av.open(str(item.path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 30)
+        pixels = stream.codec_context.width * stream.codec_context.height
+    return kbps * 1000.0 / (pixels * rate)
 
 
 def measure(
@@ -111,20 +138,37 @@ def measure(
     analyzer: FaceAnalyzer,
     rng: np.random.Generator,
 ) -> dict[str, Any] | None:
-    """One recording's stream PSNR, training curve and matching bpp; None without faces."""
+    """One item's face PSNR after the stream, and where that lies in training's terms; None
+    without faces."""
     as_is, low = paired_crops(item, encoded, every, analyzer)
     if not len(as_is):
         return None
     pairs = zip(centre_window(as_is), centre_window(low), strict=True)
     stream = float(np.median([psnr(a, b) for a, b in pairs]))
     curve = training_curve(as_is, rng)
+    equivalent = training_equivalent_bpp(curve, stream)
     return {
         "item": item.name,
         "kbps": kbps,
+        "stream_bpp": round(stream_bpp(item, kbps), 4),
         "faces": len(as_is),
         "stream_psnr": round(stream, 2),
         "training_psnr": [round(v, 2) for v in curve],
-        "matching_bpp": round(matching_bpp(curve, stream), 4),
+        "training_equivalent_bpp": None if equivalent is None else round(equivalent, 4),
+        "placement": placement(curve, stream, equivalent),
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    equivalents = [r["training_equivalent_bpp"] for r in rows if r["placement"] == "inside"]
+    return {
+        "items": len(rows),
+        **{
+            side: sum(r["placement"] == side for r in rows) for side in ("below", "inside", "above")
+        },
+        "median_training_equivalent_bpp_inside": (
+            float(np.median(equivalents)) if equivalents else None
+        ),
     }
 
 
@@ -146,7 +190,6 @@ def main() -> int:
     )
     recordings = [item for item in validation if not item.is_image]
     rng = np.random.default_rng(args.seed)
-    floor = AugmentConfig().bpp[0]
     rows: list[dict[str, Any]] = []
     analyzer = FaceAnalyzer(quiet=True)
     try:
@@ -161,31 +204,24 @@ def main() -> int:
                     if row is None:
                         continue
                     rows.append(row)
+                    equivalent = row["training_equivalent_bpp"]
                     print(
-                        f"{item.name:28s} {kbps:5d} kbit/s  {row['faces']:4d} faces  "
-                        f"PSNR {row['stream_psnr']:5.1f} dB  "
-                        f"= training step at {row['matching_bpp']:.4f} bpp"
-                        + ("  (below the training floor)" if row["matching_bpp"] < floor else "")
+                        f"{item.name:28s} {kbps:5d} kbit/s ({row['stream_bpp']:.3f} bpp)  "
+                        f"{row['faces']:4d} faces  PSNR {row['stream_psnr']:5.1f} dB  "
+                        + (
+                            "off the grid"
+                            if equivalent is None
+                            else f"= training {equivalent:.4f} bpp"
+                        )
+                        + f"  ({row['placement']} the training range)"
                     )
     finally:
         analyzer.close()
-    summary = {
-        str(kbps): {
-            "median_matching_bpp": float(
-                np.median([r["matching_bpp"] for r in rows if r["kbps"] == kbps])
-            ),
-            "recordings_below_floor": sum(
-                r["matching_bpp"] < floor for r in rows if r["kbps"] == kbps
-            ),
-            "recordings": sum(r["kbps"] == kbps for r in rows),
-        }
-        for kbps in rates
-    }
+    summary = {str(kbps): summarise([r for r in rows if r["kbps"] == kbps]) for kbps in rates}
     for kbps, figures in summary.items():
         print(
-            f"{kbps} kbit/s: median {figures['median_matching_bpp']:.4f} bpp; "
-            f"{figures['recordings_below_floor']} of {figures['recordings']} "
-            f"below the floor {floor}"
+            f"{kbps} kbit/s: {figures['items']} items, {figures['below']} below the training "
+            f"range, {figures['inside']} inside, {figures['above']} above (milder)"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -193,7 +229,7 @@ def main() -> int:
         "training_bpp_range": list(AugmentConfig().bpp),
         "bpp_grid": list(BPP_GRID),
         "summary": summary,
-        "recordings": rows,
+        "items": rows,
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}")

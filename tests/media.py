@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorPrimaries, Colorspace, ColorTrc
 from skimage import data as skdata
 
 from swapwatch.engines.base import METADATA_KEY, ModelInfo
@@ -59,14 +60,19 @@ def write_video(
     codec: str = "libx264",
     container_format: str | None = None,
     pix_fmt: str = "yuv420p",
+    bt709: bool = False,
 ) -> Path:
     """Encode an animated scene with PyAV (`pix_fmt` "yuvj420p": full-range levels, as phones
-    and webcams' MJPEG give)."""
+    and webcams' MJPEG give; `bt709`: the stream is tagged with the HD colour matrix)."""
     width, height = size
     with av.open(str(path), mode="w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt
+        if bt709:
+            stream.codec_context.colorspace = Colorspace.ITU709
+            stream.codec_context.color_primaries = ColorPrimaries.BT709
+            stream.codec_context.color_trc = ColorTrc.BT709
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         for i in range(int(seconds * fps)):

@@ -360,6 +360,13 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
             video_out = writer.add_stream("libx264", rate=rate)
             video_out.width, video_out.height = width, height
             video_out.pix_fmt = "yuv420p"
+            # The encoder takes its colour tags from the stream, not the frames: copied, the
+            # re-encode decodes with the source's matrix (BT.709 for most HD clips), not BT.601.
+            tags_in, tags_out = video_in.codec_context, video_out.codec_context
+            tags_out.colorspace = tags_in.colorspace
+            tags_out.color_primaries = tags_in.color_primaries
+            tags_out.color_trc = tags_in.color_trc
+            tags_out.color_range = ColorRange.MPEG
             video_out.bit_rate = kbps * 1000
             video_out.options = {
                 "preset": preset,
