@@ -3,7 +3,8 @@
 A pair is either a real crop and its self-blend, or, for side-by-side live-swap recordings, the
 real half's face and the swapped half's face of the same frame. Giving both the same geometry
 jitter and the same live-path augmentation leaves the swap itself as the only difference
-between them, which is what the detector has to learn.
+between them, which is what the detector has to learn. A swapped face with no real face in its
+own frame is paired with a real face turned the same way, so head pose never tells them apart.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops, centre_window
 from swapwatch.datasets.lists import MediaItem
+from swapwatch.faces.quality import yaw_ratio
 from swapwatch.training.augment import AugmentConfig, LivePathAugment
 from swapwatch.training.selfblend import SelfBlendConfig, self_blend
 
@@ -26,6 +28,13 @@ PAIR_MATCH_DISTANCE = 0.08
 # A "fake" half whose face barely differs from the real half was not swapped (the live tool
 # swaps one person; others in the picture pass through): mean absolute difference, 0-255.
 UNSWAPPED_DIFFERENCE = 4.0
+# A recorded fake without a real face in its own frame gets a real partner whose signed yaw ratio
+# lies this close, from its own recording where one does. These fakes are mostly turned faces
+# (39 % beyond 0.6 in ../shared/data, against 4 % of the reals), so partners drawn at random
+# taught "turned = fake".
+POSE_MATCH_YAW = 0.1
+# Partners to draw from when no real face lies within POSE_MATCH_YAW: the closest in yaw.
+POSE_FALLBACK_PARTNERS = 16
 
 
 @dataclass(slots=True)
@@ -37,6 +46,9 @@ class CropPool:
     fake: np.ndarray  # (N,) bool: recorded fakes (not self-blends)
     family: list[str] = field(default_factory=list)  # per crop
     pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # real, fake
+    # Recorded fakes outside `pairs`, each with the real crops it may be paired with.
+    lone_fakes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    partners: list[np.ndarray] = field(default_factory=list)
 
     @property
     def real_indices(self) -> np.ndarray:
@@ -48,6 +60,7 @@ class CropPool:
             "real_crops": int((~self.fake).sum()),
             "recorded_fake_crops": int(self.fake.sum()),
             "recorded_pairs": len(self.pairs),
+            "recorded_fakes_with_pose_matched_partners": len(self.lone_fakes),
         }
 
 
@@ -73,9 +86,23 @@ def is_unswapped(real_crop: np.ndarray, fake_crop: np.ndarray) -> bool:
     return float(difference.mean()) < UNSWAPPED_DIFFERENCE
 
 
+def pose_partners(
+    yaw: np.ndarray, fake: int, own_reals: np.ndarray, all_reals: np.ndarray
+) -> np.ndarray:
+    """Real crops turned like crop `fake`: from its own recording if any lie within
+    POSE_MATCH_YAW, else from all reals, else the POSE_FALLBACK_PARTNERS closest in yaw."""
+    for candidates in (own_reals, all_reals):
+        close = candidates[np.abs(yaw[candidates] - yaw[fake]) <= POSE_MATCH_YAW]
+        if len(close):
+            return close
+    order = np.argsort(np.abs(yaw[all_reals] - yaw[fake]), kind="stable")
+    return all_reals[order[:POSE_FALLBACK_PARTNERS]]
+
+
 def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
     """Load (extracting once) the crops of `items` and pair the halves of recordings."""
     crops, landmarks, fake, family = [], [], [], []
+    owners: list[MediaItem] = []
     offsets: dict[MediaItem, int] = {}
     loaded: dict[MediaItem, FaceCrops] = {}
     count = 0
@@ -88,6 +115,7 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
         landmarks.append(faces.landmarks)
         fake.append(np.full(len(faces), item.is_fake))
         family.extend([item.family] * len(faces))
+        owners.extend([item] * len(faces))
     pool = CropPool(
         np.concatenate(crops) if crops else np.zeros((0, CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8),
         np.concatenate(landmarks) if landmarks else np.zeros((0, 468, 2), np.float32),
@@ -100,10 +128,13 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
             halves[item.pair_id][item.is_fake] = item
     pairs: list[tuple[int, int]] = []
     unswapped: list[tuple[int, int]] = []
+    own_reals: dict[MediaItem, np.ndarray] = {}
     for sides in halves.values():
         if len(sides) != 2:
             continue
         real_item, fake_item = sides[False], sides[True]
+        start = offsets[real_item]
+        own_reals[fake_item] = np.arange(start, start + len(loaded[real_item]))
         for i, j in match_pairs(loaded[real_item], loaded[fake_item]):
             a, b = offsets[real_item] + i, offsets[fake_item] + j
             (unswapped if is_unswapped(pool.crops[a], pool.crops[b]) else pairs).append((a, b))
@@ -111,6 +142,14 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
         # Faces the live tool left alone are real faces: never train them as fakes.
         pool.fake[[b for _, b in unswapped]] = False
     pool.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    pool.lone_fakes = np.setdiff1d(np.flatnonzero(pool.fake), pool.pairs[:, 1])
+    if len(pool.lone_fakes) and len(pool.real_indices):
+        yaw = np.asarray([yaw_ratio(points) for points in pool.landmarks], np.float32)
+        reals = pool.real_indices
+        no_reals = np.zeros(0, np.int64)
+        for index in pool.lone_fakes:
+            own = own_reals.get(owners[index], no_reals)
+            pool.partners.append(pose_partners(yaw, int(index), own, reals))
     return pool
 
 
@@ -157,7 +196,6 @@ class PairSampler:
         for index in pool.real_indices:
             by_family[pool.family[index]].append(int(index))
         self._real_by_family = [np.asarray(v) for _, v in sorted(by_family.items())]
-        self._lone_fakes = np.setdiff1d(np.flatnonzero(pool.fake), pool.pairs[:, 1])
 
     def _real_index(self, rng: np.random.Generator) -> int:
         family = self._real_by_family[rng.integers(len(self._real_by_family))]
@@ -166,15 +204,17 @@ class PairSampler:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(real, fake), each CROP_SIZE x CROP_SIZE x 3 uint8."""
         pool, config = self.pool, self.config
-        recorded = len(pool.pairs) + len(self._lone_fakes)
+        recorded = len(pool.pairs) + len(pool.lone_fakes)
         if recorded and rng.random() < config.recorded_pair_share:
             pick = int(rng.integers(recorded))
             if pick < len(pool.pairs):
                 a, b = pool.pairs[pick]
                 real, fake = pool.crops[a], pool.crops[b]
             else:
-                real = pool.crops[self._real_index(rng)]
-                fake = pool.crops[self._lone_fakes[pick - len(pool.pairs)]]
+                lone = pick - len(pool.pairs)
+                partners = pool.partners[lone]
+                real = pool.crops[partners[rng.integers(len(partners))]]
+                fake = pool.crops[pool.lone_fakes[lone]]
         else:
             index = self._real_index(rng)
             real = pool.crops[index]
