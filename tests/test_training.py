@@ -17,12 +17,19 @@ torch = pytest.importorskip("torch")
 from media import Placement, write_video  # noqa: E402
 
 from swapwatch.cli.main import main  # noqa: E402
-from swapwatch.datasets.crops import CROP_SIZE, CropCache  # noqa: E402
+from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ModelError  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
-from swapwatch.training.dataset import PairSampler, build_pool, match_pairs  # noqa: E402
+from swapwatch.training.dataset import (  # noqa: E402
+    POSE_FALLBACK_PARTNERS,
+    PairConfig,
+    PairSampler,
+    build_pool,
+    match_pairs,
+    pose_partners,
+)
 from swapwatch.training.export import export, fit_temperature  # noqa: E402
 from swapwatch.training.model import (  # noqa: E402
     SwapDetector,
@@ -107,6 +114,75 @@ def test_halves_of_a_recording_pair_up_frame_by_frame(
     pool = build_pool(face_items, cache)
     assert len(pool.pairs) == len(matches)
     assert pool.fake.sum() == len(right)
+
+
+def turned_landmarks(yaw: float) -> np.ndarray:
+    """468 points whose nose sits `yaw` of the way from the face's middle to a cheek."""
+    points = np.full((468, 2), 112.0, np.float32)
+    points[33], points[263] = (80, 100), (160, 100)  # outer eye corners, level
+    points[234], points[454] = (60, 120), (180, 120)  # cheeks
+    points[1] = (120 + 60 * yaw, 120)  # nose tip
+    return points
+
+
+def cached_faces(
+    cache: CropCache, item: MediaItem, frames: list[int], yaws: list[float], level: int = 10
+) -> None:
+    """Put faces of the given head turns into the cache as if extracted from `item`; each crop
+    is flat grey at `level` + 10 * its frame, so a drawn crop tells which one it was."""
+    item.path.write_bytes(b"stand-in")
+    crops = np.stack(
+        [np.full((CONTEXT_SIZE, CONTEXT_SIZE, 3), level + 10 * f, np.uint8) for f in frames]
+    )
+    faces = FaceCrops(
+        crops,
+        np.stack([turned_landmarks(y) for y in yaws]),
+        np.asarray(frames, np.int32),
+        np.zeros(len(frames), np.int32),
+        np.full((len(frames), 2), 0.5, np.float32),
+    )
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    np.savez(cache.path(item), **{f: getattr(faces, f) for f in FaceCrops.__slots__})
+
+
+def test_a_fake_without_a_real_in_its_frame_meets_a_real_turned_the_same_way(
+    tmp_path: Path,
+) -> None:
+    cache = CropCache(tmp_path / "cache")
+    recording, other = tmp_path / "rec.mp4", tmp_path / "other.mp4"
+    real_half = MediaItem(recording, Label.REAL, "a", "rec", (0.0, 0.0, 0.5, 1.0), "rec")
+    fake_half = MediaItem(recording, Label.FAKE, "a", "rec", (0.5, 0.0, 1.0, 1.0), "rec")
+    elsewhere = MediaItem(other, Label.REAL, "b", "video")
+    # The real half has a frontal face in frame 0 and a face turned 0.65 in frame 2; the fake
+    # half has a frame-0 face (paired) and one turned 0.7 in frame 4, where the real half has none.
+    cached_faces(cache, real_half, [0, 2], [0.0, 0.65])
+    cached_faces(cache, fake_half, [0, 4], [0.0, 0.7], level=110)
+    cached_faces(cache, elsewhere, [6, 8, 10], [0.0, 0.05, -0.1])
+    pool = build_pool([real_half, fake_half, elsewhere], cache)
+    assert pool.pairs.tolist() == [[0, 2]]
+    assert pool.lone_fakes.tolist() == [3]
+    assert [p.tolist() for p in pool.partners] == [[1]]  # the turned real of its own recording
+    sampler = PairSampler(pool, config=PairConfig(recorded_pair_share=1.0), train=False)
+    rng = np.random.default_rng(0)
+    levels = {
+        (int(r[0, 0, 0]), int(f[0, 0, 0])) for r, f in (sampler.sample(rng) for _ in range(40))
+    }
+    # Frame 0's real with frame 0's fake; frame 2's turned real with frame 4's turned fake.
+    assert levels == {(10, 110), (30, 150)}
+
+
+def test_pose_partners_fall_back_to_other_recordings_then_to_the_closest_turns() -> None:
+    yaw = np.array([0.0, 0.02, -0.5, 0.45, 0.5, 0.9, -0.45], np.float32)
+    reals = np.array([0, 1, 2, 3])  # crops 4-6 are fakes
+    # Its own recording has only frontal reals: partners come from the whole pool.
+    assert pose_partners(yaw, 4, np.array([0, 1]), reals).tolist() == [3]
+    # Nothing within reach: the closest turns, at most POSE_FALLBACK_PARTNERS of them.
+    assert (
+        pose_partners(yaw, 5, np.array([0]), reals).tolist()
+        == [3, 1, 0, 2][:POSE_FALLBACK_PARTNERS]
+    )
+    # The sign matters: a face turned left is not a partner for one turned right.
+    assert pose_partners(yaw, 6, np.zeros(0, np.int64), reals).tolist() == [2]
 
 
 def test_pairs_share_every_augmentation(face_items: list[MediaItem], cache: CropCache) -> None:
