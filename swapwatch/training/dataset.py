@@ -92,11 +92,12 @@ def pose_partners(
     """Real crops turned like crop `fake`: from its own recording if any lie within
     POSE_MATCH_YAW, else from all reals, else the POSE_FALLBACK_PARTNERS closest in yaw."""
     for candidates in (own_reals, all_reals):
-        close = candidates[np.abs(yaw[candidates] - yaw[fake]) <= POSE_MATCH_YAW]
+        close: np.ndarray = candidates[np.abs(yaw[candidates] - yaw[fake]) <= POSE_MATCH_YAW]
         if len(close):
             return close
     order = np.argsort(np.abs(yaw[all_reals] - yaw[fake]), kind="stable")
-    return all_reals[order[:POSE_FALLBACK_PARTNERS]]
+    closest: np.ndarray = all_reals[order[:POSE_FALLBACK_PARTNERS]]
+    return closest
 
 
 def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
