@@ -155,13 +155,14 @@ def test_a_fake_without_a_real_in_its_frame_meets_a_real_turned_the_same_way(
     elsewhere = MediaItem(other, Label.REAL, "b", "video")
     # The real half has a frontal face in frame 0 and a face turned 0.65 in frame 2; the fake
     # half has a frame-0 face (paired) and one turned 0.7 in frame 4, where the real half has none.
+    # Another video has a face turned 0.72, closer in yaw but not of the same recording.
+    cached_faces(cache, elsewhere, [1, 3, 5], [0.0, 0.72, -0.1], level=5)
     cached_faces(cache, real_half, [0, 2], [0.0, 0.65])
     cached_faces(cache, fake_half, [0, 4], [0.0, 0.7], level=110)
-    cached_faces(cache, elsewhere, [6, 8, 10], [0.0, 0.05, -0.1])
-    pool = build_pool([real_half, fake_half, elsewhere], cache)
-    assert pool.pairs.tolist() == [[0, 2]]
-    assert pool.lone_fakes.tolist() == [3]
-    assert [p.tolist() for p in pool.partners] == [[1]]  # the turned real of its own recording
+    pool = build_pool([elsewhere, real_half, fake_half], cache)
+    assert pool.pairs.tolist() == [[3, 5]]
+    assert pool.lone_fakes.tolist() == [6]
+    assert [p.tolist() for p in pool.partners] == [[4]]  # the turned real of its own recording
     sampler = PairSampler(pool, config=PairConfig(recorded_pair_share=1.0), train=False)
     rng = np.random.default_rng(0)
     levels = {
@@ -176,11 +177,12 @@ def test_pose_partners_fall_back_to_other_recordings_then_to_the_closest_turns()
     reals = np.array([0, 1, 2, 3])  # crops 4-6 are fakes
     # Its own recording has only frontal reals: partners come from the whole pool.
     assert pose_partners(yaw, 4, np.array([0, 1]), reals).tolist() == [3]
-    # Nothing within reach: the closest turns, at most POSE_FALLBACK_PARTNERS of them.
-    assert (
-        pose_partners(yaw, 5, np.array([0]), reals).tolist()
-        == [3, 1, 0, 2][:POSE_FALLBACK_PARTNERS]
-    )
+    # Nothing within reach: the closest turns.
+    assert pose_partners(yaw, 5, np.array([0]), reals).tolist() == [3, 1, 0, 2]
+    # ... at most POSE_FALLBACK_PARTNERS of them.
+    many = np.r_[np.linspace(-0.9, -0.1, 20), 0.9].astype(np.float32)
+    closest = pose_partners(many, 20, np.zeros(0, np.int64), np.arange(20))
+    assert closest.tolist() == list(range(19, 19 - POSE_FALLBACK_PARTNERS, -1))
     # The sign matters: a face turned left is not a partner for one turned right.
     assert pose_partners(yaw, 6, np.zeros(0, np.int64), reals).tolist() == [2]
 

@@ -4,7 +4,7 @@ A pair is either a real crop and its self-blend, or, for side-by-side live-swap 
 real half's face and the swapped half's face of the same frame. Giving both the same geometry
 jitter and the same live-path augmentation leaves the swap itself as the only difference
 between them, which is what the detector has to learn. A swapped face with no real face in its
-own frame is paired with a real face turned the same way, so head pose never tells them apart.
+own frame is paired with a real face turned like it, where the pool has one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops, centre_window
 from swapwatch.datasets.lists import MediaItem
@@ -60,7 +61,7 @@ class CropPool:
             "real_crops": int((~self.fake).sum()),
             "recorded_fake_crops": int(self.fake.sum()),
             "recorded_pairs": len(self.pairs),
-            "recorded_fakes_with_pose_matched_partners": len(self.lone_fakes),
+            "lone_recorded_fakes": len(self.lone_fakes),
         }
 
 
@@ -87,17 +88,16 @@ def is_unswapped(real_crop: np.ndarray, fake_crop: np.ndarray) -> bool:
 
 
 def pose_partners(
-    yaw: np.ndarray, fake: int, own_reals: np.ndarray, all_reals: np.ndarray
-) -> np.ndarray:
-    """Real crops turned like crop `fake`: from its own recording if any lie within
+    yaw: np.ndarray, fake_index: int, own_reals: np.ndarray, all_reals: np.ndarray
+) -> NDArray[np.int64]:
+    """Real crops turned like crop `fake_index`: from its own recording if any lie within
     POSE_MATCH_YAW, else from all reals, else the POSE_FALLBACK_PARTNERS closest in yaw."""
     for candidates in (own_reals, all_reals):
-        close: np.ndarray = candidates[np.abs(yaw[candidates] - yaw[fake]) <= POSE_MATCH_YAW]
+        close = candidates[np.abs(yaw[candidates] - yaw[fake_index]) <= POSE_MATCH_YAW]
         if len(close):
-            return close
-    order = np.argsort(np.abs(yaw[all_reals] - yaw[fake]), kind="stable")
-    closest: np.ndarray = all_reals[order[:POSE_FALLBACK_PARTNERS]]
-    return closest
+            return np.asarray(close, np.int64)
+    order = np.argsort(np.abs(yaw[all_reals] - yaw[fake_index]), kind="stable")
+    return np.asarray(all_reals[order[:POSE_FALLBACK_PARTNERS]], np.int64)
 
 
 def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
@@ -197,6 +197,8 @@ class PairSampler:
         for index in pool.real_indices:
             by_family[pool.family[index]].append(int(index))
         self._real_by_family = [np.asarray(v) for _, v in sorted(by_family.items())]
+        if len(pool.partners) != len(pool.lone_fakes):
+            raise ValueError("every lone recorded fake needs its real partners (see build_pool)")
 
     def _real_index(self, rng: np.random.Generator) -> int:
         family = self._real_by_family[rng.integers(len(self._real_by_family))]
