@@ -15,7 +15,6 @@ benchmarks/pipeline.py, not here.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from machine import result_header  # noqa: E402
+from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
@@ -217,17 +216,14 @@ def main() -> int:
         f"{video['fakes_at_or_above']}/{video['fakes']} fakes at or above)"
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        **result_header("accuracy"),
-        "model": str(
-            args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
-        ),
-        "runs": results,
-        "operating_point": point,
-    }
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
+    model = args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
+    print()
+    write_results(
+        args.out,
+        "accuracy",
+        {"model": str(model), "runs": results, "operating_point": point},
+        indent=1,
+    )
     return 0
 
 

@@ -20,7 +20,6 @@ fakes, so high figures show only that a cue is learned both ways, not that swaps
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-from machine import result_header  # noqa: E402
+from machine import write_results  # noqa: E402
 from unseen_swaps import DATA, held_out_faces, model_provenance, score, summarise  # noqa: E402
 
 from swapwatch.engines import create_engine  # noqa: E402
@@ -109,15 +108,9 @@ def main() -> int:
                 print(f"{model.name:32s} {name:8s} frame AUC {summary['frame_auc']:.3f}")
         finally:
             engine.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        **result_header("blend_cues"),
-        "models": provenance,
-        "faces": len(chosen),
-        "results": results,
-    }
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(
+        args.out, "blend_cues", {"models": provenance, "faces": len(chosen), "results": results}
+    )
     return 0
 
 

@@ -20,7 +20,6 @@ never saw; above, the stream is milder than the mildest training re-encode.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from machine import result_header  # noqa: E402
+from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, centre_window, context_square  # noqa: E402
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group  # noqa: E402
@@ -223,16 +222,16 @@ def main() -> int:
             f"{kbps} kbit/s: {figures['items']} items, {figures['below']} below the training "
             f"range, {figures['inside']} inside, {figures['above']} above (milder)"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        **result_header("codec_reach"),
-        "training_bpp_range": list(AugmentConfig().bpp),
-        "bpp_grid": list(BPP_GRID),
-        "summary": summary,
-        "items": rows,
-    }
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(
+        args.out,
+        "codec_reach",
+        {
+            "training_bpp_range": list(AugmentConfig().bpp),
+            "bpp_grid": list(BPP_GRID),
+            "summary": summary,
+            "items": rows,
+        },
+    )
     return 0
 
 

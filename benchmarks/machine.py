@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import sys
@@ -46,3 +47,11 @@ def result_header(benchmark: str) -> dict[str, Any]:
         "machine": describe(),
         "command": " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
     }
+
+
+def write_results(path: Path, benchmark: str, fields: dict[str, Any], indent: int = 2) -> None:
+    """Write the results file: the common header, then this benchmark's own fields."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {**result_header(benchmark), **fields}
+    path.write_text(json.dumps(document, indent=indent) + "\n")
+    print(f"wrote {path}")

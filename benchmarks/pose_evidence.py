@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-from machine import result_header  # noqa: E402
+from machine import write_results  # noqa: E402
 from unseen_swaps import DATA, frame_auc, model_provenance, score  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache  # noqa: E402
@@ -107,15 +106,11 @@ def main() -> int:
                 f" mean {row['real_mean_evidence']:+.2f}, {row['real_pushing_fake']:.0%} > 0"
                 f"  swapped {row['swapped_faces']:4d} mean {row['swapped_mean_evidence']:+.2f}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        **result_header("pose_evidence"),
-        "models": provenance,
-        "yaw_edges": list(YAW_EDGES),
-        "results": results,
-    }
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(
+        args.out,
+        "pose_evidence",
+        {"models": provenance, "yaw_edges": list(YAW_EDGES), "results": results},
+    )
     return 0
 
 

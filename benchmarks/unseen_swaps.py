@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from machine import result_header  # noqa: E402
+from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
@@ -196,26 +195,21 @@ def main() -> int:
                 f"fake above its real {summary['fake_above_its_real']:.1%}",
                 flush=True,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                **result_header("unseen_swaps"),
-                "models": provenance,
-                "swaps": len(fakes),
-                "distinct_targets": len(np.unique(targets)),
-                "targets_by_group": {
-                    names[g]: int(n)
-                    for g, n in zip(*np.unique(groups[targets], return_counts=True), strict=True)
-                },
-                "live_bpp": LIVE_BPP,
-                "results": results,
+    write_results(
+        args.out,
+        "unseen_swaps",
+        {
+            "models": provenance,
+            "swaps": len(fakes),
+            "distinct_targets": len(np.unique(targets)),
+            "targets_by_group": {
+                names[g]: int(n)
+                for g, n in zip(*np.unique(groups[targets], return_counts=True), strict=True)
             },
-            indent=2,
-        )
-        + "\n"
+            "live_bpp": LIVE_BPP,
+            "results": results,
+        },
     )
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -137,7 +137,7 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
         start = offsets[real_item]
         own_reals[fake_item] = np.arange(start, start + len(loaded[real_item]))
         for i, j in match_pairs(loaded[real_item], loaded[fake_item]):
-            a, b = offsets[real_item] + i, offsets[fake_item] + j
+            a, b = start + i, offsets[fake_item] + j
             (unswapped if is_unswapped(pool.crops[a], pool.crops[b]) else pairs).append((a, b))
     if unswapped:
         # Faces the live tool left alone are real faces: never train them as fakes.
