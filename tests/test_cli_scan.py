@@ -113,6 +113,52 @@ def test_human_summary_names_the_verdict(
 
 
 @pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--max-yaw", "0.001", "extreme_pose"),
+        ("--min-brightness", "255", "too_dark"),
+        ("--min-sharpness", "1e9", "too_blurred"),
+        ("--min-face", "5000", "too_small"),
+    ],
+)
+def test_the_quality_gate_options_skip_faces_and_say_why(
+    capsys: pytest.CaptureFixture[str],
+    one_face_video: Path,
+    fake_model: Path,
+    option: str,
+    value: str,
+    reason: str,
+) -> None:
+    # The test model calls every face fake; a face the gate turns away is never scored.
+    args = [str(one_face_video), "--model", str(fake_model), "--max-seconds", "1"]
+    assert scan_json(capsys, *args)["tracks"][0]["frames_scored"] == 15
+    result = scan_json(capsys, *args, option, value)
+    (track,) = result["tracks"]
+    assert track["frames_scored"] == 0 and track["frames_skipped"] == {reason: 15}
+    assert result["verdict"] == "inconclusive" and result["alerts"] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-yaw", "1.5", "must be above 0 and at most 1"),
+        ("--max-yaw", "0", "must be above 0 and at most 1"),
+        ("--min-brightness", "-1", "must be within 0-255"),
+        ("--min-sharpness", "-2", "must not be negative"),
+        ("--min-face", "wide", "not a number"),
+    ],
+)
+def test_a_bad_quality_gate_option_is_refused(
+    capsys: pytest.CaptureFixture[str], one_face_video: Path, option: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["scan", str(one_face_video), option, value])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["scan", "/nonexistent/clip.mp4"], 3, "no such file"),

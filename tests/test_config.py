@@ -1,10 +1,11 @@
-"""Service settings from the environment: lists, and lists whose items hold commas."""
+"""Service settings from the environment: lists, lists whose items hold commas, the quality gate."""
 
 from __future__ import annotations
 
 import pytest
 
 from swapwatch.errors import ConfigError
+from swapwatch.faces.quality import QualityConfig
 from swapwatch.server.config import load_config
 
 
@@ -47,3 +48,38 @@ def test_a_malformed_sink_list_names_the_variable_and_hides_the_value(value: str
         load_config(environ={"SWAPWATCH_SINKS": value})
     assert "sinks = <hidden> is not a valid" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+def test_the_quality_gate_is_set_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "SWAPWATCH_MIN_FACE_PX": "96",
+            "SWAPWATCH_MAX_YAW": "0.6",
+            "SWAPWATCH_MIN_BRIGHTNESS": "20",
+            "SWAPWATCH_MIN_SHARPNESS": "0",
+        }
+    )
+    gate = config.quality
+    assert (gate.min_face_px, gate.max_yaw, gate.min_brightness, gate.min_sharpness) == (
+        96.0,
+        0.6,
+        20.0,
+        0.0,
+    )
+    assert load_config(environ={}).quality == QualityConfig()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SWAPWATCH_MAX_YAW", "1.5", "max_yaw 1.5 is not within (0, 1]"),
+        ("SWAPWATCH_MAX_YAW", "0", "max_yaw 0.0 is not within (0, 1]"),
+        ("SWAPWATCH_MIN_FACE_PX", "-5", "min_face_px -5.0 must be positive"),
+        ("SWAPWATCH_MIN_BRIGHTNESS", "300", "min_brightness 300.0 is not within 0-255"),
+        ("SWAPWATCH_MIN_SHARPNESS", "lots", "min_sharpness = 'lots' is not a valid float"),
+    ],
+)
+def test_a_bad_quality_gate_is_refused_by_name(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={name: value})
+    assert message in str(raised.value)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from publisher import finished, start_publisher
 from service import RunningService, free_port, running_service
 
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import ServiceConfig, load_config
 
 TOKEN = "a-test-token-of-enough-length"
 
@@ -222,3 +222,19 @@ def test_the_api_needs_the_token_when_one_is_set(fake_model: Path) -> None:
             service.request("POST", "/v1/webrtc/offer", {"sdp": "x", "type": "offer"}).status == 401
         )
         assert service.request("GET", "/healthz").status == 200  # probes stay open
+
+
+def test_the_quality_gate_settings_reach_every_stream(fake_model: Path, clip: Path) -> None:
+    # The clip's face is frontal, bright and sharp: only the configured gate can skip it.
+    config = load_config(
+        environ={"SWAPWATCH_MAX_YAW": "0.001"},
+        overrides={"model": fake_model, "allow_file_urls": True},
+    )
+    with running_service(config) as service:
+        reply = service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": "turned"})
+        assert reply.status == 201, reply.body
+        status = service.wait_for(lambda s: s["state"] == "ended", "turned")
+    assert status["faces"] == 1 and status["frames_analysed"] > 20
+    # the test model calls every scored face fake: a face scored at all would have alarmed
+    assert not status["alarm"] and status["alarms_raised"] == 0
+    assert status["tracks"][0]["skip_reason"] == "extreme_pose"

@@ -261,6 +261,23 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     record = json.loads((out / "training.json").read_text())
     assert record["steps_done"] == 3 and "swapwatch train" in record["command"]
 
+    # A fine-tune starts from the run's exported weights, not ImageNet's, and says so.
+    tuned = tmp_path / "tuned"
+    tune = [*common[:2], str(tuned), *common[3:], "--steps", "1", "--lr", "1e-12"]
+    assert main(["train", *tune, "--init", str(out / "last.pt")]) == 0
+    start = torch.load(tuned / "last.pt", weights_only=False)
+    for name, tensor in start["model"].items():
+        if name.endswith("weight") and tensor.dim() == 4:  # conv kernels: BN statistics move
+            torch.testing.assert_close(tensor, resumed["model"][name], rtol=0, atol=1e-6)
+    tuned_record = json.loads((tuned / "training.json").read_text())
+    assert tuned_record["init"]["checkpoint"] == str(out / "last.pt")
+    assert tuned_record["init"]["step"] == 3
+    assert tuned_record["config"]["init"] == str(out / "last.pt")
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    assert main(["train", *tune, "--init", str(not_a_checkpoint)]) == 2
+    assert main(["train", *tune, "--init", str(tmp_path / "missing.pt")]) == 2
+
     model_path = tmp_path / "model.onnx"
     report = export(out / "last.pt", model_path, [], cache)
     assert report.parity_max_difference < 1e-3

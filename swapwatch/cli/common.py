@@ -26,13 +26,38 @@ log = logging.getLogger(__name__)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def turn_ratio(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1: {text}")
+    return value
+
+
+def luma(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"must be within 0-255: {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
 def positive_int(text: str) -> int:
@@ -118,6 +143,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     )
 
     add_decision_options(parser.add_argument_group("decision"))
+    add_quality_options(parser.add_argument_group("quality gate"))
     parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
@@ -141,12 +167,54 @@ def add_decision_options(rule: argparse._ArgumentGroup) -> None:
         default=DEFAULT_DECISION.min_frames,
         help="scored frames a face needs before it may alarm",
     )
-    rule.add_argument(
+
+
+def add_quality_options(gate: argparse._ArgumentGroup) -> None:
+    """The quality gate's options: faces failing one are not scored, and say why."""
+    gate.add_argument(
         "--min-face",
         type=positive_float,
         default=DEFAULT_QUALITY.min_face_px,
-        help="smallest face side in pixels that is scored",
+        metavar="PX",
+        help="smallest face side in pixels that is scored "
+        f"(default {DEFAULT_QUALITY.min_face_px:g})",
     )
+    gate.add_argument(
+        "--max-yaw",
+        type=turn_ratio,
+        default=DEFAULT_QUALITY.max_yaw,
+        metavar="RATIO",
+        help="largest head turn scored, as the nose's offset between the cheeks: 0 frontal, "
+        f"1 profile; a 35-40 degree turn reads about 0.75 (default {DEFAULT_QUALITY.max_yaw:g})",
+    )
+    gate.add_argument(
+        "--min-brightness",
+        type=luma,
+        default=DEFAULT_QUALITY.min_brightness,
+        metavar="LUMA",
+        help="darkest face scored: mean luma 0-255 of the face centre "
+        f"(default {DEFAULT_QUALITY.min_brightness:g})",
+    )
+    gate.add_argument(
+        "--min-sharpness",
+        type=non_negative_float,
+        default=DEFAULT_QUALITY.min_sharpness,
+        metavar="VAR",
+        help="blurriest face scored: variance of the Laplacian of the face centre at 112 px "
+        f"(default {DEFAULT_QUALITY.min_sharpness:g}; 0 scores every blur)",
+    )
+
+
+def quality_from_args(args: argparse.Namespace) -> QualityConfig:
+    try:
+        return QualityConfig(
+            min_face_px=args.min_face,
+            max_yaw=args.max_yaw,
+            min_brightness=args.min_brightness,
+            min_sharpness=args.min_sharpness,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def crop_fractions(text: str) -> tuple[float, float, float, float]:
@@ -202,7 +270,7 @@ def analyzer_from_args(
     with native_stderr_silenced(args.verbose < 2):
         faces = FaceAnalyzer(
             crop_size=engine.info.input_size,
-            quality=QualityConfig(min_face_px=args.min_face),
+            quality=quality_from_args(args),
             timer=timer,
             quiet=args.verbose < 2,
         )

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swapwatch.cli.common import add_decision_options, positive_float, positive_int
+from swapwatch.cli.common import (
+    add_decision_options,
+    add_quality_options,
+    positive_float,
+    positive_int,
+    quality_from_args,
+)
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group
 from swapwatch.engines import DEFAULT_ENGINE, Engine
 from swapwatch.errors import ConfigError
@@ -114,6 +120,7 @@ def add_eval_parser(commands: Any) -> None:
         help="re-encode each recording to H.264 at N kbps first (robustness to live bitrates)",
     )
     add_decision_options(analysis)
+    add_quality_options(analysis)
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -162,7 +169,6 @@ def select_items(args: argparse.Namespace) -> list[MediaItem]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from swapwatch.evaluation.report import ReportConfig, build_report, render_text
     from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate
-    from swapwatch.faces.quality import QualityConfig
 
     items = select_items(args)
     if args.out is not None and not args.out.parent.is_dir():
@@ -175,7 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             decision=DecisionConfig(
                 h=args.cusum_h, min_frames=args.min_frames, policy=Policy(args.policy)
             ),
-            quality=QualityConfig(min_face_px=args.min_face),
+            quality=quality_from_args(args),
             reencode_kbps=args.reencode_kbps,
             quiet=args.verbose < 2,
         )

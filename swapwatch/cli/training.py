@@ -113,6 +113,13 @@ def add_train_parser(commands: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument(
+        "--init",
+        type=Path,
+        metavar="CHECKPOINT.pt",
+        help="start from a trained checkpoint's weights (e.g. another run's best.pt) instead of "
+        "ImageNet's, with a fresh schedule: fine-tune a detector on more data",
+    )
+    parser.add_argument(
         "--no-imagenet", action="store_true", help="start from random weights (tests only)"
     )
     parser.add_argument("-v", "--verbose", action="count", default=1)
@@ -122,6 +129,8 @@ def add_train_parser(commands: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.pairs < 1:
         raise ConfigError("--steps and --pairs must be positive")
+    if args.init is not None and not args.init.is_file():
+        raise ConfigError(f"no such checkpoint {args.init}")
     items = items_from_args(args)
     try:
         from swapwatch.training.train import TrainConfig, train
@@ -139,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         imagenet=not args.no_imagenet,
+        init=args.init,
         recorded_pair_share=args.recorded_share,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,7 @@ def build_report(
             "cusum_h": run.config.decision.h,
             "min_frames": run.config.decision.min_frames,
             "min_face": run.config.quality.min_face_px,
+            "quality_gate": asdict(run.config.quality),
         },
         "bootstrap": {
             "unit": "group",

@@ -40,6 +40,21 @@ class QualityConfig:
     max_yaw: float = 0.85
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.min_face_px > 0:
+            problems.append(f"min_face_px {self.min_face_px} must be positive")
+        if not 0 <= self.min_brightness <= 255:
+            problems.append(f"min_brightness {self.min_brightness} is not within 0-255")
+        if not self.min_sharpness >= 0:
+            problems.append(f"min_sharpness {self.min_sharpness} must not be negative")
+        if not 0 < self.max_yaw <= 1:
+            problems.append(f"max_yaw {self.max_yaw} is not within (0, 1]")
+        if not 0 <= self.max_outside <= 1:
+            problems.append(f"max_outside {self.max_outside} is not within 0-1")
+        if problems:
+            raise ValueError("invalid quality gate: " + "; ".join(problems))
+
 
 @dataclass(frozen=True, slots=True)
 class QualityReport:

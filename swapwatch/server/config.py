@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from swapwatch.errors import ConfigError
+from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import Policy
+
+_QUALITY = QualityConfig()
 
 ENV_PREFIX = "SWAPWATCH_"
 # Settings whose values may carry credentials (sink URLs, `secret=`): never echoed in errors;
@@ -53,6 +56,11 @@ class ServiceConfig:
     rate: float = 15.0  # analysed frames per second per stream (a cap)
     policy: str = Policy.MONITORING.value
     cusum_h: float | None = None  # default: the decision rule's
+    # The quality gate (faces failing one are not scored): see `faces.quality.QualityConfig`.
+    min_face_px: float = _QUALITY.min_face_px
+    max_yaw: float = _QUALITY.max_yaw
+    min_brightness: float = _QUALITY.min_brightness
+    min_sharpness: float = _QUALITY.min_sharpness
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
     read_timeout_s: float = 10.0
@@ -99,12 +107,25 @@ class ServiceConfig:
             problems.append("events_max_mb must be at least 0.0625 (64 KiB)")
         if self.token is not None and len(self.token) < 16:
             problems.append("token must be at least 16 characters")
+        try:
+            _ = self.quality  # its own checks
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
 
     @property
     def auth_required(self) -> bool:
         return self.token is not None
+
+    @property
+    def quality(self) -> QualityConfig:
+        return QualityConfig(
+            min_face_px=self.min_face_px,
+            max_yaw=self.max_yaw,
+            min_brightness=self.min_brightness,
+            min_sharpness=self.min_sharpness,
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -185,6 +185,7 @@ class StreamManager:
             (self.config.reconnect_initial_s, self.config.reconnect_max_s),
             on_result,
             self.config.signals,
+            self.config.quality,
         )
         self.workers[spec.stream_id] = worker
         worker.start()

@@ -30,6 +30,7 @@ from swapwatch.errors import (
 )
 from swapwatch.events.emit import alarm_evidence
 from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import AlarmChange, DecisionConfig, Policy
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.server.metrics import ServiceMetrics, StageMetricsTimer
@@ -143,9 +144,11 @@ class StreamWorker:
         backoff: tuple[float, float],
         on_result: Callable[[FrameResult], None] | None = None,
         signals: Sequence[str] = (),
+        quality: QualityConfig | None = None,
     ) -> None:
         self.spec = spec
         self._signals = tuple(signals)
+        self._quality = quality or QualityConfig()
         self.status = StreamStatus()
         self._source_factory = source_factory
         self._engine = engine
@@ -195,7 +198,12 @@ class StreamWorker:
     def _build_analyzer(self) -> StreamAnalyzer:
         timer = StageMetricsTimer(self._metrics)
         with native_stderr_silenced(True):
-            faces = FaceAnalyzer(crop_size=self._engine.info.input_size, timer=timer, quiet=True)
+            faces = FaceAnalyzer(
+                crop_size=self._engine.info.input_size,
+                quality=self._quality,
+                timer=timer,
+                quiet=True,
+            )
         try:
             signals = extra_signals(self._signals)
         except BaseException:

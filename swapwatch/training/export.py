@@ -177,6 +177,7 @@ def export(
             "steps": state.get("step"),
             "command": run_record.get("command"),
             "data": run_record.get("data"),
+            "init": run_record.get("init"),  # the checkpoint a fine-tune started from
             "validation": (state.get("history") or [{}])[-1],
             "calibration": calibration,
         },

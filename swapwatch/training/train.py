@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from swapwatch.datasets.crops import CropCache, centre_window
 from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
@@ -48,6 +50,9 @@ class TrainConfig:
     threads: int = 0  # 0: torch decides
     device: str = "cpu"
     imagenet: bool = True
+    # Start from this checkpoint's exported (EMA) weights instead of ImageNet's: fine-tuning a
+    # trained detector on more data. A fresh optimiser and schedule; `--resume` still wins.
+    init: Path | None = None
     recorded_pair_share: float = 0.3
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
@@ -138,6 +143,13 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     config.out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = SwapDetector()
+    init_record = None
+    if config.init is not None:  # before the crops load: a bad checkpoint fails at once
+        init_record = load_initial_weights(model, config.init)
+    elif config.imagenet:
+        load_imagenet(model)
     train_items, validation_items = split_by_group(
         items, config.validation_fraction, config.split_seed
     )
@@ -159,10 +171,6 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         else None
     )
 
-    torch.manual_seed(config.seed)
-    model = SwapDetector()
-    if config.imagenet:
-        load_imagenet(model)
     model.to(config.device)
     ema = copy.deepcopy(model).eval()
     for parameter in ema.parameters():
@@ -214,6 +222,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "commands": commands,  # the first run, then each --resume
         "config": _jsonable(asdict(config)),
         "data": data_summary(train_items, validation_items),
+        "init": init_record,
         "train_pool": train_pool.summary(),
         "validation_pool": validation_pool.summary() if validation_pool else None,
         "torch": torch.__version__,
@@ -268,6 +277,29 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
 
 
 @torch.no_grad()
+def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any]:
+    """Load a `swapwatch train` checkpoint's exported weights; returns where they came from."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise ConfigError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ConfigError(f"{checkpoint} is not a swapwatch training checkpoint")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{checkpoint} does not fit the detector: {first}") from exc
+    commands = state.get("commands") or []
+    log.info("starting from %s (step %s)", checkpoint, state.get("step"))
+    return {
+        "checkpoint": str(checkpoint),
+        "step": state.get("step"),
+        "command": commands[0] if commands else None,
+        "commands": commands,
+    }
+
+
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
         averaged.mul_(decay).add_(current.detach(), alpha=1.0 - decay)
