@@ -347,7 +347,8 @@ class Reencoder:
 def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") -> None:
     """Re-encode the video of `source` to H.264 at about `kbps` (rate-capped as a live encoder
     is: bit_rate with maxrate and a one-second buffer; keyframes every two seconds), at the same
-    size (rounded down to even) and frame rate. Audio is dropped."""
+    size and frame rate. An odd side loses its last row or column (4:2:0 H.264 needs even
+    sides), cropped rather than rescaled so that no pixel moves or softens. Audio is dropped."""
     try:
         with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
             if not reader.streams.video:
@@ -377,7 +378,10 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 # the re-encode, and so the figures, the same on every run.
                 "threads": "1",
             }
+            to_even = _even_crop(video_in, width, height)
             for index, frame in enumerate(reader.decode(video_in)):
+                if to_even is not None:
+                    frame = to_even(frame)
                 # To the limited range a video stream carries: left full-range (a yuvj420p
                 # source), the levels would be read back stretched, blacks and whites clipped.
                 out = frame.reformat(
@@ -395,3 +399,25 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 writer.mux(packet)
     except (av.error.FFmpegError, OSError) as exc:
         raise SourceUnreadable(f"cannot re-encode {source}: {exc}") from exc
+
+
+def _even_crop(
+    stream: av.VideoStream, width: int, height: int
+) -> Callable[[av.VideoFrame], av.VideoFrame] | None:
+    """A filter that keeps the top-left `width` x `height` of each frame; None if that is all."""
+    context = stream.codec_context
+    if (context.width, context.height) == (width, height):
+        return None
+    graph = av.filter.Graph()
+    buffer = graph.add_buffer(template=stream)
+    crop = graph.add("crop", f"{width}:{height}:0:0")
+    sink = graph.add("buffersink")
+    buffer.link_to(crop)
+    crop.link_to(sink)
+    graph.configure()
+
+    def apply(frame: av.VideoFrame) -> av.VideoFrame:
+        graph.push(frame)
+        return graph.vpull()
+
+    return apply
