@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,18 @@ def test_report_keys_and_counts(
     assert pooled["alarms"]["raised_on_real"] == 0 and pooled["alarms"]["real_videos"] == 4
 
 
+def test_the_quality_gate_options_apply_to_every_item(
+    capsys: pytest.CaptureFixture[str], media_list: Path, redness_model: Path
+) -> None:
+    common = [str(media_list), "--model", str(redness_model), "--family", "swap", "--limit", "2"]
+    report = eval_json(capsys, *common, "--bootstrap", "0", "--min-brightness", "250")
+    assert report["analysis"]["quality_gate"]["min_brightness"] == 250.0
+    assert report["analysis"]["quality_gate"]["max_yaw"] == 0.85  # the others keep defaults
+    # Every face is darker than that: nothing is scored, and no item is called either way.
+    assert [i["faces_scored"] for i in report["items"]] == [0, 0]
+    assert [i["status"] for i in report["items"]] == ["no_face", "no_face"]  # none analysable
+
+
 def test_text_table_filters_and_progress(
     capsys: pytest.CaptureFixture[str], media_list: Path, redness_model: Path
 ) -> None:
@@ -202,37 +215,75 @@ def test_reencode_keeps_levels_and_colours(tmp_path: Path, pix_fmt: str, bt709: 
     assert float(np.mean([e.mean() for e in errors])) < 1.25
 
 
+def grating(width: int, height: int, phase: float) -> np.ndarray:
+    """A fine diagonal pattern: any resampling puts it out of phase."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    luma = 128 + 90 * np.sin(2 * np.pi * (x / 7 + y / 11) + phase)
+    return np.repeat(luma.astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def crop_error(source: Path, target: Path) -> list[float]:
+    """Mean error /255 of each re-encoded frame against the top-left of its source frame (NaN
+    where the source frame is the smaller)."""
+    with av.open(str(source)) as a, av.open(str(target)) as b:
+        errors = []
+        for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            picture = y.to_ndarray(format="rgb24")
+            original = x.to_ndarray(format="rgb24")[: picture.shape[0], : picture.shape[1]]
+            if original.shape != picture.shape:
+                errors.append(math.nan)
+                continue
+            errors.append(float(np.abs(original.astype(np.int16) - picture).mean()))
+    return errors
+
+
 @pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv420p"])
 def test_reencode_crops_an_odd_sized_picture_instead_of_rescaling_it(
     tmp_path: Path, pix_fmt: str
 ) -> None:
-    def grating(phase: float) -> np.ndarray:
-        y, x = np.mgrid[0:241, 0:321].astype(np.float32)
-        luma = 128 + 90 * np.sin(2 * np.pi * (x / 7 + y / 11) + phase)
-        return np.repeat(luma.astype(np.uint8)[:, :, None], 3, axis=2)
-
     source = tmp_path / "odd.avi"  # lossless, and 321 x 241: H.264 4:2:0 cannot carry it
     with av.open(str(source), "w") as writer:
         stream = writer.add_stream("ffv1", rate=15)
         stream.width, stream.height, stream.pix_fmt = 321, 241, pix_fmt
         for i in range(6):
-            frame = av.VideoFrame.from_ndarray(grating(0.3 * i), format="rgb24")
-            writer.mux(stream.encode(frame))
+            writer.mux(stream.encode(av.VideoFrame.from_ndarray(grating(321, 241, 0.3 * i))))
         writer.mux(stream.encode())
     target = tmp_path / "odd.8000k.mp4"
     reencode(source, target, 8000)
-    with av.open(str(source)) as a, av.open(str(target)) as b:
+    with av.open(str(target)) as b:
         assert (b.streams.video[0].width, b.streams.video[0].height) == (320, 240)
-        errors = [
-            np.abs(
-                x.to_ndarray(format="rgb24")[:240, :320].astype(np.int16)
-                - y.to_ndarray(format="rgb24")
-            ).mean()
-            for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True)
-        ]
     # Measured mean error /255: about 1 cropped; 39 rescaled by the one pixel (every column
-    # moves a little, and a fine pattern comes out of phase).
-    assert float(np.mean(errors)) < 4
+    # moves a little, and the fine pattern comes out of phase).
+    assert float(np.mean(crop_error(source, target))) < 4
+
+
+def test_reencode_follows_a_stream_whose_picture_size_changes(tmp_path: Path) -> None:
+    # As an adaptive stream's recording does: 321 x 241, then 641 x 481, in one H.264 stream.
+    parts = []
+    for width, height in ((321, 241), (641, 481)):
+        part = tmp_path / f"{width}.h264"
+        with av.open(str(part), "w", format="h264") as writer:
+            stream = writer.add_stream("libx264", rate=15)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+            stream.options = {"qp": "0"}  # lossless
+            for i in range(4):
+                picture = grating(width, height, 0.3 * i)
+                writer.mux(stream.encode(av.VideoFrame.from_ndarray(picture)))
+            writer.mux(stream.encode())
+        parts.append(part.read_bytes())
+    source = tmp_path / "joined.h264"
+    source.write_bytes(b"".join(parts))
+    target = tmp_path / "joined.8000k.mp4"
+    reencode(source, target, 8000)
+    with av.open(str(target)) as b:
+        sizes = {(f.width, f.height) for f in b.decode(video=0)}
+    assert len(sizes) == 1  # one output size; the frames of the other size are rescaled to it
+    errors = crop_error(source, target)
+    assert len(errors) == 8
+    if sizes == {(640, 480)}:
+        assert max(errors[4:]) < 4  # the large frames are cropped, not rescaled
+    else:
+        assert max(errors[:4]) < 4
 
 
 @pytest.mark.parametrize(

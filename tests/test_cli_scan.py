@@ -146,6 +146,7 @@ def test_the_quality_gate_options_skip_faces_and_say_why(
         ("--min-brightness", "-1", "must be within 0-255"),
         ("--min-sharpness", "-2", "must not be negative"),
         ("--min-face", "wide", "not a number"),
+        ("--min-sharpness", "inf", "not a finite number"),
     ],
 )
 def test_a_bad_quality_gate_option_is_refused(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -228,7 +229,10 @@ def test_a_few_steps_on_self_blends_lower_the_loss(
 
 
 def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
-    face_items: list[MediaItem], cache: CropCache, tmp_path: Path
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rows = ["file,label,group,family,crop"]
     pair = face_items[0].path
@@ -263,20 +267,46 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
 
     # A fine-tune starts from the run's exported weights, not ImageNet's, and says so.
     tuned = tmp_path / "tuned"
-    tune = [*common[:2], str(tuned), *common[3:], "--steps", "1", "--lr", "1e-12"]
-    assert main(["train", *tune, "--init", str(out / "last.pt")]) == 0
+    tune = [*common[:2], str(tuned), *common[3:], "--lr", "1e-12"]
+    source = out / "last.pt"
+    assert main(["train", *tune, "--steps", "1", "--init", str(source)]) == 0
     start = torch.load(tuned / "last.pt", weights_only=False)
     for name, tensor in start["model"].items():
         if name.endswith("weight") and tensor.dim() == 4:  # conv kernels: BN statistics move
             torch.testing.assert_close(tensor, resumed["model"][name], rtol=0, atol=1e-6)
-    tuned_record = json.loads((tuned / "training.json").read_text())
-    assert tuned_record["init"]["checkpoint"] == str(out / "last.pt")
-    assert tuned_record["init"]["step"] == 3
-    assert tuned_record["config"]["init"] == str(out / "last.pt")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    expected_init = {"checkpoint": str(source.resolve()), "sha256": digest, "step": 3}
+    # A resumed fine-tune keeps its start, given --init again or not; another start is refused.
+    assert main(["train", *tune, "--steps", "2", "--resume"]) == 0
+    record = json.loads((tuned / "training.json").read_text())
+    assert record["steps_done"] == 2
+    assert {k: record["init"][k] for k in expected_init} == expected_init
+    assert main(["train", *tune, "--steps", "3", "--resume", "--init", str(source)]) == 0
+    assert main(["train", *tune, "--steps", "4", "--resume", "--init", str(out / "x.pt")]) == 2
+    assert "this run started from" in capsys.readouterr().err
+    tuned_model = tmp_path / "tuned.onnx"
+    export(tuned / "last.pt", tuned_model, [], cache)
+    tuned_engine = OnnxRuntimeEngine(tuned_model, device="cpu")
+    try:
+        recorded = tuned_engine.info.training["init"]
+        assert {k: recorded[k] for k in expected_init} == expected_init
+    finally:
+        tuned_engine.close()
+
     not_a_checkpoint = tmp_path / "notes.pt"
     not_a_checkpoint.write_text("not a checkpoint")
-    assert main(["train", *tune, "--init", str(not_a_checkpoint)]) == 2
-    assert main(["train", *tune, "--init", str(tmp_path / "missing.pt")]) == 2
+    other_shapes = tmp_path / "other.pt"
+    torch.save({"model": {"head.weight": torch.zeros(3, 3)}}, other_shapes)
+    for bad, message in (
+        (not_a_checkpoint, "cannot read checkpoint"),
+        (other_shapes, "does not fit the detector:"),
+        (tmp_path / "missing.pt", "no such checkpoint"),
+    ):
+        fresh = [*common[:2], str(tmp_path / "never"), *common[3:], "--steps", "1"]
+        assert main(["train", *fresh, "--init", str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("swapwatch: error: ") and message in err[0]
+    assert not (tmp_path / "never").exists()
 
     model_path = tmp_path / "model.onnx"
     report = export(out / "last.pt", model_path, [], cache)

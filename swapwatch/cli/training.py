@@ -129,8 +129,6 @@ def add_train_parser(commands: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.pairs < 1:
         raise ConfigError("--steps and --pairs must be positive")
-    if args.init is not None and not args.init.is_file():
-        raise ConfigError(f"no such checkpoint {args.init}")
     items = items_from_args(args)
     try:
         from swapwatch.training.train import TrainConfig, train

@@ -378,10 +378,9 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 # the re-encode, and so the figures, the same on every run.
                 "threads": "1",
             }
-            to_even = _even_crop(video_in, width, height)
+            to_even = _EvenCrop()
             for index, frame in enumerate(reader.decode(video_in)):
-                if to_even is not None:
-                    frame = to_even(frame)
+                frame = to_even(frame)  # then rescaled only if the size changed mid-stream
                 # To the limited range a video stream carries: left full-range (a yuvj420p
                 # source), the levels would be read back stretched, blacks and whites clipped.
                 out = frame.reformat(
@@ -397,27 +396,40 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                     writer.mux(packet)
             for packet in video_out.encode():
                 writer.mux(packet)
-    except (av.error.FFmpegError, OSError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise SourceUnreadable(f"cannot re-encode {source}: {exc}") from exc
 
 
-def _even_crop(
-    stream: av.VideoStream, width: int, height: int
-) -> Callable[[av.VideoFrame], av.VideoFrame] | None:
-    """A filter that keeps the top-left `width` x `height` of each frame; None if that is all."""
-    context = stream.codec_context
-    if (context.width, context.height) == (width, height):
-        return None
+class _EvenCrop:
+    """Cuts an odd-sized frame's last column or row: cropped, not rescaled, so that no pixel
+    moves or softens. One filter per frame size and format, as a stream may change both."""
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple[int, int, str], av.filter.Graph] = {}
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        width, height = frame.width // 2 * 2, frame.height // 2 * 2
+        if (width, height) == (frame.width, frame.height):
+            return frame
+        key = (frame.width, frame.height, frame.format.name)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = _crop_graph(frame, width, height)
+        graph.push(frame)
+        return graph.vpull()
+
+
+def _crop_graph(frame: av.VideoFrame, width: int, height: int) -> av.filter.Graph:
     graph = av.filter.Graph()
-    buffer = graph.add_buffer(template=stream)
+    buffer = graph.add_buffer(
+        width=frame.width,
+        height=frame.height,
+        format=frame.format,
+        time_base=frame.time_base or Fraction(1, 90000),
+    )
     crop = graph.add("crop", f"{width}:{height}:0:0")
     sink = graph.add("buffersink")
     buffer.link_to(crop)
     crop.link_to(sink)
     graph.configure()
-
-    def apply(frame: av.VideoFrame) -> av.VideoFrame:
-        graph.push(frame)
-        return graph.vpull()
-
-    return apply
+    return graph

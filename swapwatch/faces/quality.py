@@ -41,7 +41,17 @@ class QualityConfig:
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            f"{name} {value} is not a finite number"
+            for name, value in (
+                ("min_face_px", self.min_face_px),
+                ("min_brightness", self.min_brightness),
+                ("min_sharpness", self.min_sharpness),
+            )
+            if not math.isfinite(value)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         if not self.min_face_px > 0:
             problems.append(f"min_face_px {self.min_face_px} must be positive")
         if not 0 <= self.min_brightness <= 255:
@@ -53,7 +63,7 @@ class QualityConfig:
         if not 0 <= self.max_outside <= 1:
             problems.append(f"max_outside {self.max_outside} is not within 0-1")
         if problems:
-            raise ValueError("invalid quality gate: " + "; ".join(problems))
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +100,7 @@ def assess(
     """Check one aligned crop (RGB uint8) with its landmarks in frame pixels."""
     width, height = face_extent(points)
     face_px = min(width, height)
-    centre = _centre(crop)
-    gray = cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY)
-    brightness = float(gray.mean())
-    small = cv2.resize(gray, (112, 112), interpolation=cv2.INTER_AREA)
-    sharpness = float(cv2.Laplacian(small, cv2.CV_32F).var())
+    brightness, sharpness = exposure(crop)
     yaw = yaw_ratio(points)
     reason: SkipReason | None = None
     if _outside_fraction(points, frame_shape) > config.max_outside:
@@ -108,6 +114,13 @@ def assess(
     elif sharpness < config.min_sharpness:
         reason = SkipReason.TOO_BLURRED
     return QualityReport(reason, face_px, brightness, sharpness, yaw)
+
+
+def exposure(crop: np.ndarray) -> tuple[float, float]:
+    """(brightness, sharpness) of an aligned crop's face centre, as the gates read them."""
+    gray = cv2.cvtColor(_centre(crop), cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(gray, (112, 112), interpolation=cv2.INTER_AREA)
+    return float(gray.mean()), float(cv2.Laplacian(small, cv2.CV_32F).var())
 
 
 def _centre(crop: np.ndarray) -> np.ndarray:

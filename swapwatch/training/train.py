@@ -8,10 +8,11 @@ The run's command, data and validation figures are written to `<out>/training.js
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 import logging
 import math
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -140,16 +141,29 @@ def data_summary(train: list[MediaItem], validation: list[MediaItem]) -> dict[st
 
 def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume: bool) -> Path:
     """Run (or resume) training; returns the path of the final checkpoint."""
-    config.out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = SwapDetector()
-    init_record = None
-    if config.init is not None:  # before the crops load: a bad checkpoint fails at once
+    last = config.out / "last.pt"
+    state = (
+        torch.load(last, map_location=config.device, weights_only=False)
+        if (resume and last.is_file())
+        else None
+    )
+    # Checked before the crops load, so that a bad checkpoint fails at once.
+    if state is not None and "init" in state:
+        init_record = state["init"]
+        _check_same_init(config.init, init_record)
+    elif state is not None:  # saved before checkpoints recorded their start: take --init's word
+        init_record = load_initial_weights(SwapDetector(), config.init) if config.init else None
+    elif config.init is not None:
         init_record = load_initial_weights(model, config.init)
-    elif config.imagenet:
-        load_imagenet(model)
+    else:
+        init_record = None
+        if config.imagenet:
+            load_imagenet(model)
+    config.out.mkdir(parents=True, exist_ok=True)
     train_items, validation_items = split_by_group(
         items, config.validation_fraction, config.split_seed
     )
@@ -184,9 +198,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     commands = [str(config.extra.get("command", " ".join(sys.argv)))]
     # The checkpoint chosen on held-out self-blends only: recorded swaps stay unseen by selection.
     best: dict[str, Any] = {"blend_auc": -1.0, "step": None}
-    last = config.out / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=config.device, weights_only=False)
+    if state is not None:
         model.load_state_dict(
             state["training_model"] if "training_model" in state else state["model"]
         )
@@ -212,6 +224,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "commands": commands,
                 "config": _jsonable(asdict(config)),
                 "best": dict(best),
+                "init": init_record,
             },
             partial,
         )
@@ -276,28 +289,64 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     return last
 
 
-@torch.no_grad()
 def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any]:
-    """Load a `swapwatch train` checkpoint's exported weights; returns where they came from."""
+    """Load a `swapwatch train` checkpoint's exported (EMA) weights; returns where they came
+    from: the resolved path, its digest, and the run that made it."""
+    path = checkpoint.expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"no such checkpoint {checkpoint}")
+    data = path.read_bytes()
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        raise ConfigError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
-    if not isinstance(state, dict) or "model" not in state:
+        # Tensors and plain values only: a checkpoint from elsewhere runs no code.
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a file that is no checkpoint fails in many ways; one line for all
+        raise ConfigError(
+            f"cannot read checkpoint {checkpoint}: not a PyTorch file of tensors and plain "
+            f"values ({type(exc).__name__})"
+        ) from exc
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
         raise ConfigError(f"{checkpoint} is not a swapwatch training checkpoint")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{checkpoint} does not fit the detector: {first}") from exc
+    expected = model.state_dict()
+    problems = {
+        "missing": sorted(expected.keys() - weights.keys()),
+        "unexpected": sorted(weights.keys() - expected.keys()),
+        "of another shape": sorted(
+            k for k in expected.keys() & weights.keys() if weights[k].shape != expected[k].shape
+        ),
+    }
+    if any(problems.values()):
+        found = "; ".join(
+            f"{len(names)} weights {kind} (e.g. {', '.join(names[:3])})"
+            for kind, names in problems.items()
+            if names
+        )
+        raise ConfigError(f"{checkpoint} does not fit the detector: {found}")
+    model.load_state_dict(weights)
     commands = state.get("commands") or []
-    log.info("starting from %s (step %s)", checkpoint, state.get("step"))
+    log.info("starting from %s (step %s)", path, state.get("step"))
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "step": state.get("step"),
         "command": commands[0] if commands else None,
         "commands": commands,
     }
+
+
+@torch.no_grad()
+def _check_same_init(requested: Path | None, recorded: dict[str, Any] | None) -> None:
+    """A resumed run goes on from where it started; another `--init` would contradict it."""
+    if requested is None:
+        return
+    started = recorded["checkpoint"] if recorded else None
+    if started != str(requested.expanduser().resolve()):
+        raise ConfigError(
+            f"this run started from {started or 'ImageNet weights'}; --resume goes on from "
+            f"there, so --init {requested} does not apply (drop --init, or use another --out)"
+        )
 
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
