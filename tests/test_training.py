@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,10 @@ def face_items(tmp_path_factory: pytest.TempPathFactory) -> list[MediaItem]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> CropCache:
-    return CropCache(tmp_path_factory.mktemp("cache"), every=3)
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CropCache]:
+    crops = CropCache(tmp_path_factory.mktemp("cache"), every=3)
+    yield crops
+    crops.close()  # its face models: MediaPipe tasks left to the garbage collector complain
 
 
 def test_halves_of_a_recording_pair_up_frame_by_frame(
