@@ -1,0 +1,209 @@
+"""How the detector's evidence changes with the light a face is filmed in, on held-out faces.
+
+    .venv/bin/python benchmarks/lighting.py [--model FILE.onnx ...] [--seed 0]
+        [--out benchmarks/results/lighting.json]
+
+Every face crop of the validation groups of ../shared/data, real and recorded swap, is relit the
+way a webcam would film it under another light, and scored. The light is changed in linear
+light (sRGB decoded), then the picture is encoded again:
+- dim: a fifth of the light, the sensor's shot and read noise, and the camera's gain bringing
+  the picture back to half its brightness (auto-exposure that runs out of range);
+- very dim: a twelfth of the light, gain to a third of the brightness;
+- dim, denoised: dim, then a denoiser as a webcam's processing has before encoding: colour
+  blurred (sigma 2 px), brightness smoothed where it is flat (bilateral);
+- warm lamp / cool window: the colour of a 2800 K lamp or of blue daylight, which the camera's
+  white balance corrects only half-way (no gain, so no added noise, here and below);
+- side light: a lamp to one side, from 1.4x on one cheek to 0.3x on the other;
+- backlit: the face at a third of its light against a lit background, no gain;
+- overexposed: 2.2x the light, highlights clipped.
+Then the quality gate's brightness and sharpness checks (`faces.quality.exposure`) decide which
+crops would be scored, as on the live path. Per condition: the share of real and of swapped
+crops the gate passes, and of those, frame AUC, the mean evidence (logit / T, clipped: what the
+CUSUM adds up) of real and of swapped faces, and the share of real faces that push towards
+"fake". A condition that lifts real evidence above 0 makes false alarms in such rooms; one that
+sinks swapped evidence hides swaps.
+
+The conditions are applied to the face crop, not to the whole frame before cropping, and are
+written here, not taken from the training augmentation (which has its own low light and
+colour casts), so that they are not the training distribution again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+from machine import write_results  # noqa: E402
+from pose_evidence import held_out_crops  # noqa: E402
+from unseen_swaps import DATA, frame_auc, model_provenance, score  # noqa: E402
+
+from swapwatch.datasets.crops import centre_window  # noqa: E402
+from swapwatch.engines import create_engine  # noqa: E402
+from swapwatch.faces.quality import QualityConfig, exposure  # noqa: E402
+from swapwatch.fusion.rule import DecisionConfig  # noqa: E402
+from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
+
+FULL_WELL = 4000.0  # electrons at full exposure: a small webcam pixel
+READ_NOISE = 4.0  # electrons
+Relight = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def to_linear(srgb: np.ndarray) -> np.ndarray:
+    x = srgb.astype(np.float32) / 255.0
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def to_srgb(linear: np.ndarray) -> np.ndarray:
+    x = np.clip(linear, 0.0, 1.0)
+    encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.round(encoded * 255.0).astype(np.uint8)
+
+
+def sensor(linear: np.ndarray, light: float, gain: float, rng: np.random.Generator) -> np.ndarray:
+    """`light` times the exposure, shot and read noise, then `gain`."""
+    electrons = rng.poisson(np.clip(linear * light, 0.0, 1.0) * FULL_WELL).astype(np.float32)
+    electrons += rng.normal(0.0, READ_NOISE, linear.shape).astype(np.float32)
+    return electrons / FULL_WELL * gain
+
+
+def dim(light: float, brightness: float) -> Relight:
+    """Less light, and the camera's gain amplifying the sensor noise."""
+    return lambda srgb, rng: to_srgb(sensor(to_linear(srgb), light, brightness / light, rng))
+
+
+def denoised(condition: Relight) -> Relight:
+    """Then the camera's denoiser, strongest on colour noise, as webcam processing does."""
+
+    def apply(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        luma, red, blue = cv2.split(cv2.cvtColor(condition(srgb, rng), cv2.COLOR_RGB2YCrCb))
+        luma = cv2.bilateralFilter(luma, 5, 12, 3)  # smooths grain, keeps edges
+        red, blue = (cv2.GaussianBlur(c, (0, 0), 2.0) for c in (red, blue))
+        return cv2.cvtColor(cv2.merge((luma, red, blue)), cv2.COLOR_YCrCb2RGB)
+
+    return apply
+
+
+def scaled(gains: np.ndarray | float) -> Relight:
+    """Light changed without gain: the picture keeps the noise it was filmed with."""
+    return lambda srgb, rng: to_srgb(to_linear(srgb) * gains)
+
+
+def tinted(colour: tuple[float, float, float], corrected: float = 0.5) -> Relight:
+    """Light of `colour` (linear RGB gains), white balance undoing `corrected` of it."""
+    gains = np.asarray(colour, np.float32)
+    left = (gains / gains.max()) ** (1.0 - corrected)
+    return scaled(left / left[1])  # the camera keeps green's level
+
+
+def side_light(bright: float = 1.4, dark: float = 0.3) -> Relight:
+    def apply(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        ramp = np.linspace(bright, dark, srgb.shape[1], dtype=np.float32)
+        if rng.random() < 0.5:
+            ramp = ramp[::-1]
+        return scaled(ramp[None, :, None])(srgb, rng)
+
+    return apply
+
+
+CONDITIONS: dict[str, Relight | None] = {
+    "as filmed": None,
+    "dim": dim(1 / 5, 1 / 2),
+    "very dim": dim(1 / 12, 1 / 3),
+    "dim, denoised": denoised(dim(1 / 5, 1 / 2)),
+    "warm lamp": tinted((1.0, 0.72, 0.42)),
+    "cool window": tinted((0.78, 0.9, 1.0)),
+    "side light": side_light(),
+    "backlit": scaled(1 / 3),
+    "overexposed": scaled(2.2),
+}
+
+
+def relight(crops: np.ndarray, condition: Relight | None, seed: int) -> np.ndarray:
+    if condition is None:
+        return crops
+    rng = np.random.default_rng(seed)
+    return np.stack([condition(crop, rng) for crop in crops])
+
+
+def gate_passes(crops: np.ndarray, gate: QualityConfig) -> np.ndarray:
+    """The brightness and sharpness gates on what the model sees (the size, pose and frame
+    gates do not change with the light)."""
+    measured = [exposure(window) for window in centre_window(crops)]
+    return np.array([b >= gate.min_brightness and s >= gate.min_sharpness for b, s in measured])
+
+
+def summarise(evidence: np.ndarray, fake: np.ndarray, passed: np.ndarray) -> dict[str, Any]:
+    real, swapped = evidence[passed & ~fake], evidence[passed & fake]
+
+    def mean(values: np.ndarray) -> float | None:
+        return round(float(values.mean()), 3) if len(values) else None
+
+    return {
+        "real_passed": round(float(passed[~fake].mean()), 3),
+        "swapped_passed": round(float(passed[fake].mean()), 3),
+        "frame_auc": frame_auc(real, swapped) if len(real) and len(swapped) else None,
+        "real_mean_evidence": mean(real),
+        "swapped_mean_evidence": mean(swapped),
+        "real_pushing_fake": round(float((real > 0).mean()), 3) if len(real) else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, action="append", help="default: the bundled one")
+    parser.add_argument("--list", type=Path, default=DATA / "manifest.csv")
+    parser.add_argument("--seed", type=int, default=0, help="of the sensor noise")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "lighting.json"
+    )
+    args = parser.parse_args()
+
+    crops, _, fake, _ = held_out_crops(args.list)
+    gate = QualityConfig()
+    clip = DecisionConfig().evidence_clip
+    models = args.model or [DEFAULT_DETECTOR]
+    engines = [create_engine("onnxruntime", m, device="cpu", threads=1) for m in models]
+    results: dict[str, dict[str, Any]] = {str(m): {} for m in models}
+    try:
+        provenance = {
+            str(m): model_provenance(m, e.info) for m, e in zip(models, engines, strict=True)
+        }
+        for name, condition in CONDITIONS.items():  # one condition's crops in memory at a time
+            images = relight(crops, condition, args.seed)
+            passed = gate_passes(images, gate)
+            for model, engine in zip(models, engines, strict=True):
+                evidence = np.clip(score(engine, images) / engine.info.temperature, -clip, clip)
+                row = results[str(model)][name] = summarise(evidence, fake, passed)
+                print(
+                    f"{model.name:28s} {name:12s} passed real {row['real_passed']:.0%} "
+                    f"swapped {row['swapped_passed']:.0%}  AUC {row['frame_auc']}  real mean "
+                    f"{row['real_mean_evidence']:+.2f}, {row['real_pushing_fake']:.0%} > 0  "
+                    f"swapped mean {row['swapped_mean_evidence']:+.2f}"
+                )
+    finally:
+        for engine in engines:
+            engine.close()
+    write_results(
+        args.out,
+        "lighting",
+        {
+            "models": provenance,
+            "faces": {"real": int((~fake).sum()), "swapped": int(fake.sum())},
+            "sensor": {"full_well_electrons": FULL_WELL, "read_noise_electrons": READ_NOISE},
+            "seed": args.seed,
+            "results": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
