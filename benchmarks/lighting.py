@@ -7,14 +7,18 @@ Every face crop of the validation groups of ../shared/data, real and recorded sw
 way a webcam would film it under another light, and scored. The light is changed in linear
 light (sRGB decoded), then the picture is encoded again:
 - dim: a fifth of the light, the sensor's shot and read noise, and the camera's gain bringing
-  the picture back to half its brightness (auto-exposure that runs out of range);
-- very dim: a twelfth of the light, gain to a third of the brightness;
+  it back to half the original light (auto-exposure that runs out of range);
+- very dim: a twelfth of the light, gain to a third of the original;
 - dim, denoised: dim, then a denoiser as a webcam's processing has before encoding: colour
   blurred (sigma 2 px), brightness smoothed where it is flat (bilateral);
-- warm lamp / cool window: the colour of a 2800 K lamp or of blue daylight, which the camera's
-  white balance corrects only half-way (no gain, so no added noise, here and below);
-- side light: a lamp to one side, from 1.4x on one cheek to 0.3x on the other;
-- backlit: the face at a third of its light against a lit background, no gain;
+- dim, live swap: dim for every picture, but a swapped face pasted in clean (the same exposure
+  without the noise) inside a feathered landmark hull, as a live tool's generator draws it
+  after the camera;
+- warm lamp / cool window: the colour of a 2800 K lamp or of 8000 K blue daylight, which the
+  camera's white balance corrects only half-way (no gain, so no added noise, here and below);
+- side light: the light falling from 1.4x at one edge of the crop to 0.3x at the other (about
+  1.2x and 0.5x at the cheeks);
+- dark, no gain: a third of the light, as a backlit face the camera exposes for the background;
 - overexposed: 2.2x the light, highlights clipped.
 Then the quality gate's brightness and sharpness checks (`faces.quality.exposure`) decide which
 crops would be scored, as on the live path. Per condition: the share of real and of swapped
@@ -23,16 +27,17 @@ CUSUM adds up) of real and of swapped faces, and the share of real faces that pu
 "fake". A condition that lifts real evidence above 0 makes false alarms in such rooms; one that
 sinks swapped evidence hides swaps.
 
-The conditions are applied to the face crop, not to the whole frame before cropping, and are
-written here, not taken from the training augmentation (which has its own low light and
-colour casts), so that they are not the training distribution again.
+Except in "dim, live swap", the light changes over the swapped picture, as a re-filmed screen
+or a grain filter would. The conditions are applied to the face crop, not to the whole frame
+before cropping. They are written here, not taken from the training augmentation (which has
+its own low light and colour casts), so that they are not the training distribution again.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +79,29 @@ def sensor(linear: np.ndarray, light: float, gain: float, rng: np.random.Generat
     return electrons / FULL_WELL * gain
 
 
-def dim(light: float, brightness: float) -> Relight:
+def dim(light: float, gain: float) -> Relight:
     """Less light, and the camera's gain amplifying the sensor noise."""
-    return lambda srgb, rng: to_srgb(sensor(to_linear(srgb), light, brightness / light, rng))
+    return lambda srgb, rng: to_srgb(sensor(to_linear(srgb), light, gain, rng))
+
+
+def camera_denoise(srgb: np.ndarray) -> np.ndarray:
+    """A webcam's denoiser: strong on colour noise, milder on brightness, sparing edges."""
+    luma, red, blue = cv2.split(cv2.cvtColor(srgb, cv2.COLOR_RGB2YCrCb))
+    luma = cv2.bilateralFilter(luma, 5, 12, 3)
+    red, blue = (cv2.GaussianBlur(c, (0, 0), 2.0) for c in (red, blue))
+    return cv2.cvtColor(cv2.merge((luma, red, blue)), cv2.COLOR_YCrCb2RGB)  # type: ignore[no-any-return]
 
 
 def denoised(condition: Relight) -> Relight:
-    """Then the camera's denoiser, strongest on colour noise, as webcam processing does."""
+    return lambda srgb, rng: camera_denoise(condition(srgb, rng))
 
-    def apply(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        luma, red, blue = cv2.split(cv2.cvtColor(condition(srgb, rng), cv2.COLOR_RGB2YCrCb))
-        luma = cv2.bilateralFilter(luma, 5, 12, 3)  # smooths grain, keeps edges
-        red, blue = (cv2.GaussianBlur(c, (0, 0), 2.0) for c in (red, blue))
-        return cv2.cvtColor(cv2.merge((luma, red, blue)), cv2.COLOR_YCrCb2RGB)
 
-    return apply
+def face_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Where a swap tool pastes its face: inside the landmark hull, edges feathered."""
+    mask = np.zeros(shape, np.float32)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points[:, :2]).astype(np.int32)), 1.0)
+    mask = cv2.erode(mask, np.ones((7, 7), np.uint8))
+    return cv2.GaussianBlur(mask, (0, 0), 4.0)[..., None]  # type: ignore[no-any-return]
 
 
 def scaled(gains: np.ndarray | float) -> Relight:
@@ -113,15 +126,17 @@ def side_light(bright: float = 1.4, dark: float = 0.3) -> Relight:
     return apply
 
 
+DIM_LIGHT, DIM_GAIN = 1 / 5, 2.5  # half the original light in the end
+DIM = dim(DIM_LIGHT, DIM_GAIN)
 CONDITIONS: dict[str, Relight | None] = {
     "as filmed": None,
-    "dim": dim(1 / 5, 1 / 2),
-    "very dim": dim(1 / 12, 1 / 3),
-    "dim, denoised": denoised(dim(1 / 5, 1 / 2)),
-    "warm lamp": tinted((1.0, 0.72, 0.42)),
-    "cool window": tinted((0.78, 0.9, 1.0)),
+    "dim": DIM,
+    "very dim": dim(1 / 12, 4.0),
+    "dim, denoised": denoised(DIM),
+    "warm lamp": tinted((1.0, 0.44, 0.12)),  # 2800 K in linear sRGB
+    "cool window": tinted((0.78, 0.9, 1.0)),  # about 8000 K
     "side light": side_light(),
-    "backlit": scaled(1 / 3),
+    "dark, no gain": scaled(1 / 3),
     "overexposed": scaled(2.2),
 }
 
@@ -130,7 +145,34 @@ def relight(crops: np.ndarray, condition: Relight | None, seed: int) -> np.ndarr
     if condition is None:
         return crops
     rng = np.random.default_rng(seed)
-    return np.stack([condition(crop, rng) for crop in crops])
+    lit = np.empty_like(crops)
+    for i, crop in enumerate(crops):
+        lit[i] = condition(crop, rng)
+    return lit
+
+
+def dim_scene_live_swap(
+    crops: np.ndarray, landmarks: np.ndarray, fake: np.ndarray, seed: int
+) -> np.ndarray:
+    """ "dim" as a live swap would meet it: every picture takes the sensor's noise, but a
+    swapped face is drawn by the tool's generator after the camera, so it is pasted in clean
+    (the same exposure without the added noise) over the noisy frame."""
+    noisy = relight(crops, DIM, seed)
+    exposed = scaled(DIM_LIGHT * DIM_GAIN)  # the noisy picture's mean
+    for i in np.flatnonzero(fake):
+        clean = exposed(crops[i], np.random.default_rng(seed))
+        mask = face_mask(landmarks[i], crops.shape[1:3])
+        noisy[i] = np.round(mask * clean + (1.0 - mask) * noisy[i]).astype(np.uint8)
+    return noisy
+
+
+def conditions(
+    crops: np.ndarray, landmarks: np.ndarray, fake: np.ndarray, seed: int
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Each condition's crops in turn, made when asked for."""
+    for name, condition in CONDITIONS.items():
+        yield name, relight(crops, condition, seed)
+    yield "dim, live swap", dim_scene_live_swap(crops, landmarks, fake, seed)
 
 
 def gate_passes(crops: np.ndarray, gate: QualityConfig) -> np.ndarray:
@@ -156,6 +198,19 @@ def summarise(evidence: np.ndarray, fake: np.ndarray, passed: np.ndarray) -> dic
     }
 
 
+def describe(row: dict[str, Any]) -> str:
+    def shown(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    return (
+        f"passed real {row['real_passed']:.0%} swapped {row['swapped_passed']:.0%}  "
+        f"AUC {shown(row['frame_auc'], '.4f')}  "
+        f"real mean {shown(row['real_mean_evidence'], '+.2f')}, "
+        f"{shown(row['real_pushing_fake'], '.0%')} > 0  "
+        f"swapped mean {shown(row['swapped_mean_evidence'], '+.2f')}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="default: the bundled one")
@@ -166,7 +221,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    crops, _, fake, _ = held_out_crops(args.list)
+    faces = held_out_crops(args.list)
+    crops, fake = faces.crops, faces.fake
     gate = QualityConfig()
     clip = DecisionConfig().evidence_clip
     models = args.model or [DEFAULT_DETECTOR]
@@ -176,18 +232,13 @@ def main() -> int:
         provenance = {
             str(m): model_provenance(m, e.info) for m, e in zip(models, engines, strict=True)
         }
-        for name, condition in CONDITIONS.items():  # one condition's crops in memory at a time
-            images = relight(crops, condition, args.seed)
+        for name, images in conditions(crops, faces.landmarks, fake, args.seed):
             passed = gate_passes(images, gate)
             for model, engine in zip(models, engines, strict=True):
                 evidence = np.clip(score(engine, images) / engine.info.temperature, -clip, clip)
                 row = results[str(model)][name] = summarise(evidence, fake, passed)
-                print(
-                    f"{model.name:28s} {name:12s} passed real {row['real_passed']:.0%} "
-                    f"swapped {row['swapped_passed']:.0%}  AUC {row['frame_auc']}  real mean "
-                    f"{row['real_mean_evidence']:+.2f}, {row['real_pushing_fake']:.0%} > 0  "
-                    f"swapped mean {row['swapped_mean_evidence']:+.2f}"
-                )
+                print(f"{model.name:28s} {name:15s} {describe(row)}")
+            del images, passed
     finally:
         for engine in engines:
             engine.close()

@@ -17,7 +17,7 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,22 +37,38 @@ from swapwatch.training.train import TrainConfig  # noqa: E402
 YAW_EDGES = (0.0, 0.2, 0.4, 0.6, QualityConfig().max_yaw)
 
 
-def held_out_crops(manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(crops, |yaw|, fake flags, track names) of every face in the validation groups."""
+class HeldOutFaces(NamedTuple):
+    """Every face of the validation groups, as parallel arrays."""
+
+    crops: np.ndarray  # (N, CONTEXT_SIZE, CONTEXT_SIZE, 3) uint8
+    yaw: np.ndarray  # |yaw ratio|
+    fake: np.ndarray  # bool: a recorded swap
+    tracks: list[str]  # "<item>/<track id>"
+    landmarks: np.ndarray  # (N, 468, 2) in crop pixels
+
+
+def held_out_crops(manifest: Path) -> HeldOutFaces:
     defaults = TrainConfig(out=Path("."))
     _, validation = split_by_group(
         read_list(manifest), defaults.validation_fraction, defaults.split_seed
     )
     cache = CropCache()
-    crops, yaws, fakes, tracks = [], [], [], []
+    crops, yaws, fakes, tracks, landmarks = [], [], [], [], []
     for item in validation:
         faces = cache.get(item)
         crops.append(faces.crops)
+        landmarks.append(faces.landmarks)
         yaws.append([abs(yaw_ratio(points)) for points in faces.landmarks])
         fakes.append(np.full(len(faces), item.is_fake))
         tracks += [f"{item.name}/{track}" for track in faces.tracks]
     cache.close()
-    return np.concatenate(crops), np.concatenate(yaws), np.concatenate(fakes), tracks
+    return HeldOutFaces(
+        np.concatenate(crops),
+        np.concatenate(yaws),
+        np.concatenate(fakes),
+        tracks,
+        np.concatenate(landmarks),
+    )
 
 
 def by_turn(
@@ -87,7 +103,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    crops, yaw, fake, tracks = held_out_crops(args.list)
+    crops, yaw, fake, tracks, _ = held_out_crops(args.list)
     results: dict[str, list[dict[str, Any]]] = {}
     provenance: dict[str, dict[str, Any]] = {}
     for model in args.model or [DEFAULT_DETECTOR]:
