@@ -41,22 +41,16 @@ class QualityConfig:
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} {value} is not a finite number"
-            for name, value in (
-                ("min_face_px", self.min_face_px),
-                ("min_brightness", self.min_brightness),
-                ("min_sharpness", self.min_sharpness),
-            )
-            if not math.isfinite(value)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        if not self.min_face_px > 0:
+        problems = []
+        if not math.isfinite(self.min_face_px):
+            problems.append(f"min_face_px {self.min_face_px} is not a finite number")
+        elif not self.min_face_px > 0:
             problems.append(f"min_face_px {self.min_face_px} must be positive")
         if not 0 <= self.min_brightness <= 255:
             problems.append(f"min_brightness {self.min_brightness} is not within 0-255")
-        if not self.min_sharpness >= 0:
+        if not math.isfinite(self.min_sharpness):
+            problems.append(f"min_sharpness {self.min_sharpness} is not a finite number")
+        elif not self.min_sharpness >= 0:
             problems.append(f"min_sharpness {self.min_sharpness} must not be negative")
         if not 0 < self.max_yaw <= 1:
             problems.append(f"max_yaw {self.max_yaw} is not within (0, 1]")

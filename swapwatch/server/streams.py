@@ -148,7 +148,7 @@ class StreamWorker:
     ) -> None:
         self.spec = spec
         self._signals = tuple(signals)
-        self._quality = quality or QualityConfig()
+        self._quality = quality  # None: the analyzer's default gate
         self.status = StreamStatus()
         self._source_factory = source_factory
         self._engine = engine

@@ -152,11 +152,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         else None
     )
     # Checked before the crops load, so that a bad checkpoint fails at once.
-    if state is not None and "init" in state:
-        init_record = state["init"]
+    if state is not None:
+        init_record = state.get("init")
         _check_same_init(config.init, init_record)
-    elif state is not None:  # saved before checkpoints recorded their start: take --init's word
-        init_record = load_initial_weights(SwapDetector(), config.init) if config.init else None
     elif config.init is not None:
         init_record = load_initial_weights(model, config.init)
     else:
