@@ -15,12 +15,9 @@ benchmarks/pipeline.py, not here.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -29,13 +26,11 @@ from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
-from swapwatch.evaluation.operating_point import smallest_threshold, sweep  # noqa: E402
+from swapwatch.evaluation.operating_point import OperatingPointConfig, operating_point  # noqa: E402
 from swapwatch.evaluation.report import ReportConfig, build_report  # noqa: E402
 from swapwatch.evaluation.runner import EvalConfig, EvalRun, ItemResult, evaluate  # noqa: E402
-from swapwatch.fusion import DecisionConfig  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
-THRESHOLDS = [4, 6, 8, 10, 11, 12, 14, 16, 20, 25, 30, 35, 40, 50, 60, 80]
 FALSE_ALARM_BUDGET = 0.1  # per stream-hour: one false alarm in ten hours of one face
 
 
@@ -83,67 +78,14 @@ def slim(report: dict[str, Any]) -> dict[str, Any]:
     return {**report, "items": items}
 
 
-def video_threshold(runs: list[EvalRun]) -> dict[str, Any]:
-    """The lowest video-score threshold (in 0.05 steps) that no held-out real recording
-    reaches, and what it costs on the fakes."""
-    real = [
-        r.score
-        for run in runs
-        for r in run.results
-        if r.score is not None and not r.item.is_fake and not r.item.is_image
-    ]
-    fake = [
-        r.score
-        for run in runs
-        for r in run.results
-        if r.score is not None and r.item.is_fake and not r.item.is_image
-    ]
-    threshold = min(0.95, math.floor(max(real, default=0.0) / 0.05 + 1) * 0.05)
-    return {
-        "highest_real_video_score": round(max(real, default=0.0), 4),
-        "threshold": round(threshold, 2),
-        "fakes_at_or_above": sum(s >= threshold for s in fake),
-        "fakes": len(fake),
-    }
-
-
-def operating_point(runs: list[EvalRun]) -> dict[str, Any]:
-    real, fake, rates = [], [], []
-    for run in runs:
-        for result in run.results:
-            if result.item.is_image or not result.track_evidence:
-                continue
-            (fake if result.item.is_fake else real).extend(result.track_evidence)
-            if result.analysis_rate:
-                rates.append(result.analysis_rate)
-    rate = float(np.median(rates))
-    figures = sweep(real, fake, THRESHOLDS, rate_hz=rate, hours=200.0)
-    chosen = smallest_threshold(figures, FALSE_ALARM_BUDGET)
-    return {
-        "method": "held-out real face tracks cut into 2 s blocks, drawn at random into 200 "
-        "synthetic stream-hours; a false alarm is a CUSUM excursion reaching h (k = 0.5)",
-        "real_track_seconds": round(sum(len(t) for t in real) / rate, 1),
-        "real_tracks": len(real),
-        "fake_tracks": len(fake),
-        "analysis_rate_hz": round(rate, 2),
-        "false_alarm_budget_per_hour": FALSE_ALARM_BUDGET,
-        "sweep": [
-            {
-                "h": f.h,
-                "false_alarms_per_hour": round(f.false_alarms_per_hour, 3),
-                "fake_tracks_alarmed": None
-                if f.fake_tracks_alarmed is None
-                else round(f.fake_tracks_alarmed, 3),
-                "median_delay_seconds": None
-                if f.median_delay_seconds is None
-                else round(f.median_delay_seconds, 2),
-            }
-            for f in figures
-        ],
-        "smallest_h_within_budget": None if chosen is None else chosen.h,
-        "default_h": DecisionConfig().h,
-        "video": video_threshold(runs),
-    }
+def pooled_operating_point(runs: list[EvalRun]) -> dict[str, Any]:
+    """h and the video threshold from the held-out real recordings of every run (as they are
+    and re-encoded), as `swapwatch eval` recommends them for one list."""
+    results = [r for run in runs for r in run.results]
+    budget = OperatingPointConfig(false_alarms_per_hour=FALSE_ALARM_BUDGET)
+    point = operating_point(results, runs[0].config.decision, budget)
+    assert point is not None, "no held-out real recording was scored"
+    return point
 
 
 def fmt(estimate: dict[str, Any] | None) -> str:
@@ -190,7 +132,7 @@ def main() -> int:
             )
             results[label] = {"headline": headline(report), "report": slim(report)}
 
-    point = operating_point(ours)
+    point = pooled_operating_point(ours)
     print()
     print(f"{'run':34} {'video AUC':20} {'pairs video AUC':20} {'frame AUC':20} alarms/h on reals")
     for label, entry in results.items():
@@ -201,18 +143,27 @@ def main() -> int:
             f"{fmt(h['frame']['auc']):20} {alarms['raised_on_real']} raised in "
             f"{alarms['real_hours'] * 60:.1f} min of real video"
         )
-    print(f"\noperating point ({point['real_track_seconds']} s of held-out real face tracks):")
+    print(
+        f"\noperating point ({point['real_track_seconds']} s of held-out real face tracks, "
+        "as they are and re-encoded):"
+    )
     for row in point["sweep"]:
         print(
             f"  h={row['h']:>5}: {row['false_alarms_per_hour']:7.3f} false alarms/h, "
             f"fake tracks alarmed {row['fake_tracks_alarmed']}, "
             f"median delay {row['median_delay_seconds']} s"
         )
-    print(f"  smallest h within {FALSE_ALARM_BUDGET}/h: {point['smallest_h_within_budget']}")
+    chosen = point["at_recommended_h"]
+    print(
+        f"  smallest h within {FALSE_ALARM_BUDGET}/h: {point['recommended_h']} "
+        f"({chosen['false_alarms_per_hour']}/h; fake tracks alarmed "
+        f"{chosen['fake_tracks_alarmed']}, median delay {chosen['median_delay_seconds']} s); "
+        f"default {point['current_h']}: {point['at_current_h']['false_alarms_per_hour']}/h"
+    )
     video = point["video"]
     print(
         f"  video threshold above every held-out real recording: {video['threshold']} "
-        f"(highest real {video['highest_real_video_score']}; "
+        f"(highest real {video['highest_real_score']}; "
         f"{video['fakes_at_or_above']}/{video['fakes']} fakes at or above)"
     )
 

@@ -309,3 +309,142 @@ def test_bad_list_gives_one_line_and_exit_2(
     assert main(["eval", str(listing), "--model", str(redness_model), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("swapwatch: error: ") and message in err[0]
+
+
+def write_tint_video(path: Path, tint_at: Any, seconds: float, fps: int = 30) -> Path:
+    """A 640x360 clip of one face whose tint may change over time (`tint_at(t)`)."""
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = 640, 360
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        for i in range(int(seconds * fps)):
+            t = i / fps
+            image = render_frame(640, 360, [Placement(0.5, 0.5, 220, tint=tint_at(t))], t)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def traffic_list(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real traffic the redness model mostly calls real, with one second it calls fake (as a
+    detector's false evidence comes: in stretches), and a swap it calls fake throughout."""
+    folder = tmp_path_factory.mktemp("traffic")
+    write_tint_video(
+        folder / "real.mp4", lambda t: (1.0, 1.0, 1.0) if 2.0 <= t < 3.0 else BLUE, seconds=5
+    )
+    write_tint_video(folder / "blue.mp4", lambda t: BLUE, seconds=3)
+    write_tint_video(folder / "swap.mp4", lambda t: (1.0, 1.0, 1.0), seconds=3)
+    listing = folder / "list.csv"
+    listing.write_text(
+        "file,label,group\nreal.mp4,real,a\nblue.mp4,real,b\nswap.mp4,fake,c\n", encoding="utf-8"
+    )
+    return listing
+
+
+def test_eval_recommends_the_smallest_h_its_real_traffic_does_not_reach(
+    capsys: pytest.CaptureFixture[str], traffic_list: Path, redness_model: Path
+) -> None:
+    from swapwatch.evaluation.operating_point import cusum, excursion_peaks
+
+    common = [str(traffic_list), "--model", str(redness_model), "--bootstrap", "0"]
+    report = eval_json(capsys, *common, "--false-alarms-per-hour", "0.1")
+    point = report["operating_point"]
+    assert point["false_alarm_budget_per_hour"] == 0.1
+    assert (point["real_recordings"], point["real_tracks"], point["fake_tracks"]) == (2, 2, 1)
+    assert 7.5 <= point["real_track_seconds"] <= 8.0  # 5 s + 3 s, less frames the tracker starts on
+    assert point["enough_real_footage"] is False
+    items = {i["name"]: i for i in report["items"]}
+    real_peak = max(
+        excursion_peaks(cusum(np.asarray(t), 0.5)).max(initial=0.0)
+        for t in items["real.mp4"]["track_evidence"]
+    )
+    # The false stretch recurs in every synthetic hour, far more often than 0.1 per hour: the
+    # recommended h must sit above the highest excursion the real traffic made.
+    h = point["recommended_h"]
+    assert real_peak > 10 and h > real_peak
+    assert point["at_recommended_h"]["false_alarms_per_hour"] <= 0.1
+    assert point["at_recommended_h"]["fake_tracks_alarmed"] == 1.0
+
+    at_h = eval_json(capsys, *common, "--cusum-h", str(h))
+    alarms = {i["name"]: i["alarms_raised"] for i in at_h["items"]}
+    assert alarms == {"real.mp4": 0, "blue.mp4": 0, "swap.mp4": 1}
+    below = eval_json(capsys, *common, "--cusum-h", str(real_peak - 1))
+    assert {i["name"]: i["alarms_raised"] for i in below["items"]}["real.mp4"] == 1
+
+    # A looser budget never asks for a higher h.
+    loose = eval_json(capsys, *common, "--false-alarms-per-hour", "50")
+    assert loose["operating_point"]["recommended_h"] <= h
+
+    video = point["video"]
+    highest = max(items["real.mp4"]["score"], items["blue.mp4"]["score"])
+    assert video["highest_real_score"] == pytest.approx(highest, abs=1e-4)
+    assert highest < video["threshold"] <= highest + 0.05 + 1e-9
+    assert (video["fakes_at_or_above"], video["fakes"]) == (1, 1)
+
+
+def test_the_video_threshold_option_sets_the_verdict(
+    capsys: pytest.CaptureFixture[str], traffic_list: Path, redness_model: Path
+) -> None:
+    common = [str(traffic_list), "--model", str(redness_model), "--bootstrap", "0"]
+    common += ["--cusum-h", "1000"]  # no alarm: the video score alone decides
+    default = eval_json(capsys, *common)
+    real = next(i for i in default["items"] if i["name"] == "real.mp4")
+    assert real["verdict"] == "real" and 0.05 < real["score"] < 0.5
+    strict = eval_json(capsys, *common, "--video-threshold", f"{real['score'] - 0.01:.4f}")
+    assert strict["analysis"]["video_threshold"] == pytest.approx(real["score"] - 0.01)
+    verdicts = {i["name"]: i["verdict"] for i in strict["items"]}
+    assert verdicts["real.mp4"] == "fake" and verdicts["blue.mp4"] == "real"
+    assert strict["pooled"]["video"]["at_threshold"]["bpcer"]["value"] == 0.5
+
+    video = traffic_list.parent / "real.mp4"
+    for extra, verdict in (
+        ([], "real"),
+        (["--video-threshold", f"{real['score'] - 0.01:.4f}"], "fake"),
+    ):
+        code = main(
+            [
+                "scan",
+                str(video),
+                "--model",
+                str(redness_model),
+                "--cusum-h",
+                "1000",
+                "--json",
+                *extra,
+            ]
+        )
+        scanned = json.loads(capsys.readouterr().out)
+        assert code == 0 and scanned["verdict"] == verdict
+
+
+def test_eval_text_gives_the_recommendations(
+    capsys: pytest.CaptureFixture[str], traffic_list: Path, redness_model: Path
+) -> None:
+    code = main(["eval", str(traffic_list), "--model", str(redness_model), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "operating point, from 7." in out and "recommended --cusum-h " in out
+    assert "recommended --video-threshold " in out and "caution: under 10 minutes" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--false-alarms-per-hour", "0.001", "must be within 0.005-100"),
+        ("--false-alarms-per-hour", "nan", "argument --false-alarms-per-hour"),
+        ("--video-threshold", "1", "must be between 0 and 1"),
+        ("--video-threshold", "0", "must be between 0 and 1"),
+    ],
+)
+def test_bad_operating_point_options_exit_2(
+    capsys: pytest.CaptureFixture[str], traffic_list: Path, option: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(traffic_list), option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and message in err

@@ -13,7 +13,7 @@ from swapwatch.engines import DEFAULT_ENGINE, Engine, create_engine
 from swapwatch.errors import ConfigError
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
-from swapwatch.fusion import DecisionConfig, Policy
+from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
 from swapwatch.models import resolve_detector
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.stream.pipeline import StreamAnalyzer, extra_signals
@@ -22,6 +22,7 @@ from swapwatch.timing import StageTimer
 
 DEFAULT_DECISION = DecisionConfig()
 DEFAULT_QUALITY = QualityConfig()
+DEFAULT_VIDEO = VideoConfig()
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ def positive_float(text: str) -> float:
     value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def open_probability(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
     return value
 
 
@@ -170,6 +178,19 @@ def add_decision_options(rule: argparse._ArgumentGroup) -> None:
         type=positive_int,
         default=DEFAULT_DECISION.min_frames,
         help="scored frames a face needs before it may alarm",
+    )
+
+
+def add_verdict_options(verdict: argparse._ArgumentGroup) -> None:
+    """The video-level verdict's threshold, for the commands that give one."""
+    verdict.add_argument(
+        "--video-threshold",
+        type=open_probability,
+        default=DEFAULT_VIDEO.threshold,
+        metavar="P",
+        help="video score at or above which the verdict is fake (an alarm makes it fake "
+        "anyway); `eval` recommends one from real recordings "
+        f"(default {DEFAULT_VIDEO.threshold:g})",
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from swapwatch.cli.common import (
     add_decision_options,
     add_quality_options,
+    add_verdict_options,
     positive_float,
     positive_int,
     quality_from_args,
@@ -18,6 +19,7 @@ from swapwatch.cli.common import (
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group
 from swapwatch.engines import DEFAULT_ENGINE, Engine
 from swapwatch.errors import ConfigError
+from swapwatch.evaluation.operating_point import BUDGET_RANGE, OperatingPointConfig
 from swapwatch.fusion import DecisionConfig, Policy
 
 SPLITS = ("all", "validation", "train")
@@ -37,6 +39,17 @@ def fraction(text: str) -> float:
     value = positive_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be below 1: {text}")
+    return value
+
+
+def false_alarm_budget(text: str) -> float:
+    value = positive_float(text)
+    low, high = BUDGET_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"must be within {low:g}-{high:g} (below one false alarm in {1 / low:g} stream-hours, "
+            f"a few recordings resampled cannot tell): {text}"
+        )
     return value
 
 
@@ -120,7 +133,23 @@ def add_eval_parser(commands: Any) -> None:
         help="re-encode each recording to H.264 at N kbps first (robustness to live bitrates)",
     )
     add_decision_options(analysis)
+    add_verdict_options(analysis)
     add_quality_options(analysis)
+
+    point = parser.add_argument_group(
+        "operating point",
+        "From the list's real recordings: the smallest --cusum-h within a false-alarm budget "
+        "(their face tracks resampled into many stream-hours) and a --video-threshold above "
+        "every real recording. Measure your own real traffic, as `scan` and `serve` will see it.",
+    )
+    point.add_argument(
+        "--false-alarms-per-hour",
+        type=false_alarm_budget,
+        default=OperatingPointConfig().false_alarms_per_hour,
+        metavar="RATE",
+        help="false alarms per stream-hour of one face you accept (default %(default)g: one in "
+        "ten hours)",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -183,6 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ),
             quality=quality_from_args(args),
             reencode_kbps=args.reencode_kbps,
+            video_threshold=args.video_threshold,
             quiet=args.verbose < 2,
         )
     except ValueError as exc:
@@ -214,9 +244,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "baseline": args.baseline[0] if args.baseline else None,
     }
-    report = build_report(
-        run, ReportConfig(resamples=args.bootstrap, seed=args.seed), context=context
+    report_config = ReportConfig(
+        threshold=args.video_threshold,
+        resamples=args.bootstrap,
+        seed=args.seed,
+        operating_point=OperatingPointConfig(false_alarms_per_hour=args.false_alarms_per_hour),
     )
+    report = build_report(run, report_config, context=context)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

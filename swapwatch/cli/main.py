@@ -15,6 +15,7 @@ from typing import Any
 import swapwatch
 from swapwatch.cli.common import (
     add_analysis_options,
+    add_verdict_options,
     analyzer_from_args,
     close_analyzer,
     engine_from_args,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     add_analysis_options(scan)
+    add_verdict_options(scan.add_argument_group("verdict"))
     from swapwatch.cli.scan_events import add_event_options
 
     add_event_options(scan)
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from swapwatch.fusion import VideoConfig
     from swapwatch.stream.scan import scan
 
     source = source_from_args(args.source, args)
@@ -110,6 +113,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
             scan(
                 source,
                 analyzer,
+                VideoConfig(
+                    threshold=args.video_threshold, min_frames=analyzer.decision_config.min_frames
+                ),
                 keep_thumbnails=args.report is not None,
                 on_result=events.chain(
                     (lambda r: progress.update(r, source)) if progress else None

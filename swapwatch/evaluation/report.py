@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from swapwatch.evaluation.metrics import (
     group_resamples,
     percentile_interval,
 )
+from swapwatch.evaluation.operating_point import OperatingPointConfig, operating_point
 from swapwatch.evaluation.runner import EvalRun, ItemResult, ItemStatus, round_or_none
 from swapwatch.fusion import Verdict, sigmoid
 
@@ -40,6 +41,7 @@ class ReportConfig:
     resamples: int = 1000  # group bootstrap; 0: no intervals
     confidence: float = 0.95
     seed: int = 0
+    operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
 
 
 def build_report(
@@ -67,6 +69,7 @@ def build_report(
             "reencode_kbps": run.config.reencode_kbps,
             "policy": run.config.decision.policy.value,
             "cusum_h": run.config.decision.h,
+            "video_threshold": run.config.video_threshold,
             "min_frames": run.config.decision.min_frames,
             "min_face": run.config.quality.min_face_px,
             "quality_gate": asdict(run.config.quality),
@@ -82,6 +85,8 @@ def build_report(
         "families": {
             f: summarise([r for r in results if r.item.family == f], config) for f in families
         },
+        # h for a false-alarm budget, and a video threshold, from this list's real recordings
+        "operating_point": operating_point(results, run.config.decision, config.operating_point),
         "elapsed_seconds": round(run.elapsed, 1),
         "items": [r.to_json() for r in results],
     }
@@ -319,7 +324,54 @@ def render_text(report: dict[str, Any]) -> str:
     for title, summary in sections:
         lines.append("")
         lines.extend(_section(title, summary))
+    if report.get("operating_point"):
+        lines.append("")
+        lines.extend(_operating_point(report["operating_point"]))
     return "\n".join(lines)
+
+
+def _operating_point(point: dict[str, Any]) -> list[str]:
+    budget = point["false_alarm_budget_per_hour"]
+    lines = [
+        f"operating point, from {point['real_track_seconds']:g} s of real face tracks in "
+        f"{point['real_recordings']} real recordings; the cost on {point['fake_tracks']} fake "
+        "face tracks:",
+        f"  {point['method']}",
+        f"  {'h':>6}  {'false alarms/h':>14}  {'fake tracks alarmed':>19}  median delay",
+    ]
+    current, recommended = point["current_h"], point["recommended_h"]
+    rows = {row["h"]: row for row in point["sweep"]}
+    rows[current] = point["at_current_h"]
+    rows[recommended] = point["at_recommended_h"]
+    for h in sorted(rows):
+        row = rows[h]
+        alarmed = row["fake_tracks_alarmed"]
+        delay = row["median_delay_seconds"]
+        marks = (("recommended", recommended), ("used", current))
+        mark = [name for name, value in marks if value == h]
+        lines.append(
+            f"  {h:>6g}  {row['false_alarms_per_hour']:>14.3f}  "
+            f"{'-' if alarmed is None else f'{100 * alarmed:.0f}%':>19}  "
+            f"{'-' if delay is None else f'{delay:.1f} s':>12}"
+            + (f"  <- {', '.join(mark)}" if mark else "")
+        )
+    lines.append(
+        f"  recommended --cusum-h {recommended:g}: the smallest h with at most {budget:g} false "
+        f"alarms per stream-hour ({point['at_recommended_h']['false_alarms_per_hour']:.3f})"
+    )
+    video = point["video"]
+    if video["real_recordings"]:
+        lines.append(
+            f"  recommended --video-threshold {video['threshold']:g}: above every real "
+            f"recording's video score (highest {video['highest_real_score']:.3f}); "
+            f"{video['fakes_at_or_above']} of {video['fakes']} fake recordings reach it"
+        )
+    if not point["enough_real_footage"]:
+        lines.append(
+            "  caution: under 10 minutes of real face tracks; the false-alarm rates are "
+            "extrapolated from what little was seen. Measure more real footage."
+        )
+    return lines
 
 
 def _section(title: str, summary: dict[str, Any]) -> list[str]:

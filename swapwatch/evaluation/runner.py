@@ -59,6 +59,7 @@ class EvalConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     reencode_kbps: int | None = None  # re-encode recordings to H.264 at this bitrate first
+    video_threshold: float = field(default_factory=lambda: VideoConfig().threshold)  # scan's
     quiet: bool = True  # keep MediaPipe's and LiteRT's native log lines off stderr
 
     def __post_init__(self) -> None:
@@ -66,10 +67,12 @@ class EvalConfig:
             raise ValueError("rate must be positive and every at least 1")
         if self.reencode_kbps is not None and not 16 <= self.reencode_kbps <= 100_000:
             raise ValueError("reencode_kbps must be within 16-100000")
+        VideoConfig(threshold=self.video_threshold)  # refuses a threshold outside (0, 1)
 
     @property
     def video(self) -> VideoConfig:
-        return VideoConfig(min_frames=self.decision.min_frames)  # as `scan` builds it
+        # as `scan` builds it
+        return VideoConfig(threshold=self.video_threshold, min_frames=self.decision.min_frames)
 
 
 class ItemStatus(StrEnum):

@@ -24,6 +24,14 @@ class VideoConfig:
     main_track_fraction: float = 0.2  # of the longest track's scored frames
     trim: float = 0.1  # fraction cut from each end before averaging
 
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"video threshold {self.threshold} is not within (0, 1)")
+        if self.min_frames < 1 or not 0 <= self.main_track_fraction <= 1:
+            raise ValueError("min_frames >= 1 and main_track_fraction 0-1 required")
+        if not 0 <= self.trim < 0.5:
+            raise ValueError(f"trim {self.trim} is not within 0-0.5")
+
 
 @dataclass(frozen=True, slots=True)
 class TrackEvidence:
