@@ -155,7 +155,8 @@ def main() -> int:
         )
     chosen = point["at_recommended_h"]
     print(
-        f"  smallest h within {FALSE_ALARM_BUDGET}/h: {point['recommended_h']} "
+        f"  recommended h for {FALSE_ALARM_BUDGET}/h: {point['recommended_h']} "
+        f"(bound by {point['binding']}: {point['bounds']}) "
         f"({chosen['false_alarms_per_hour']}/h; fake tracks alarmed "
         f"{chosen['fake_tracks_alarmed']}, median delay {chosen['median_delay_seconds']} s); "
         f"default {point['current_h']}: {point['at_current_h']['false_alarms_per_hour']}/h"

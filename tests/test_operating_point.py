@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from swapwatch.datasets.lists import Label, MediaItem
 from swapwatch.evaluation.operating_point import (
     OperatingPointConfig,
+    TrackSet,
     cusum,
     excursion_peaks,
     false_alarm_peaks,
     first_alarm,
-    smallest_threshold,
+    operating_point,
     streamed_excursion_peaks,
-    sweep,
     synthetic_chunks,
-    synthetic_stream,
     threshold_for_budget,
+    video_threshold,
 )
+from swapwatch.evaluation.runner import ItemResult, ItemStatus
 from swapwatch.fusion.rule import DecisionConfig, TrackDecision
 
 
@@ -71,9 +75,21 @@ def test_synthetic_chunks_are_runs_of_real_tracks_drawn_by_length() -> None:
     lengths = {(bool(run[0] >= 5000), len(run)) for run in runs}
     assert lengths <= {(False, 10), (False, 20), (True, 3), (True, 6)}
     assert (False, 10) in lengths and (True, 3) in lengths
-    # Tracks come in proportion to their length: 1000 to 3 frames per draw.
-    share_short = np.mean([run[0] >= 5000 for run in runs])
-    assert 0.0005 < share_short < 0.01
+    # Runs start anywhere a whole block fits.
+    starts = [run[0] for run in runs if run[0] < 5000]
+    assert min(starts) < 20 and max(starts) > 970
+    # Each track's share of the stream is its share of the footage: 3 frames in 1003.
+    stream = np.concatenate(chunks)
+    assert 0.002 < np.mean(stream >= 5000) < 0.004
+
+
+def test_streamed_peaks_can_drop_the_small_ones() -> None:
+    evidence = np.clip(np.random.default_rng(6).normal(-0.5, 2.0, 5000), -4, 4)
+    every = excursion_peaks(cusum(evidence, 0.5))
+    chunks = [evidence[i : i + 333] for i in range(0, len(evidence), 333)]
+    kept = streamed_excursion_peaks(chunks, 0.5, keep_above=4.0)
+    np.testing.assert_allclose(kept, every[every >= 4.0])
+    assert 0 < len(kept) < len(every)
 
 
 def test_threshold_for_budget_by_hand() -> None:
@@ -118,25 +134,93 @@ def test_first_alarm_waits_for_min_frames() -> None:
     assert first_alarm(-evidence, 0.5, 5.0, min_frames=1) is None
 
 
-def test_synthetic_stream_only_holds_real_values() -> None:
+def test_synthetic_chunks_only_hold_real_values() -> None:
     tracks = [np.arange(10.0), np.arange(100.0, 103.0)]
-    stream = synthetic_stream(tracks, 1000, block=4, rng=np.random.default_rng(1))
+    stream = np.concatenate(list(synthetic_chunks(tracks, 1000, 4, np.random.default_rng(1))))
     assert len(stream) == 1000
     assert set(np.unique(stream)) <= set(np.concatenate(tracks))
     with pytest.raises(ValueError):
-        synthetic_stream([np.zeros(0)], 10, 2, np.random.default_rng(0))
+        next(synthetic_chunks([np.zeros(0)], 10, 2, np.random.default_rng(0)))
 
 
 def test_higher_thresholds_trade_false_alarms_for_delay() -> None:
     rng = np.random.default_rng(2)
     real = [np.clip(rng.normal(-1.0, 1.5, 300), -4, 4) for _ in range(20)]
     fake = [np.clip(rng.normal(1.5, 1.5, 150), -4, 4) for _ in range(10)]
-    figures = sweep(real, fake, [2, 6, 12, 20], rate_hz=15, hours=5)
+    tracks = TrackSet(real, fake, rate_hz=15, k=0.5, min_frames=10)
+    peaks = false_alarm_peaks(real, 15, 0.5, hours=5)
+    figures = [tracks.figures_at(h, peaks, 5) for h in (2, 6, 12, 20)]
     rates = [f.false_alarms_per_hour for f in figures]
     delays = [f.median_delay_seconds for f in figures]
     assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]
     assert all(d is not None for d in delays) and delays == sorted(delays)
     assert all(f.fake_tracks_alarmed == 1.0 for f in figures)
-    chosen = smallest_threshold(figures, max_false_alarms_per_hour=rates[2])
-    assert chosen is not None and chosen.h <= 12
-    assert smallest_threshold(figures, -1.0) is None
+    alarmed = [f.real_tracks_alarmed for f in figures]
+    assert alarmed == sorted(alarmed, reverse=True) and alarmed[0] > 0
+
+
+def result(
+    label: Label,
+    tracks: list[np.ndarray],
+    score: float | None,
+    *,
+    picture: bool = False,
+    rate: float | None = 15.0,
+) -> ItemResult:
+    item = MediaItem(Path("face.png" if picture else "clip.mp4"), label, group="g")
+    return ItemResult(
+        item=item,
+        status=ItemStatus.SCORED,
+        score=score,
+        verdict=None,
+        alarmed=False,
+        alarms_raised=0,
+        frame_logits=np.concatenate(tracks) if tracks else np.zeros(0),
+        media_seconds=0.0 if picture else 10.0,
+        elapsed=0.0,
+        track_evidence=tuple(tracks),
+        analysis_rate=None if picture else rate,
+    )
+
+
+def test_no_operating_point_without_a_real_recording_with_faces() -> None:
+    decision = DecisionConfig()
+    evidence = [np.full(100, -2.0)]
+    assert operating_point([result(Label.FAKE, evidence, 0.9)], decision) is None
+    assert operating_point([result(Label.REAL, evidence, 0.1, picture=True)], decision) is None
+    assert operating_point([result(Label.REAL, [], None)], decision) is None
+
+
+def test_false_evidence_longer_than_a_block_still_raises_the_recommendation() -> None:
+    # Ten minutes of quiet real faces and one that looks fake for 5 s: 2 s blocks cut that run
+    # up, but the list's own real footage must not alarm at the recommended h.
+    quiet = [np.full(900, -2.0) for _ in range(10)]
+    stretch = np.concatenate([np.full(300, -2.0), np.full(75, 1.5), np.full(300, -2.0)])
+    point = operating_point([result(Label.REAL, [*quiet, stretch], 0.2)], DecisionConfig())
+    assert point is not None and point["enough_real_footage"]
+    assert point["highest_real_track_cusum"] == pytest.approx(75.0)
+    assert point["binding"] == "own_real_tracks" and point["recommended_h"] == 75.5
+    assert point["bounds"]["resampled"] < 75.0
+    assert point["at_recommended_h"]["real_tracks_alarmed"] == 0
+    assert point["at_current_h"]["real_tracks_alarmed"] == 1  # the default h = 30 would alarm
+
+
+def test_quiet_footage_is_held_to_the_independent_frame_bound() -> None:
+    quiet = [np.full(900, -3.0) for _ in range(10)]  # never an excursion
+    point = operating_point(
+        [result(Label.REAL, quiet, 0.05, rate=None)], DecisionConfig(), None, 15.0
+    )
+    assert point is not None and point["analysis_rate_hz"] == 15.0  # the fallback rate
+    assert point["binding"] == "independent_frames"
+    assert point["recommended_h"] == 13.5  # ln(15 * 3600 / 0.1) = 13.2
+
+
+def test_video_threshold_steps_above_the_real_recordings_and_gives_up_near_one() -> None:
+    reals = [result(Label.REAL, [], s) for s in (0.12, 0.31)]
+    fakes = [result(Label.FAKE, [], s) for s in (0.34, 0.36, 0.9)]
+    video = video_threshold([*reals, *fakes])
+    assert video["threshold"] == 0.35 and video["fakes_at_or_above"] == 2
+    assert video_threshold([result(Label.REAL, [], 0.3), *fakes])["threshold"] == 0.35
+    too_high = video_threshold([result(Label.REAL, [], 0.97), *fakes])
+    assert too_high["threshold"] is None and too_high["highest_real_score"] == 0.97
+    assert video_threshold(fakes)["threshold"] is None

@@ -37,7 +37,7 @@ def positive_float(text: str) -> float:
 def open_probability(text: str) -> float:
     value = _number(text)
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1: {text}")
     return value
 
 

@@ -45,11 +45,13 @@ def fraction(text: str) -> float:
 def false_alarm_budget(text: str) -> float:
     value = positive_float(text)
     low, high = BUDGET_RANGE
-    if not low <= value <= high:
+    if value < low:
         raise argparse.ArgumentTypeError(
-            f"must be within {low:g}-{high:g} (below one false alarm in {1 / low:g} stream-hours, "
-            f"a few recordings resampled cannot tell): {text}"
+            f"must be at least {low:g}: below one false alarm in {1 / low:g} stream-hours, a few "
+            f"recordings resampled cannot tell: {text}"
         )
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high:g}: {text}")
     return value
 
 

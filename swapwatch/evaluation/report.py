@@ -86,7 +86,9 @@ def build_report(
             f: summarise([r for r in results if r.item.family == f], config) for f in families
         },
         # h for a false-alarm budget, and a video threshold, from this list's real recordings
-        "operating_point": operating_point(results, run.config.decision, config.operating_point),
+        "operating_point": operating_point(
+            results, run.config.decision, config.operating_point, run.config.rate
+        ),
         "elapsed_seconds": round(run.elapsed, 1),
         "items": [r.to_json() for r in results],
     }
@@ -324,20 +326,24 @@ def render_text(report: dict[str, Any]) -> str:
     for title, summary in sections:
         lines.append("")
         lines.extend(_section(title, summary))
+    lines.append("")
     if report.get("operating_point"):
-        lines.append("")
         lines.extend(_operating_point(report["operating_point"]))
+    else:
+        lines.append("operating point: none, as no real recording of the list has a scored face")
     return "\n".join(lines)
 
 
 def _operating_point(point: dict[str, Any]) -> list[str]:
     budget = point["false_alarm_budget_per_hour"]
+    minutes = point["real_track_seconds"] / 60
     lines = [
-        f"operating point, from {point['real_track_seconds']:g} s of real face tracks in "
-        f"{point['real_recordings']} real recordings; the cost on {point['fake_tracks']} fake "
-        "face tracks:",
+        f"operating point, from {minutes:.3g} min of real face tracks ({point['real_tracks']} "
+        f"tracks in {point['real_recordings']} real recordings); the cost on "
+        f"{point['fake_tracks']} fake face tracks:",
         f"  {point['method']}",
-        f"  {'h':>6}  {'false alarms/h':>14}  {'fake tracks alarmed':>19}  median delay",
+        f"  {'h':>6}  {'false alarms/h':>14}  {'real tracks alarmed':>19}  "
+        f"{'fake tracks alarmed':>19}  median delay",
     ]
     current, recommended = point["current_h"], point["recommended_h"]
     rows = {row["h"]: row for row in point["sweep"]}
@@ -350,27 +356,40 @@ def _operating_point(point: dict[str, Any]) -> list[str]:
         marks = (("recommended", recommended), ("used", current))
         mark = [name for name, value in marks if value == h]
         lines.append(
-            f"  {h:>6g}  {row['false_alarms_per_hour']:>14.3f}  "
+            f"  {h:>6g}  {row['false_alarms_per_hour']:>14.3f}  {row['real_tracks_alarmed']:>19}  "
             f"{'-' if alarmed is None else f'{100 * alarmed:.0f}%':>19}  "
             f"{'-' if delay is None else f'{delay:.1f} s':>12}"
             + (f"  <- {', '.join(mark)}" if mark else "")
         )
-    lines.append(
-        f"  recommended --cusum-h {recommended:g}: the smallest h with at most {budget:g} false "
-        f"alarms per stream-hour ({point['at_recommended_h']['false_alarms_per_hour']:.3f})"
-    )
+    why = {
+        "resampled": f"the smallest h with at most {budget:g} false alarms per resampled "
+        "stream-hour",
+        "own_real_tracks": "just above the highest CUSUM a real track reached by itself "
+        f"({point['highest_real_track_cusum']:g}; false evidence that outlasts the blocks)",
+        "independent_frames": f"the independent-frame bound ln(r * 3600 / {budget:g})",
+    }
+    lines.append(f"  recommended --cusum-h {recommended:g}: {why[point['binding']]}")
     video = point["video"]
-    if video["real_recordings"]:
+    if video["threshold"] is not None:
         lines.append(
             f"  recommended --video-threshold {video['threshold']:g}: above every real "
             f"recording's video score (highest {video['highest_real_score']:.3f}); "
             f"{video['fakes_at_or_above']} of {video['fakes']} fake recordings reach it"
         )
-    if not point["enough_real_footage"]:
+    elif video["highest_real_score"] is not None:
         lines.append(
-            "  caution: under 10 minutes of real face tracks; the false-alarm rates are "
-            "extrapolated from what little was seen. Measure more real footage."
+            f"  no --video-threshold is recommended: a real recording scores "
+            f"{video['highest_real_score']:.3f}, above any useful threshold"
         )
+    lines.append(
+        f"  rates under one per {minutes:.3g} min were not observed but extrapolated by "
+        "resampling what was"
+        + (
+            ""
+            if point["enough_real_footage"]
+            else "; caution: under 10 minutes of real face tracks, measure more real footage"
+        )
+    )
     return lines
 
 
