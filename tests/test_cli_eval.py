@@ -428,7 +428,8 @@ def test_eval_text_gives_the_recommendations(
     code = main(["eval", str(traffic_list), "--model", str(redness_model), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "operating point, from 0.13 min of real face tracks" in out and "recommended --cusum-h " in out
+    assert "operating point, from 0.13 min of real face tracks" in out
+    assert "recommended --cusum-h " in out
     assert "recommended --video-threshold " in out and "caution: under 10 minutes" in out
 
 

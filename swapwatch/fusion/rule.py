@@ -41,10 +41,10 @@ def cusum_threshold(rate_hz: float, hours_between_false_alarms: float) -> float:
 @dataclass(frozen=True, slots=True)
 class DecisionConfig:
     """Parameters of the rule. h was set from measured real footage with the shipped detector
-    (benchmarks/accuracy.py): one step of the sweep above the smallest h with at most 0.1 false
-    alarms per stream-hour on the held-out real face tracks (25, at 0.055 per hour on four
-    minutes of footage; 30 gives 0.005 and alarms on as many fake tracks, 0.1 s later).
-    ln(15 Hz * 3600 s * 1 h) = 11 assumes independent frames, and video frames are not."""
+    (benchmarks/accuracy.py, as `swapwatch eval` recommends it): 24.5 keeps to 0.1 false alarms
+    per stream-hour on four minutes of held-out real face tracks, and 30 (0.01 per hour, as
+    many fake tracks alarmed, 0.15 s later) keeps a margin over so little footage.
+    ln(15 Hz * 3600 s * 10 h) = 13 assumes independent frames, and video frames are not."""
 
     k: float = 0.5  # drift: evidence per frame the CUSUM ignores
     h: float = 30.0  # alarm threshold
