@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
-from accuracy import run_eval  # noqa: E402
+from accuracy import fmt, run_eval  # noqa: E402
 from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
@@ -86,12 +86,6 @@ def main() -> int:
         run = run_eval(items, factory, kbps, label)
         rows[label] = {"kbps": kbps, **summarise(run, args.bootstrap)}
 
-    def auc(cell: dict[str, Any] | None) -> str:
-        if cell is None or cell["value"] is None:
-            return "n/a"
-        ci = cell.get("ci")
-        return f"{cell['value']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-
     print()
     print(
         f"{'bitrate':13} {'pairs video AUC':20} {'frame AUC':20} {'swaps flagged':>13} "
@@ -100,7 +94,7 @@ def main() -> int:
     for label, row in rows.items():
         evidence = f"{row['mean_evidence_real']} / {row['mean_evidence_fake']}"
         print(
-            f"{label:13} {auc(row['pairs_video_auc']):20} {auc(row['frame_auc']):20} "
+            f"{label:13} {fmt(row['pairs_video_auc']):20} {fmt(row['frame_auc']):20} "
             f"{row['fakes_called_fake']:>6} of {row['fakes']:<4} {row['reals_called_fake']:>6} of "
             f"{row['reals']:<4} {row['alarms_on_real']:>12} {evidence:>24}"
         )

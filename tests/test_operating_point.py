@@ -15,6 +15,7 @@ from swapwatch.evaluation.operating_point import (
     excursion_peaks,
     false_alarm_peaks,
     first_alarm,
+    highest_alarming_cusum,
     operating_point,
     streamed_excursion_peaks,
     synthetic_chunks,
@@ -147,7 +148,8 @@ def test_higher_thresholds_trade_false_alarms_for_delay() -> None:
     rng = np.random.default_rng(2)
     real = [np.clip(rng.normal(-1.0, 1.5, 300), -4, 4) for _ in range(20)]
     fake = [np.clip(rng.normal(1.5, 1.5, 150), -4, 4) for _ in range(10)]
-    tracks = TrackSet(real, fake, rate_hz=15, k=0.5, min_frames=10)
+    real_peaks = [highest_alarming_cusum(t, 0.5, 10) for t in real]
+    tracks = TrackSet(real, fake, 15, 0.5, 10, real_recordings=20, real_peaks=real_peaks)
     peaks = false_alarm_peaks(real, 15, 0.5, hours=5)
     figures = [tracks.figures_at(h, peaks, 5) for h in (2, 6, 12, 20)]
     rates = [f.false_alarms_per_hour for f in figures]

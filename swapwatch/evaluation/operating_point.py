@@ -16,14 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from swapwatch.evaluation.runner import ItemResult, round_or_none
 from swapwatch.fusion import DecisionConfig
-
-if TYPE_CHECKING:
-    from swapwatch.evaluation.runner import ItemResult
 
 CHUNK_FRAMES = 1 << 20
 # The h values every report shows, next to the one recommended for the budget.
@@ -71,17 +69,16 @@ def streamed_excursion_peaks(
         if running > 0:
             if path[0] > 0:  # the open excursion goes on into this chunk
                 peaks[0] = max(peaks[0], running)
-            else:
+            elif running >= keep_above:
                 found.append(np.array([running]))
         running = 0.0
         if path[-1] > 0:  # the last one is still open: hold it back
             running, peaks = float(peaks[-1]), peaks[:-1]
         found.append(peaks[peaks >= keep_above])
         state = float(path[-1])
-    if running > 0:
+    if running > 0 and running >= keep_above:
         found.append(np.array([running]))
-    every = np.concatenate(found) if found else np.zeros(0)
-    return every[every >= keep_above]
+    return np.concatenate(found) if found else np.zeros(0)
 
 
 def synthetic_chunks(
@@ -186,8 +183,8 @@ class ThresholdFigures:
             "h": self.h,
             "false_alarms_per_hour": round(self.false_alarms_per_hour, 3),
             "real_tracks_alarmed": self.real_tracks_alarmed,
-            "fake_tracks_alarmed": _round(self.fake_tracks_alarmed, 3),
-            "median_delay_seconds": _round(self.median_delay_seconds, 2),
+            "fake_tracks_alarmed": round_or_none(self.fake_tracks_alarmed, 3),
+            "median_delay_seconds": round_or_none(self.median_delay_seconds, 2),
         }
 
 
@@ -200,15 +197,16 @@ class TrackSet:
     rate_hz: float  # scored frames per second of media
     k: float
     min_frames: int
+    real_recordings: int  # that the real tracks come from
+    real_peaks: list[float]  # highest_alarming_cusum of each real track
 
     def figures_at(self, h: float, peaks: np.ndarray, hours: float) -> ThresholdFigures:
         delays = [first_alarm(t, self.k, h, self.min_frames) for t in self.fake]
         hit = [d / self.rate_hz for d in delays if d is not None]
-        real_peaks = [highest_alarming_cusum(t, self.k, self.min_frames) for t in self.real]
         return ThresholdFigures(
             h=float(h),
             false_alarms_per_hour=float((peaks >= h).sum() / hours),
-            real_tracks_alarmed=sum(p >= h for p in real_peaks),
+            real_tracks_alarmed=sum(p >= h for p in self.real_peaks),
             fake_tracks_alarmed=len(hit) / len(self.fake) if self.fake else None,
             median_delay_seconds=float(np.median(hit)) if hit else None,
         )
@@ -246,7 +244,16 @@ def track_set(
         return None
     rates = [r.analysis_rate for r in recordings if r.analysis_rate]
     rate = float(np.median(rates)) if rates else fallback_rate_hz
-    return TrackSet(list(real), list(fake), rate, decision.k, decision.min_frames)
+    k, min_frames = decision.k, decision.min_frames
+    return TrackSet(
+        real=real,
+        fake=fake,
+        rate_hz=rate,
+        k=k,
+        min_frames=min_frames,
+        real_recordings=sum(not r.item.is_fake for r in recordings),
+        real_peaks=[highest_alarming_cusum(t, k, min_frames) for t in real],
+    )
 
 
 def operating_point(
@@ -269,7 +276,7 @@ def operating_point(
     peaks = false_alarm_peaks(
         tracks.real, rate, tracks.k, hours, config.block_seconds, config.seed, keep_above
     )
-    own = max(highest_alarming_cusum(t, tracks.k, tracks.min_frames) for t in tracks.real)
+    own = max(tracks.real_peaks)
     bounds = {
         "resampled": threshold_for_budget(peaks, hours, budget),
         "own_real_tracks": step_above(own),
@@ -289,9 +296,7 @@ def operating_point(
         f"conservative for the {decision.policy.value} policy",
         "false_alarm_budget_per_hour": budget,
         "policy": decision.policy.value,
-        "real_recordings": sum(
-            not r.item.is_fake for r in results if r.is_video and r.track_evidence
-        ),
+        "real_recordings": tracks.real_recordings,
         "real_tracks": len(tracks.real),
         "real_track_seconds": round(real_seconds, 1),
         "fake_tracks": len(tracks.fake),
@@ -324,13 +329,9 @@ def video_threshold(results: Sequence[ItemResult], step: float = VIDEO_STEP) -> 
     if threshold is not None and threshold > MAX_VIDEO_THRESHOLD + 1e-9:
         threshold = None
     return {
-        "highest_real_score": _round(highest, 4),
+        "highest_real_score": round_or_none(highest, 4),
         "real_recordings": len(real),
-        "threshold": _round(threshold, 2),
+        "threshold": round_or_none(threshold, 2),
         "fakes_at_or_above": None if threshold is None else sum(s >= threshold for s in fake),
         "fakes": len(fake),
     }
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
