@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from av.video.frame import PictureType
 from media import Placement, render_frame, write_video
 
 from swapwatch.cli.main import main
@@ -457,3 +461,81 @@ def test_bad_operating_point_options_exit_2(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and message in err
+
+
+@pytest.fixture(scope="module")
+def file_like_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recording encoded as files are, not as live video: B-frames and a keyframe every 10
+    frames, of a scene that moves everywhere (waves drifting behind a swaying oval)."""
+    path = tmp_path_factory.mktemp("bframes") / "source.mp4"
+    size = 480
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "medium", "crf": "18", "g": "10"}
+        for i in range(90):
+            t = i / 30
+            image = np.stack(
+                [
+                    120 + 60 * np.sin(x / 37 + t),
+                    100 + 50 * np.cos(y / 23 - 0.7 * t),
+                    90 + 40 * np.sin((x + y) / 51 + 0.3 * t),
+                ],
+                axis=-1,
+            )
+            centre = (int(size / 2 + 40 * np.sin(t)), int(size / 2 + 20 * np.cos(1.3 * t)))
+            cv2.ellipse(image, centre, (90, 120), 5 * np.sin(t), 0, 360, (200, 160, 140), -1)
+            frame = av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def frame_types(path: Path) -> list[str]:
+    with av.open(str(path)) as container:
+        return [PictureType(frame.pict_type).name for frame in container.decode(video=0)]
+
+
+def test_reencode_sends_frames_as_a_live_encoder(tmp_path: Path, file_like_source: Path) -> None:
+    # The source's own frame types must not force the re-encode's: a live encoder sends no
+    # B-frames and a keyframe every two seconds (here 60 frames), whatever was filmed.
+    source_types = frame_types(file_like_source)
+    assert "B" in source_types and source_types.count("I") >= 9
+    target = tmp_path / "out.mp4"
+    reencode(file_like_source, target, 300)
+    types = frame_types(target)
+    assert len(types) == len(source_types) and "B" not in types
+    assert [i for i, t in enumerate(types) if t == "I"] == [0, 60]
+
+
+def test_reencode_does_not_depend_on_leftover_memory(
+    tmp_path: Path, file_like_source: Path
+) -> None:
+    # A figure measured at a low bitrate must be the same on every run. x264's look-ahead
+    # (macroblock tree over B-frames) reads memory it never wrote: glibc's MALLOC_PERTURB_
+    # fills fresh allocations with a pattern, and with B-frames the re-encode differed per
+    # pattern, as it did between whole benchmark runs.
+    script = (
+        "import sys, hashlib, pathlib\n"
+        "from swapwatch.evaluation.runner import reencode\n"
+        "target = pathlib.Path(sys.argv[2])\n"
+        "reencode(pathlib.Path(sys.argv[1]), target, 150)\n"
+        "print(hashlib.md5(target.read_bytes()).hexdigest())\n"
+    )
+    digests = set()
+    for pattern in ("0", "85", "170"):
+        target = tmp_path / f"out{pattern}.mp4"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(file_like_source), str(target)],
+            env={**os.environ, "MALLOC_PERTURB_": pattern},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1

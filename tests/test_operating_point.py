@@ -204,7 +204,7 @@ def test_false_evidence_longer_than_a_block_still_raises_the_recommendation() ->
     assert point["binding"] == "own_real_tracks" and point["recommended_h"] == 75.5
     assert point["bounds"]["resampled"] < 75.0
     assert point["at_recommended_h"]["real_tracks_alarmed"] == 0
-    assert point["at_current_h"]["real_tracks_alarmed"] == 1  # the default h = 30 would alarm
+    assert point["at_current_h"]["real_tracks_alarmed"] == 1  # the default h = 40 would alarm
 
 
 def test_quiet_footage_is_held_to_the_independent_frame_bound() -> None:

@@ -24,6 +24,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.frame import PictureType
 from av.video.reformatter import ColorRange
 
 from swapwatch.datasets.lists import MediaItem
@@ -348,8 +349,9 @@ class Reencoder:
 
 
 def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") -> None:
-    """Re-encode the video of `source` to H.264 at about `kbps` (rate-capped as a live encoder
-    is: bit_rate with maxrate and a one-second buffer; keyframes every two seconds), at the same
+    """Re-encode the video of `source` to H.264 at about `kbps` as a live encoder sends it
+    (rate-capped: bit_rate with maxrate and a one-second buffer; no B-frames or look-ahead;
+    keyframes every two seconds, whatever the source's frame types were), at the same
     size and frame rate. An odd side loses its last row or column (4:2:0 H.264 needs even
     sides), cropped rather than rescaled so that no pixel moves or softens. Audio is dropped."""
     try:
@@ -377,6 +379,10 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 "maxrate": f"{kbps}k",
                 "bufsize": f"{kbps}k",
                 "g": str(max(1, round(2 * rate))),
+                # As a live encoder sends (and as training's H.264 step encodes): no B-frames,
+                # no look-ahead. x264's macroblock tree over B-frames also reads memory it never
+                # wrote, so the file, and every figure measured on it, changed from run to run.
+                "tune": "zerolatency",
                 # x264's rate control under frame threads depends on timing: one thread makes
                 # the re-encode, and so the figures, the same on every run.
                 "threads": "1",
@@ -393,6 +399,8 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                     src_color_range=frame.color_range,
                     dst_color_range=ColorRange.MPEG,
                 )
+                # The encoder picks its own frame types; the source's would force its GOP.
+                out.pict_type = PictureType.NONE
                 out.pts = index  # constant rate: the encoder's time base is 1 / rate
                 out.time_base = Fraction(1) / rate
                 for packet in video_out.encode(out):
