@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from av.video.frame import PictureType
-from media import Placement, render_frame, write_video
+from media import Placement, render_frame, write_linear_model, write_video
 
 from swapwatch.cli.main import main
 from swapwatch.evaluation.runner import Reencoder, reencode
@@ -313,6 +313,21 @@ def test_bad_list_gives_one_line_and_exit_2(
     assert main(["eval", str(listing), "--model", str(redness_model), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("swapwatch: error: ") and message in err[0]
+
+
+@pytest.mark.parametrize("command", ["eval", "scan"])
+def test_a_model_giving_nan_stops_at_the_first_face(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, media_list: Path, command: str
+) -> None:
+    # Clipped evidence would read a NaN as a certain fake: a broken export must not pass for
+    # a detector that flags everything.
+    broken = write_linear_model(tmp_path / "nan.onnx", bias=math.nan)
+    target = media_list if command == "eval" else media_list.parent / "blue.mp4"
+    assert main([command, str(target), "--model", str(broken)]) == 4
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[-1].startswith("swapwatch: error: ") and "non-finite logit" in err[-1]
+    assert "fake" not in captured.out and "alarm" not in captured.out
 
 
 def write_tint_video(path: Path, tint_at: Any, seconds: float, fps: int = 30) -> Path:

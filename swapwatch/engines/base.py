@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from swapwatch.errors import ModelError
+from swapwatch.errors import EngineError, ModelError
 
 # Key under which a model file carries its ModelInfo as JSON (ONNX metadata_props).
 METADATA_KEY = "swapwatch"
@@ -83,3 +83,22 @@ def normalise(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
     x *= a
     x += b
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def detector_logits(engine: Engine, crops: np.ndarray) -> np.ndarray:
+    """The detector's logits for `crops`, checked: one finite value per crop.
+
+    Evidence is clipped, and a NaN clips to the top of the range: every face would read as a
+    certain fake. A model that gives one is broken (a bad export or quantization), so it stops
+    the run instead of counting as evidence.
+    """
+    logits = np.asarray(engine.infer(crops), np.float32).reshape(-1)
+    if len(logits) != len(crops):
+        raise EngineError(f"the detector gave {len(logits)} logits for {len(crops)} faces")
+    bad = int(np.count_nonzero(~np.isfinite(logits)))
+    if bad:
+        raise EngineError(
+            f"the detector {engine.info.name!r} gave a non-finite logit for {bad} of "
+            f"{len(crops)} faces: the model file is broken (re-export it)"
+        )
+    return logits

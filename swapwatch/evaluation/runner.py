@@ -28,7 +28,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import ColorRange
 
 from swapwatch.datasets.lists import MediaItem
-from swapwatch.engines.base import Engine, ModelInfo
+from swapwatch.engines.base import Engine, ModelInfo, detector_logits
 from swapwatch.errors import SourceError, SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
@@ -290,7 +290,7 @@ class ItemEvaluator:
         score: float | None = None
         verdict: Verdict | None = None
         if usable.any():
-            logits = self.engine.infer(batch.crops[usable]).astype(np.float64)
+            logits = detector_logits(self.engine, batch.crops[usable]).astype(np.float64)
             # The evidence (clipped calibrated logit) of each face, as a track's first frame.
             rule = TrackDecision(self.config.decision, self.engine.info.temperature)
             score = max(sigmoid(rule.evidence(float(z))) for z in logits)

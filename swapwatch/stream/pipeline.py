@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from swapwatch.engines import Engine
+from swapwatch.engines.base import detector_logits
 from swapwatch.errors import EngineError
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
@@ -114,7 +115,7 @@ class StreamAnalyzer:
         logits = np.full(len(batch), np.nan, np.float32)
         if usable.any():
             with timed(self._timer, "engine"):
-                logits[usable] = self.engine.infer(batch.crops[usable])
+                logits[usable] = detector_logits(self.engine, batch.crops[usable])
         extra: np.ndarray | None = None  # (signals, faces) logits, only when there are signals
         if usable.any() and self.signals:
             extra = np.zeros((len(self.signals), len(batch)), np.float32)
