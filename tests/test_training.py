@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,7 +23,7 @@ from swapwatch.cli.main import main  # noqa: E402
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
-from swapwatch.errors import ModelError  # noqa: E402
+from swapwatch.errors import ConfigError, ModelError  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
 from swapwatch.training.dataset import (  # noqa: E402
     POSE_FALLBACK_PARTNERS,
@@ -32,7 +33,7 @@ from swapwatch.training.dataset import (  # noqa: E402
     match_pairs,
     pose_partners,
 )
-from swapwatch.training.export import export, fit_temperature  # noqa: E402
+from swapwatch.training.export import export, fit_temperature, training_split  # noqa: E402
 from swapwatch.training.model import (  # noqa: E402
     SwapDetector,
     imagenet_name_map,
@@ -355,3 +356,47 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     finally:
         float_engine.close()
         int8_engine.close()
+
+
+def test_a_checkpoint_runs_no_code_when_exported(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": Payload()}, bad)
+    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+        export(bad, tmp_path / "model.onnx", [], CropCache(tmp_path / "cache"))
+    assert not marker.exists() and not (tmp_path / "model.onnx").exists()
+
+
+def test_export_calibrates_on_the_groups_its_run_held_out(caplog: pytest.LogCaptureFixture) -> None:
+    state = {"config": {"validation_fraction": 0.4, "split_seed": "other"}}
+    assert training_split(state, None) == (0.4, "other")
+    assert training_split({}, None) == (0.25, "swapwatch")  # checkpoints from before the record
+    assert not caplog.records
+    assert training_split(state, 0.2) == (0.2, "other")
+    assert "may fit the temperature on groups the model trained on" in caplog.text
+
+
+def test_training_without_real_faces_or_with_bad_options_gets_one_line(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    common = ["train", "--out", str(tmp_path / "run"), "--steps", "1", "--threads", "1"]
+    common += ["--cache-dir", str(cache.directory), "--validation-fraction", "0", "--every", "3"]
+    # Every face labelled fake: nothing to make self-blends from.
+    assert main([*common, "--fake", str(face_items[0].path.parent)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no real face found" in err[0], err
+    for option, value, message in (
+        ("--every", "0", "must be at least 1"),
+        ("--validation-fraction", "1", "must be below 1"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*common, "--real", str(face_items[0].path.parent), option, value])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

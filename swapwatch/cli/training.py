@@ -11,16 +11,29 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from swapwatch.cli.common import non_negative_float, positive_int
 from swapwatch.datasets.lists import MediaItem, read_folders, read_list
 from swapwatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
+def held_out_share(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1 (some groups must train): {text}")
+    return value
+
+
 LIST_HELP = "CSV list with file,label[,group,family,crop] columns (label real, fake or pair)"
 
 
-def add_data_options(parser: argparse.ArgumentParser, lists_positional: bool = True) -> None:
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    lists_positional: bool = True,
+    validation_default: float | None = 0.25,
+) -> None:
+    """`validation_default` None: the training run's split, read from its checkpoint."""
     data = parser.add_argument_group("data")
     if lists_positional:
         data.add_argument("lists", nargs="*", type=Path, metavar="LIST.csv", help=LIST_HELP)
@@ -64,16 +77,17 @@ def add_data_options(parser: argparse.ArgumentParser, lists_positional: bool = T
     )
     data.add_argument(
         "--every",
-        type=int,
+        type=positive_int,
         default=2,
         metavar="N",
         help="take every Nth frame of recordings (default 2)",
     )
     data.add_argument(
         "--validation-fraction",
-        type=float,
-        default=0.25,
-        help="share of each family's groups held out for validation (default 0.25)",
+        type=held_out_share,
+        default=validation_default,
+        help="share of each family's groups held out for validation (default "
+        + (f"{validation_default})" if validation_default is not None else "the training run's)"),
     )
 
 
@@ -178,7 +192,7 @@ def add_export_parser(commands: Any) -> None:
     )
     parser.add_argument("--name", default="swapwatch-detector")
     parser.add_argument("--description", default="")
-    add_data_options(parser, lists_positional=False)
+    add_data_options(parser, lists_positional=False, validation_default=None)
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_export)
 

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops, centre_window
 from swapwatch.datasets.lists import MediaItem
+from swapwatch.errors import ConfigError
 from swapwatch.faces.quality import yaw_ratio
 from swapwatch.training.augment import AugmentConfig, LivePathAugment
 from swapwatch.training.selfblend import SelfBlendConfig, self_blend
@@ -186,7 +187,10 @@ class PairSampler:
         train: bool = True,
     ) -> None:
         if len(pool.real_indices) == 0:
-            raise ValueError("no real face crops to train on")
+            raise ConfigError(
+                "no real face found in the data: self-blends are made from real faces, so give "
+                "real videos or pictures (label real or pair) with a visible face"
+            )
         self.pool = pool
         self.config = config or PairConfig()
         self.blend = blend or SelfBlendConfig()

@@ -27,6 +27,7 @@ from swapwatch.engines.base import METADATA_KEY, ModelInfo
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
 from swapwatch.errors import ModelError
 from swapwatch.evaluation.metrics import roc_auc
+from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
 from swapwatch.training.quantize import QuantizeReport, quantize
@@ -85,22 +86,45 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return math.exp((lo + hi) / 2)
 
 
+Split = tuple[float, str]  # validation fraction, split seed: the arguments of split_by_group
+
+
+def training_split(state: dict[str, Any], validation_fraction: float | None) -> Split:
+    """How the run that made `state` split its groups, with the fraction overridden if given."""
+    config = state.get("config") or {}
+    trained = config.get("validation_fraction", 0.25)
+    seed = str(config.get("split_seed", "swapwatch"))
+    if validation_fraction is None:
+        return float(trained), seed
+    if validation_fraction != trained:
+        log.warning(
+            "the training run held out %s of each family's groups; calibrating on %s of them "
+            "may fit the temperature on groups the model trained on",
+            trained,
+            validation_fraction,
+        )
+    return validation_fraction, seed
+
+
 def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state, _ = read_checkpoint(path)
     model = SwapDetector()
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     model.eval()
     return model, state
 
 
 def calibration_set(
-    items: Sequence[MediaItem], cache: CropCache, fraction: float, seed: int = 7
+    items: Sequence[MediaItem], cache: CropCache, split: Split, seed: int = 7
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Validation crops as the detector will see them: reals, recorded fakes, self-blends."""
-    _, validation = split_by_group(items, fraction)
+    _, validation = split_by_group(items, *split)
     if not validation:
         raise ModelError("the data has no validation groups to calibrate on")
     pool = build_pool(validation, cache)
+    if not len(pool.real_indices):
+        groups = ", ".join(sorted({i.group for i in validation}))
+        raise ModelError(f"the validation groups ({groups}) hold no real face to calibrate on")
     reals = centre_window(pool.crops[pool.real_indices])
     fakes = centre_window(pool.crops[pool.fake])
     rng = np.random.default_rng(seed)
@@ -113,10 +137,10 @@ def calibration_set(
 
 
 def range_crops(
-    items: Sequence[MediaItem], cache: CropCache, fraction: float, count: int, seed: int = 11
+    items: Sequence[MediaItem], cache: CropCache, split: Split, count: int, seed: int = 11
 ) -> np.ndarray:
     """Crops of the training groups (reals and their self-blends) for int8 activation ranges."""
-    train, _ = split_by_group(items, fraction)
+    train, _ = split_by_group(items, *split)
     pool = build_pool(train, cache)
     rng = np.random.default_rng(seed)
     reals = pool.real_indices[rng.permutation(len(pool.real_indices))[: count // 2]]
@@ -132,20 +156,27 @@ def export(
     cache: CropCache,
     name: str = "swapwatch-detector",
     description: str = "",
-    validation_fraction: float = 0.25,
+    validation_fraction: float | None = None,
     int8_out: Path | None = None,
 ) -> ExportReport:
-    """Export the checkpoint to `out`; with `int8_out`, also its checked int8 version."""
+    """Export the checkpoint to `out`; with `int8_out`, also its checked int8 version.
+
+    The temperature is fitted on the validation groups of `items`, split as the training run
+    split them unless `validation_fraction` says otherwise.
+    """
     if int8_out is not None and not items:
         raise ModelError("an int8 export needs the training data (for ranges and the check)")
     model, state = load_checkpoint(checkpoint)
+    split = training_split(state, validation_fraction)
     run_record = _run_record(checkpoint)
     calibration: dict[str, Any] = {}
     if items:
-        images, labels, counts = calibration_set(items, cache, validation_fraction)
+        images, labels, counts = calibration_set(items, cache, split)
         logits = predict(model, images, "cpu")
         temperature = fit_temperature(logits, labels)
         calibration = {
+            "validation_fraction": split[0],
+            "split_seed": split[1],
             "examples": counts,
             "auc": roc_auc(logits, labels),
             "nll_before": float(
@@ -206,7 +237,7 @@ def export(
         int8 = quantize(
             out,
             int8_out,
-            range_crops(items, cache, validation_fraction, INT8_RANGE_CROPS),
+            range_crops(items, cache, split, INT8_RANGE_CROPS),
             images,
             labels,
             fit_temperature,

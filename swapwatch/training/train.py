@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ from swapwatch.datasets.lists import MediaItem, split_by_group
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
+from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
 
@@ -146,11 +146,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     torch.manual_seed(config.seed)
     model = SwapDetector()
     last = config.out / "last.pt"
-    state = (
-        torch.load(last, map_location=config.device, weights_only=False)
-        if (resume and last.is_file())
-        else None
-    )
+    state = read_checkpoint(last)[0] if (resume and last.is_file()) else None
     # Checked before the crops load, so that a bad checkpoint fails at once.
     if state is not None:
         init_record = state.get("init")
@@ -291,38 +287,8 @@ def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any
     """Load a `swapwatch train` checkpoint's exported (EMA) weights; returns where they came
     from: the resolved path, its digest, and the run that made it."""
     path = checkpoint.expanduser().resolve()
-    if not path.is_file():
-        raise ConfigError(f"no such checkpoint {checkpoint}")
-    data = path.read_bytes()
-    try:
-        # Tensors and plain values only: a checkpoint from elsewhere runs no code.
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # a file that is no checkpoint fails in many ways; one line for all
-        raise ConfigError(
-            f"cannot read checkpoint {checkpoint}: not a PyTorch file of tensors and plain "
-            f"values ({type(exc).__name__})"
-        ) from exc
-    weights = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or not all(
-        isinstance(v, torch.Tensor) for v in weights.values()
-    ):
-        raise ConfigError(f"{checkpoint} is not a swapwatch training checkpoint")
-    expected = model.state_dict()
-    problems = {
-        "missing": sorted(expected.keys() - weights.keys()),
-        "unexpected": sorted(weights.keys() - expected.keys()),
-        "of another shape": sorted(
-            k for k in expected.keys() & weights.keys() if weights[k].shape != expected[k].shape
-        ),
-    }
-    if any(problems.values()):
-        found = "; ".join(
-            f"{len(names)} weights {kind} (e.g. {', '.join(names[:3])})"
-            for kind, names in problems.items()
-            if names
-        )
-        raise ConfigError(f"{checkpoint} does not fit the detector: {found}")
-    model.load_state_dict(weights)
+    state, data = read_checkpoint(checkpoint)
+    load_weights(model, state["model"], checkpoint)
     commands = state.get("commands") or []
     log.info("starting from %s (step %s)", path, state.get("step"))
     return {
