@@ -295,7 +295,7 @@ def test_reencode_follows_a_stream_whose_picture_size_changes(tmp_path: Path) ->
     [
         ("file,label\nmissing.mp4,real\n", [], "no such file"),
         ("file,label\nblue.mp4,maybe\n", [], "label must be real, fake or pair"),
-        ("name,kind\nblue.mp4,real\n", [], "needs 'file' and 'label' columns"),
+        ("name,kind\nblue.mp4,real\n", [], "needs 'file' (or 'path') and 'label' columns"),
         ("file,label\nblue.mp4,real\n", ["--family", "nosuch"], "no family nosuch"),
         ("file,label\nblue.mp4,real\n", ["--split", "validation"], "no items to evaluate"),
     ],
@@ -461,6 +461,8 @@ def test_eval_text_gives_the_recommendations(
         ("eval", "--video-threshold", "1", "must be strictly between 0 and 1"),
         ("eval", "--video-threshold", "0", "must be strictly between 0 and 1"),
         ("scan", "--video-threshold", "1.5", "must be strictly between 0 and 1"),
+        ("eval", "--seed", "-1", "must not be negative"),
+        ("eval", "--bootstrap", "-5", "must not be negative"),
     ],
 )
 def test_bad_operating_point_options_exit_2(

@@ -58,14 +58,29 @@ def test_manifest_pairs_become_a_real_left_half_and_a_fake_right_half(tmp_path: 
 )
 def test_bad_rows_name_their_line(tmp_path: Path, row: str, message: str) -> None:
     touch(tmp_path / "a.mp4")
-    (tmp_path / "list.csv").write_text(f"file,label,group\na.mp4,real,g\n{row}\n")
-    with pytest.raises(ConfigError, match=rf"list.csv:3: {message}"):
+    # Blank lines count: the number is the line an editor shows.
+    (tmp_path / "list.csv").write_text(f"file,label,group\na.mp4,real,g\n\n\n{row}\n")
+    with pytest.raises(ConfigError, match=rf"list.csv:5: {message}"):
         read_list(tmp_path / "list.csv")
 
 
 def test_a_list_without_the_needed_columns_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "list.csv").write_text("path,class\na.mp4,real\n")
-    with pytest.raises(ConfigError, match="'file' and 'label'"):
+    (tmp_path / "list.csv").write_text("name,class\na.mp4,real\n")
+    with pytest.raises(ConfigError, match="'file' \\(or 'path'\\) and 'label'"):
+        read_list(tmp_path / "list.csv")
+
+
+def test_the_media_column_may_be_called_path_as_design_md_writes_it(tmp_path: Path) -> None:
+    touch(tmp_path / "a.mp4")
+    (tmp_path / "list.csv").write_text("path,label,family\na.mp4,fake,swap\n")
+    (item,) = read_list(tmp_path / "list.csv")
+    assert (item.path, item.label, item.family) == (tmp_path / "a.mp4", Label.FAKE, "swap")
+
+
+def test_a_list_saved_in_another_encoding_gets_one_clear_error(tmp_path: Path) -> None:
+    touch(tmp_path / "déjà.mp4")
+    (tmp_path / "list.csv").write_bytes("file,label\ndéjà.mp4,real\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text .*save the list as UTF-8"):
         read_list(tmp_path / "list.csv")
 
 

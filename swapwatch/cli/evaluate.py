@@ -56,7 +56,13 @@ def false_alarm_budget(text: str) -> float:
 
 
 def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
 
 
 def add_eval_parser(commands: Any) -> None:
@@ -161,7 +167,9 @@ def add_eval_parser(commands: Any) -> None:
         metavar="B",
         help="group-bootstrap resamples for the 95%% intervals (default 1000; 0: none)",
     )
-    output.add_argument("--seed", type=int, default=0, help="of the bootstrap (default 0)")
+    output.add_argument(
+        "--seed", type=non_negative_int, default=0, help="of the bootstrap (default 0)"
+    )
     output.add_argument("--json", action="store_true", help="print the report as JSON")
     output.add_argument(
         "--out", type=Path, metavar="FILE.json", help="also write the JSON report (with every item)"

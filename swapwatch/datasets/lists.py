@@ -65,16 +65,23 @@ def read_list(csv_path: Path, root: Path | None = None) -> list[MediaItem]:
         text = csv_path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"cannot read list {csv_path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{csv_path}: not UTF-8 text (byte {exc.start}); save the list as UTF-8"
+        ) from None
     reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
-        raise ConfigError(f"{csv_path}: a list needs 'file' and 'label' columns")
+    columns = set(reader.fieldnames or ())
+    # design.md names the media column `path`; our own lists say `file`. Either will do.
+    file_column = "file" if "file" in columns else "path"
+    if not {file_column, "label"} <= columns:
+        raise ConfigError(f"{csv_path}: a list needs 'file' (or 'path') and 'label' columns")
     items: list[MediaItem] = []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
         label = (row.get("label") or "").strip().lower()
         if label in SKIPPED_LABELS:
             continue
-        where = f"{csv_path}:{line}"
-        path = root / (row.get("file") or "").strip()
+        where = f"{csv_path}:{reader.line_num}"
+        path = root / (row.get(file_column) or "").strip()
         if not path.is_file():
             raise ConfigError(f"{where}: no such file {path}")
         group = (row.get("group") or "").strip() or path.stem
