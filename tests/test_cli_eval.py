@@ -106,6 +106,8 @@ def test_report_keys_and_counts(
     # 1 s at 15 fps: 15 analysed frames, a face in each.
     assert items[("natural.mp4", "swap")]["faces_scored"] == 15
     assert len(items[("natural.mp4", "swap")]["frame_logits"]) == 15
+    # The rate the operating point turns into hours: 15 frames span 14 intervals.
+    assert items[("natural.mp4", "swap")]["analysis_rate"] == pytest.approx(15.0, abs=0.01)
 
     pooled = report["pooled"]
     assert pooled["video"]["samples"] == {"real": 4, "fake": 2}
@@ -330,6 +332,27 @@ def test_a_model_giving_nan_stops_at_the_first_face(
     assert "fake" not in captured.out and "alarm" not in captured.out
 
 
+def test_a_list_nothing_of_which_can_be_read_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, media_list: Path, redness_model: Path
+) -> None:
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    listing = tmp_path / "list.csv"
+    listing.write_text("file,label\nbroken.mp4,real\nbroken.png,fake\n")
+    assert main(["eval", str(listing), "--model", str(redness_model)]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        "swapwatch: error: none of the 2 items could be read"
+    )
+    for name in ("broken.mp4", "broken.png"):
+        lines = [line for line in captured.err.splitlines() if name in line]
+        assert len(lines) == 1  # its progress line only, not a log line too
+        assert f"unreadable: {name}: " in captured.out
+    # One readable item is enough for a report.
+    listing.write_text(f"file,label\nbroken.mp4,real\n{media_list.parent / 'blue.mp4'},real\n")
+    assert main(["eval", str(listing), "--model", str(redness_model)]) == 0
+
+
 def write_tint_video(path: Path, tint_at: Any, seconds: float, fps: int = 30) -> Path:
     """A 640x360 clip of one face whose tint may change over time (`tint_at(t)`)."""
     with av.open(str(path), mode="w") as out:
@@ -447,7 +470,7 @@ def test_eval_text_gives_the_recommendations(
     code = main(["eval", str(traffic_list), "--model", str(redness_model), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "operating point, from 0.13 min of real face tracks" in out
+    assert "operating point, from 0.133 min of real face tracks" in out  # 8 s
     assert "recommended --cusum-h " in out
     assert "recommended --video-threshold " in out and "caution: under 10 minutes" in out
 

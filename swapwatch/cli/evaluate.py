@@ -18,7 +18,7 @@ from swapwatch.cli.common import (
 )
 from swapwatch.datasets.lists import MediaItem, read_list, split_by_group
 from swapwatch.engines import DEFAULT_ENGINE, Engine
-from swapwatch.errors import ConfigError
+from swapwatch.errors import ConfigError, SourceUnreadable
 from swapwatch.evaluation.operating_point import BUDGET_RANGE, OperatingPointConfig
 from swapwatch.fusion import DecisionConfig, Policy
 
@@ -207,7 +207,7 @@ def select_items(args: argparse.Namespace) -> list[MediaItem]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from swapwatch.evaluation.report import ReportConfig, build_report, render_text
-    from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate
+    from swapwatch.evaluation.runner import EvalConfig, ItemResult, ItemStatus, evaluate
 
     items = select_items(args)
     if args.out is not None and not args.out.parent.is_dir():
@@ -270,6 +270,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    if all(r.status is ItemStatus.ERROR for r in run.results):
+        raise SourceUnreadable(f"none of the {len(run.results)} items could be read")
     return 0
 
 

@@ -312,6 +312,11 @@ def render_text(report: dict[str, Any]) -> str:
         f"inconclusive, {counts['no_face']} no face, {counts['error']} unreadable; "
         f"{counts['faces_scored']} faces scored in {report.get('elapsed_seconds', 0):.0f}s"
     )
+    lines.extend(
+        f"  unreadable: {item['name']}: {item['error']}"
+        for item in report.get("items", [])
+        if item["status"] == "error"
+    )
     if boot["resamples"]:
         lines.append(
             f"[brackets]: {100 * boot['confidence']:g}% intervals from {boot['resamples']} "

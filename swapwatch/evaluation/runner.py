@@ -217,7 +217,7 @@ class ItemEvaluator:
             path = self.reencoder.get(item.path) if self.reencoder else item.path
             return self._video(item, path, started)
         except SourceError as exc:
-            log.warning("%s: %s", item.name, exc)
+            log.info("%s: %s", item.name, exc)  # the result carries it; the report shows it
             return ItemResult(
                 item=item,
                 status=ItemStatus.ERROR,
@@ -274,9 +274,7 @@ class ItemEvaluator:
             track_evidence=tuple(
                 np.asarray(t.evidence, np.float64) for t in scanned.tracks if t.evidence
             ),
-            analysis_rate=(
-                scanned.frames_analysed / scanned.media_seconds if scanned.media_seconds else None
-            ),
+            analysis_rate=scanned.analysis_rate,
         )
 
     def _picture(self, item: MediaItem, started: float) -> ItemResult:

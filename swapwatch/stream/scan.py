@@ -71,10 +71,13 @@ class ScanRecorder:
         self.frames_analysed = 0
         self.frames_with_faces = 0
         self.faces_scored = 0
+        self.first_time: float | None = None
         self.last_time = 0.0
 
     def add(self, result: FrameResult) -> None:
         self.frames_analysed += 1
+        if self.first_time is None:
+            self.first_time = result.time
         self.last_time = result.time
         if result.faces:
             self.frames_with_faces += 1
@@ -99,6 +102,13 @@ class ScanRecorder:
                 record.signal_sums[name] = record.signal_sums.get(name, 0.0) + logit
             if self.keep_thumbnails:
                 self._consider_thumbnail(record, result.time, face.update.evidence, result.crops[i])
+
+    @property
+    def analysis_rate(self) -> float | None:
+        """Frames analysed per second of media: n frames span n - 1 intervals."""
+        if self.first_time is None or self.last_time <= self.first_time:
+            return None
+        return (self.frames_analysed - 1) / (self.last_time - self.first_time)
 
     def _consider_thumbnail(
         self, record: TrackRecord, t: float, evidence: float, crop: np.ndarray
@@ -141,6 +151,7 @@ class ScanResult:
     elapsed: float
     media_seconds: float
     video_config: VideoConfig
+    analysis_rate: float | None = None  # frames analysed per second of media
 
     def to_json(self) -> dict[str, Any]:
         """The documented `scan --json` object."""
@@ -257,4 +268,5 @@ async def scan(
         elapsed=time.perf_counter() - started,
         media_seconds=recorder.last_time,
         video_config=video_config,
+        analysis_rate=recorder.analysis_rate,
     )
