@@ -183,6 +183,10 @@ def test_reencode_keeps_size_and_frames(tmp_path: Path, media_list: Path) -> Non
         sa, sb = a.streams.video[0], b.streams.video[0]
         assert (sb.codec_context.name, sb.width, sb.height) == ("h264", sa.width, sa.height)
         assert sum(1 for _ in b.decode(sb)) == sum(1 for _ in a.decode(sa))
+    # eval --max-seconds reads only the start: only the start is encoded (30 fps).
+    reencode(source, target, 300, max_seconds=0.5)
+    with av.open(str(target)) as b:
+        assert sum(1 for _ in b.decode(b.streams.video[0])) == 16
     with Reencoder(300) as reencoder:
         first = reencoder.get(source)
         assert reencoder.get(source) == first  # both halves of a pair share one encode

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -188,7 +189,7 @@ class ItemEvaluator:
                 self.faces.warmup()
             self._stack.callback(self._close_faces)
             self.reencoder = (
-                self._stack.enter_context(Reencoder(config.reencode_kbps))
+                self._stack.enter_context(Reencoder(config.reencode_kbps, config.max_seconds))
                 if config.reencode_kbps
                 else None
             )
@@ -323,8 +324,9 @@ class Reencoder:
     halves of a side-by-side recording (consecutive items) share one encode, as they share one
     stream live (the crop is applied after decoding)."""
 
-    def __init__(self, kbps: int) -> None:
+    def __init__(self, kbps: int, max_seconds: float | None = None) -> None:
         self.kbps = kbps
+        self.max_seconds = max_seconds  # what the analysis reads: no need to encode more
         self._folder = tempfile.TemporaryDirectory(prefix="swapwatch-eval-")
         self._current: tuple[Path, Path] | None = None
 
@@ -341,17 +343,24 @@ class Reencoder:
             self._current[1].unlink(missing_ok=True)
             self._current = None
         target = Path(self._folder.name) / f"{source.stem}.{self.kbps}k.mp4"
-        reencode(source, target, self.kbps)
+        reencode(source, target, self.kbps, max_seconds=self.max_seconds)
         self._current = (source, target)
         return target
 
 
-def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") -> None:
+def reencode(
+    source: Path,
+    target: Path,
+    kbps: int,
+    preset: str = "veryfast",
+    max_seconds: float | None = None,
+) -> None:
     """Re-encode the video of `source` to H.264 at about `kbps` as a live encoder sends it
     (rate-capped: bit_rate with maxrate and a one-second buffer; no B-frames or look-ahead;
     keyframes every two seconds, whatever the source's frame types were), at the same
     size and frame rate. An odd side loses its last row or column (4:2:0 H.264 needs even
-    sides), cropped rather than rescaled so that no pixel moves or softens. Audio is dropped."""
+    sides), cropped rather than rescaled so that no pixel moves or softens. Audio is dropped.
+    With `max_seconds`, only the frames of the first `max_seconds` (and one more) are encoded."""
     try:
         with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
             if not reader.streams.video:
@@ -386,7 +395,10 @@ def reencode(source: Path, target: Path, kbps: int, preset: str = "veryfast") ->
                 "threads": "1",
             }
             to_even = _EvenCrop()
+            limit = None if max_seconds is None else math.ceil(max_seconds * rate) + 1
             for index, frame in enumerate(reader.decode(video_in)):
+                if limit is not None and index >= limit:
+                    break
                 frame = to_even(frame)  # then rescaled only if the size changed mid-stream
                 # To the limited range a video stream carries: left full-range (a yuvj420p
                 # source), the levels would be read back stretched, blacks and whites clipped.
