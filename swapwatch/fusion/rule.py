@@ -41,10 +41,10 @@ def cusum_threshold(rate_hz: float, hours_between_false_alarms: float) -> float:
 @dataclass(frozen=True, slots=True)
 class DecisionConfig:
     """Parameters of the rule. h was set from measured real footage with the shipped detector
-    (benchmarks/accuracy.py, as `swapwatch eval` recommends it): 32 keeps to 0.1 false alarms
+    (benchmarks/accuracy.py, as `swapwatch eval` recommends it): 31 keeps to 0.1 false alarms
     per stream-hour on four minutes of held-out real face tracks (as filmed and re-encoded as a
-    live encoder sends them at 300 kbit/s), and 40 (0.01 per hour) keeps a margin over so
-    little footage.
+    live encoder sends them at 300 kbit/s), and 40 (none in 200 resampled hours) keeps a
+    margin over so little footage.
     ln(15 Hz * 3600 s * 10 h) = 13 assumes independent frames, and video frames are not."""
 
     k: float = 0.5  # drift: evidence per frame the CUSUM ignores
