@@ -490,6 +490,7 @@ def test_eval_text_gives_the_recommendations(
         ("scan", "--video-threshold", "1.5", "must be strictly between 0 and 1"),
         ("eval", "--seed", "-1", "must not be negative"),
         ("eval", "--bootstrap", "-5", "must not be negative"),
+        ("scan", "--drain", "nan", "not a finite number"),  # would wait for ever
     ],
 )
 def test_bad_operating_point_options_exit_2(

@@ -167,6 +167,9 @@ def test_a_bad_quality_gate_option_is_refused(
         (["scan", "{video}", "--model", "/nonexistent/model.onnx"], 4, "model file not found"),
         (["scan", "{text}", "--model", "{model}"], 3, "not a readable video"),
         (["scan", "{video}", "--model", "{text}"], 4, "cannot load model"),
+        (["scan", "rtsp://127.0.0.1:99999/x", "--model", "{model}"], 3, "malformed URL"),
+        (["scan", "rtsp://[::1/x", "--model", "{model}"], 3, "malformed URL"),
+        (["scan", "b" * 300 + ".mp4", "--model", "{model}"], 3, "File name too long"),
     ],
 )
 def test_bad_input_gives_one_line_and_an_exit_code(

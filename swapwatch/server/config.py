@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,25 @@ class ServiceConfig:
     events_max_mb: float = 256.0  # the outbox refuses appends past this size
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            f"{f.name} must be a finite number"
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))
+        ]
+        counts = (
+            *("max_streams", "max_width", "max_height", "max_offer_bytes", "max_body_bytes"),
+            *("threads", "max_batch"),
+        )
+        problems += [f"{name} must be at least 1" for name in counts if getattr(self, name) < 1]
+        if not self.max_batch_wait_ms >= 0 or not self.drain_timeout_s >= 0:
+            problems.append("max_batch_wait_ms and drain_timeout_s must not be negative")
+        if not self.read_timeout_s > 0:
+            problems.append("read_timeout_s must be positive")
+        if self.cusum_h is not None and not self.cusum_h > 0:
+            problems.append(f"cusum_h must be positive, got {self.cusum_h}")
         if not 0 < self.port < 65536:
             problems.append(f"port {self.port} is not 1-65535")
-        if self.max_streams < 1:
-            problems.append("max_streams must be at least 1")
-        if self.rate <= 0:
+        if not self.rate > 0:
             problems.append("rate must be positive")
         if self.policy not in {p.value for p in Policy}:
             problems.append(f"policy must be one of {', '.join(p.value for p in Policy)}")
@@ -159,7 +173,10 @@ def _convert(key: str, value: Any, kind: Any, origin: str) -> Any:
         if kind in (int, float):
             if isinstance(value, bool):
                 raise ValueError(value)
-            return kind(value)
+            number = kind(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{origin}: {key} = {value!r} is not a finite number")
+            return number
         if kind is str:
             if not isinstance(value, str):
                 raise ValueError(value)

@@ -22,7 +22,7 @@ from swapwatch.server.streams import (
     check_stream_id,
 )
 from swapwatch.stream.pipeline import FrameResult
-from swapwatch.stream.source import AvSource, SourceOptions, redact_url
+from swapwatch.stream.source import AvSource, SourceOptions, classify, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class StreamManager:
         if scheme not in PULL_SCHEMES:
             schemes = ", ".join(s + "://" for s in PULL_SCHEMES)
             raise UnsupportedSource(f"cannot pull {redact_url(url)!r}: use one of {schemes}")
+        if scheme == "file" and not self.config.allow_file_urls:
+            raise ConfigError("file:// URLs are disabled (set allow_file_urls in the config)")
+        classify(url)  # a malformed host or port is refused here, not in the stream's task
         live = scheme in LIVE_SCHEMES or url.split("?")[0].endswith(".m3u8")
         options = SourceOptions(
             live=live,
@@ -200,8 +203,10 @@ class StreamManager:
     async def remove(self, stream_id: str) -> None:
         worker = self.get(stream_id)
         await worker.stop(self.config.drain_timeout_s, reason="removed")
-        self.workers.pop(stream_id, None)
-        self.metrics.forget_stream(stream_id)
+        # While it stopped, a new stream may have taken the id: that one stays.
+        if self.workers.get(stream_id) is worker:
+            del self.workers[stream_id]
+            self.metrics.forget_stream(stream_id)
 
     async def close(self) -> None:
         """Graceful shutdown: stop every stream (each finishes its frame), within the drain time."""

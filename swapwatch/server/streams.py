@@ -195,7 +195,9 @@ class StreamWorker:
                 self._analyzer.close()
             self._analyzer = None
 
-    def _build_analyzer(self) -> StreamAnalyzer:
+    def _build_analyzer(self) -> None:
+        """Runs in the stream's one executor thread and keeps what it builds there, so that a
+        stop() during the build still closes it: its close is queued behind the build."""
         timer = StageMetricsTimer(self._metrics)
         with native_stderr_silenced(True):
             faces = FaceAnalyzer(
@@ -209,7 +211,7 @@ class StreamWorker:
         except BaseException:
             faces.close()
             raise
-        return StreamAnalyzer(self._engine, self._decision, faces, timer, signals)
+        self._analyzer = StreamAnalyzer(self._engine, self._decision, faces, timer, signals)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -217,7 +219,7 @@ class StreamWorker:
         attempt = 0
         self._metrics.active_streams.inc()
         try:
-            self._analyzer = await loop.run_in_executor(self._executor, self._build_analyzer)
+            await loop.run_in_executor(self._executor, self._build_analyzer)
             while not self._stopping:
                 started = time.monotonic()
                 try:
@@ -256,6 +258,8 @@ class StreamWorker:
             self._emit("stream.error", {"error": self.status.last_error, "final": True})
         finally:
             self._metrics.active_streams.dec()
+            if not self._stopping:  # ended by itself: release its face models now
+                self._executor.submit(self._close_analyzer)
 
     async def _run_source(self) -> None:
         loop = asyncio.get_running_loop()
@@ -399,7 +403,7 @@ def reconnect_delay(attempt: int, initial: float, maximum: float) -> float:
 
 
 def check_stream_id(stream_id: str) -> str:
-    if not STREAM_ID.match(stream_id):
+    if not STREAM_ID.fullmatch(stream_id):
         raise ConfigError(
             "stream id must be 1-64 letters, digits, '_', '.' or '-', starting with a letter "
             "or digit"

@@ -112,11 +112,19 @@ class FrameSource(abc.ABC):
 
 def classify(url: str) -> tuple[str, bool]:
     """Return (location to open, is it a local file). Raises for what cannot be read."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsed on access: raises for a port out of range)
+    except ValueError as exc:
+        raise UnsupportedSource(f"malformed URL {redact_url(url)!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if len(scheme) <= 1:  # plain path (or a Windows drive letter)
         path = Path(url)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long for the file system
+            raise SourceNotFound(f"cannot look up {url[:80]}…: {exc.strerror}") from None
+        if not exists:
             raise SourceNotFound(f"no such file: {url}")
         if path.is_dir():
             raise UnsupportedSource(f"is a directory, not a video: {url}")
@@ -420,12 +428,17 @@ def _translate_open_error(url: str, exc: BaseException) -> SourceError:
 
 def redact_url(url: str) -> str:
     """Hide credentials and stream keys (the last path part of RTMP/SRT URLs) in logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed host or port: nothing of it can be shown safely
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        return f"{scheme}://***" if scheme else "***"
     if len(parts.scheme) <= 1:
         return url
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    if port:
+        netloc += f":{port}"
     path = parts.path
     if parts.scheme.lower() in {"rtmp", "rtmps", "srt"} and path.count("/") >= 2:
         path = path.rsplit("/", 1)[0] + "/***"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from swapwatch.events.outbox import EventLog, StoredEvent
 from swapwatch.events.sinks.base import SinkSpec
 
 DEFAULT_QUEUE = 256
+# A Last-Event-ID we sent: an outbox position (ASCII digits; isdigit() also takes '²').
+SEQUENCE = re.compile(r"[0-9]{1,18}")
 HEARTBEAT_S = 15.0
 
 
@@ -128,7 +131,7 @@ async def _stream(
     heartbeat: float,
 ) -> None:
     high = 0  # events up to here were already sent from the outbox
-    if outbox is not None and last.isdigit():
+    if outbox is not None and SEQUENCE.fullmatch(last):
         # An id past the end is from an outbox since replaced: catch up from its start.
         newest = await asyncio.to_thread(outbox.last_seq)
         high = int(last) if int(last) <= newest else 0
