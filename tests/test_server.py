@@ -108,6 +108,29 @@ def test_bad_requests_get_a_json_4xx(
     assert service.request("GET", "/v1/streams").status == 200  # nothing half-made listed
 
 
+VIDEO_SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na={direction}\r\n"
+    "a=rtpmap:96 VP8/90000\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("sdp", "message"),
+    [
+        ("garbage", "the offer has no video"),
+        (VIDEO_SDP.format(direction="recvonly"), "recvonly is not enough"),
+        (VIDEO_SDP.format(direction="sendrecv"), "the offer is not usable"),  # no ICE, no DTLS
+    ],
+)
+def test_a_bad_webrtc_offer_gets_a_json_400(
+    service: RunningService, sdp: str, message: str
+) -> None:
+    reply = service.request("POST", "/v1/webrtc/offer", {"sdp": sdp, "type": "offer"})
+    assert reply.status == 400, reply.body
+    assert message in reply.body["error"]["message"]
+
+
 def test_a_body_that_arrives_in_pieces_is_read_whole(service: RunningService) -> None:
     body = b'{"url": "rtsp://h/x", "colour": "red"}'
     host, port = service.base.removeprefix("http://").split(":")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from swapwatch.errors import ConfigError, EndOfStream, SourceUnreadable
 from swapwatch.fusion import Policy
@@ -28,6 +29,8 @@ from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.source import FrameSource
 
 log = logging.getLogger(__name__)
+
+SENDING = (None, "sendrecv", "sendonly")  # directions of a section that sends us video
 
 FIRST_FRAME_TIMEOUT = 15.0
 UPDATES_PER_SECOND = 5.0
@@ -164,7 +167,12 @@ class WebRtcSessions:
     ) -> dict[str, Any]:
         if kind != "offer":
             raise ConfigError("type must be 'offer'")
-        if "m=video" not in sdp:
+        try:
+            media = SessionDescription.parse(sdp).media
+        except (ValueError, IndexError) as exc:
+            raise ConfigError(f"the offer is not valid SDP: {exc}") from None
+        # A section without a direction attribute is sendrecv (RFC 4566).
+        if not any(m.kind == "video" and m.direction in SENDING for m in media):
             raise ConfigError(
                 "the offer has no video: send a camera track (recvonly is not enough)"
             )
@@ -252,11 +260,17 @@ class WebRtcSessions:
                 await peer.close()
 
         try:
-            await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            sid = await asyncio.wait_for(started, 5.0)
+            try:
+                await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except ValueError as exc:  # aiortc checks the SDP here (ICE, DTLS, codecs)
+                raise ConfigError(f"the offer is not usable: {exc}") from None
+            try:
+                sid = await asyncio.wait_for(started, 5.0)
+            except TimeoutError:
+                raise SourceUnreadable("the offer's video track did not start within 5 s") from None
             answer = await peer.createAnswer()
             await peer.setLocalDescription(answer)
-        except Exception:
+        except BaseException:
             await peer.close()
             raise
         local = peer.localDescription
