@@ -13,6 +13,8 @@ from media import Placement, write_linear_model, write_video
 from swapwatch.cli import watch as watch_module
 from swapwatch.cli.main import main
 from swapwatch.cli.watch import RateMeter, WatchView, _bar
+from swapwatch.events.model import EventType
+from swapwatch.events.outbox import EventLog
 from swapwatch.stream.pipeline import FrameResult
 
 
@@ -46,6 +48,7 @@ def test_watch_missing_file_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_ctrl_c_stops_cleanly_with_0(
+    tmp_path: Path,
     video: Path,
     fake_model: Path,
     capsys: pytest.CaptureFixture[str],
@@ -59,7 +62,11 @@ def test_ctrl_c_stops_cleanly_with_0(
             signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C
 
     monkeypatch.setattr(watch_module.WatchView, "on_result", interrupt_after_first_alert)
-    assert main(["watch", str(video), "--model", str(fake_model)]) == 0
+    outbox = tmp_path / "events.sqlite"
+    assert main(["watch", str(video), "--model", str(fake_model), "--events", str(outbox)]) == 0
+    with EventLog(outbox) as log:
+        last = [stored.event() for stored in log.read_after(0, 1000)][-1]
+    assert last.type is EventType.STREAM_ENDED and last.detail == {"reason": "interrupted"}
     out = capsys.readouterr().out
     assert "alert.raised" in out
     assert re.search(r"^summary: interrupted after (\d+\.\d+)s", out, flags=re.M)

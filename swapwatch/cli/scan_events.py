@@ -120,15 +120,9 @@ class ScanEvents:
 
     def ended(self, summary: dict[str, Any]) -> None:
         self._finished = True
-        self.events.ended(
-            {
-                "reason": "end",
-                "verdict": summary.get("verdict"),
-                "score": summary.get("score"),
-                "frames": summary.get("frames"),
-                "media_seconds": summary.get("media_seconds"),
-            }
-        )
+        keys = ("verdict", "score", "frames", "media_seconds")  # what a scan's summary has
+        detail = {"reason": summary.get("reason", "end")}
+        self.events.ended(detail | {key: summary[key] for key in keys if key in summary})
 
     def failed(self, error: BaseException) -> None:
         self._finished = True
