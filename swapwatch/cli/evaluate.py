@@ -12,6 +12,7 @@ from swapwatch.cli.common import (
     add_decision_options,
     add_quality_options,
     add_verdict_options,
+    non_negative_int,
     positive_float,
     positive_int,
     quality_from_args,
@@ -52,16 +53,6 @@ def false_alarm_budget(text: str) -> float:
         )
     if value > high:
         raise argparse.ArgumentTypeError(f"must be at most {high:g}: {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
 
 
