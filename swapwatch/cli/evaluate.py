@@ -246,7 +246,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "baseline": args.baseline[0] if args.baseline else None,
     }
     report_config = ReportConfig(
-        threshold=args.video_threshold,
         resamples=args.bootstrap,
         seed=args.seed,
         operating_point=OperatingPointConfig(false_alarms_per_hour=args.false_alarms_per_hour),

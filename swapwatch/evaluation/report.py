@@ -28,14 +28,13 @@ from swapwatch.evaluation.metrics import (
 )
 from swapwatch.evaluation.operating_point import OperatingPointConfig, operating_point
 from swapwatch.evaluation.runner import EvalRun, ItemResult, ItemStatus, round_or_none
-from swapwatch.fusion import Verdict, sigmoid
+from swapwatch.fusion import Verdict, VideoConfig, sigmoid
 
 Metrics = dict[str, float | None]
 
 
 @dataclass(frozen=True, slots=True)
 class ReportConfig:
-    threshold: float = 0.5  # the model's decision threshold on a probability (scan's verdict)
     apcer_targets: tuple[float, ...] = (0.01, 0.05, 0.10)  # report BPCER at these APCERs
     bpcer_targets: tuple[float, ...] = (0.01, 0.05)  # and APCER at these BPCERs
     resamples: int = 1000  # group bootstrap; 0: no intervals
@@ -50,6 +49,7 @@ def build_report(
     """The JSON object of `swapwatch eval`. `context` (the list, split, filters) is copied in."""
     config = config or ReportConfig()
     results = run.results
+    threshold = run.config.video_threshold  # the one the run's verdicts were given at
     families = sorted({r.item.family for r in results})
     model = run.model
     return {
@@ -81,9 +81,10 @@ def build_report(
             "seed": config.seed,
         },
         "counts": _counts(results),
-        "pooled": summarise(results, config),
+        "pooled": summarise(results, config, threshold),
         "families": {
-            f: summarise([r for r in results if r.item.family == f], config) for f in families
+            f: summarise([r for r in results if r.item.family == f], config, threshold)
+            for f in families
         },
         # h for a false-alarm budget, and a video threshold, from this list's real recordings
         "operating_point": operating_point(
@@ -106,15 +107,20 @@ def _counts(results: Sequence[ItemResult]) -> dict[str, Any]:
     return counts
 
 
-def summarise(results: Sequence[ItemResult], config: ReportConfig) -> dict[str, Any]:
-    """Figures of one set of results (a family, or all of them)."""
+def summarise(
+    results: Sequence[ItemResult],
+    config: ReportConfig,
+    threshold: float = VideoConfig().threshold,
+) -> dict[str, Any]:
+    """Figures of one set of results (a family, or all of them); `threshold` is the video
+    score probability of the verdicts, and is applied to frame probabilities too."""
     scored = [r for r in results if r.status is ItemStatus.SCORED]
     video = _level(
         scores=np.array([r.score for r in scored], np.float64),
         labels=np.array([r.item.is_fake for r in scored], bool),
         groups=[r.item.group for r in scored],
         attack=np.array([r.verdict is Verdict.FAKE for r in scored], bool),
-        threshold=config.threshold,
+        threshold=threshold,
         config=config,
         probability=lambda s: s,
     )
@@ -125,13 +131,13 @@ def summarise(results: Sequence[ItemResult], config: ReportConfig) -> dict[str, 
         frame_scores = np.concatenate([r.frame_logits for r in framed])
         frame_labels = np.concatenate([np.full(r.faces_scored, r.item.is_fake) for r in framed])
     frame_groups = [r.item.group for r in framed for _ in range(r.faces_scored)]
-    logit_threshold = math.log(config.threshold / (1.0 - config.threshold))
+    logit_threshold = math.log(threshold / (1.0 - threshold))
     frame = _level(
         scores=frame_scores,
         labels=frame_labels,
         groups=frame_groups,
         attack=frame_scores >= logit_threshold,
-        threshold=logit_threshold,
+        threshold=threshold,
         config=config,
         probability=sigmoid,
     )
@@ -153,8 +159,9 @@ def _level(
     config: ReportConfig,
     probability: Any,
 ) -> dict[str, Any]:
-    """AUC, EER and error rates at the threshold and at fixed operating points, each with its
-    interval. `probability` maps a score (or threshold) to the probability shown."""
+    """AUC, EER and error rates at the threshold (a probability, shown as it is) and at fixed
+    operating points, each with its interval. `probability` maps a score (or threshold) to the
+    probability shown."""
     point = _metrics(scores, labels, attack, config)
     resampled: dict[str, list[float | None]] = {k: [] for k in point}
     if config.resamples and len(scores):
@@ -207,7 +214,7 @@ def _level(
             "threshold": None if eer is None else _threshold(eer.threshold, probability),
         },
         "at_threshold": {
-            "threshold": config.threshold,
+            "threshold": threshold,
             "apcer": estimate("apcer"),
             "bpcer": estimate("bpcer"),
         },

@@ -85,8 +85,13 @@ class ServiceConfig:
             if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))
         ]
         counts = (
-            *("max_streams", "max_width", "max_height", "max_offer_bytes", "max_body_bytes"),
-            *("threads", "max_batch"),
+            "max_streams",
+            "max_width",
+            "max_height",
+            "max_offer_bytes",
+            "max_body_bytes",
+            "threads",
+            "max_batch",
         )
         problems += [f"{name} must be at least 1" for name in counts if getattr(self, name) < 1]
         if not self.max_batch_wait_ms >= 0 or not self.drain_timeout_s >= 0:
