@@ -26,6 +26,8 @@ from swapwatch.cli.progress import Progress
 from swapwatch.errors import SwapwatchError
 from swapwatch.native_logs import keep_native_stderr_quiet
 
+INTERRUPTED = 130  # exit code after SIGINT or SIGTERM, as a shell reports Ctrl-C
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -93,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from swapwatch.cli.interrupt import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # SIGTERM stops a scan as Ctrl-C does, never silently
+        return _scan(args)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from swapwatch.cli.interrupt import Interrupted, StoppableSource, run_until_signalled
     from swapwatch.fusion import VideoConfig
     from swapwatch.stream.scan import scan
 
@@ -108,27 +118,36 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from swapwatch.cli.scan_events import events_from_args
 
     events = events_from_args(args, analyzer.decision_config)
+    stoppable = StoppableSource(source)
     try:
         result = asyncio.run(
-            scan(
-                source,
-                analyzer,
-                VideoConfig(
-                    threshold=args.video_threshold, min_frames=analyzer.decision_config.min_frames
+            run_until_signalled(
+                stoppable,
+                scan(
+                    stoppable,
+                    analyzer,
+                    VideoConfig(
+                        threshold=args.video_threshold,
+                        min_frames=analyzer.decision_config.min_frames,
+                    ),
+                    keep_thumbnails=args.report is not None,
+                    on_result=events.chain(
+                        (lambda r: progress.update(r, source)) if progress else None
+                    ),
+                    model_description=model_description(engine),
                 ),
-                keep_thumbnails=args.report is not None,
-                on_result=events.chain(
-                    (lambda r: progress.update(r, source)) if progress else None
-                ),
-                model_description=model_description(engine),
             )
         )
-        events.ended(result.to_json())
+        partial = stoppable.stopped_by is not None
+        summary = result.to_json() | {"partial": partial}
+        events.ended(summary | ({"reason": "interrupted"} if partial else {}))
+    except Interrupted:
+        raise KeyboardInterrupt from None  # nothing was summed up: ends as an interrupt before
     except SwapwatchError as exc:
         events.failed(exc)
         raise
     finally:
-        events.close()
+        events.close()  # drains pending deliveries, also after a signal
         close_analyzer(analyzer, args)
         if progress:
             progress.done()
@@ -136,10 +155,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
         from swapwatch.cli.report import write_report
 
         write_report(result, args.report)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(_summary(result.to_json()))
+    print(json.dumps(summary, indent=2) if args.json else _summary(summary))
+    if partial:
+        assert stoppable.stopped_by is not None
+        print(
+            f"swapwatch: interrupted by {stoppable.stopped_by.name}: the result covers "
+            f"{summary['media_seconds']}s of media",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     return 0
 
 
@@ -162,6 +186,8 @@ def _summary(data: dict[str, Any]) -> str:
         f"  frames: {frames['decoded']} decoded, {frames['analysed']} analysed, "
         f"{frames['faces_scored']} faces scored in {data['elapsed_seconds']:.1f}s"
     )
+    if data.get("partial"):
+        lines.append(f"  partial: stopped after {data['media_seconds']:.2f}s of media")
     return "\n".join(lines)
 
 
@@ -194,4 +220,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("swapwatch: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
