@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CROP_SIZE = 224
 CONTEXT_SIZE = 256
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pictures searched again inside a border
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,10 @@ def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = Non
     try:
         for index, image in frames_of(item, every):
             if item.is_image:
-                # A fresh tracker per picture: its state must not carry over between photos.
-                analyzer.reset()
-            batch = analyzer.analyse(image)
+                # A fresh tracker per picture, and a border where the face fills the picture.
+                batch, image = analyzer.analyse_picture(image)
+            else:
+                batch = analyzer.analyse(image)
             h, w = image.shape[:2]
             for i in np.flatnonzero(batch.usable):
                 square = context_square(batch.points[i])

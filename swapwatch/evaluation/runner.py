@@ -103,6 +103,7 @@ class ItemResult:
     # logits, in analysed-frame order), for choosing thresholds from measured footage.
     track_evidence: tuple[np.ndarray, ...] = ()
     analysis_rate: float | None = None  # analysed frames per second of media
+    why: str | None = None  # why there is no score, as `scan --json` says it
 
     @property
     def faces_scored(self) -> int:
@@ -132,6 +133,7 @@ class ItemResult:
             "frame_logits": [round(float(v), 4) for v in self.frame_logits],
             "track_evidence": [[round(float(v), 4) for v in t] for t in self.track_evidence],
             "analysis_rate": round_or_none(self.analysis_rate),
+            "no_verdict_reason": self.why,
         }
 
 
@@ -276,15 +278,22 @@ class ItemEvaluator:
                 np.asarray(t.evidence, np.float64) for t in scanned.tracks if t.evidence
             ),
             analysis_rate=scanned.analysis_rate,
+            why=None if scanned.no_verdict_reason is None else scanned.no_verdict_reason.value,
         )
 
     def _picture(self, item: MediaItem, started: float) -> ItemResult:
         image = read_picture(item.path)
         if item.crop is not None:
             image = crop_fraction(image, item.crop)
-        self.faces.reset()  # a picture shares nothing with the one before
-        batch = self.faces.analyse(image)
+        batch, _ = self.faces.analyse_picture(image)  # shares nothing with the one before
         usable = batch.usable
+        why = None
+        if not usable.any():
+            why = (
+                batch.quality[0].reason.value
+                if len(batch) and batch.quality[0].reason
+                else "no_face"
+            )
         logits = np.zeros(0)
         score: float | None = None
         verdict: Verdict | None = None
@@ -305,6 +314,7 @@ class ItemEvaluator:
             frame_logits=logits,
             media_seconds=0.0,
             elapsed=time.perf_counter() - started,
+            why=why,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from swapwatch.faces.detection import FaceDetector
@@ -37,6 +38,19 @@ class FaceBatch:
     def usable(self) -> np.ndarray:
         """(N,) bool: faces that passed every quality gate."""
         return np.array([q.usable for q in self.quality], dtype=bool)
+
+
+# Border added around a picture in which no face was found, as a fraction of its longer side.
+PICTURE_BORDER = 0.5
+BORDER_GREY = 128
+
+
+def pad_picture(image: np.ndarray) -> np.ndarray:
+    """`image` inside a uniform grey border of PICTURE_BORDER times its longer side."""
+    border = round(PICTURE_BORDER * max(image.shape[:2]))
+    return cv2.copyMakeBorder(
+        image, border, border, border, border, cv2.BORDER_CONSTANT, value=(BORDER_GREY,) * 3
+    )
 
 
 class FaceAnalyzer:
@@ -85,6 +99,21 @@ class FaceAnalyzer:
             quality=tuple(reports),
             points=np.array([f.points for f in faces], dtype=np.float32).reshape(-1, 468, 3),
         )
+
+    def analyse_picture(self, image: np.ndarray) -> tuple[FaceBatch, np.ndarray]:
+        """Faces of a still picture, unrelated to any frame before it. A face that fills the
+        picture (an ID photo, a tight crop) escapes the full-range detector; when none is
+        found the picture is searched again inside a grey border (PICTURE_BORDER of its longer
+        side on each side). Every picture gets the same rule, real or fake, in training and at
+        inference alike; the crop then reaches into the border the same way for both.
+        Returns the faces and the picture their coordinates refer to (padded or not)."""
+        self.reset()
+        batch = self.analyse(image)
+        if len(batch):
+            return batch, image
+        self.reset()
+        padded = pad_picture(image)
+        return self.analyse(padded), padded
 
     def close(self) -> None:
         self._detector.close()

@@ -35,6 +35,7 @@ class VideoInfo:
     duration: float | None  # seconds; None for live or unknown
     live: bool
     hardware_decoding: bool = False
+    still: bool = False  # a single picture (JPEG, PNG, WebP...), not a recording
 
 
 @dataclass(slots=True)

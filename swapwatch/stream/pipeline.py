@@ -108,9 +108,14 @@ class StreamAnalyzer:
         if self.faces.crop_size != engine.info.input_size:
             raise ValueError("face crop size and model input size differ")
         self.tracks: dict[int, TrackDecision] = {}
+        # Frames are unrelated still pictures: each searched for a face that fills it.
+        self.still_pictures = False
 
     def analyse(self, frame: Frame) -> FrameResult:
-        batch = self.faces.analyse(frame.image)
+        if self.still_pictures:
+            batch, _ = self.faces.analyse_picture(frame.image)
+        else:
+            batch = self.faces.analyse(frame.image)
         usable = batch.usable
         logits = np.full(len(batch), np.nan, np.float32)
         if usable.any():

@@ -6,12 +6,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import cv2
 import numpy as np
 
 import swapwatch
+from swapwatch.faces.quality import SkipReason
 from swapwatch.fusion import TrackEvidence, Verdict, VideoConfig, video_decision
 from swapwatch.fusion.video import main_tracks, track_score
 from swapwatch.stream.frames import SourceCounters, VideoInfo
@@ -152,6 +154,7 @@ class ScanResult:
     media_seconds: float
     video_config: VideoConfig
     analysis_rate: float | None = None  # frames analysed per second of media
+    no_verdict_reason: NoVerdictReason | None = None  # why there is no score, when there is none
 
     def to_json(self) -> dict[str, Any]:
         """The documented `scan --json` object."""
@@ -160,6 +163,9 @@ class ScanResult:
             "source": self.source,
             "score": _round(self.score),
             "verdict": self.verdict.value,
+            "no_verdict_reason": (
+                None if self.no_verdict_reason is None else self.no_verdict_reason.value
+            ),
             "policy": self.policy,
             "video": {
                 "width": self.video.width,
@@ -169,6 +175,7 @@ class ScanResult:
                 "duration": _round(self.video.duration),
                 "live": self.video.live,
                 "hardware_decoding": self.video.hardware_decoding,
+                "still": self.video.still,
             },
             "model": self.model,
             "tracks": [
@@ -220,6 +227,35 @@ class ScanResult:
         }
 
 
+class NoVerdictReason(StrEnum):
+    """Why a scan gave no score: nothing decoded, no face, every face failed a quality gate
+    (the gate most faces failed), or no face was scored long enough to speak for the video."""
+
+    NO_FRAMES = "no_frames"
+    NO_FACE = "no_face"
+    TOO_SMALL = SkipReason.TOO_SMALL.value
+    TOO_DARK = SkipReason.TOO_DARK.value
+    TOO_BLURRED = SkipReason.TOO_BLURRED.value
+    EXTREME_POSE = SkipReason.EXTREME_POSE.value
+    OUT_OF_FRAME = SkipReason.OUT_OF_FRAME.value
+    FACE_TOO_BRIEF = "face_too_brief"
+
+
+def no_verdict_reason(recorder: ScanRecorder) -> NoVerdictReason:
+    if recorder.frames_analysed == 0:
+        return NoVerdictReason.NO_FRAMES
+    if not recorder.tracks:
+        return NoVerdictReason.NO_FACE
+    if recorder.faces_scored:
+        return NoVerdictReason.FACE_TOO_BRIEF
+    skipped: Counter[str] = Counter()
+    for track in recorder.tracks.values():
+        skipped.update(track.skipped)
+    reason, _ = max(skipped.items(), key=lambda kv: (kv[1], kv[0]))
+    known = {r.value for r in NoVerdictReason}
+    return NoVerdictReason(reason) if reason in known else NoVerdictReason.NO_FACE
+
+
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -243,13 +279,18 @@ async def scan(
             on_result(result)
 
     info = await source.start()
+    analyzer.still_pictures = info.still
     try:
         await run_stream(source, analyzer, record)
     finally:
         await source.aclose()
     tracks = sorted(recorder.tracks.values(), key=lambda t: t.track_id)
     evidence = [TrackEvidence(t.track_id, t.evidence, t.alarmed) for t in tracks]
-    score, verdict = video_decision(evidence, video_config)
+    # A recording of one frame is a picture too.
+    still = info.still or source.counters.decoded == 1
+    rate = recorder.analysis_rate
+    score, verdict = video_decision(evidence, video_config, rate, still)
+    main = main_tracks(evidence, video_config, rate, still)
     return ScanResult(
         source=info.url,
         video=info,
@@ -259,7 +300,8 @@ async def scan(
         score=score,
         verdict=verdict,
         tracks=tracks,
-        main_track_ids=frozenset(t.track_id for t in main_tracks(evidence, video_config)),
+        main_track_ids=frozenset(t.track_id for t in main),
+        no_verdict_reason=None if score is not None else no_verdict_reason(recorder),
         alerts=recorder.alerts,
         counters=source.counters,
         frames_analysed=recorder.frames_analysed,

@@ -281,6 +281,7 @@ class AvSource(FrameSource):
                 duration=duration,
                 live=self.live,
                 hardware_decoding=hardware,
+                still=is_still_picture(container.format.name),
             )
         except BaseException:
             container.close()
@@ -444,6 +445,11 @@ def redact_url(url: str) -> str:
         path = path.rsplit("/", 1)[0] + "/***"
     query = "?***" if parts.query else ""
     return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+def is_still_picture(demuxer: str) -> bool:
+    """FFmpeg reads single pictures with the image2 demuxer or a `<codec>_pipe` one."""
+    return demuxer == "image2" or demuxer.endswith("_pipe")
 
 
 def crop_fraction(image: np.ndarray, crop: tuple[float, float, float, float]) -> np.ndarray:

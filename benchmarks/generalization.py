@@ -1,0 +1,320 @@
+"""The yardstick: each item of held-out groups judged alone, as `scan` judges it, per family,
+per kind and pooled, as delivered plainly and over a poor call.
+
+    .venv/bin/python benchmarks/generalization.py [--model FILE.onnx] [--mesonet FILE.h5]
+        [--part validation | --leave-out KIND | --part lockbox --open-lockbox]
+        [--condition plain --condition poor-call] [--max-seconds 20] [--out FILE.json]
+
+What it scores (swapwatch.datasets.splits):
+- `--part validation` (default): the validation groups. Candidates and checkpoints are chosen
+  on these, so a figure here is a selection figure, not a test.
+- `--leave-out KIND` (live-swap, swap-still, talking-head): every fake of that kind outside the
+  lockbox, with the validation reals, for a model trained by `swapwatch train --leave-out KIND`.
+- `--part lockbox --open-lockbox`: the lockbox groups, scored once, for the model that ships.
+  Each opening is recorded in benchmarks/results/lockbox-ledger.json; a second model is refused
+  unless `--reopen-because TEXT` says why, and the ledger keeps the reason.
+
+Every item is cut to its own panel and encoded anew before it is judged
+(swapwatch.evaluation.conditions), so no file format, bitrate or container is a cue. Items are
+judged by the product's own path (`swapwatch.evaluation.runner`: `scan` for recordings, one face
+analysis for pictures) at 15 Hz over the first --max-seconds of each recording. The per-face cost
+of the model is measured at the end (batch 1, one thread, median of 200 faces): quote it only
+from a run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results"
+LEDGER = RESULTS / "lockbox-ledger.json"
+
+from machine import write_results  # noqa: E402
+
+from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
+from swapwatch.datasets.splits import (  # noqa: E402
+    FakeKind,
+    Part,
+    item_kind,
+    leave_one_kind_out,
+    split,
+)
+from swapwatch.engines import create_engine  # noqa: E402
+from swapwatch.engines.base import Engine, detector_logits  # noqa: E402
+from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
+from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
+from swapwatch.evaluation.yardstick import Judged, format_table, yardstick  # noqa: E402
+from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
+
+MAX_SECONDS = 20.0  # of each recording: fixed, so that figures compare across runs
+RATE = 15.0  # frames analysed per second, as `scan` does by default
+COST_FACES = 200
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def items_to_score(args: argparse.Namespace, items: list[MediaItem]) -> list[MediaItem]:
+    if args.leave_out:
+        return leave_one_kind_out(items, FakeKind(args.leave_out)).score
+    return split(items)[Part(args.part)]
+
+
+def check_lockbox(args: argparse.Namespace, models: list[Path]) -> None:
+    """The lockbox is opened once, for the model that ships; each opening is recorded."""
+    if args.part != Part.LOCKBOX.value:
+        return
+    if not args.open_lockbox:
+        sys.exit(
+            "generalization: the lockbox is scored once, for the shipped model: add "
+            "--open-lockbox if this is that run"
+        )
+    ledger = json.loads(LEDGER.read_text()) if LEDGER.is_file() else {"openings": []}
+    digests = [sha256(m) for m in models]
+    seen = {d for o in ledger["openings"] for d in o["models"]}
+    if ledger["openings"] and not set(digests) <= seen and not args.reopen_because:
+        sys.exit(
+            "generalization: the lockbox was opened before for another model "
+            f"({LEDGER}); say why with --reopen-because TEXT"
+        )
+    ledger["openings"].append(
+        {
+            "date": time.strftime("%Y-%m-%d"),
+            "models": digests,
+            "files": [str(m) for m in models],
+            "reason": args.reopen_because,
+        }
+    )
+    LEDGER.parent.mkdir(parents=True, exist_ok=True)
+    LEDGER.write_text(json.dumps(ledger, indent=2) + "\n")
+
+
+def judged(result: ItemResult, original: MediaItem) -> Judged:
+    verdict = None if result.verdict is None else result.verdict.value
+    if verdict == "inconclusive":
+        verdict = None
+    why = result.why or (result.error and f"error: {result.error}") or result.status.value
+    path = original.path.relative_to(DATA) if original.path.is_relative_to(DATA) else original.path
+    panel = f"#{';'.join(f'{c:g}' for c in original.crop)}" if original.crop else ""
+    return Judged(
+        name=f"{path}{panel}",
+        fake=original.is_fake,
+        family=original.family,
+        kind=item_kind(original),
+        group=original.group,
+        score=result.score,
+        verdict=verdict,
+        why=None if verdict else why,
+    )
+
+
+def per_face_ms(engine: Engine, crops: Any) -> float:
+    for crop in crops[:10]:
+        detector_logits(engine, crop[None])
+    times = []
+    for crop in crops[:COST_FACES]:
+        started = time.perf_counter()
+        detector_logits(engine, crop[None])
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def score_condition(
+    items: list[MediaItem], factory: Any, condition: str, folder: Path, label: str
+) -> tuple[list[Judged], list[dict[str, Any]]]:
+    delivered: list[MediaItem] = []
+    originals: dict[Path, MediaItem] = {}
+    failed: list[Judged] = []
+    for i, item in enumerate(items):
+        try:
+            copy = deliver(item, CONDITIONS[condition], folder, MAX_SECONDS)
+        except Exception as exc:  # an unreadable source is an item without a verdict
+            failed.append(
+                Judged(
+                    item.name,
+                    item.is_fake,
+                    item.family,
+                    item_kind(item),
+                    item.group,
+                    None,
+                    None,
+                    f"error: {exc}",
+                )
+            )
+            continue
+        delivered.append(copy)
+        originals[copy.path] = item
+        if i % 200 == 0:
+            print(f"  [{label}] delivered {i + 1}/{len(items)}", file=sys.stderr, flush=True)
+
+    def progress(done: int, total: int, result: ItemResult) -> None:
+        if done % 100 == 0 or not result.item.is_image:
+            score = "n/a" if result.score is None else f"{result.score:.3f}"
+            print(
+                f"  [{label} {done}/{total}] {originals[result.item.path].name} "
+                f"({result.item.label.value}): {score}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    run = evaluate(delivered, factory, EvalConfig(rate=RATE, max_seconds=MAX_SECONDS), progress)
+    out = [judged(r, originals[r.item.path]) for r in run.results] + failed
+    rows = [
+        {
+            "name": j.name,
+            "label": "fake" if j.fake else "real",
+            "family": j.family,
+            "group": j.group,
+            "score": None if j.score is None else round(j.score, 4),
+            "verdict": j.verdict,
+            "why": j.why,
+        }
+        for j in out
+    ]
+    return out, rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="detector ONNX (repeatable; default the bundled one)",
+    )
+    parser.add_argument("--mesonet", type=Path, help="also score MesoNet (Keras .h5) as a baseline")
+    parser.add_argument("--list", type=Path, default=DATA / "manifest.csv")
+    parser.add_argument(
+        "--part",
+        choices=[p.value for p in Part if p is not Part.TRAIN],
+        default=Part.VALIDATION.value,
+    )
+    parser.add_argument(
+        "--leave-out", choices=[k.value for k in FakeKind if k is not FakeKind.OTHER]
+    )
+    parser.add_argument("--open-lockbox", action="store_true")
+    parser.add_argument("--reopen-because")
+    parser.add_argument("--condition", action="append", choices=sorted(CONDITIONS))
+    parser.add_argument("--limit", type=int, help="score only the first N items (a smoke run)")
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "swapwatch" / "delivered"
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.leave_out and args.part != Part.VALIDATION.value:
+        parser.error("--leave-out scores its own set: leave --part out")
+    models = args.model or [DEFAULT_DETECTOR]
+    conditions = args.condition or ["plain", "poor-call"]
+    check_lockbox(args, models)
+    items = items_to_score(args, read_list(args.list))
+    if args.limit:
+        items = items[: args.limit]
+    scored = "leave-out " + args.leave_out if args.leave_out else args.part
+    print(f"{len(items)} items ({scored}), {len({i.group for i in items})} groups", file=sys.stderr)
+
+    detectors: list[tuple[str, Any, dict[str, Any]]] = []
+    for model in models:
+        detectors.append(
+            (
+                model.stem,
+                lambda m=model: create_engine("onnxruntime", m, device="cpu", threads=1),
+                {"file": str(model), "sha256": sha256(model)},
+            )
+        )
+    if args.mesonet:
+        from swapwatch.evaluation.mesonet import MesoNetEngine
+
+        def mesonet() -> Engine:
+            engine = MesoNetEngine(args.mesonet)
+            engine.warmup()
+            return engine
+
+        detectors.append(
+            ("mesonet", mesonet, {"file": str(args.mesonet), "sha256": sha256(args.mesonet)})
+        )
+
+    results: dict[str, Any] = {}
+    texts = []
+    for name, factory, about in detectors:
+        entry: dict[str, Any] = {**about, "conditions": {}}
+        for condition in conditions:
+            folder = args.cache / condition
+            folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            judged_items, rows = score_condition(
+                items, factory, condition, folder, f"{name} {condition}"
+            )
+            table = yardstick(judged_items)
+            entry["conditions"][condition] = {
+                "table": table,
+                "items": rows,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            text = format_table(table, f"{name}, {condition} ({scored})")
+            texts.append(text)
+            print(text, flush=True)
+        engine = factory()
+        try:
+            crops = face_crops(items, engine)
+            entry["per_face_ms_batch1"] = per_face_ms(engine, crops) if len(crops) else None
+        finally:
+            engine.close()
+        print(f"{name}: {entry['per_face_ms_batch1']} ms per face (batch 1, one thread)")
+        results[name] = entry
+
+    out = args.out or RESULTS / (f"generalization-{args.leave_out or args.part}.json")
+    write_results(
+        out,
+        "generalization",
+        {
+            "scored": scored,
+            "items": len(items),
+            "groups": sorted({i.group for i in items}),
+            "max_seconds": MAX_SECONDS,
+            "rate": RATE,
+            "conditions": {c: str(CONDITIONS[c]) for c in conditions},
+            "command": " ".join(sys.argv),
+            "detectors": results,
+        },
+    )
+    return 0
+
+
+def face_crops(items: list[MediaItem], engine: Engine) -> Any:
+    """Up to COST_FACES real face crops of pictures in `items`, for the cost figure."""
+    import numpy as np
+
+    from swapwatch.evaluation.runner import read_picture
+    from swapwatch.faces.analyzer import FaceAnalyzer
+    from swapwatch.stream.source import crop_fraction
+
+    crops = []
+    faces = FaceAnalyzer(crop_size=engine.info.input_size, quiet=True)
+    try:
+        for item in items:
+            if not item.is_image or item.is_fake:
+                continue
+            image = read_picture(item.path)
+            if item.crop:
+                image = crop_fraction(image, item.crop)
+            batch, _ = faces.analyse_picture(image)
+            crops.extend(batch.crops[batch.usable])
+            if len(crops) >= COST_FACES:
+                break
+    finally:
+        faces.close()
+    return np.asarray(crops)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""The yardstick: how a list of items fares when each is judged alone, as a user meets it.
+
+Every item counts once, with the product's own verdict (`fake`, `real`, or none: inconclusive,
+no face, unreadable). The ranking metrics treat an item without a verdict as an error, since a
+user got no answer: a real one ranks above every fake, a fake below every real. So a detector
+cannot look better by abstaining on hard items.
+
+Pooled, per kind (live swaps, swap stills, talking heads, reals) and per family (its fakes
+and its reals apart):
+- video AUC (items without a verdict as errors), and the AUC over the items with a score;
+- the verdicts: reals called fake, fakes caught, items without a verdict;
+- BPCER at APCER 5 % and 10 % (ISO/IEC 30107-3: the share of reals called fake where at most
+  5 % / 10 % of fakes pass), each with the score threshold that gives it.
+
+A kind's or family's fakes are scored against every real of the list, and its reals against every
+fake: a fake family's AUC says how its fakes rank among all the reals a user would meet, not
+only among the real halves of its own recordings (the pairs figure, which it replaces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from swapwatch.evaluation.metrics import DetCurve, roc_auc
+
+# Scores given to items without a verdict so that they rank as errors (scores lie in [0, 1]).
+_REAL_WITHOUT_VERDICT = 2.0
+_FAKE_WITHOUT_VERDICT = -1.0
+APCER_TARGETS = (0.05, 0.10)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One item's outcome, as `scan` gives it."""
+
+    name: str
+    fake: bool
+    family: str
+    kind: str  # 'real' or the fake kind
+    group: str
+    score: float | None  # the video (or picture) score; None without one
+    verdict: str | None  # 'fake' or 'real'; None for inconclusive, no face or unreadable
+    why: str | None = None  # why there is no verdict
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in ("fake", "real") and self.score is not None
+
+    @property
+    def ranked_score(self) -> float:
+        """The score the ranking metrics use: a missing verdict ranks as an error."""
+        if self.decided:
+            assert self.score is not None
+            return self.score
+        return _FAKE_WITHOUT_VERDICT if self.fake else _REAL_WITHOUT_VERDICT
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def summary(items: Sequence[Judged]) -> dict[str, Any]:
+    """Counts, verdicts and ranking metrics of one set of items (both classes or one)."""
+    reals = [j for j in items if not j.fake]
+    fakes = [j for j in items if j.fake]
+    scores = np.array([j.ranked_score for j in items], np.float64)
+    labels = np.array([j.fake for j in items], bool)
+    decided = np.array([j.decided for j in items], bool)
+    out: dict[str, Any] = {
+        "reals": len(reals),
+        "fakes": len(fakes),
+        "groups": len({j.group for j in items}),
+        "reals_called_fake": sum(j.verdict == "fake" for j in reals),
+        "fakes_caught": sum(j.verdict == "fake" for j in fakes),
+        "reals_without_verdict": sum(not j.decided for j in reals),
+        "fakes_without_verdict": sum(not j.decided for j in fakes),
+        "auc": _round(roc_auc(scores, labels)) if len(items) else None,
+        "auc_decided_only": (
+            _round(roc_auc(scores[decided], labels[decided])) if decided.any() else None
+        ),
+    }
+    out["real_called_fake_rate"] = _rate(out["reals_called_fake"], len(reals))
+    out["fake_caught_rate"] = _rate(out["fakes_caught"], len(fakes))
+    out["without_verdict_rate"] = _rate(
+        out["reals_without_verdict"] + out["fakes_without_verdict"], len(items)
+    )
+    curve = DetCurve.build(scores, labels) if len(items) else None
+    for target in APCER_TARGETS:
+        key = f"bpcer_at_apcer_{round(target * 100)}"
+        if curve is None:
+            out[key] = None
+            continue
+        point = curve.at_apcer(target)
+        out[key] = {
+            "bpcer": _round(point.bpcer),
+            "apcer": _round(point.apcer),
+            "threshold": _round(point.threshold) if np.isfinite(point.threshold) else None,
+        }
+    return out
+
+
+def _rate(count: int, total: int) -> float | None:
+    return round(count / total, 4) if total else None
+
+
+def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
+    """The whole table: pooled, per kind and per family (each class apart), every part scored
+    against all items of the other class."""
+    reals = [j for j in items if not j.fake]
+    fakes = [j for j in items if j.fake]
+    by_kind: dict[str, list[Judged]] = {}
+    by_family: dict[str, list[Judged]] = {}
+    for j in items:
+        by_kind.setdefault(j.kind, []).append(j)
+        by_family.setdefault((j.family, j.fake), []).append(j)
+
+    def against_others(part: list[Judged]) -> dict[str, Any]:
+        return summary([*part, *(reals if part[0].fake else fakes)])
+
+    return {
+        "pooled": summary(items),
+        "kinds": {k: against_others(v) for k, v in sorted(by_kind.items())},
+        "families": {
+            f"{family} ({'fake' if fake else 'real'})": {
+                "kind": v[0].kind,
+                **against_others(v),
+            }
+            for (family, fake), v in sorted(by_family.items())
+        },
+        "without_verdict": {j.name: j.why or "no verdict" for j in items if not j.decided},
+    }
+
+
+def format_table(table: dict[str, Any], title: str) -> str:
+    """Plain-text rows: one per pooled / kind / family."""
+    head = (
+        f"{title}\n{'':28s} {'reals':>5s} {'fakes':>5s} {'AUC':>6s} {'AUC*':>6s} "
+        f"{'real>fake':>9s} {'caught':>7s} {'no verdict':>10s} {'BPCER@5':>7s} {'BPCER@10':>8s}"
+    )
+    lines = [head]
+
+    def row(name: str, s: dict[str, Any]) -> str:
+        def f(v: float | None) -> str:
+            return "   -  " if v is None else f"{v:6.3f}"
+
+        def b(key: str) -> str:
+            v = s[key]
+            return "-" if v is None else f"{v['bpcer']:.3f}"
+
+        no_verdict = s["reals_without_verdict"] + s["fakes_without_verdict"]
+        return (
+            f"{name[:28]:28s} {s['reals']:5d} {s['fakes']:5d} {f(s['auc'])} "
+            f"{f(s['auc_decided_only'])} {s['reals_called_fake']:>9d} "
+            f"{s['fakes_caught']:>7d} {no_verdict:>10d} {b('bpcer_at_apcer_5'):>7s} "
+            f"{b('bpcer_at_apcer_10'):>8s}"
+        )
+
+    lines.append(row("pooled", table["pooled"]))
+    for kind, s in table["kinds"].items():
+        lines.append(row(f"kind {kind}", s))
+    for family, s in table["families"].items():
+        lines.append(row(f"  {family}", s))
+    lines.append(
+        "AUC*: items with a verdict only. Each row is scored against all of the other class."
+    )
+    return "\n".join(lines)
