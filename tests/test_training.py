@@ -22,6 +22,7 @@ from media import Placement, write_video  # noqa: E402
 from swapwatch.cli.main import main  # noqa: E402
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
+from swapwatch.datasets.splits import FakeKind, TrainingSplit  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
@@ -175,6 +176,38 @@ def test_a_fake_without_a_real_in_its_frame_meets_a_real_turned_the_same_way(
     }
     # Frame 0's real with frame 0's fake; frame 2's turned real with frame 4's turned fake.
     assert levels == {(10, 110), (30, 150)}
+
+
+def test_a_recorded_fake_is_paired_with_reals_of_its_own_group_and_kinds_are_balanced(
+    tmp_path: Path,
+) -> None:
+    """A swap still meets the real picture of its own group (the same person), even when
+    another person's face is turned more alike; and one live tool's many frames do not drown
+    the few fakes of other kinds."""
+    cache = CropCache(tmp_path / "cache")
+    target = MediaItem(tmp_path / "target.png", Label.REAL, "person-a", "real-image-x")
+    stranger = MediaItem(tmp_path / "stranger.png", Label.REAL, "person-b", "real-image-y")
+    swap = MediaItem(tmp_path / "swap.png", Label.FAKE, "person-a", "swap-x")
+    talk_ref = MediaItem(tmp_path / "ref.png", Label.REAL, "person-c", "real-image-z")
+    talking = MediaItem(tmp_path / "talk.mp4", Label.FAKE, "person-c", "talking-head-x")
+    live = MediaItem(tmp_path / "live.mp4", Label.FAKE, "person-d", "live-swap-x")
+    cached_faces(cache, target, [0], [0.5], level=1)  # crop 0
+    cached_faces(cache, stranger, [0], [0.3], level=2)  # crop 1
+    cached_faces(cache, swap, [0], [0.3], level=100)  # crop 2
+    cached_faces(cache, talk_ref, [0], [0.0], level=3)  # crop 3
+    cached_faces(cache, talking, [0], [0.0], level=150)  # crop 4
+    cached_faces(cache, live, list(range(20)), [0.3] * 20, level=50)  # crops 5-24
+    pool = build_pool([target, stranger, swap, talk_ref, talking, live], cache)
+    partners = dict(zip(pool.lone_fakes.tolist(), (p.tolist() for p in pool.partners), strict=True))
+    assert partners[2] == [0]  # its own group's real, not the stranger turned alike
+    assert partners[4] == [3]  # the talking head's own reference photo
+    assert partners[5] == [1]  # no real of its group: a real turned alike
+    sampler = PairSampler(pool, config=PairConfig(recorded_pair_share=1.0), train=False)
+    rng = np.random.default_rng(0)
+    fakes = [int(sampler.sample(rng)[1][0, 0, 0]) for _ in range(600)]
+    kinds = {"swap": sum(f == 100 for f in fakes), "talking": sum(f == 150 for f in fakes)}
+    # Three kinds drawn alike: about 200 each, though live swaps hold 20 of the 22 fakes.
+    assert 150 < kinds["swap"] < 250 and 150 < kinds["talking"] < 250, kinds
 
 
 def test_pose_partners_fall_back_to_other_recordings_then_to_the_closest_turns() -> None:
@@ -374,11 +407,18 @@ def test_a_checkpoint_runs_no_code_when_exported(tmp_path: Path) -> None:
 
 def test_export_calibrates_on_the_groups_its_run_held_out(caplog: pytest.LogCaptureFixture) -> None:
     state = {"config": {"validation_fraction": 0.4, "split_seed": "other"}}
-    assert training_split(state, None) == (0.4, "other")
-    assert training_split({}, None) == (0.25, "swapwatch")  # checkpoints from before the record
+    old = TrainingSplit("family-fraction", 0.4, "other")
+    assert training_split(state, None) == old  # runs from before the scheme was recorded
+    assert training_split({}, None) == TrainingSplit("family-fraction", 0.25, "swapwatch")
     assert not caplog.records
-    assert training_split(state, 0.2) == (0.2, "other")
+    assert training_split(state, 0.2) == TrainingSplit("family-fraction", 0.2, "other")
     assert "may fit the temperature on groups the model trained on" in caplog.text
+    caplog.clear()
+    # A run on the fixed three-way split, leaving talking heads out: export splits alike.
+    recorded = TrainingSplit(leave_out=FakeKind.TALKING_HEAD)
+    state = {"config": {**recorded.to_json()}}
+    assert training_split(state, None) == recorded
+    assert not caplog.records
 
 
 def test_training_without_real_faces_or_with_bad_options_gets_one_line(

@@ -122,6 +122,12 @@ def add_train_parser(commands: Any) -> None:
         default=0.3,
         help="share of pairs drawn from recorded swaps, when the data has any",
     )
+    parser.add_argument(
+        "--leave-out",
+        choices=["live-swap", "swap-still", "talking-head"],
+        help="train without any fake of this kind (nor the groups that hold one): a "
+        "leave-one-kind-out run, scored by benchmarks/generalization.py --leave-out",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -162,6 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         imagenet=not args.no_imagenet,
         init=args.init,
         recorded_pair_share=args.recorded_share,
+        leave_out=args.leave_out,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )
     cache = CropCache(args.cache_dir, every=args.every)

@@ -155,3 +155,66 @@ def leave_one_kind_out(
         )
     ]
     return LeaveOut(kind, train, score)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSplit:
+    """How a training run splits its list into what it learns from and what chooses its
+    checkpoint and calibrates it; recorded in the run's checkpoint so that export splits alike.
+
+    `groups-v2` (the default): the fixed three-way split above; the lockbox is never seen,
+    and with `leave_out` every group holding a fake of that kind is left out of both parts.
+    `family-fraction` (runs before it): per family, `validation_fraction` of its groups by a
+    salted hash, no lockbox (`swapwatch.datasets.lists.split_by_group`).
+    """
+
+    scheme: str = "groups-v2"
+    validation_fraction: float = 0.25
+    seed: str = SPLIT_SEED
+    leave_out: FakeKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("groups-v2", "family-fraction"):
+            raise ValueError(f"unknown split scheme {self.scheme!r}")
+        if self.leave_out is not None and self.scheme != "groups-v2":
+            raise ValueError("a kind can be left out only with the groups-v2 split")
+
+    def apply(self, items: Sequence[MediaItem]) -> tuple[list[MediaItem], list[MediaItem]]:
+        """(train, validation)."""
+        if self.scheme == "family-fraction":
+            from swapwatch.datasets.lists import split_by_group
+
+            return split_by_group(items, self.validation_fraction, self.seed)
+        config = SplitConfig(validation_fraction=self.validation_fraction, seed=self.seed)
+        parts = assign_parts(items, config)
+        left_out = (
+            {i.group for i in items if i.is_fake and fake_kind(i.family) is self.leave_out}
+            if self.leave_out is not None
+            else set()
+        )
+        kept = [i for i in items if i.group not in left_out]
+        train = [i for i in kept if parts[i.group] is Part.TRAIN]
+        validation = [i for i in kept if parts[i.group] is Part.VALIDATION]
+        return train, validation
+
+    def to_json(self) -> dict[str, str | float | None]:
+        return {
+            "split_scheme": self.scheme,
+            "validation_fraction": self.validation_fraction,
+            "split_seed": self.seed,
+            "leave_out": None if self.leave_out is None else self.leave_out.value,
+        }
+
+    @staticmethod
+    def from_record(config: dict[str, object]) -> TrainingSplit:
+        """The split a run recorded; runs that recorded no scheme used `family-fraction`."""
+        scheme = str(config.get("split_scheme") or "family-fraction")
+        default_seed = SPLIT_SEED if scheme == "groups-v2" else "swapwatch"
+        leave_out = config.get("leave_out")
+        fraction = config.get("validation_fraction", 0.25)
+        return TrainingSplit(
+            scheme=scheme,
+            validation_fraction=float(fraction) if isinstance(fraction, (int, float)) else 0.25,
+            seed=str(config.get("split_seed") or default_seed),
+            leave_out=FakeKind(str(leave_out)) if leave_out else None,
+        )

@@ -4,7 +4,11 @@ A pair is either a real crop and its self-blend, or, for side-by-side live-swap 
 real half's face and the swapped half's face of the same frame. Giving both the same geometry
 jitter and the same live-path augmentation leaves the swap itself as the only difference
 between them, which is what the detector has to learn. A swapped face with no real face in its
-own frame is paired with a real face turned like it, where the pool has one.
+own frame is paired with a real face of its own group (the same person, or the real target of
+a swap still, or the reference photo of a talking head), turned like it where one is: paired with
+another person, a fake would teach identity rather than manipulation. Reals and recorded fakes
+are drawn per family (fakes per kind) and then per group, so no one recording or person
+dominates.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from numpy.typing import NDArray
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops, centre_window
 from swapwatch.datasets.lists import MediaItem
+from swapwatch.datasets.splits import fake_kind
 from swapwatch.errors import ConfigError
 from swapwatch.faces.quality import yaw_ratio
 from swapwatch.training.augment import AugmentConfig, LivePathAugment
@@ -47,6 +52,7 @@ class CropPool:
     landmarks: np.ndarray  # (N, 468, 2)
     fake: np.ndarray  # (N,) bool: recorded fakes (not self-blends)
     family: list[str] = field(default_factory=list)  # per crop
+    group: list[str] = field(default_factory=list)  # per crop: identity or recording
     pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # real, fake
     # Recorded fakes outside `pairs`, each with the real crops it may be paired with.
     lone_fakes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -89,21 +95,35 @@ def is_unswapped(real_crop: np.ndarray, fake_crop: np.ndarray) -> bool:
 
 
 def pose_partners(
-    yaw: np.ndarray, fake_index: int, own_reals: np.ndarray, all_reals: np.ndarray
+    yaw: np.ndarray,
+    fake_index: int,
+    own_reals: np.ndarray,
+    all_reals: np.ndarray,
+    group_reals: np.ndarray | None = None,
 ) -> NDArray[np.int64]:
     """Real crops turned like crop `fake_index`: from its own recording if any lie within
-    POSE_MATCH_YAW, else from all reals, else the POSE_FALLBACK_PARTNERS closest in yaw."""
-    for candidates in (own_reals, all_reals):
+    POSE_MATCH_YAW, else from its own group (the same person, or the real target of a swap),
+    else from all reals, else the POSE_FALLBACK_PARTNERS closest in yaw. A group's reals are
+    taken whatever their pose when none is turned alike: the same person is worth more than
+    the same pose, since a fake paired with another person teaches identity."""
+    empty = np.zeros(0, np.int64)
+    group_reals = empty if group_reals is None else group_reals
+    for candidates in (own_reals, group_reals):
         close = candidates[np.abs(yaw[candidates] - yaw[fake_index]) <= POSE_MATCH_YAW]
         if len(close):
             return np.asarray(close, np.int64)
+    if len(group_reals):
+        return np.asarray(group_reals, np.int64)
+    close = all_reals[np.abs(yaw[all_reals] - yaw[fake_index]) <= POSE_MATCH_YAW]
+    if len(close):
+        return np.asarray(close, np.int64)
     order = np.argsort(np.abs(yaw[all_reals] - yaw[fake_index]), kind="stable")
     return np.asarray(all_reals[order[:POSE_FALLBACK_PARTNERS]], np.int64)
 
 
 def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
     """Load (extracting once) the crops of `items` and pair the halves of recordings."""
-    crops, landmarks, fake, family = [], [], [], []
+    crops, landmarks, fake, family, group = [], [], [], [], []
     owners: list[MediaItem] = []
     offsets: dict[MediaItem, int] = {}
     loaded: dict[MediaItem, FaceCrops] = {}
@@ -117,12 +137,14 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
         landmarks.append(faces.landmarks)
         fake.append(np.full(len(faces), item.is_fake))
         family.extend([item.family] * len(faces))
+        group.extend([item.group] * len(faces))
         owners.extend([item] * len(faces))
     pool = CropPool(
         np.concatenate(crops) if crops else np.zeros((0, CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8),
         np.concatenate(landmarks) if landmarks else np.zeros((0, 468, 2), np.float32),
         np.concatenate(fake) if fake else np.zeros(0, bool),
         family,
+        group,
     )
     halves: dict[str, dict[bool, MediaItem]] = defaultdict(dict)
     for item in items:
@@ -148,10 +170,14 @@ def build_pool(items: Sequence[MediaItem], cache: CropCache) -> CropPool:
     if len(pool.lone_fakes) and len(pool.real_indices):
         yaw = np.asarray([yaw_ratio(points) for points in pool.landmarks], np.float32)
         reals = pool.real_indices
+        reals_of_group: dict[str, list[int]] = defaultdict(list)
+        for index in reals:
+            reals_of_group[pool.group[index]].append(int(index))
         no_reals = np.zeros(0, np.int64)
         for index in pool.lone_fakes:
             own = own_reals.get(owners[index], no_reals)
-            pool.partners.append(pose_partners(yaw, int(index), own, reals))
+            same_group = np.asarray(reals_of_group.get(pool.group[index], []), np.int64)
+            pool.partners.append(pose_partners(yaw, int(index), own, reals, same_group))
     return pool
 
 
@@ -161,6 +187,17 @@ class PairConfig:
     max_shift: int = 8  # pixels of window jitter around the inference crop
     max_scale: float = 0.06  # +- relative window size
     flip: bool = True
+
+
+def _group_of(pool: CropPool, index: int) -> str:
+    return pool.group[index] if pool.group else ""
+
+
+def _draw(strata: list[list[np.ndarray]], rng: np.random.Generator) -> int:
+    """A member of a uniformly drawn group of a uniformly drawn stratum."""
+    groups = strata[rng.integers(len(strata))]
+    members = groups[rng.integers(len(groups))]
+    return int(members[rng.integers(len(members))])
 
 
 def window(image: np.ndarray, dx: int, dy: int, scale: float) -> np.ndarray:
@@ -196,24 +233,46 @@ class PairSampler:
         self.blend = blend or SelfBlendConfig()
         self.train = train
         self.augment = LivePathAugment(augment or AugmentConfig()) if train else None
-        # Draw real faces family by family, so a family with many frames does not drown the others.
-        by_family: dict[str, list[int]] = defaultdict(list)
+        # Real faces are drawn family by family, then group by group: a family with many
+        # frames does not drown the others, nor one long recording the people of its family.
+        by_family: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for index in pool.real_indices:
-            by_family[pool.family[index]].append(int(index))
-        self._real_by_family = [np.asarray(v) for _, v in sorted(by_family.items())]
+            by_family[pool.family[index]][_group_of(pool, index)].append(int(index))
+        self._real_by_family = [
+            [np.asarray(members) for _, members in sorted(groups.items())]
+            for _, groups in sorted(by_family.items())
+        ]
         if len(pool.partners) != len(pool.lone_fakes):
             raise ValueError("every lone recorded fake needs its real partners (see build_pool)")
+        # Recorded fakes likewise: kind by kind (live swaps, swap stills, talking heads), then
+        # group by group, so that the many frames of one tool's recordings do not drown the
+        # few stills of other methods. A unit is a recorded pair (< len(pairs)) or a lone fake.
+        by_kind: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for unit in range(len(pool.pairs) + len(pool.lone_fakes)):
+            index = (
+                pool.pairs[unit][1]
+                if unit < len(pool.pairs)
+                else pool.lone_fakes[unit - len(pool.pairs)]
+            )
+            kind = fake_kind(pool.family[index]).value
+            by_kind[kind][_group_of(pool, index)].append(unit)
+        self._recorded_by_kind = [
+            [np.asarray(members) for _, members in sorted(groups.items())]
+            for _, groups in sorted(by_kind.items())
+        ]
 
     def _real_index(self, rng: np.random.Generator) -> int:
-        family = self._real_by_family[rng.integers(len(self._real_by_family))]
-        return int(family[rng.integers(len(family))])
+        return _draw(self._real_by_family, rng)
+
+    def _recorded_unit(self, rng: np.random.Generator) -> int:
+        return _draw(self._recorded_by_kind, rng)
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(real, fake), each CROP_SIZE x CROP_SIZE x 3 uint8."""
         pool, config = self.pool, self.config
         recorded = len(pool.pairs) + len(pool.lone_fakes)
         if recorded and rng.random() < config.recorded_pair_share:
-            pick = int(rng.integers(recorded))
+            pick = self._recorded_unit(rng)
             if pick < len(pool.pairs):
                 a, b = pool.pairs[pick]
                 real, fake = pool.crops[a], pool.crops[b]

@@ -7,6 +7,7 @@ is a calibrated log-likelihood ratio. The ONNX file is checked against PyTorch b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window
-from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.datasets.lists import MediaItem
+from swapwatch.datasets.splits import TrainingSplit
 from swapwatch.engines.base import METADATA_KEY, ModelInfo
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
 from swapwatch.errors import ModelError
@@ -86,24 +88,18 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return math.exp((lo + hi) / 2)
 
 
-Split = tuple[float, str]  # validation fraction, split seed: the arguments of split_by_group
-
-
-def training_split(state: dict[str, Any], validation_fraction: float | None) -> Split:
+def training_split(state: dict[str, Any], validation_fraction: float | None) -> TrainingSplit:
     """How the run that made `state` split its groups, with the fraction overridden if given."""
-    config = state.get("config") or {}
-    trained = config.get("validation_fraction", 0.25)
-    seed = str(config.get("split_seed", "swapwatch"))
-    if validation_fraction is None:
-        return float(trained), seed
-    if validation_fraction != trained:
-        log.warning(
-            "the training run held out %s of each family's groups; calibrating on %s of them "
-            "may fit the temperature on groups the model trained on",
-            trained,
-            validation_fraction,
-        )
-    return validation_fraction, seed
+    recorded = TrainingSplit.from_record(state.get("config") or {})
+    if validation_fraction is None or validation_fraction == recorded.validation_fraction:
+        return recorded
+    log.warning(
+        "the training run held out %s of the groups for validation; calibrating on %s of them "
+        "may fit the temperature on groups the model trained on",
+        recorded.validation_fraction,
+        validation_fraction,
+    )
+    return dataclasses.replace(recorded, validation_fraction=validation_fraction)
 
 
 def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
@@ -115,10 +111,10 @@ def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
 
 
 def calibration_set(
-    items: Sequence[MediaItem], cache: CropCache, split: Split, seed: int = 7
+    items: Sequence[MediaItem], cache: CropCache, split: TrainingSplit, seed: int = 7
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Validation crops as the detector will see them: reals, recorded fakes, self-blends."""
-    _, validation = split_by_group(items, *split)
+    _, validation = split.apply(items)
     if not validation:
         raise ModelError("the data has no validation groups to calibrate on")
     pool = build_pool(validation, cache)
@@ -137,10 +133,10 @@ def calibration_set(
 
 
 def range_crops(
-    items: Sequence[MediaItem], cache: CropCache, split: Split, count: int, seed: int = 11
+    items: Sequence[MediaItem], cache: CropCache, split: TrainingSplit, count: int, seed: int = 11
 ) -> np.ndarray:
     """Crops of the training groups (reals and their self-blends) for int8 activation ranges."""
-    train, _ = split_by_group(items, *split)
+    train, _ = split.apply(items)
     pool = build_pool(train, cache)
     rng = np.random.default_rng(seed)
     reals = pool.real_indices[rng.permutation(len(pool.real_indices))[: count // 2]]
@@ -175,8 +171,7 @@ def export(
         logits = predict(model, images, "cpu")
         temperature = fit_temperature(logits, labels)
         calibration = {
-            "validation_fraction": split[0],
-            "split_seed": split[1],
+            **split.to_json(),
             "examples": counts,
             "auc": roc_auc(logits, labels),
             "nll_before": float(

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from swapwatch.datasets.crops import CropCache, centre_window
-from swapwatch.datasets.lists import MediaItem, split_by_group
+from swapwatch.datasets.lists import MediaItem
+from swapwatch.datasets.splits import SPLIT_SEED, FakeKind, TrainingSplit, fake_kind
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
@@ -43,7 +44,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     validation_fraction: float = 0.25
-    split_seed: str = "swapwatch"
+    split_seed: str = SPLIT_SEED
+    split_scheme: str = "groups-v2"  # see swapwatch.datasets.splits.TrainingSplit
+    leave_out: str | None = None  # a fake kind never trained on (leave-one-kind-out runs)
     validation_pairs: int = 256  # self-blend pairs drawn once from validation reals
     validate_every: int = 100
     checkpoint_every: int = 25
@@ -76,10 +79,14 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 @dataclass(slots=True)
 class ValidationSet:
-    """Fixed crops to follow training by: self-blends of held-out reals, held-out recorded pairs."""
+    """Fixed crops to follow training by: self-blends of held-out reals, held-out recorded pairs
+    (frame-matched halves of live-swap recordings), and, per fake kind, held-out recorded fakes
+    against one group-balanced sample of held-out reals."""
 
     blends: tuple[np.ndarray, np.ndarray]
     recorded: tuple[np.ndarray, np.ndarray] | None
+    reals: np.ndarray | None = None  # (R, S, S, 3) the reals the kinds are ranked against
+    kinds: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> (F, S, S, 3) fakes
 
     @staticmethod
     def build(pool: CropPool, pairs: int, seed: int) -> ValidationSet:
@@ -94,7 +101,28 @@ class ValidationSet:
             )
             labels = np.concatenate([np.zeros(len(chosen)), np.ones(len(chosen))])
             recorded = (np.ascontiguousarray(images), labels.astype(np.float32))
-        return ValidationSet(blends, recorded)
+        fakes_by_kind: dict[str, list[int]] = {}
+        for index in np.flatnonzero(pool.fake):
+            fakes_by_kind.setdefault(fake_kind(pool.family[index]).value, []).append(int(index))
+        kinds = {}
+        for kind, indices in sorted(fakes_by_kind.items()):
+            picked = rng.permutation(np.asarray(indices))[: pairs // 2]
+            kinds[kind] = np.ascontiguousarray(centre_window(pool.crops[np.sort(picked)]))
+        reals = None
+        if kinds:
+            drawn = sorted({sampler._real_index(rng) for _ in range(pairs)})
+            reals = np.ascontiguousarray(centre_window(pool.crops[drawn]))
+        return ValidationSet(blends, recorded, reals, kinds)
+
+
+def selection_figure(figures: dict[str, float | None]) -> float:
+    """What chooses the checkpoint (fixed before training, benchmarks/README.md): the mean
+    over fake kinds of the held-out recorded fakes' AUC against held-out reals; the self-blend
+    AUC where the validation groups hold no recorded fake."""
+    per_kind = [v for k, v in figures.items() if k.startswith("kind_") and v is not None]
+    if per_kind:
+        return float(np.mean(per_kind))
+    return float(figures.get("blend_auc") or 0.0)
 
 
 @torch.no_grad()
@@ -121,6 +149,14 @@ def evaluate(
         )
         figures[f"{name}_auc"] = roc_auc(logits, labels)
         figures[f"{name}_loss"] = float(loss)
+    if validation.reals is not None and validation.kinds:
+        real_logits = predict(model, validation.reals, device)
+        for kind, fakes in validation.kinds.items():
+            fake_logits = predict(model, fakes, device)
+            scores = np.concatenate([real_logits, fake_logits])
+            labels = np.r_[np.zeros(len(real_logits)), np.ones(len(fake_logits))]
+            figures[f"kind_{kind}_auc"] = roc_auc(scores, labels)
+    figures["selection"] = selection_figure(figures)
     return figures
 
 
@@ -158,9 +194,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         if config.imagenet:
             load_imagenet(model)
     config.out.mkdir(parents=True, exist_ok=True)
-    train_items, validation_items = split_by_group(
-        items, config.validation_fraction, config.split_seed
-    )
+    train_items, validation_items = training_split(config).apply(items)
     log.info(
         "loading face crops of %d training and %d validation items",
         len(train_items),
@@ -190,8 +224,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     step = 0
     history: list[dict[str, Any]] = []
     commands = [str(config.extra.get("command", " ".join(sys.argv)))]
-    # The checkpoint chosen on held-out self-blends only: recorded swaps stay unseen by selection.
-    best: dict[str, Any] = {"blend_auc": -1.0, "step": None}
+    # The checkpoint chosen by `selection_figure` on the validation groups (a selection set:
+    # the lockbox and leave-one-kind-out runs are the tests).
+    best: dict[str, Any] = {"selection": -1.0, "step": None}
     if state is not None:
         model.load_state_dict(
             state["training_model"] if "training_model" in state else state["model"]
@@ -271,8 +306,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             }
             history.append(entry)
             log.info("validation %s", json.dumps(entry))
-            if (figures.get("blend_auc") or 0.0) > best["blend_auc"]:
-                best.update(blend_auc=figures.get("blend_auc") or 0.0, step=step)
+            if (figures.get("selection") or 0.0) > best["selection"]:
+                best.update(selection=figures.get("selection") or 0.0, step=step)
                 save(config.out / "best.pt")
         if step % config.checkpoint_every == 0 or done:
             save(last)
@@ -281,6 +316,15 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             record["best_step"] = best["step"]
             (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return last
+
+
+def training_split(config: TrainConfig) -> TrainingSplit:
+    return TrainingSplit(
+        scheme=config.split_scheme,
+        validation_fraction=config.validation_fraction,
+        seed=config.split_seed,
+        leave_out=FakeKind(config.leave_out) if config.leave_out else None,
+    )
 
 
 def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any]:
