@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from swapwatch.errors import ConfigError
@@ -93,3 +95,52 @@ def test_a_bad_setting_is_refused_by_name(name: str, value: str, message: str) -
         load_config(environ={name: value})
     assert message in str(raised.value)
     assert str(raised.value).count("invalid") <= 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SWAPWATCH_SINK": "webhook:https://ops.example/hook"}, "did you mean SWAPWATCH_SINKS?"),
+        ({"SWAPWATCH_PROT": "9000"}, "did you mean SWAPWATCH_PORT?"),
+        ({"SWAPWATCH_XYZZY": "1"}, "(known: SWAPWATCH_HOST, SWAPWATCH_PORT,"),
+    ],
+)
+def test_an_unknown_swapwatch_variable_names_the_closest_known_one(
+    environ: dict[str, str], message: str
+) -> None:
+    name = next(iter(environ))
+    with pytest.raises(ConfigError, match=f"unknown environment variable {name}") as raised:
+        load_config(environ=environ)
+    assert message in str(raised.value)
+
+
+def test_a_variable_a_sink_reads_as_its_secret_is_not_unknown() -> None:
+    sink = "webhook:https://ops.example/hook;secret=env:SWAPWATCH_HOOK_SECRET"
+    environ = {"SWAPWATCH_SINKS": sink, "SWAPWATCH_HOOK_SECRET": "s3cret", "OTHER_TOOL": "x"}
+    assert load_config(environ=environ).sinks == (sink,)
+
+
+def test_an_unknown_file_key_names_the_closest_known_one(tmp_path: Path) -> None:
+    path = tmp_path / "swapwatch.toml"
+    path.write_text('sink = ["jsonl:-"]\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'sink' \(did you mean 'sinks'\?\)"):
+        load_config(path, environ={})
+
+
+def test_serve_refuses_a_misspelled_variable_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swapwatch.cli import serve
+    from swapwatch.cli.main import main
+
+    async def serve_nothing(config: object) -> int:  # stands in for the service, if it started
+        return 0
+
+    monkeypatch.setattr(serve, "serve", serve_nothing)
+    monkeypatch.setenv("SWAPWATCH_SINK", "webhook:https://ops.example/hook")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "swapwatch: error: unknown environment variable SWAPWATCH_SINK "
+        "(did you mean SWAPWATCH_SINKS?)"
+    ]

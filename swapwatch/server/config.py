@@ -4,20 +4,24 @@ Every key of `ServiceConfig` can be set in the file (top level) or as an environ
 named `SWAPWATCH_` + the key in capitals, e.g. `SWAPWATCH_PORT=9000`,
 `SWAPWATCH_CORS_ORIGINS=https://a.example,https://b.example`. A list whose items hold commas is
 written as a JSON array: `SWAPWATCH_SINKS='["kafka:b1:9092,b2:9092;topic=t"]'`. Unknown keys and
-bad values are errors that name the key and where it came from.
+bad values are errors that name the key, where it came from and the closest known key. The
+`SWAPWATCH_` prefix is ours: an unknown variable under it is refused like an unknown file key,
+except one a sink names as its secret (`secret=env:SWAPWATCH_HOOK_SECRET`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import json
 import math
 import os
+import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,8 @@ ENV_PREFIX = "SWAPWATCH_"
 # Settings whose values may carry credentials (sink URLs, `secret=`): never echoed in errors;
 # `public_view` hides the same two in its own way.
 SECRET_KEYS = frozenset({"sinks", "token"})
+# `env:NAME` in a sink's options: a variable the sink reads, whatever its name.
+_SINK_ENV_REFERENCE = re.compile(r"\benv:([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +225,18 @@ def _list_items(text: str) -> list[Any]:
     ]
 
 
+def _closest(key: str, known: list[str], shown: Callable[[str], str] = repr) -> str:
+    """The hint after an unknown key: the likeliest meant, else every known one."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {shown(close[0])}?)"
+    return f" (known: {', '.join(shown(k) for k in known)})"
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
 def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is tuple:
         return "list (comma-separated, or a JSON array)"
@@ -243,15 +261,29 @@ def load_config(
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
         for key, value in raw.items():
             if key not in kinds:
-                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(kinds)})")
+                raise ConfigError(f"{path}: unknown setting {key!r}{_closest(key, list(kinds))}")
             values[key] = _convert(key, value, kinds[key], str(path))
+    unknown: list[str] = []
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in kinds:
-            continue  # other tools' SWAPWATCH_* variables are not ours to refuse
+            unknown.append(name)
+            continue
         values[key] = _convert(key, value, kinds[key], f"environment {name}")
+    referenced = {
+        ref for text in values.get("sinks", ()) for ref in _SINK_ENV_REFERENCE.findall(text)
+    }
+    unknown = [name for name in unknown if name not in referenced]
+    if unknown:
+        raise ConfigError(
+            "; ".join(
+                f"unknown environment variable {name}"
+                + _closest(name[len(ENV_PREFIX) :].lower(), list(kinds), _env_name)
+                for name in sorted(unknown)
+            )
+        )
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
