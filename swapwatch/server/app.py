@@ -143,6 +143,8 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         data = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise ConfigError("the body is not valid JSON") from None
+    except RecursionError:  # the parser recurses per nesting level; a small body can go deep
+        raise ConfigError("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError("the body must be a JSON object")
     return data

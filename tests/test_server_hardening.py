@@ -1,0 +1,36 @@
+"""What an attacker or a careless client tried on the service: deep JSON, header spellings, the
+metrics page, a stream that cannot connect flooding the sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service import RunningService, running_service
+
+from swapwatch.server.config import ServiceConfig
+
+TOKEN = "a-test-token-of-enough-length"
+
+
+@pytest.fixture(scope="module")
+def guarded(fake_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    outbox = tmp_path_factory.mktemp("hardening") / "events.sqlite"
+    config = ServiceConfig(
+        model=fake_model,
+        token=TOKEN,
+        events_path=outbox,
+    )
+    with running_service(config) as service:
+        yield service
+
+
+@pytest.mark.parametrize("depth", [2_000, 60_000])
+def test_a_deeply_nested_body_is_a_400_with_a_json_error(
+    guarded: RunningService, depth: int
+) -> None:
+    for path in ("/v1/streams", "/v1/webrtc/offer"):
+        reply = guarded.request("POST", path, raw=b"[" * depth, token=TOKEN)
+        assert reply.status in (400, 413), reply.body
+        assert reply.body["error"]["status"] == reply.status
