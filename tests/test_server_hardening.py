@@ -34,3 +34,22 @@ def test_a_deeply_nested_body_is_a_400_with_a_json_error(
         reply = guarded.request("POST", path, raw=b"[" * depth, token=TOKEN)
         assert reply.status in (400, 413), reply.body
         assert reply.body["error"]["status"] == reply.status
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (f"Bearer {TOKEN}", 200),
+        (f"bearer {TOKEN}", 200),
+        (f"BEARER {TOKEN}", 200),
+        (f"Bearer   {TOKEN}", 200),
+        (f"Basic {TOKEN}", 401),
+        (f"Bearer{TOKEN}", 401),
+        ("bearer wrong-token-wrong-token", 401),
+    ],
+)
+def test_the_bearer_scheme_is_case_insensitive(
+    guarded: RunningService, header: str, status: int
+) -> None:
+    reply = guarded.request("GET", "/v1/streams", headers={"Authorization": header})
+    assert reply.status == status, reply.body

@@ -92,8 +92,9 @@ def auth_middleware(config: ServiceConfig) -> Any:
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is None or not request.path.startswith("/v1/") or request.method == "OPTIONS":
             return await handler(request)
-        given = request.headers.get("Authorization", "")
-        presented = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+        presented = bearer_token(request.headers.get("Authorization", ""))
+        if presented is None:
+            presented = request.query.get("token", "")
         if not hmac.compare_digest(presented.encode(), token.encode()):
             response = error_response(401, "a valid bearer token is required", "unauthorized")
             response.headers["WWW-Authenticate"] = 'Bearer realm="swapwatch"'
@@ -101,6 +102,13 @@ def auth_middleware(config: ServiceConfig) -> Any:
         return await handler(request)
 
     return check_token
+
+
+def bearer_token(header: str) -> str | None:
+    """The credentials of an `Authorization: Bearer ...` header; the scheme is case-insensitive
+    (RFC 7235) and may be followed by several spaces."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
 
 
 def cors_middleware(config: ServiceConfig) -> Any:
