@@ -53,3 +53,25 @@ def test_the_bearer_scheme_is_case_insensitive(
 ) -> None:
     reply = guarded.request("GET", "/v1/streams", headers={"Authorization": header})
     assert reply.status == status, reply.body
+
+
+def test_with_a_token_the_metrics_need_it_too(guarded: RunningService) -> None:
+    denied = guarded.request("GET", "/metrics")
+    assert denied.status == 401 and denied.body["error"]["kind"] == "unauthorized"
+    allowed = guarded.request("GET", "/metrics", token=TOKEN)
+    assert allowed.status == 200 and "swapwatch_" in allowed.body
+    schema = guarded.request("GET", "/openapi.json").body
+    assert schema["paths"]["/metrics"]["get"]["security"] == [{"bearer": []}]
+    assert guarded.request("GET", "/healthz").status == 200  # probes stay open
+
+
+def test_metrics_public_opens_only_the_metrics(fake_model: Path, tmp_path: Path) -> None:
+    config = ServiceConfig(
+        model=fake_model,
+        token=TOKEN,
+        metrics_public=True,
+        events_path=tmp_path / "events.sqlite",
+    )
+    with running_service(config) as service:
+        assert service.request("GET", "/metrics").status == 200
+        assert service.request("GET", "/v1/streams").status == 401

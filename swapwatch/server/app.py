@@ -88,9 +88,13 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 def auth_middleware(config: ServiceConfig) -> Any:
     token = config.token
 
+    def protected(path: str) -> bool:
+        # /metrics names every stream: behind the token unless metrics_public says otherwise.
+        return path.startswith("/v1/") or (path == "/metrics" and not config.metrics_public)
+
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or not request.path.startswith("/v1/") or request.method == "OPTIONS":
+        if token is None or not protected(request.path) or request.method == "OPTIONS":
             return await handler(request)
         presented = bearer_token(request.headers.get("Authorization", ""))
         if presented is None:

@@ -46,6 +46,9 @@ class ServiceConfig:
     port: int = 8080
     # Bearer token for the API and the WebRTC offer; required unless bound to loopback.
     token: str | None = None
+    # /metrics labels series with stream ids: with a token set, it needs the token too unless
+    # this is true (a Prometheus that cannot send one, on a network only it reaches).
+    metrics_public: bool = False
     cors_origins: tuple[str, ...] = ()
     max_streams: int = 16
     max_width: int = 1920  # frames larger than this (either side) stop the stream with an error

@@ -222,7 +222,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "security": [],
+                    "security": [] if config.metrics_public else secured,
                     "responses": {"200": {"description": "text/plain"}},
                 }
             },
