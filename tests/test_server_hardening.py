@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service import RunningService, running_service
+from service import RunningService, free_port, running_service
 
+from swapwatch.events import EventLog, EventType
 from swapwatch.server.config import ServiceConfig
 
 TOKEN = "a-test-token-of-enough-length"
@@ -21,6 +22,8 @@ def guarded(fake_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         model=fake_model,
         token=TOKEN,
         events_path=outbox,
+        reconnect_initial_s=0.1,
+        reconnect_max_s=0.2,
     )
     with running_service(config) as service:
         yield service
@@ -75,3 +78,19 @@ def test_metrics_public_opens_only_the_metrics(fake_model: Path, tmp_path: Path)
     with running_service(config) as service:
         assert service.request("GET", "/metrics").status == 200
         assert service.request("GET", "/v1/streams").status == 401
+
+
+def test_a_stream_that_cannot_connect_reports_one_error_not_one_per_try(
+    guarded: RunningService,
+) -> None:
+    url = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there: refused at once, every try
+    reply = guarded.request("POST", "/v1/streams", {"url": url, "id": "gone"}, token=TOKEN)
+    assert reply.status == 201, reply.body
+    status = guarded.wait_for(lambda s: s["reconnects"] >= 5, "gone", token=TOKEN)
+    assert status["state"] in ("reconnecting", "starting") and status["last_error"]
+    assert guarded.config.events_path is not None
+    with EventLog(guarded.config.events_path) as log:
+        events = [stored.event() for stored in log.read_after(0, 10_000)]
+    errors = [e for e in events if e.stream == "gone" and e.type is EventType.STREAM_ERROR]
+    assert len(errors) == 1 and errors[0].detail is not None
+    assert errors[0].detail["final"] is False

@@ -229,8 +229,7 @@ class StreamWorker:
                         self._emit("stream.ended", {"reason": "end of stream"})
                         return
                     # A live source that ends (camera restarted, publisher gone) comes back.
-                    self.status.last_error = "the source ended"
-                    self._emit("stream.error", {"error": "the source ended", "final": False})
+                    self._retry_error("the source ended")
                 except SourceError as exc:
                     self.status.last_error = str(exc)
                     self._metrics.errors.labels(type(exc).__name__).inc()
@@ -238,7 +237,7 @@ class StreamWorker:
                         self.status.state = StreamState.FAILED
                         self._emit("stream.error", {"error": str(exc), "final": True})
                         return
-                    self._emit("stream.error", {"error": str(exc), "final": False})
+                    self._retry_error(str(exc))
                 if time.monotonic() - started > STABLE_RUN_SECONDS:
                     attempt = 0
                 delay = reconnect_delay(attempt, *self._backoff)
@@ -260,6 +259,13 @@ class StreamWorker:
             self._metrics.active_streams.dec()
             if not self._stopping:  # ended by itself: release its face models now
                 self._executor.submit(self._close_analyzer)
+
+    def _retry_error(self, error: str) -> None:
+        """A failure that will be retried: an event when the stream goes from running (or
+        starting) to reconnecting, not one per failed try; the status keeps the latest error."""
+        self.status.last_error = error
+        if self.status.state is not StreamState.RECONNECTING:
+            self._emit("stream.error", {"error": error, "final": False})
 
     async def _run_source(self) -> None:
         loop = asyncio.get_running_loop()
