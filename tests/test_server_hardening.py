@@ -3,6 +3,7 @@ metrics page, a stream that cannot connect flooding the sinks."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,16 @@ def test_a_stream_that_cannot_connect_reports_one_error_not_one_per_try(
     errors = [e for e in events if e.stream == "gone" and e.type is EventType.STREAM_ERROR]
     assert len(errors) == 1 and errors[0].detail is not None
     assert errors[0].detail["final"] is False
+
+
+def test_the_package_metadata_builds_without_deprecation_warnings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    monkeypatch.chdir(Path(__file__).parents[1])  # the readme and packages are found from here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist = apply_configuration(Distribution(), "pyproject.toml")
+    assert dist.metadata.license_expression == "Apache-2.0"
