@@ -25,6 +25,7 @@ from a run on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -52,12 +53,14 @@ from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import Engine, detector_logits  # noqa: E402
 from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
 from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
+from swapwatch.evaluation.verdict_point import Outcome, choose, peak_cusum  # noqa: E402
 from swapwatch.evaluation.yardstick import Judged, format_table, yardstick  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
 MAX_SECONDS = 20.0  # of each recording: fixed, so that figures compare across runs
 RATE = 15.0  # frames analysed per second, as `scan` does by default
 COST_FACES = 200
+TARGET_REAL_CALLED_FAKE = 0.05  # the operating point: at most this share of reals called fake
 
 
 def sha256(path: Path) -> str:
@@ -167,8 +170,12 @@ def score_condition(
                 flush=True,
             )
 
-    run = evaluate(delivered, factory, EvalConfig(rate=RATE, max_seconds=MAX_SECONDS), progress)
+    config = EvalConfig(rate=RATE, max_seconds=MAX_SECONDS)
+    run = evaluate(delivered, factory, config, progress)
     out = [judged(r, originals[r.item.path]) for r in run.results] + failed
+    decision = config.decision
+    peaks = [peak_cusum(r.track_evidence, decision.k, decision.min_frames) for r in run.results]
+    peaks += [0.0] * len(failed)
     rows = [
         {
             "name": j.name,
@@ -178,10 +185,26 @@ def score_condition(
             "score": None if j.score is None else round(j.score, 4),
             "verdict": j.verdict,
             "why": j.why,
+            "peak_cusum": round(peak, 3),
         }
-        for j in out
+        for j, peak in zip(out, peaks, strict=True)
     ]
     return out, rows
+
+
+def rejudged(
+    items: list[Judged], rows: list[dict[str, Any]], threshold: float, h: float | None
+) -> list[Judged]:
+    """The items' verdicts at another operating point (video threshold, CUSUM h)."""
+    out = []
+    for j, row in zip(items, rows, strict=True):
+        if not j.decided:
+            out.append(j)
+            continue
+        assert j.score is not None
+        fake = j.score >= threshold or (h is not None and row["peak_cusum"] >= h)
+        out.append(dataclasses.replace(j, verdict="fake" if fake else "real"))
+    return out
 
 
 def main() -> int:
@@ -257,12 +280,47 @@ def main() -> int:
             table = yardstick(judged_items)
             entry["conditions"][condition] = {
                 "table": table,
+                "judged": judged_items,
                 "items": rows,
                 "seconds": round(time.perf_counter() - started, 1),
             }
             text = format_table(table, f"{name}, {condition} ({scored})")
             texts.append(text)
             print(text, flush=True)
+        outcomes = [
+            Outcome(j.fake, j.score if j.decided else None, row["peak_cusum"])
+            for c in conditions
+            for j, row in zip(
+                entry["conditions"][c]["judged"], entry["conditions"][c]["items"], strict=True
+            )
+        ]
+        point = choose(outcomes, TARGET_REAL_CALLED_FAKE)
+        entry["operating_point"] = {
+            "set_on": f"{scored}, conditions {', '.join(conditions)}: every item, real and fake",
+            **point,
+        }
+        print(
+            f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: "
+            f"{point}"
+        )
+        if point["threshold"] is not None:
+            for c in conditions:
+                at_point = rejudged(
+                    entry["conditions"][c]["judged"],
+                    entry["conditions"][c]["items"],
+                    point["threshold"],
+                    point["h"],
+                )
+                table = yardstick(at_point)
+                entry["conditions"][c]["table_at_operating_point"] = table
+                text = format_table(
+                    table,
+                    f"{name}, {c} ({scored}) at threshold {point['threshold']}, h {point['h']}",
+                )
+                texts.append(text)
+                print(text, flush=True)
+        for c in conditions:
+            del entry["conditions"][c]["judged"]
         engine = factory()
         try:
             crops = face_crops(items, engine)
