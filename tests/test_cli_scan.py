@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from damage import cut_before_frame
 from media import Placement, write_video
 
 from swapwatch.cli.main import main
@@ -227,3 +228,33 @@ def test_the_installed_command_and_python_m_agree(one_face_video: Path, fake_mod
     assert proc.stderr.strip().splitlines() == [
         "swapwatch: warning: always_fake.onnx is not a trained detector; its scores mean nothing"
     ]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d, v: cut_before_frame(v, d / "cut.mp4", 10), "ended after 10 of its 60 frames"),
+        (lambda d, v: _text_file(d / "notes.txt"), "is text (FFmpeg reads it as 'ansi')"),
+    ],
+    ids=["stops-early", "text"],
+)
+def test_a_damaged_or_text_file_exits_3_with_one_line_and_no_verdict(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    no_face_video: Path,
+    fake_model: Path,
+    damage,  # type: ignore[no-untyped-def]
+    message: str,
+) -> None:
+    path = damage(tmp_path, no_face_video)
+    assert main(["scan", str(path), "--model", str(fake_model), "--json"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no inconclusive verdict that reads like a clean result
+    errors = [line for line in captured.err.splitlines() if line.startswith("swapwatch: error")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in captured.err
+
+
+def _text_file(dst: Path) -> Path:
+    dst.write_text("hello, this is not a video\n" * 20)
+    return dst

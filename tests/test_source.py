@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from damage import cut_before_frame, faststart_copy
 from media import Placement, write_video
 
 from swapwatch.errors import (
@@ -159,14 +160,66 @@ def test_bad_sources_raise_one_clear_error(
         asyncio.run(collect(AvSource(url, SourceOptions(open_timeout=5, read_timeout=5))))
 
 
-def test_corrupt_packets_in_the_middle_are_skipped_and_counted(
+def test_corrupt_packets_in_a_live_feed_are_skipped_and_counted(
     tmp_path: Path, one_face_video: Path
 ) -> None:
     garbled = make_garbled(one_face_video, tmp_path / "garbled.mp4")
-    source = AvSource(str(garbled), SourceOptions(stride=1))
+    source = AvSource(str(garbled), SourceOptions(stride=1, live=True))
     frames = asyncio.run(collect(source))
     assert 0 < len(frames) < 90
     assert source.counters.decode_errors > 0
+
+
+def make_text_file(dst: Path) -> Path:
+    dst.write_text("Meeting notes\n" + "- nothing to see here\n" * 40)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda d, v: make_garbled(v, d / "garbled.mp4"),
+            SourceUnreadable,
+            r"corrupt video data in .*garbled\.mp4 after frame \d+",
+        ),
+        # The index says 60 frames; the data stops after 18, with no decode error on the way.
+        (
+            lambda d, v: cut_before_frame(v, d / "cut.mp4", 18),
+            SourceUnreadable,
+            r"corrupt or truncated video: .*cut\.mp4 ended after 18 of its 60 frames",
+        ),
+        # 57 of 60 frames is close to the count, but the end of the recording is missing.
+        (
+            lambda d, v: cut_before_frame(v, d / "end.mp4", 57),
+            SourceUnreadable,
+            r"corrupt or truncated video: .*end\.mp4 ended at 1\.90s of its 2\.00s",
+        ),
+        # FFmpeg's tty demuxer renders any text file as an 'ansi' video.
+        (
+            lambda d, v: make_text_file(d / "notes.txt"),
+            UnsupportedSource,
+            r"not a video: .*notes\.txt is text \(FFmpeg reads it as 'ansi'\)",
+        ),
+    ],
+    ids=["decode-error", "stops-early", "end-missing", "text"],
+)
+def test_a_damaged_or_non_video_file_is_refused_not_scanned(
+    tmp_path: Path,
+    no_face_video: Path,
+    make,  # type: ignore[no-untyped-def]
+    error: type[SourceError],
+    message: str,
+) -> None:
+    path = make(tmp_path, no_face_video)
+    with pytest.raises(error, match=message):
+        asyncio.run(collect(AvSource(str(path), SourceOptions(stride=1))))
+
+
+def test_a_whole_file_cut_nowhere_still_passes(tmp_path: Path, no_face_video: Path) -> None:
+    whole = faststart_copy(no_face_video, tmp_path / "whole.mp4")
+    frames = asyncio.run(collect(AvSource(str(whole), SourceOptions(stride=1))))
+    assert len(frames) == 60
 
 
 def test_stream_keys_and_credentials_are_redacted() -> None:

@@ -33,12 +33,13 @@ from swapwatch.errors import (
 )
 from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
 from swapwatch.stream.handoff import DropPolicy, Handoff, HandoffClosed
+from swapwatch.stream.integrity import Announced, check_camera_video
 
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = frozenset({"rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "rtp", "tcp"})
 READABLE_SCHEMES = LIVE_SCHEMES | {"http", "https", "file"}
-# Corrupt packets in a row before a source is declared unreadable.
+# Corrupt packets in a row before a live source is declared unreadable (a file: the first one).
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
 
 
@@ -250,12 +251,15 @@ class AvSource(FrameSource):
             kwargs.pop("hwaccel")
             hardware = False
             container = _av_open(self._location, kwargs)
-        except (av.error.FFmpegError, OSError) as exc:
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise _translate_open_error(self.url, exc) from exc
         try:
             if not container.streams.video:
                 raise NoVideoStream(f"no video stream in {redact_url(self.url)}")
             stream = container.streams.video[0]
+            check_camera_video(
+                redact_url(self.url), str(container.format.name), str(stream.codec_context.name)
+            )
             # Frame threading holds several frames back: fine for files, latency for live.
             stream.thread_type = "SLICE" if self.live else "AUTO"
             if opts.decoder_threads:
@@ -304,6 +308,7 @@ class AvSource(FrameSource):
         counters = self.counters
         fps = info.fps or 30.0
         first_time: float | None = None
+        last_time: float | None = None
         next_due = 0.0
         consecutive_errors = 0
         wall_start = time.monotonic()
@@ -312,12 +317,17 @@ class AvSource(FrameSource):
         for packet in self._packets(container, stream):
             try:
                 decoded = packet.decode()
-            except av.error.InvalidDataError as exc:
+            except av.error.FFmpegError as exc:
                 counters.decode_errors += 1
                 consecutive_errors += 1
+                # A live feed recovers at its next keyframe; a file with a damaged frame is not
+                # the recording it claims to be, and its verdict would not be one either.
+                if not self.live or consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise SourceUnreadable(
+                        f"corrupt video data in {info.url} after frame {counters.decoded}: "
+                        f"{_reason(exc)}"
+                    ) from exc
                 log.debug("skipping corrupt packet in %s: %s", info.url, exc)
-                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                    raise SourceUnreadable(f"corrupt video data in {info.url}: {exc}") from exc
                 continue
             consecutive_errors = 0
             for av_frame in decoded:
@@ -327,6 +337,7 @@ class AvSource(FrameSource):
                 if first_time is None:
                     first_time = t
                 t -= first_time
+                last_time = t
                 if opts.max_seconds is not None and t >= opts.max_seconds:
                     return
                 if opts.pace:
@@ -347,6 +358,9 @@ class AvSource(FrameSource):
                 yield Frame(image=image, index=index, time=t, arrival=time.monotonic())
         if counters.decoded == 0:
             raise SourceUnreadable(f"no decodable video frames in {info.url}")
+        if not self.live and not info.still:
+            span = last_time + 1 / fps if last_time is not None else 0.0
+            Announced.of(stream).check(info.url, counters.decoded, span)
 
     def _packets(self, container: Any, stream: Any) -> Iterator[Any]:
         """Demux, turning the ways a stream can end or break into ours."""
@@ -369,6 +383,10 @@ class AvSource(FrameSource):
                     return
                 if isinstance(exc, av.error.FFmpegError) and exc.errno == errno.ETIMEDOUT:
                     raise SourceUnreadable(f"timed out reading {redact_url(self.url)}") from exc
+                raise SourceUnreadable(
+                    f"cannot read {redact_url(self.url)}: {_reason(exc)}"
+                ) from exc
+            except av.error.FFmpegError as exc:  # damaged data the demuxer cannot parse
                 raise SourceUnreadable(
                     f"cannot read {redact_url(self.url)}: {_reason(exc)}"
                 ) from exc
@@ -412,7 +430,7 @@ def _translate_open_error(url: str, exc: BaseException) -> SourceError:
     shown = redact_url(url)
     if isinstance(exc, av.error.FileNotFoundError):
         return SourceNotFound(f"not found: {shown}")
-    if isinstance(exc, av.error.InvalidDataError):
+    if isinstance(exc, av.error.InvalidDataError | UnicodeDecodeError):
         return SourceUnreadable(
             f"not a readable video (corrupt, truncated or unknown format): {shown}"
         )
