@@ -42,7 +42,12 @@ from swapwatch.training.model import (  # noqa: E402
     load_imagenet,
 )
 from swapwatch.training.quantize import quantize  # noqa: E402
-from swapwatch.training.train import TrainConfig, learning_rate, to_tensor  # noqa: E402
+from swapwatch.training.train import (  # noqa: E402
+    TrainConfig,
+    _check_same_split,
+    learning_rate,
+    to_tensor,
+)
 
 torch.set_num_threads(1)
 
@@ -419,6 +424,18 @@ def test_export_calibrates_on_the_groups_its_run_held_out(caplog: pytest.LogCapt
     state = {"config": {**recorded.to_json()}}
     assert training_split(state, None) == recorded
     assert not caplog.records
+
+
+def test_resume_and_init_refuse_a_run_made_on_another_split() -> None:
+    without_talking = TrainingSplit(leave_out=FakeKind.TALKING_HEAD)
+    state = {"config": without_talking.to_json()}
+    _check_same_split(without_talking, state, "this run was started", "--resume")
+    # Resumed without --leave-out, the run would go on training on talking heads.
+    with pytest.raises(ConfigError, match=r"on another split .* --resume would mix them"):
+        _check_same_split(TrainingSplit(), state, "this run was started", "--resume")
+    # A run from before the fixed split (family-fraction) may have trained on lockbox groups.
+    with pytest.raises(ConfigError, match="family-fraction"):
+        _check_same_split(TrainingSplit(), {}, "v5 was trained", "--init")
 
 
 def test_training_without_real_faces_or_with_bad_options_gets_one_line(

@@ -6,24 +6,24 @@ real target and its source person) goes to exactly one part:
 - `validation`: what chooses among candidates and checkpoints (and calibrates);
 - `lockbox`: scored once, at the end, for the model that ships.
 
-The assignment is a salted hash of the group's name, so it stays put when items are added and
-no one can steer it by choosing. Fake groups are split kind by kind (live swaps, swap stills,
-talking heads) so that each kind has groups in every part; real-only groups are split family
-by family. A family or kind with fewer than MIN_GROUPS_TO_HOLD_OUT groups stays in training: one
-group tells nothing about other people.
+A group's part follows from its name alone: a salted hash of the name, read as a number in
+[0, 1), below `lockbox_fraction` is the lockbox, below `lockbox_fraction + validation_fraction`
+validation, else train. So a group never moves when items or groups are added or removed, or
+when two tools read different lists: a list that trains and one that scores agree on every group
+they share. The salt is the first of `swapwatch-v2`, `swapwatch-v2.1`, ... under which every fake
+kind of the v2 data (live swaps, swap stills, talking heads) has a group in each part:
+`swapwatch-v2` itself (tests/test_splits.py checks it on ../shared/data).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from swapwatch.datasets.lists import MediaItem, group_rank
 
 SPLIT_SEED = "swapwatch-v2"
-MIN_GROUPS_TO_HOLD_OUT = 3
 
 
 class Part(StrEnum):
@@ -69,50 +69,25 @@ class SplitConfig:
             raise ValueError("lockbox and validation together must leave groups to train on")
 
 
-def _held_out_counts(groups: int, config: SplitConfig) -> tuple[int, int]:
-    if groups < MIN_GROUPS_TO_HOLD_OUT:
-        return 0, 0
-    lockbox = max(1, round(config.lockbox_fraction * groups)) if config.lockbox_fraction else 0
-    validation = (
-        max(1, round(config.validation_fraction * groups)) if config.validation_fraction else 0
-    )
-    # Keep at least one group to learn from.
-    while lockbox + validation >= groups and validation > 0:
-        validation -= 1
-    return lockbox, validation
+def part_of(group: str, config: SplitConfig | None = None) -> Part:
+    """The part of one group, from its name alone."""
+    config = config or SplitConfig()
+    u = int(group_rank(group, config.seed)[:16], 16) / 2**64
+    if u < config.lockbox_fraction:
+        return Part.LOCKBOX
+    if u < config.lockbox_fraction + config.validation_fraction:
+        return Part.VALIDATION
+    return Part.TRAIN
 
 
 def assign_parts(items: Sequence[MediaItem], config: SplitConfig | None = None) -> dict[str, Part]:
     """The part of every group of `items`."""
-    config = config or SplitConfig()
-    parts: dict[str, Part] = {}
+    return {item.group: part_of(item.group, config) for item in items}
 
-    def deal(groups: Iterable[str]) -> None:
-        free = sorted(
-            {g for g in groups if g not in parts}, key=lambda g: group_rank(g, config.seed)
-        )
-        lockbox, validation = _held_out_counts(len(free), config)
-        for i, group in enumerate(free):
-            if i < lockbox:
-                parts[group] = Part.LOCKBOX
-            elif i < lockbox + validation:
-                parts[group] = Part.VALIDATION
-            else:
-                parts[group] = Part.TRAIN
 
-    fake_groups: dict[FakeKind, set[str]] = defaultdict(set)
-    real_groups: dict[str, set[str]] = defaultdict(set)
-    for item in items:
-        if item.is_fake:
-            fake_groups[fake_kind(item.family)].add(item.group)
-        else:
-            real_groups[item.family].add(item.group)
-    # Scarce fakes first (a group with fakes of two kinds goes with the first), then reals.
-    for kind in sorted(fake_groups, key=lambda k: (len(fake_groups[k]), k.value)):
-        deal(fake_groups[kind])
-    for family in sorted(real_groups):
-        deal(real_groups[family])
-    return parts
+def groups_of_kind(items: Sequence[MediaItem], kind: FakeKind) -> set[str]:
+    """Groups holding a fake of `kind`: what a leave-one-kind-out run leaves out whole."""
+    return {i.group for i in items if i.is_fake and fake_kind(i.family) is kind}
 
 
 def split(
@@ -143,7 +118,7 @@ def leave_one_kind_out(
     lockbox, with the reals of their groups and the validation part's reals of other groups.
     No group is in both."""
     parts = assign_parts(items, config)
-    kind_groups = {i.group for i in items if i.is_fake and fake_kind(i.family) is kind}
+    kind_groups = groups_of_kind(items, kind)
     train = [i for i in items if parts[i.group] is Part.TRAIN and i.group not in kind_groups]
     score = [
         i
@@ -187,11 +162,7 @@ class TrainingSplit:
             return split_by_group(items, self.validation_fraction, self.seed)
         config = SplitConfig(validation_fraction=self.validation_fraction, seed=self.seed)
         parts = assign_parts(items, config)
-        left_out = (
-            {i.group for i in items if i.is_fake and fake_kind(i.family) is self.leave_out}
-            if self.leave_out is not None
-            else set()
-        )
+        left_out = groups_of_kind(items, self.leave_out) if self.leave_out is not None else set()
         kept = [i for i in items if i.group not in left_out]
         train = [i for i in kept if parts[i.group] is Part.TRAIN]
         validation = [i for i in kept if parts[i.group] is Part.VALIDATION]

@@ -184,17 +184,19 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     last = config.out / "last.pt"
     state = read_checkpoint(last)[0] if (resume and last.is_file()) else None
     # Checked before the crops load, so that a bad checkpoint fails at once.
+    split = split_of(config)
     if state is not None:
         init_record = state.get("init")
         _check_same_init(config.init, init_record)
+        _check_same_split(split, state, "this run was started", "--resume")
     elif config.init is not None:
-        init_record = load_initial_weights(model, config.init)
+        init_record = load_initial_weights(model, config.init, split)
     else:
         init_record = None
         if config.imagenet:
             load_imagenet(model)
     config.out.mkdir(parents=True, exist_ok=True)
-    train_items, validation_items = training_split(config).apply(items)
+    train_items, validation_items = split.apply(items)
     log.info(
         "loading face crops of %d training and %d validation items",
         len(train_items),
@@ -318,7 +320,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     return last
 
 
-def training_split(config: TrainConfig) -> TrainingSplit:
+def split_of(config: TrainConfig) -> TrainingSplit:
     return TrainingSplit(
         scheme=config.split_scheme,
         validation_fraction=config.validation_fraction,
@@ -327,12 +329,18 @@ def training_split(config: TrainConfig) -> TrainingSplit:
     )
 
 
-def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any]:
+def load_initial_weights(
+    model: SwapDetector, checkpoint: Path, split: TrainingSplit | None = None
+) -> dict[str, Any]:
     """Load a `swapwatch train` checkpoint's exported (EMA) weights; returns where they came
-    from: the resolved path, its digest, and the run that made it."""
+    from: the resolved path, its digest, and the run that made it. With `split`, refuses a
+    checkpoint trained on another split: it may have learned this split's validation or
+    lockbox groups, or the kind this run leaves out."""
     path = checkpoint.expanduser().resolve()
     state, data = read_checkpoint(checkpoint)
     load_weights(model, state["model"], checkpoint)
+    if split is not None:
+        _check_same_split(split, state, f"{checkpoint} was trained", "--init")
     commands = state.get("commands") or []
     log.info("starting from %s (step %s)", path, state.get("step"))
     return {
@@ -342,6 +350,23 @@ def load_initial_weights(model: SwapDetector, checkpoint: Path) -> dict[str, Any
         "command": commands[0] if commands else None,
         "commands": commands,
     }
+
+
+def _check_same_split(
+    split: TrainingSplit, state: dict[str, Any], subject: str, option: str
+) -> None:
+    recorded = TrainingSplit.from_record(state.get("config") or {})
+    if recorded != split:
+        raise ConfigError(
+            f"{subject} on another split ({_describe(recorded)}) than this one "
+            f"({_describe(split)}); {option} would mix them: a group one of them trained on "
+            "may be validation or lockbox in the other (use another --out, or the same split)"
+        )
+
+
+def _describe(split: TrainingSplit) -> str:
+    left_out = f", without {split.leave_out.value}" if split.leave_out else ""
+    return f"{split.scheme}, seed {split.seed}, validation {split.validation_fraction}{left_out}"
 
 
 @torch.no_grad()
