@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -51,9 +52,16 @@ from swapwatch.datasets.splits import (  # noqa: E402
 )
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import Engine, detector_logits  # noqa: E402
+from swapwatch.errors import SourceError  # noqa: E402
 from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
 from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
-from swapwatch.evaluation.verdict_point import Outcome, choose, peak_cusum  # noqa: E402
+from swapwatch.evaluation.verdict_point import (  # noqa: E402
+    Delivery,
+    Outcome,
+    called_fake,
+    choose,
+    peak_cusum,
+)
 from swapwatch.evaluation.yardstick import Judged, format_table, yardstick  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
@@ -141,7 +149,7 @@ def score_condition(
     for i, item in enumerate(items):
         try:
             copy = deliver(item, CONDITIONS[condition], folder, MAX_SECONDS)
-        except Exception as exc:  # an unreadable source is an item without a verdict
+        except SourceError as exc:  # an unreadable source is an item without a verdict
             failed.append(
                 Judged(
                     item.name,
@@ -201,10 +209,56 @@ def rejudged(
         if not j.decided:
             out.append(j)
             continue
-        assert j.score is not None
-        fake = j.score >= threshold or (h is not None and row["peak_cusum"] >= h)
+        delivery = Outcome(j.fake, (Delivery(j.score, row["peak_cusum"]),))
+        (fake,) = called_fake(delivery, threshold, math.inf if h is None else h)
         out.append(dataclasses.replace(j, verdict="fake" if fake else "real"))
     return out
+
+
+def operating_point(
+    args: argparse.Namespace,
+    name: str,
+    entry: dict[str, Any],
+    conditions: list[str],
+    scored: str,
+) -> dict[str, Any] | None:
+    """Chosen on the validation part only, every recording counted once over its deliveries;
+    other parts are judged at the point their model's validation run chose (--operating-point),
+    never at one tuned on themselves."""
+    if args.part != Part.VALIDATION.value or args.leave_out:
+        if args.operating_point is None:
+            return None
+        chosen = json.loads(args.operating_point.read_text())["detectors"][name]["operating_point"]
+        entry["operating_point"] = {
+            **chosen,
+            "set_on": chosen["set_on"],
+            "from": str(args.operating_point),
+        }
+        return dict(chosen)
+    by_item: dict[str, list[tuple[Judged, dict[str, Any]]]] = {}
+    for c in conditions:
+        pairs = zip(entry["conditions"][c]["judged"], entry["conditions"][c]["items"], strict=True)
+        for j, row in pairs:
+            by_item.setdefault(j.name, []).append((j, row))
+    outcomes = [
+        Outcome(
+            deliveries[0][0].fake,
+            tuple(
+                Delivery(j.score if j.decided else None, row["peak_cusum"]) for j, row in deliveries
+            ),
+        )
+        for deliveries in by_item.values()
+    ]
+    point = choose(outcomes, TARGET_REAL_CALLED_FAKE)
+    entry["operating_point"] = {
+        "set_on": f"{scored} part, {len(outcomes)} items, each delivered as "
+        f"{' and '.join(conditions)}; a real item counts as called fake if it is in either",
+        **point,
+    }
+    print(
+        f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: {point}"
+    )
+    return point
 
 
 def main() -> int:
@@ -231,6 +285,13 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="score only the first N items (a smoke run)")
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache" / "swapwatch" / "delivered"
+    )
+    parser.add_argument(
+        "--operating-point",
+        type=Path,
+        metavar="RESULTS.json",
+        help="lockbox or leave-out runs: judge again at the operating point a validation run "
+        "of the same model chose (its results file)",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -287,23 +348,8 @@ def main() -> int:
             text = format_table(table, f"{name}, {condition} ({scored})")
             texts.append(text)
             print(text, flush=True)
-        outcomes = [
-            Outcome(j.fake, j.score if j.decided else None, row["peak_cusum"])
-            for c in conditions
-            for j, row in zip(
-                entry["conditions"][c]["judged"], entry["conditions"][c]["items"], strict=True
-            )
-        ]
-        point = choose(outcomes, TARGET_REAL_CALLED_FAKE)
-        entry["operating_point"] = {
-            "set_on": f"{scored}, conditions {', '.join(conditions)}: every item, real and fake",
-            **point,
-        }
-        print(
-            f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: "
-            f"{point}"
-        )
-        if point["threshold"] is not None:
+        point = operating_point(args, name, entry, conditions, scored)
+        if point is not None and point["threshold"] is not None:
             for c in conditions:
                 at_point = rejudged(
                     entry["conditions"][c]["judged"],

@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 
 from swapwatch.evaluation.verdict_point import (
+    Delivery,
     Outcome,
     choose,
     clopper_pearson_upper,
     peak_cusum,
 )
+
+
+def one(fake: bool, score: float | None, peak: float = 0.0) -> Outcome:
+    return Outcome(fake, (Delivery(score, peak),))
 
 
 def test_clopper_pearson_upper_bound_matches_known_values() -> None:
@@ -21,24 +26,46 @@ def test_clopper_pearson_upper_bound_matches_known_values() -> None:
 
 
 def test_the_pair_meeting_the_target_that_catches_most_fakes_wins() -> None:
-    reals = [Outcome(False, s, 0.0) for s in np.linspace(0.01, 0.40, 19)]
-    reals.append(Outcome(False, 0.62, 0.0))  # one real scores high: 1 of 20 is 5 %
-    reals.append(Outcome(False, 0.2, 55.0))  # one real track's CUSUM climbs to 55
-    fakes = [Outcome(True, 0.45, 0.0), Outcome(True, 0.7, 0.0), Outcome(True, 0.1, 90.0)]
+    reals = [one(False, s) for s in np.linspace(0.01, 0.40, 19)]
+    reals.append(one(False, 0.62))  # one real scores high: 1 of 21 is under 5 %
+    reals.append(one(False, 0.2, 55.0))  # one real track's CUSUM climbs to 55
+    fakes = [one(True, 0.45), one(True, 0.7), one(True, 0.1, 90.0)]
     point = choose(reals + fakes, target=0.05)
-    # 21 reals: at most one may be called fake. Any threshold 0.41-0.62 calls the 0.62 real
-    # fake, so h must stay above 55; the 0.1 fake is caught by its CUSUM at h 56-90. Of the
-    # thresholds catching all three fakes, the highest (0.45) leaves the most margin.
+    # One real may be called fake. Any threshold 0.41-0.62 calls the 0.62 real fake, so h
+    # must stay above 55; the 0.1 fake is caught by its CUSUM at h 56-90. Of the thresholds
+    # catching all three fakes, the highest (0.45) leaves the most margin.
     assert point["threshold"] == 0.45 and 56 <= point["h"] <= 90
-    assert point["reals_called_fake"] == 1 and point["fakes_caught"] == 3
+    assert point["reals_called_fake"] == 1 and point["fake_deliveries_caught"] == 3
     assert point["real_called_fake_upper_95"] > point["real_called_fake_rate"]
 
 
+def test_among_pairs_catching_as_many_the_one_calling_fewer_reals_fake_wins() -> None:
+    reals = [one(False, 0.1)] * 19 + [one(False, 0.1, 60.0)]
+    fakes = [one(True, 0.6, 60.0), one(True, 0.2, 300.0)]
+    point = choose(reals + fakes, target=0.05)
+    # Threshold 0.6 with h 62-300 catches both and calls no real fake; h 60 would call one.
+    assert point["reals_called_fake"] == 0 and point["fake_deliveries_caught"] == 2
+    assert point["h"] > 60
+
+
+def test_a_real_recording_counts_once_whatever_the_deliveries() -> None:
+    # Called fake only as a poor call delivers it: one recording of ten called fake, not one
+    # delivery of twenty, and the bound is over ten recordings.
+    plain_only = [Outcome(False, (Delivery(0.1, 0), Delivery(0.1, 0)))] * 9
+    reals = [*plain_only, Outcome(False, (Delivery(0.2, 0), Delivery(0.97, 0)))]
+    point = choose([*reals, one(True, 0.96)], target=0.1)  # caught only below 0.97
+    assert point["real_recordings"] == 10
+    assert point["reals_called_fake"] == 1 and point["real_called_fake_rate"] == 0.1
+    assert point["real_called_fake_upper_95"] == pytest.approx(
+        clopper_pearson_upper(1, 10), abs=1e-4
+    )
+
+
 def test_items_without_a_verdict_are_never_called_fake() -> None:
-    reals = [Outcome(False, None, 0.0)] * 5 + [Outcome(False, 0.1, 0.0)] * 5
-    fakes = [Outcome(True, None, 0.0), Outcome(True, 0.9, 0.0)]
+    reals = [one(False, None)] * 5 + [one(False, 0.1)] * 5
+    fakes = [one(True, None), one(True, 0.9)]
     point = choose(reals + fakes, target=0.0)
-    assert point["reals_called_fake"] == 0 and point["fakes_caught"] == 1
+    assert point["reals_called_fake"] == 0 and point["fake_deliveries_caught"] == 1
     with pytest.raises(ValueError):
         choose(fakes)
 

@@ -51,7 +51,7 @@ def test_bpcer_at_apcer_picks_the_threshold_letting_at_most_that_share_of_fakes_
     reals = [item(f"r{i}", False, i / 20, "real") for i in range(10)]
     reals.append(item("rhigh", False, 0.605, "fake"))
     s = summary([*fakes, *reals])
-    # APCER 5 % lets one fake of 20 pass: threshold 0.51, under which 0.605 is still "fake".
+    # APCER 5 % lets one fake of 20 pass: threshold 0.51, above which 0.605 is still "fake".
     assert s["bpcer_at_apcer_5"] == {
         "bpcer": pytest.approx(1 / 11, abs=1e-4),
         "apcer": 0.05,
@@ -72,13 +72,29 @@ def test_families_and_kinds_are_scored_against_all_of_the_other_class() -> None:
     ]
     table = yardstick(items)
     live = table["families"]["live (fake)"]
-    assert (live["reals"], live["fakes"]) == (2, 1) and live["auc"] == 1.0
+    # Ranked against both reals; its counts are its own: one fake, caught, no real.
+    assert (live["reals"], live["fakes"], live["ranked_against"]) == (0, 1, 2)
+    assert live["auc"] == 1.0 and live["reals_called_fake"] == 0 and live["fakes_caught"] == 1
     talking = table["kinds"]["talking-head"]
     assert talking["auc"] == pytest.approx(0.5)  # above r1, below r2
     photos = table["families"]["photos (real)"]
-    assert (photos["reals"], photos["fakes"]) == (1, 2) and photos["reals_called_fake"] == 1
+    assert (photos["reals"], photos["fakes"]) == (1, 0) and photos["reals_called_fake"] == 1
+    assert photos["auc"] == pytest.approx(0.5)  # r2 (0.7) ranks above t1, below s1
+    assert "real" not in table["kinds"]  # the reals' row is the pooled one
     assert table["pooled"]["auc"] == pytest.approx(3 / 4)
     assert "pooled" in format_table(table, "t")
+
+
+def test_a_threshold_falling_on_an_item_without_verdict_is_not_reported() -> None:
+    # 2 of 3 fakes have no verdict: APCER 5 % is met only by calling everything fake.
+    items = [
+        item("r1", False, 0.2, "real"),
+        item("f1", True, 0.9, "fake"),
+        item("f2", True, None, None),
+        item("f3", True, None, None),
+    ]
+    point = summary(items)["bpcer_at_apcer_5"]
+    assert point["bpcer"] == 1.0 and point["threshold"] is None
 
 
 def test_reasons_for_missing_verdicts_are_listed() -> None:

@@ -25,12 +25,21 @@ H_GRID = tuple(float(h) for h in range(10, 201, 2))
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the verdict rule needs of one item."""
+class Delivery:
+    """What the verdict rule needs of one item as delivered one way (plain, a poor call)."""
 
-    fake: bool
     score: float | None  # None: no verdict (never called fake)
     peak_cusum: float  # highest CUSUM a track reached after its minimum frames; 0 for pictures
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recording or picture, with how it fared in each delivery condition. A real one
+    counts as called fake if it is called fake in any of them: the rate is per recording, as
+    a user counts false alarms, and its bound is over the number of recordings."""
+
+    fake: bool
+    deliveries: tuple[Delivery, ...]
 
 
 def peak_cusum(tracks: Sequence[np.ndarray], k: float, min_frames: int) -> float:
@@ -75,47 +84,63 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
     return math.exp(top) * sum(math.exp(t - top) for t in terms)
 
 
-def called_fake(outcomes: Sequence[Outcome], threshold: float, h: float) -> np.ndarray:
-    score = np.array([-1.0 if o.score is None else o.score for o in outcomes])
-    peak = np.array([o.peak_cusum for o in outcomes])
-    decided = np.array([o.score is not None for o in outcomes])
-    return decided & ((score >= threshold) | (peak >= h))
+def called_fake(outcome: Outcome, threshold: float, h: float) -> list[bool]:
+    """Per delivery: called fake by the score or by an alarm."""
+    return [
+        d.score is not None and (d.score >= threshold or d.peak_cusum >= h)
+        for d in outcome.deliveries
+    ]
+
+
+def _reals_called_fake(reals: Sequence[Outcome], threshold: float, h: float) -> int:
+    return sum(any(called_fake(o, threshold, h)) for o in reals)
+
+
+def _fakes_caught(fakes: Sequence[Outcome], threshold: float, h: float) -> float:
+    """Share of fake deliveries caught."""
+    calls = [c for o in fakes for c in called_fake(o, threshold, h)]
+    return float(np.mean(calls)) if calls else 0.0
 
 
 def choose(outcomes: Sequence[Outcome], target: float = 0.05) -> dict[str, Any]:
-    """The (threshold, h) pair for at most `target` reals called fake, catching the most
-    fakes; None values when no pair on the grid meets the target."""
+    """The (threshold, h) pair for at most `target` of the real recordings called fake,
+    catching the most fake deliveries; among equals, the one calling fewest reals fake, then
+    the higher threshold and h. None values when no pair on the grid meets the target."""
     reals = [o for o in outcomes if not o.fake]
     fakes = [o for o in outcomes if o.fake]
     if not reals:
         raise ValueError("an operating point is set on real items: the list has none")
-    best: tuple[float, float, float] | None = None  # (caught, threshold, h)
+    allowed = math.floor(target * len(reals) + 1e-9)
+    best: tuple[float, int, float, float] | None = None  # caught, -reals called fake, t, h
     for h in (*H_GRID, math.inf):
         first_caught: float | None = None
         for threshold in THRESHOLDS:  # ascending: each calls fewer items fake
-            if first_caught is None and float(np.mean(called_fake(reals, threshold, h))) > target:
+            errors = _reals_called_fake(reals, threshold, h)
+            if errors > allowed:
                 continue
-            caught = float(np.mean(called_fake(fakes, threshold, h))) if fakes else 0.0
+            caught = _fakes_caught(fakes, threshold, h)
             if first_caught is None:
                 first_caught = caught
             elif caught < first_caught:
                 break  # past the highest threshold that catches as many
-            candidate = (caught, threshold, h)
+            candidate = (caught, -errors, threshold, h)
             if best is None or candidate > best:
                 best = candidate
     if best is None:
         return {"threshold": None, "h": None, "target": target}
-    caught, threshold, h = best
-    real_errors = int(called_fake(reals, threshold, h).sum())
+    caught, minus_errors, threshold, h = best
+    errors = -minus_errors
+    deliveries = sum(len(o.deliveries) for o in fakes)
     return {
         "target": target,
         "threshold": threshold,
         "h": None if math.isinf(h) else h,
-        "reals": len(reals),
-        "reals_called_fake": real_errors,
-        "real_called_fake_rate": round(real_errors / len(reals), 4),
-        "real_called_fake_upper_95": round(clopper_pearson_upper(real_errors, len(reals)) or 0, 4),
-        "fakes": len(fakes),
-        "fakes_caught": int(called_fake(fakes, threshold, h).sum()) if fakes else 0,
+        "real_recordings": len(reals),
+        "reals_called_fake": errors,
+        "real_called_fake_rate": round(errors / len(reals), 4),
+        "real_called_fake_upper_95": round(clopper_pearson_upper(errors, len(reals)) or 0, 4),
+        "fake_recordings": len(fakes),
+        "fake_deliveries": deliveries,
+        "fake_deliveries_caught": round(caught * deliveries),
         "fake_caught_rate": round(caught, 4) if fakes else None,
     }

@@ -5,16 +5,17 @@ no face, unreadable). The ranking metrics treat an item without a verdict as an 
 user got no answer: a real one ranks above every fake, a fake below every real. So a detector
 cannot look better by abstaining on hard items.
 
-Pooled, per kind (live swaps, swap stills, talking heads, reals) and per family (its fakes
-and its reals apart):
+Pooled, per fake kind (live swaps, swap stills, talking heads) and per family (its fakes and its
+reals apart):
 - video AUC (items without a verdict as errors), and the AUC over the items with a score;
 - the verdicts: reals called fake, fakes caught, items without a verdict;
 - BPCER at APCER 5 % and 10 % (ISO/IEC 30107-3: the share of reals called fake where at most
   5 % / 10 % of fakes pass), each with the score threshold that gives it.
 
-A kind's or family's fakes are scored against every real of the list, and its reals against every
-fake: a fake family's AUC says how its fakes rank among all the reals a user would meet, not
-only among the real halves of its own recordings (the pairs figure, which it replaces).
+A kind's or family's fakes are ranked against every real of the list, and a family's reals against
+every fake; its verdict counts are of its own items. A fake family's AUC says how its fakes rank
+among all the reals a user would meet, not only among the real halves of its own recordings
+(the pairs figure, which it replaces).
 """
 
 from __future__ import annotations
@@ -63,22 +64,25 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-def summary(items: Sequence[Judged]) -> dict[str, Any]:
-    """Counts, verdicts and ranking metrics of one set of items (both classes or one)."""
-    reals = [j for j in items if not j.fake]
-    fakes = [j for j in items if j.fake]
-    scores = np.array([j.ranked_score for j in items], np.float64)
-    labels = np.array([j.fake for j in items], bool)
-    decided = np.array([j.decided for j in items], bool)
+def summary(own: Sequence[Judged], others: Sequence[Judged] = ()) -> dict[str, Any]:
+    """Verdict counts of `own` items; ranking metrics of `own` against `others` as well (the
+    other class, for a part that holds one class)."""
+    reals = [j for j in own if not j.fake]
+    fakes = [j for j in own if j.fake]
+    ranked = [*own, *others]
+    scores = np.array([j.ranked_score for j in ranked], np.float64)
+    labels = np.array([j.fake for j in ranked], bool)
+    decided = np.array([j.decided for j in ranked], bool)
     out: dict[str, Any] = {
         "reals": len(reals),
         "fakes": len(fakes),
-        "groups": len({j.group for j in items}),
+        "ranked_against": len(others),
+        "groups": len({j.group for j in own}),
         "reals_called_fake": sum(j.verdict == "fake" for j in reals),
         "fakes_caught": sum(j.verdict == "fake" for j in fakes),
         "reals_without_verdict": sum(not j.decided for j in reals),
         "fakes_without_verdict": sum(not j.decided for j in fakes),
-        "auc": _round(roc_auc(scores, labels)) if len(items) else None,
+        "auc": _round(roc_auc(scores, labels)) if len(ranked) else None,
         "auc_decided_only": (
             _round(roc_auc(scores[decided], labels[decided])) if decided.any() else None
         ),
@@ -86,9 +90,9 @@ def summary(items: Sequence[Judged]) -> dict[str, Any]:
     out["real_called_fake_rate"] = _rate(out["reals_called_fake"], len(reals))
     out["fake_caught_rate"] = _rate(out["fakes_caught"], len(fakes))
     out["without_verdict_rate"] = _rate(
-        out["reals_without_verdict"] + out["fakes_without_verdict"], len(items)
+        out["reals_without_verdict"] + out["fakes_without_verdict"], len(own)
     )
-    curve = DetCurve.build(scores, labels) if len(items) else None
+    curve = DetCurve.build(scores, labels) if len(ranked) else None
     for target in APCER_TARGETS:
         key = f"bpcer_at_apcer_{round(target * 100)}"
         if curve is None:
@@ -98,7 +102,8 @@ def summary(items: Sequence[Judged]) -> dict[str, Any]:
         out[key] = {
             "bpcer": _round(point.bpcer),
             "apcer": _round(point.apcer),
-            "threshold": _round(point.threshold) if np.isfinite(point.threshold) else None,
+            # None where the threshold falls on an item without a verdict (no real score).
+            "threshold": _round(point.threshold) if 0 <= point.threshold <= 1 else None,
         }
     return out
 
@@ -113,13 +118,14 @@ def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
     reals = [j for j in items if not j.fake]
     fakes = [j for j in items if j.fake]
     by_kind: dict[str, list[Judged]] = {}
-    by_family: dict[str, list[Judged]] = {}
+    by_family: dict[tuple[str, bool], list[Judged]] = {}
     for j in items:
-        by_kind.setdefault(j.kind, []).append(j)
+        if j.fake:  # the reals of every kind are the pooled row's
+            by_kind.setdefault(j.kind, []).append(j)
         by_family.setdefault((j.family, j.fake), []).append(j)
 
     def against_others(part: list[Judged]) -> dict[str, Any]:
-        return summary([*part, *(reals if part[0].fake else fakes)])
+        return summary(part, reals if part[0].fake else fakes)
 
     return {
         "pooled": summary(items),
@@ -138,7 +144,7 @@ def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
 def format_table(table: dict[str, Any], title: str) -> str:
     """Plain-text rows: one per pooled / kind / family."""
     head = (
-        f"{title}\n{'':28s} {'reals':>5s} {'fakes':>5s} {'AUC':>6s} {'AUC*':>6s} "
+        f"{title}\n{'':34s} {'reals':>5s} {'fakes':>5s} {'vs':>5s} {'AUC':>6s} {'AUC*':>6s} "
         f"{'real>fake':>9s} {'caught':>7s} {'no verdict':>10s} {'BPCER@5':>7s} {'BPCER@10':>8s}"
     )
     lines = [head]
@@ -153,7 +159,8 @@ def format_table(table: dict[str, Any], title: str) -> str:
 
         no_verdict = s["reals_without_verdict"] + s["fakes_without_verdict"]
         return (
-            f"{name[:28]:28s} {s['reals']:5d} {s['fakes']:5d} {f(s['auc'])} "
+            f"{name[:34]:34s} {s['reals']:5d} {s['fakes']:5d} {s['ranked_against']:5d} "
+            f"{f(s['auc'])} "
             f"{f(s['auc_decided_only'])} {s['reals_called_fake']:>9d} "
             f"{s['fakes_caught']:>7d} {no_verdict:>10d} {b('bpcer_at_apcer_5'):>7s} "
             f"{b('bpcer_at_apcer_10'):>8s}"
@@ -165,6 +172,6 @@ def format_table(table: dict[str, Any], title: str) -> str:
     for family, s in table["families"].items():
         lines.append(row(f"  {family}", s))
     lines.append(
-        "AUC*: items with a verdict only. Each row is scored against all of the other class."
+        "vs: items of the other class a row is ranked against. AUC*: items with a verdict only."
     )
     return "\n".join(lines)
