@@ -411,7 +411,7 @@ def face_crops(items: list[MediaItem], engine: Engine) -> Any:
             image = read_picture(item.path)
             if item.crop:
                 image = crop_fraction(image, item.crop)
-            batch, _ = faces.analyse_picture(image)
+            batch = faces.analyse_picture(image).batch
             crops.extend(batch.crops[batch.usable])
             if len(crops) >= COST_FACES:
                 break

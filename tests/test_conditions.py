@@ -64,3 +64,21 @@ def test_fitted_size_keeps_orientation_and_never_enlarges() -> None:
     assert fitted_size(1280, 720, (640, 360)) == (640, 360)
     assert fitted_size(320, 240, (640, 360)) == (320, 240)
     assert fitted_size(1281, 721, None) == (1280, 720)
+
+
+def test_an_odd_sized_panel_loses_its_last_column_and_a_changed_source_is_encoded_again(
+    tmp_path: Path,
+) -> None:
+    source = write_video(
+        tmp_path / "odd.mp4",
+        [Placement(0.5, 0.5, 200)],
+        seconds=1.0,
+        size=(642, 360),
+        codec="mpeg4",
+    )
+    half = MediaItem(source, Label.REAL, "g", "f", crop=(0.0, 0.0, 0.5, 1.0))  # 321 wide
+    first = deliver(half, PLAIN, tmp_path / "p")
+    assert probe(first.path)[1:3] == (320, 360)
+    write_video(source, [Placement(0.5, 0.5, 200)], seconds=0.5, size=(642, 360), codec="mpeg4")
+    again = deliver(half, PLAIN, tmp_path / "p")
+    assert again.path != first.path and probe(again.path)[3] == 15

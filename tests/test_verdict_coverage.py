@@ -105,3 +105,33 @@ def test_frames_needed_is_a_second_of_analysis_at_most_min_frames() -> None:
     assert video_decision(one, config)[0] is None
     score, verdict = video_decision(one, config, still=True)
     assert score is not None and verdict.value == "fake"
+
+
+def test_a_photo_stored_sideways_is_turned_upright(tmp_path: Path) -> None:
+    # Phones store a portrait selfie sideways with an EXIF orientation (6: turn clockwise).
+    import asyncio
+
+    from PIL import Image
+
+    from swapwatch.stream.source import AvSource
+
+    frame = np.full((600, 500, 3), 50, np.uint8)
+    frame[100:400, 100:400] = astronaut_face()
+    sideways = np.ascontiguousarray(np.rot90(frame, 1))  # as the sensor stored it
+    picture = Image.fromarray(sideways)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.jpg"
+    picture.save(path, exif=exif, quality=95)
+
+    async def first_frame() -> np.ndarray:
+        source = AvSource(str(path))
+        await source.start()
+        try:
+            return (await asyncio.wait_for(source.recv(), 10)).image
+        finally:
+            await source.aclose()
+
+    image = asyncio.run(first_frame())
+    assert image.shape == (600, 500, 3)
+    assert np.abs(image.astype(int) - frame).mean() < 6  # upright as shown, not as stored

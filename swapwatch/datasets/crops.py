@@ -25,7 +25,7 @@ from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
-from swapwatch.stream.source import crop_fraction
+from swapwatch.stream.source import crop_fraction, upright_rgb
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def frames_of(item: MediaItem, every: int) -> Iterator[tuple[int, np.ndarray]]:
             for index, frame in enumerate(container.decode(stream)):
                 if index % every:
                     continue
-                image = frame.to_ndarray(format="rgb24")
+                image = upright_rgb(frame)
                 yield index, crop_fraction(image, item.crop) if item.crop else image
     except (av.error.FFmpegError, IndexError) as exc:
         raise SourceUnreadable(f"cannot decode {item.path}: {exc}") from exc
@@ -119,7 +119,8 @@ def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = Non
         for index, image in frames_of(item, every):
             if item.is_image:
                 # A fresh tracker per picture, and a border where the face fills the picture.
-                batch, image = analyzer.analyse_picture(image)
+                found = analyzer.analyse_picture(image)
+                batch, image = found.batch, found.image
             else:
                 batch = analyzer.analyse(image)
             h, w = image.shape[:2]

@@ -14,7 +14,7 @@ recording, as it would arrive) and encoded anew, the same way for every item of 
 from __future__ import annotations
 
 import hashlib
-import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +27,7 @@ from av.video.frame import PictureType
 
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
-from swapwatch.stream.source import crop_fraction
+from swapwatch.stream.source import crop_fraction, upright_rgb
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,11 @@ def deliver(
 ) -> MediaItem:
     """The item as delivered under `condition`: a new file in `folder` (reused when it is
     already there), uncropped, with the item's label, group and family."""
-    identity = f"{item.path.resolve()}|{item.crop}|{condition}|{max_seconds}"
+    stat = item.path.stat()
+    identity = (
+        f"{item.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{item.crop}|{condition}|"
+        f"{max_seconds}"
+    )
     stem = hashlib.sha256(identity.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     if item.is_image:
@@ -76,7 +80,7 @@ def deliver(
     else:
         target = folder / f"{stem}.mp4"
         if not target.is_file():
-            partial = target.with_suffix(".partial.mp4")
+            partial = target.with_suffix(f".{os.getpid()}.partial.mp4")
             _recording(item, condition, partial, max_seconds)
             partial.replace(target)
     return MediaItem(target, item.label, item.group, item.family, None, item.pair_id)
@@ -95,7 +99,7 @@ def _picture(item: MediaItem, condition: Condition, target: Path) -> None:
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, condition.jpeg_quality])
     if not ok:
         raise SourceUnreadable(f"cannot encode {item.path} as JPEG")
-    partial = target.with_suffix(".partial.jpg")
+    partial = target.with_suffix(f".{os.getpid()}.partial.jpg")
     partial.write_bytes(data.tobytes())
     partial.replace(target)
 
@@ -113,19 +117,28 @@ def _recording(
             if not 1 <= rate <= 120:
                 rate = Fraction(25)  # a GIF or a broken header: any steady rate will do
             out: av.video.stream.VideoStream | None = None
-            limit = None if max_seconds is None else math.ceil(max_seconds * rate) + 1
+            first: float | None = None
+            last_pts = -1
             for index, frame in enumerate(reader.decode(video_in)):
-                if limit is not None and index >= limit:
+                # Frames keep their own times (a call's recording has a variable rate), on
+                # the grid of the nominal rate, never two on one tick.
+                t = frame.time if frame.time is not None else index / float(rate)
+                first = t if first is None else first
+                if max_seconds is not None and t - first > max_seconds:
                     break
-                image = frame.to_ndarray(format="rgb24")
+                pts = max(last_pts + 1, round((t - first) * rate))
+                last_pts = pts
+                image = upright_rgb(frame)
                 if item.crop is not None:
                     image = crop_fraction(image, item.crop)
+                # 4:2:0 needs even sides: an odd last row or column is cut, not rescaled.
+                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
                 if out is None:
                     out = _video_stream(writer, condition, rate, image.shape[1], image.shape[0])
                 picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
                 picture = picture.reformat(width=out.width, height=out.height, format="yuv420p")
                 picture.pict_type = PictureType.NONE
-                picture.pts = index
+                picture.pts = pts
                 picture.time_base = Fraction(1) / rate
                 for packet in out.encode(picture):
                     writer.mux(packet)
@@ -148,7 +161,7 @@ def _video_stream(
     stream = writer.add_stream("libx264", rate=rate)
     stream.width, stream.height = fitted_size(width, height, condition.fit)
     stream.pix_fmt = "yuv420p"
-    options = {
+    options: dict[str, object] = {
         "preset": "veryfast",
         "tune": "zerolatency",  # no B-frames or look-ahead, as a live encoder sends
         "g": str(max(1, round(2 * rate))),

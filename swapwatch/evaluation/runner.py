@@ -1,8 +1,8 @@
 """Run a detector over labelled media exactly as users run it, and keep what the metrics need.
 
-Recordings go through `scan` (the same source, face pipeline, decision rule and video verdict as
-`swapwatch scan`, at the same analysis rate); pictures through one face analysis, the picture's
-score being its most suspicious face. With `reencode_kbps` every recording is first re-encoded
+Every item goes through `scan` (the same source, face pipeline, decision rule and video verdict
+as `swapwatch scan`, at the same analysis rate): a picture is one frame, whose most suspicious
+face gives its score. With `reencode_kbps` every recording is first re-encoded
 to H.264 at that bitrate, as a live encoder would send it.
 """
 
@@ -29,22 +29,20 @@ from av.video.frame import PictureType
 from av.video.reformatter import ColorRange
 
 from swapwatch.datasets.lists import MediaItem
-from swapwatch.engines.base import Engine, ModelInfo, detector_logits
+from swapwatch.engines.base import Engine, ModelInfo
 from swapwatch.errors import SourceError, SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import (
     AlarmChange,
     DecisionConfig,
-    TrackDecision,
     Verdict,
     VideoConfig,
-    sigmoid,
 )
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.scan import scan
-from swapwatch.stream.source import AvSource, SourceOptions, crop_fraction
+from swapwatch.stream.source import AvSource, SourceOptions
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +213,8 @@ class ItemEvaluator:
     def evaluate(self, item: MediaItem) -> ItemResult:
         started = time.perf_counter()
         try:
-            if item.is_image:
-                return self._picture(item, started)
+            if item.is_image:  # judged by `scan` as well: one frame, one face analysis
+                return self._video(item, item.path, started)
             path = self.reencoder.get(item.path) if self.reencoder else item.path
             return self._video(item, path, started)
         except SourceError as exc:
@@ -260,7 +258,9 @@ class ItemEvaluator:
         else:
             status = ItemStatus.SCORED
         seconds = scanned.media_seconds
-        if scanned.video.duration:
+        if scanned.video.still:
+            seconds = 0.0
+        elif scanned.video.duration:
             seconds = scanned.video.duration
             if cfg.max_seconds is not None:
                 seconds = min(seconds, cfg.max_seconds)
@@ -279,42 +279,6 @@ class ItemEvaluator:
             ),
             analysis_rate=scanned.analysis_rate,
             why=None if scanned.no_verdict_reason is None else scanned.no_verdict_reason.value,
-        )
-
-    def _picture(self, item: MediaItem, started: float) -> ItemResult:
-        image = read_picture(item.path)
-        if item.crop is not None:
-            image = crop_fraction(image, item.crop)
-        batch, _ = self.faces.analyse_picture(image)  # shares nothing with the one before
-        usable = batch.usable
-        why = None
-        if not usable.any():
-            why = (
-                batch.quality[0].reason.value
-                if len(batch) and batch.quality[0].reason
-                else "no_face"
-            )
-        logits = np.zeros(0)
-        score: float | None = None
-        verdict: Verdict | None = None
-        if usable.any():
-            logits = detector_logits(self.engine, batch.crops[usable]).astype(np.float64)
-            # The evidence (clipped calibrated logit) of each face, as a track's first frame.
-            rule = TrackDecision(self.config.decision, self.engine.info.temperature)
-            score = max(sigmoid(rule.evidence(float(z))) for z in logits)
-            verdict = Verdict.FAKE if score >= self.config.video.threshold else Verdict.REAL
-            logits = logits / self.engine.info.temperature
-        return ItemResult(
-            item=item,
-            status=ItemStatus.SCORED if score is not None else ItemStatus.NO_FACE,
-            score=score,
-            verdict=verdict,
-            alarmed=False,
-            alarms_raised=0,
-            frame_logits=logits,
-            media_seconds=0.0,
-            elapsed=time.perf_counter() - started,
-            why=why,
         )
 
 

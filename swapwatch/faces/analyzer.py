@@ -43,14 +43,37 @@ class FaceBatch:
 # Border added around a picture in which no face was found, as a fraction of its longer side.
 PICTURE_BORDER = 0.5
 BORDER_GREY = 128
+# A larger picture is searched again at this longer side (the detector sees 256 px anyway).
+PADDED_SEARCH_SIDE = 1280
 
 
-def pad_picture(image: np.ndarray) -> np.ndarray:
-    """`image` inside a uniform grey border of PICTURE_BORDER times its longer side."""
+@dataclass(frozen=True, slots=True)
+class PictureFaces:
+    """Faces of a still picture and the picture their coordinates refer to: the picture
+    itself, or (when the face filled it) a copy scaled by `scale` inside a `border`."""
+
+    batch: FaceBatch
+    image: np.ndarray
+    border: int = 0
+    scale: float = 1.0
+
+    def boxes_in_picture(self) -> np.ndarray:
+        """(N, 4) face boxes in the original picture's pixels."""
+        return (self.batch.boxes - self.border) / self.scale
+
+
+def pad_picture(image: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """`image`, scaled down to PADDED_SEARCH_SIDE if larger, inside a uniform grey border of
+    PICTURE_BORDER times its longer side; with the border and the scale."""
+    scale = min(1.0, PADDED_SEARCH_SIDE / max(image.shape[:2]))
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     border = round(PICTURE_BORDER * max(image.shape[:2]))
-    return cv2.copyMakeBorder(
+    padded = cv2.copyMakeBorder(
         image, border, border, border, border, cv2.BORDER_CONSTANT, value=(BORDER_GREY,) * 3
     )
+    return padded, border, scale
 
 
 class FaceAnalyzer:
@@ -100,20 +123,19 @@ class FaceAnalyzer:
             points=np.array([f.points for f in faces], dtype=np.float32).reshape(-1, 468, 3),
         )
 
-    def analyse_picture(self, image: np.ndarray) -> tuple[FaceBatch, np.ndarray]:
+    def analyse_picture(self, image: np.ndarray) -> PictureFaces:
         """Faces of a still picture, unrelated to any frame before it. A face that fills the
         picture (an ID photo, a tight crop) escapes the full-range detector; when none is
         found the picture is searched again inside a grey border (PICTURE_BORDER of its longer
         side on each side). Every picture gets the same rule, real or fake, in training and at
-        inference alike; the crop then reaches into the border the same way for both.
-        Returns the faces and the picture their coordinates refer to (padded or not)."""
+        inference alike; the crop then reaches into the border the same way for both."""
         self.reset()
         batch = self.analyse(image)
         if len(batch):
-            return batch, image
+            return PictureFaces(batch, image)
         self.reset()
-        padded = pad_picture(image)
-        return self.analyse(padded), padded
+        padded, border, scale = pad_picture(image)
+        return PictureFaces(self.analyse(padded), padded, border, scale)
 
     def close(self) -> None:
         self._detector.close()

@@ -113,9 +113,11 @@ class StreamAnalyzer:
 
     def analyse(self, frame: Frame) -> FrameResult:
         if self.still_pictures:
-            batch, _ = self.faces.analyse_picture(frame.image)
+            found = self.faces.analyse_picture(frame.image)
+            batch, boxes = found.batch, found.boxes_in_picture()
         else:
             batch = self.faces.analyse(frame.image)
+            boxes = batch.boxes
         usable = batch.usable
         logits = np.full(len(batch), np.nan, np.float32)
         if usable.any():
@@ -133,7 +135,7 @@ class StreamAnalyzer:
         with timed(self._timer, "fusion"):
             for i in range(len(batch)):
                 track_id = int(batch.track_ids[i])
-                x0, y0, x1, y1 = (float(v) for v in batch.boxes[i])
+                x0, y0, x1, y1 = (float(v) for v in boxes[i])
                 box = (x0, y0, x1, y1)
                 report = batch.quality[i]
                 if not usable[i]:

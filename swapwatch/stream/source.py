@@ -352,7 +352,7 @@ class AvSource(FrameSource):
                 elif index % stride:
                     counters.skipped += 1
                     continue
-                image = av_frame.to_ndarray(format="rgb24")
+                image = upright_rgb(av_frame)
                 if opts.crop is not None:
                     image = crop_fraction(image, opts.crop)
                 yield Frame(image=image, index=index, time=t, arrival=time.monotonic())
@@ -467,7 +467,16 @@ def redact_url(url: str) -> str:
 
 def is_still_picture(demuxer: str) -> bool:
     """FFmpeg reads single pictures with the image2 demuxer or a `<codec>_pipe` one."""
-    return demuxer == "image2" or demuxer.endswith("_pipe")
+    return demuxer in ("image2", "image2pipe") or demuxer.endswith("_pipe")
+
+
+def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB, turned as it is meant to be shown: phones store portrait video and
+    photos sideways with a rotation (display matrix, EXIF orientation), and a face on its side
+    is not found."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def crop_fraction(image: np.ndarray, crop: tuple[float, float, float, float]) -> np.ndarray:

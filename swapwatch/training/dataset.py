@@ -261,7 +261,7 @@ class PairSampler:
             for _, groups in sorted(by_kind.items())
         ]
 
-    def _real_index(self, rng: np.random.Generator) -> int:
+    def real_index(self, rng: np.random.Generator) -> int:
         return _draw(self._real_by_family, rng)
 
     def _recorded_unit(self, rng: np.random.Generator) -> int:
@@ -282,7 +282,7 @@ class PairSampler:
                 real = pool.crops[partners[rng.integers(len(partners))]]
                 fake = pool.crops[pool.lone_fakes[lone]]
         else:
-            index = self._real_index(rng)
+            index = self.real_index(rng)
             real = pool.crops[index]
             fake = self_blend(real, pool.landmarks[index], rng, self.blend).fake
         if not self.train:

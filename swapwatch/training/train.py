@@ -110,7 +110,7 @@ class ValidationSet:
             kinds[kind] = np.ascontiguousarray(centre_window(pool.crops[np.sort(picked)]))
         reals = None
         if kinds:
-            drawn = sorted({sampler._real_index(rng) for _ in range(pairs)})
+            drawn = sorted({sampler.real_index(rng) for _ in range(pairs)})
             reals = np.ascontiguousarray(centre_window(pool.crops[drawn]))
         return ValidationSet(blends, recorded, reals, kinds)
 
