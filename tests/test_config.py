@@ -88,6 +88,11 @@ def test_the_quality_gate_is_set_from_the_environment() -> None:
         ("SWAPWATCH_READ_TIMEOUT_S", "-5", "read_timeout_s must be positive"),
         ("SWAPWATCH_DRAIN_TIMEOUT_S", "-1", "drain_timeout_s must not be negative"),
         ("SWAPWATCH_MAX_BODY_BYTES", "-1", "max_body_bytes must be at least 1"),
+        (
+            "SWAPWATCH_RTMP_PUBLIC_HOST",
+            "rtmp://ingest.example/live",
+            "rtmp_public_host 'rtmp://ingest.example/live' is not a host name or IP address",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(name: str, value: str, message: str) -> None:

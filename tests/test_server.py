@@ -249,6 +249,29 @@ def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
         assert int(finished(pusher)) == 60
 
 
+@pytest.mark.parametrize(
+    ("public_host", "expected"), [(None, "127.0.0.1"), ("ingest.example.org", "ingest.example.org")]
+)
+def test_the_ingest_url_names_the_configured_host_not_the_request_host(
+    fake_model: Path, public_host: str | None, expected: str
+) -> None:
+    # A client's Host header must not choose where publishers are sent (a poisoned cache or a
+    # proxy would hand out an attacker's ingest): the configured host, else where it listens.
+    low = free_port()
+    public = {} if public_host is None else {"rtmp_public_host": public_host}
+    config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low), **public)
+    with running_service(config) as service:
+        reply = service.request(
+            "POST",
+            "/v1/streams",
+            {"ingest": "rtmp", "id": "studio"},
+            headers={"Host": "attacker.example:8080"},
+        )
+        assert reply.status == 201, reply.body
+        assert "attacker" not in json.dumps(reply.body)
+        assert reply.body["ingest_url"].startswith(f"rtmp://{expected}:{low}/live/")
+
+
 def test_a_pulled_stream_that_dies_reconnects(fake_model: Path) -> None:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"

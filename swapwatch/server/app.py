@@ -202,8 +202,7 @@ async def add_stream(request: web.Request) -> web.Response:
     elif ingest == "rtmp":
         if "url" in data:
             raise ConfigError("an rtmp push stream takes no 'url': the answer says where to push")
-        host = request.url.host or service.config.host
-        worker = await service.manager.add_rtmp_push(stream_id, policy, host)
+        worker = await service.manager.add_rtmp_push(stream_id, policy)
     else:
         raise ConfigError("'ingest' must be 'pull' or 'rtmp'")
     return web.json_response(

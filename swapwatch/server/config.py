@@ -38,6 +38,10 @@ ENV_PREFIX = "SWAPWATCH_"
 SECRET_KEYS = frozenset({"sinks", "token"})
 # `env:NAME` in a sink's options: a variable the sink reads, whatever its name.
 _SINK_ENV_REFERENCE = re.compile(r"\benv:([A-Za-z_][A-Za-z0-9_]*)")
+# A DNS name, an IPv4 address or an IPv6 address (bare or in brackets): no scheme, port or path.
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:.]{2,45}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,9 @@ class ServiceConfig:
     reconnect_max_s: float = 30.0
     read_timeout_s: float = 10.0
     rtmp_host: str = "0.0.0.0"  # where RTMP push ingest listens
+    # The host publishers are told to push to (in ingest_url); None: the address the ingest
+    # listens on, or this machine's name when that is every address. Never the request's Host.
+    rtmp_public_host: str | None = None
     rtmp_ports: tuple[int, int] = (19350, 19449)  # one port per pushed stream
     drain_timeout_s: float = 10.0  # graceful shutdown: how long streams get to finish
     # nginx-rtmp relay: on_publish makes the service pull <this>/<app>/<key>; None: hooks off.
@@ -120,6 +127,10 @@ class ServiceConfig:
         low, high = self.rtmp_ports
         if not 0 < low <= high < 65536:
             problems.append(f"rtmp_ports {self.rtmp_ports} is not a range within 1-65535")
+        if self.rtmp_public_host is not None and not _HOST_NAME.fullmatch(self.rtmp_public_host):
+            problems.append(
+                f"rtmp_public_host {self.rtmp_public_host!r} is not a host name or IP address"
+            )
         if self.nginx_rtmp_url is not None and not self.nginx_rtmp_url.startswith(
             ("rtmp://", "rtmps://")
         ):

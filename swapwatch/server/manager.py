@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -110,9 +111,7 @@ class StreamManager:
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             return self._start(spec, lambda: AvSource(url, options))
 
-    async def add_rtmp_push(
-        self, stream_id: str | None, policy: Policy | None, public_host: str
-    ) -> StreamWorker:
+    async def add_rtmp_push(self, stream_id: str | None, policy: Policy | None) -> StreamWorker:
         """A stream a publisher pushes to us: one listening RTMP port per stream key."""
         async with self._lock:
             sid = self._new_id(stream_id)
@@ -132,7 +131,7 @@ class StreamManager:
                 policy or Policy(self.config.policy),
                 live=True,
                 reconnect=True,
-                ingest_url=f"rtmp://{public_host}:{port}/live/{sid}",
+                ingest_url=f"rtmp://{self._ingest_host()}:{port}/live/{sid}",
                 ingest_port=port,
             )
             return self._start(spec, lambda: AvSource(listen_url, options))
@@ -156,6 +155,14 @@ class StreamManager:
                 reconnect=False,
             )
             return self._start(spec, factory, on_result)
+
+    def _ingest_host(self) -> str:
+        """Where publishers are told to push: from the configuration only (a request's Host
+        header is the client's to choose)."""
+        host = self.config.rtmp_public_host or self.config.rtmp_host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
     def _free_rtmp_port(self) -> int:
         used = {w.spec.ingest_port for w in self.workers.values() if not w.done}
