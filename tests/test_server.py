@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import socket
 import time
@@ -247,6 +249,37 @@ def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
         status = service.wait_for(lambda s: s["frames_analysed"] > 10 and s["faces"] == 1, "studio")
         assert status["state"] == "running" and status["kind"] == "rtmp"
         assert int(finished(pusher)) == 60
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses a TCP socket of this machine listens on at `port` (Linux)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)  # 32-bit words in host order
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                    found.add(str(ipaddress.ip_address(words)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
+def test_the_rtmp_ingest_listens_where_the_api_listens(fake_model: Path) -> None:
+    # The API is on loopback without a token: the ingest must not be open to the network.
+    low = free_port()
+    config = ServiceConfig(model=fake_model, rtmp_ports=(low, low))
+    with running_service(config) as service:
+        reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
+        assert reply.status == 201, reply.body
+        deadline = time.monotonic() + 10
+        while not listening_addresses(low) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        addresses = listening_addresses(low)
+        assert addresses, "nothing listens on the ingest port"
+        assert all(ipaddress.ip_address(a).is_loopback for a in addresses), addresses
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,9 @@ class ServiceConfig:
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
     read_timeout_s: float = 10.0
-    rtmp_host: str = "0.0.0.0"  # where RTMP push ingest listens
+    # Where RTMP push ingest listens; None: where the API listens (`host`), so that a service
+    # kept on loopback does not take video from the network.
+    rtmp_host: str | None = None
     # The host publishers are told to push to (in ingest_url); None: the address the ingest
     # listens on, or this machine's name when that is every address. Never the request's Host.
     rtmp_public_host: str | None = None
@@ -156,6 +158,10 @@ class ServiceConfig:
     @property
     def auth_required(self) -> bool:
         return self.token is not None
+
+    @property
+    def rtmp_listen_host(self) -> str:
+        return self.host if self.rtmp_host is None else self.rtmp_host
 
     @property
     def quality(self) -> QualityConfig:

@@ -116,7 +116,7 @@ class StreamManager:
         async with self._lock:
             sid = self._new_id(stream_id)
             port = self._free_rtmp_port()
-            listen_url = f"rtmp://{self.config.rtmp_host}:{port}/live/{sid}"
+            listen_url = f"rtmp://{url_host(self.config.rtmp_listen_host)}:{port}/live/{sid}"
             options = SourceOptions(
                 live=True,
                 listen=True,
@@ -159,10 +159,10 @@ class StreamManager:
     def _ingest_host(self) -> str:
         """Where publishers are told to push: from the configuration only (a request's Host
         header is the client's to choose)."""
-        host = self.config.rtmp_public_host or self.config.rtmp_host
+        host = self.config.rtmp_public_host or self.config.rtmp_listen_host
         if host in ("", "0.0.0.0", "::"):
             host = socket.gethostname()
-        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return url_host(host)
 
     def _free_rtmp_port(self) -> int:
         used = {w.spec.ingest_port for w in self.workers.values() if not w.done}
@@ -227,3 +227,8 @@ class StreamManager:
 
     def list_json(self) -> list[dict[str, Any]]:
         return [w.to_json() for w in self.workers.values()]
+
+
+def url_host(host: str) -> str:
+    """A host as it is written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
