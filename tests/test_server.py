@@ -235,17 +235,34 @@ def test_metrics_are_prometheus_text_with_our_names(service: RunningService, cli
     service.request("DELETE", "/v1/streams/m1")
 
 
-def test_rtmp_push_ingest_names_the_stream_by_its_key(fake_model: Path) -> None:
+def test_rtmp_push_ingest_takes_only_the_streams_own_key(fake_model: Path) -> None:
     low = free_port()
     config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low))
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
         assert reply.status == 201, reply.body
-        ingest = reply.body["ingest_url"]
-        assert ingest == f"rtmp://127.0.0.1:{low}/live/studio"
         second = service.request("POST", "/v1/streams", {"ingest": "rtmp"})
         assert second.status == 429  # one port per pushed stream, and the range has one
-        pusher = start_publisher(ingest, 4.0)
+        # Neither a made-up key nor the stream's id may publish, and nothing of theirs is
+        # decoded: no frame counted, no stream.started recorded.
+        for wrong in ("WRONGKEY", "studio"):
+            pusher = start_publisher(f"rtmp://127.0.0.1:{low}/live/{wrong}", 2.0)
+            pusher.communicate(timeout=60)
+            assert pusher.returncode != 0, f"a publish to /live/{wrong} was taken"
+        status = service.request("GET", "/v1/streams/studio").body
+        assert status["state"] == "starting" and status["video"] is None
+        assert status["frames_in"] == 0 and status["alarms_raised"] == 0
+        assert service.request("GET", "/v1/events/status").body["outbox"]["recorded"] == 0
+        metrics = service.request("GET", "/metrics").body
+        assert 'swapwatch_rtmp_publishes_refused_total{reason="key"} 2.0' in metrics
+        # The key: unguessable, not the id, in the answer to the POST only.
+        key = reply.body["stream_key"]
+        assert len(key) >= 32 and "studio" not in key
+        assert reply.body["ingest_url"] == f"rtmp://127.0.0.1:{low}/live/{key}"
+        for later in ("/v1/streams/studio", "/v1/streams"):
+            shown = json.dumps(service.request("GET", later).body)
+            assert key not in shown and f"rtmp://127.0.0.1:{low}/live/***" in shown
+        pusher = start_publisher(reply.body["ingest_url"], 4.0)
         status = service.wait_for(lambda s: s["frames_analysed"] > 10 and s["faces"] == 1, "studio")
         assert status["state"] == "running" and status["kind"] == "rtmp"
         assert int(finished(pusher)) == 60

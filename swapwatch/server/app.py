@@ -202,11 +202,19 @@ async def add_stream(request: web.Request) -> web.Response:
     elif ingest == "rtmp":
         if "url" in data:
             raise ConfigError("an rtmp push stream takes no 'url': the answer says where to push")
-        worker = await service.manager.add_rtmp_push(stream_id, policy)
+        push = await service.manager.add_rtmp_push(stream_id, policy)
+        # The key is shown here only: later reads give the ingest URL without it.
+        body = push.worker.to_json()
+        body.update(ingest_url=push.publish_url, stream_key=push.stream_key)
+        return _created(body)
     else:
         raise ConfigError("'ingest' must be 'pull' or 'rtmp'")
+    return _created(worker.to_json())
+
+
+def _created(stream: dict[str, Any]) -> web.Response:
     return web.json_response(
-        worker.to_json(), status=201, headers={"Location": f"/v1/streams/{worker.spec.stream_id}"}
+        stream, status=201, headers={"Location": f"/v1/streams/{stream['id']}"}
     )
 
 

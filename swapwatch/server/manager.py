@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from swapwatch.engines.base import Engine
@@ -16,6 +18,7 @@ from swapwatch.errors import ConfigError, UnsupportedSource
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.rtmp_front import RtmpFront
 from swapwatch.server.streams import (
     SourceFactory,
     StreamSpec,
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PULL_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "http", "https", "udp", "tcp", "file")
 LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "tcp")
+STREAM_KEY_BYTES = 24  # 192 random bits: 32 URL-safe characters
 
 # (stream id, event type, payload)
 EventListener = Callable[[str, str, dict[str, Any]], None]
@@ -46,6 +50,15 @@ class TooManyStreams(ConfigError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class PushIngest:
+    """A new RTMP push stream and its key, which is shown this once."""
+
+    worker: StreamWorker
+    stream_key: str
+    publish_url: str  # rtmp://HOST:PORT/live/KEY
+
+
 class StreamManager:
     def __init__(self, config: ServiceConfig, engine: Engine, metrics: ServiceMetrics) -> None:
         self.config = config
@@ -54,6 +67,7 @@ class StreamManager:
         self.workers: dict[str, StreamWorker] = {}
         self._listeners: list[EventListener] = []
         self._rtmp_ports = itertools.cycle(range(config.rtmp_ports[0], config.rtmp_ports[1] + 1))
+        self._fronts: dict[StreamWorker, RtmpFront] = {}
         self._lock = asyncio.Lock()
         self.closing = False
 
@@ -111,12 +125,18 @@ class StreamManager:
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             return self._start(spec, lambda: AvSource(url, options))
 
-    async def add_rtmp_push(self, stream_id: str | None, policy: Policy | None) -> StreamWorker:
-        """A stream a publisher pushes to us: one listening RTMP port per stream key."""
+    async def add_rtmp_push(self, stream_id: str | None, policy: Policy | None) -> PushIngest:
+        """A stream a publisher pushes to us, on a port of its own, with a key of its own.
+
+        FFmpeg's listener takes any key, so it listens on a private loopback port behind an
+        `RtmpFront` that lets only this stream's key through (see `rtmp_front`)."""
         async with self._lock:
             sid = self._new_id(stream_id)
-            port = self._free_rtmp_port()
-            listen_url = f"rtmp://{url_host(self.config.rtmp_listen_host)}:{port}/live/{sid}"
+            self._release_fronts()
+            key = secrets.token_urlsafe(STREAM_KEY_BYTES)
+            upstream = _private_port()
+            front = await self._open_front(sid, key, upstream)
+            listen_url = f"rtmp://127.0.0.1:{upstream}/live/{key}"
             options = SourceOptions(
                 live=True,
                 listen=True,
@@ -124,6 +144,7 @@ class StreamManager:
                 open_timeout=3600.0,
                 read_timeout=self.config.read_timeout_s,
             )
+            ingest = f"rtmp://{self._ingest_host()}:{front.port}/live"
             spec = StreamSpec(
                 sid,
                 listen_url,
@@ -131,10 +152,44 @@ class StreamManager:
                 policy or Policy(self.config.policy),
                 live=True,
                 reconnect=True,
-                ingest_url=f"rtmp://{self._ingest_host()}:{port}/live/{sid}",
-                ingest_port=port,
+                ingest_url=f"{ingest}/***",
+                ingest_port=front.port,
             )
-            return self._start(spec, lambda: AvSource(listen_url, options))
+            try:
+                worker = self._start(spec, lambda: AvSource(listen_url, options))
+            except BaseException:
+                front.close()
+                raise
+            self._fronts[worker] = front
+            return PushIngest(worker, key, f"{ingest}/{key}")
+
+    async def _open_front(self, sid: str, key: str, upstream: int) -> RtmpFront:
+        """A front on the first free port of the range that can be had."""
+        used = {front.port for front in self._fronts.values()}
+        low, high = self.config.rtmp_ports
+        host = self.config.rtmp_listen_host
+        refused = self.metrics.rtmp_refused
+        problem = "every port is taken by another stream"
+        for _ in range(high - low + 1):
+            port = next(self._rtmp_ports)
+            if port in used:
+                continue
+            front = RtmpFront(sid, host, port, key, upstream, lambda r: refused.labels(r).inc())
+            try:
+                await front.start()
+            except OSError as exc:
+                problem = f"{host}:{port}: {exc.strerror or exc}"
+                continue
+            return front
+        raise TooManyStreams(f"no free RTMP ingest port left ({problem})")
+
+    def _release_fronts(self, everything: bool = False) -> None:
+        """Close the fronts of streams that ended or were replaced (their ports come free)."""
+        for worker, front in list(self._fronts.items()):
+            current = self.workers.get(worker.spec.stream_id) is worker
+            if everything or worker.done or not current:
+                front.close()
+                del self._fronts[worker]
 
     async def add_source(
         self,
@@ -163,15 +218,6 @@ class StreamManager:
         if host in ("", "0.0.0.0", "::"):
             host = socket.gethostname()
         return url_host(host)
-
-    def _free_rtmp_port(self) -> int:
-        used = {w.spec.ingest_port for w in self.workers.values() if not w.done}
-        low, high = self.config.rtmp_ports
-        for _ in range(high - low + 1):
-            port = next(self._rtmp_ports)
-            if port not in used:
-                return port
-        raise TooManyStreams("no free RTMP ingest port left")
 
     def _start(
         self,
@@ -209,6 +255,9 @@ class StreamManager:
 
     async def remove(self, stream_id: str) -> None:
         worker = self.get(stream_id)
+        front = self._fronts.pop(worker, None)
+        if front is not None:
+            front.close()  # its publisher is cut off, and no other gets in
         await worker.stop(self.config.drain_timeout_s, reason="removed")
         # While it stopped, a new stream may have taken the id: that one stays.
         if self.workers.get(stream_id) is worker:
@@ -218,6 +267,7 @@ class StreamManager:
     async def close(self) -> None:
         """Graceful shutdown: stop every stream (each finishes its frame), within the drain time."""
         self.closing = True
+        self._release_fronts(everything=True)
         started = time.monotonic()
         await asyncio.gather(
             *(w.stop(self.config.drain_timeout_s, "shutdown") for w in self.workers.values()),
@@ -232,3 +282,10 @@ class StreamManager:
 def url_host(host: str) -> str:
     """A host as it is written in a URL: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _private_port() -> int:
+    """A loopback port free now, for FFmpeg's listener behind a front."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -130,6 +130,13 @@ class ServiceMetrics:
         self.reconnects = Counter(
             "swapwatch_reconnects_total", "Source reconnection attempts", ["stream"], registry=r
         )
+        self.rtmp_refused = Counter(
+            "swapwatch_rtmp_publishes_refused",
+            "RTMP publishes to a push ingest refused before any media was decoded "
+            "(key, protocol, timeout, busy, not_ready)",
+            ["reason"],
+            registry=r,
+        )
 
     def observe_batch(self, crops: int, seconds: float) -> None:
         self.batch_size.observe(crops)

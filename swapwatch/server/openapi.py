@@ -94,7 +94,11 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _json(stream_ref, "The stream, starting"),
+                        "201": _json(
+                            stream_ref,
+                            "The stream, starting; for an RTMP ingest, with its stream_key "
+                            "(shown this once) and the ingest_url that holds it",
+                        ),
                         **_errors(400, 401, 409, 413, 429),
                     },
                 },
@@ -274,7 +278,14 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                         },
                         "ingest_url": {
                             "type": ["string", "null"],
-                            "description": "where to push (rtmp ingest)",
+                            "description": "where to push (rtmp ingest): "
+                            "rtmp://HOST:PORT/live/KEY in the answer that creates the stream, "
+                            "rtmp://HOST:PORT/live/*** afterwards",
+                        },
+                        "stream_key": {
+                            "type": "string",
+                            "description": "the key a publisher must push with (rtmp ingest); "
+                            "only in the answer that creates the stream, never shown again",
                         },
                         "policy": {"enum": ["kyc", "monitoring"]},
                         "fps_in": {"type": "number"},
