@@ -135,3 +135,47 @@ def test_a_photo_stored_sideways_is_turned_upright(tmp_path: Path) -> None:
     image = asyncio.run(first_frame())
     assert image.shape == (600, 500, 3)
     assert np.abs(image.astype(int) - frame).mean() < 6  # upright as shown, not as stored
+
+
+TURNING_CLIP = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "dfl"
+    / "Ava_de_Addario"
+    / "Ava_de_Addario_0.mp4"
+)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not TURNING_CLIP.is_file(), reason="../shared/data is not present")
+def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
+    """A streamer who turns her head well away from the camera (the real half of a live-swap
+    recording) keeps being scored up to the gate, and not past it."""
+    import av
+
+    from swapwatch.faces.analyzer import FaceAnalyzer
+    from swapwatch.faces.quality import QualityConfig, SkipReason, yaw_ratio
+
+    gate = QualityConfig().max_yaw
+    faces = FaceAnalyzer(quiet=True)
+    turned, turned_skipped_for_pose, beyond, beyond_scored = 0, 0, 0, 0
+    try:
+        with av.open(str(TURNING_CLIP)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index % 3:
+                    continue
+                image = frame.to_ndarray(format="rgb24")
+                batch = faces.analyse(np.ascontiguousarray(image[:, : image.shape[1] // 2]))
+                for points, quality in zip(batch.points, batch.quality, strict=True):
+                    yaw = abs(yaw_ratio(points))
+                    if 0.6 < yaw <= gate:
+                        turned += 1
+                        turned_skipped_for_pose += quality.reason is SkipReason.EXTREME_POSE
+                    elif yaw > gate:
+                        beyond += 1
+                        beyond_scored += quality.usable
+    finally:
+        faces.close()
+    assert turned >= 5 and turned_skipped_for_pose == 0
+    assert beyond_scored == 0
