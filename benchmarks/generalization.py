@@ -42,7 +42,7 @@ LEDGER = RESULTS / "lockbox-ledger.json"
 
 from machine import write_results  # noqa: E402
 
-from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
+from swapwatch.datasets.lists import IMAGE_SUFFIXES, MediaItem, read_list  # noqa: E402
 from swapwatch.datasets.splits import (  # noqa: E402
     FakeKind,
     Part,
@@ -215,6 +215,31 @@ def rejudged(
     return out
 
 
+ROW_FIELDS = ("name", "label", "family", "group", "score", "verdict", "why", "peak_cusum")
+
+
+def compact(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-item results as a results file keeps them: a row (ROW_FIELDS) for every fake and
+    every real recording; for the many real pictures their family, score, verdict and reason
+    only, which is what the tables are made of."""
+    kept: list[list[Any]] = []
+    pictures: dict[str, list[list[Any]]] = {}
+    for row in rows:
+        is_picture = row["name"].split("#")[0].lower().endswith(tuple(IMAGE_SUFFIXES))
+        if row["label"] == "real" and is_picture:
+            pictures.setdefault(row["family"], []).append(
+                [row["score"], row["verdict"], row["why"]]
+            )
+        else:
+            kept.append([row[f] for f in ROW_FIELDS])
+    return {
+        "fields": list(ROW_FIELDS),
+        "rows": kept,
+        "real_picture_fields": ["score", "verdict", "why"],
+        "real_pictures": pictures,
+    }
+
+
 def operating_point(
     args: argparse.Namespace,
     name: str,
@@ -367,6 +392,7 @@ def main() -> int:
                 print(text, flush=True)
         for c in conditions:
             del entry["conditions"][c]["judged"]
+            entry["conditions"][c]["items"] = compact(entry["conditions"][c]["items"])
         engine = factory()
         try:
             crops = face_crops(items, engine)
@@ -380,10 +406,11 @@ def main() -> int:
     write_results(
         out,
         "generalization",
-        {
+        flat_lists=True,
+        fields={
             "scored": scored,
             "items": len(items),
-            "groups": sorted({i.group for i in items}),
+            "groups": len({i.group for i in items}),
             "max_seconds": MAX_SECONDS,
             "rate": RATE,
             "conditions": {c: str(CONDITIONS[c]) for c in conditions},

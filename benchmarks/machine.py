@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -49,9 +50,16 @@ def result_header(benchmark: str) -> dict[str, Any]:
     }
 
 
-def write_results(path: Path, benchmark: str, fields: dict[str, Any], indent: int = 2) -> None:
-    """Write the results file: the common header, then this benchmark's own fields."""
+def write_results(
+    path: Path, benchmark: str, fields: dict[str, Any], indent: int = 2, flat_lists: bool = False
+) -> None:
+    """Write the results file: the common header, then this benchmark's own fields.
+    `flat_lists` writes each list of plain values on one line (long per-item tables)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {**result_header(benchmark), **fields}
-    path.write_text(json.dumps(document, indent=indent) + "\n")
+    text = json.dumps(document, indent=indent)
+    if flat_lists:
+        # A newline in JSON text is always layout (strings escape theirs).
+        text = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\n\s*", "", m.group(0)), text)
+    path.write_text(text + "\n")
     print(f"wrote {path}")

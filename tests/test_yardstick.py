@@ -102,4 +102,4 @@ def test_reasons_for_missing_verdicts_are_listed() -> None:
         item("r1", False, 0.1, "real"),
         Judged("f1", True, "f", "live-swap", "g", None, None, "extreme_pose"),
     ]
-    assert yardstick(items)["without_verdict"] == {"f1": "extreme_pose"}
+    assert yardstick(items)["without_verdict"] == {"live-swap: extreme_pose": 1}

@@ -20,6 +20,7 @@ among all the reals a user would meet, not only among the real halves of its own
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +138,9 @@ def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
             }
             for (family, fake), v in sorted(by_family.items())
         },
-        "without_verdict": {j.name: j.why or "no verdict" for j in items if not j.decided},
+        "without_verdict": dict(
+            Counter(f"{j.kind}: {j.why or 'no verdict'}" for j in items if not j.decided)
+        ),
     }
 
 
