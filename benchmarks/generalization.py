@@ -253,12 +253,15 @@ def operating_point(
     if args.part != Part.VALIDATION.value or args.leave_out:
         if args.operating_point is None:
             return None
-        chosen = json.loads(args.operating_point.read_text())["detectors"][name]["operating_point"]
-        entry["operating_point"] = {
-            **chosen,
-            "set_on": chosen["set_on"],
-            "from": str(args.operating_point),
-        }
+        chosen = (
+            json.loads(args.operating_point.read_text())["detectors"]
+            .get(name, {})
+            .get("operating_point")
+        )
+        if chosen is None:
+            print(f"{name}: no operating point in {args.operating_point}; verdicts at defaults")
+            return None
+        entry["operating_point"] = {**chosen, "from": str(args.operating_point)}
         return dict(chosen)
     by_item: dict[str, list[tuple[Judged, dict[str, Any]]]] = {}
     for c in conditions:
