@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import math
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,30 @@ def test_hardware_decoding_falls_back_to_software_with_a_log_line(
     assert source.info is not None
     if not source.info.hardware_decoding:  # no usable GPU here: software, and it says so
         assert any("decoding in software" in r.getMessage() for r in caplog.records)
+
+
+def test_an_error_right_after_opening_reaches_the_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A picture that opens but does not decode: the error raised at once in the decoder thread
+    used to go to the already-announced start and be lost, and the reader waited for ever."""
+    from swapwatch.stream import source as source_module
+
+    def fails_at_once(self: object, container: object, info: object) -> Iterator[object]:
+        raise SourceUnreadable("corrupt video data after frame 0")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(source_module.AvSource, "_frames", fails_at_once)
+    video = write_video(tmp_path / "v.mp4", [], seconds=0.2)
+
+    async def read_once() -> None:
+        src = source_module.AvSource(str(video))
+        await src.start()
+        try:
+            with pytest.raises(SourceUnreadable):
+                await asyncio.wait_for(src.recv(), 5)
+        finally:
+            await src.aclose()
+
+    for _ in range(10):
+        asyncio.run(read_once())

@@ -196,22 +196,27 @@ class AvSource(FrameSource):
         handoff: Handoff[Frame],
     ) -> None:
         container: Any = None
+        # Whether `opened` was handed its result. Not `opened.done()`: the loop resolves it
+        # later, so an error right after opening (a picture that does not decode) would be
+        # sent to an already-resolved future and lost, and the reader would wait for ever.
+        announced = False
         try:
             container, info = self._open()
             loop.call_soon_threadsafe(_resolve, opened, info, None)
+            announced = True
             for frame in self._frames(container, info):
                 handoff.put(frame)
             handoff.finish()
         except HandoffClosed:
             pass
         except SourceError as exc:
-            if opened.done():
+            if announced:
                 handoff.finish(exc)
             else:
                 loop.call_soon_threadsafe(_resolve, opened, None, exc)
         except BaseException as exc:  # a bug: hand it to the awaiting task rather than lose it
             log.exception("decoder thread for %s failed", redact_url(self.url))
-            if opened.done():
+            if announced:
                 handoff.finish(exc)
             else:
                 loop.call_soon_threadsafe(_resolve, opened, None, exc)
