@@ -6,10 +6,12 @@ import argparse
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swapwatch.engines import DEFAULT_ENGINE, Engine, create_engine
+from swapwatch.engines.base import ModelInfo
 from swapwatch.errors import ConfigError
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
@@ -178,8 +180,9 @@ def add_decision_options(rule: argparse._ArgumentGroup) -> None:
     rule.add_argument(
         "--cusum-h",
         type=positive_float,
-        default=DEFAULT_DECISION.h,
-        help=f"alarm threshold of the CUSUM (default {DEFAULT_DECISION.h})",
+        default=None,
+        help="alarm threshold of the CUSUM (default: the model's operating point, else "
+        f"{DEFAULT_DECISION.h:g})",
     )
     rule.add_argument(
         "--min-frames",
@@ -194,11 +197,48 @@ def add_verdict_options(verdict: argparse._ArgumentGroup) -> None:
     verdict.add_argument(
         "--video-threshold",
         type=open_probability,
-        default=DEFAULT_VIDEO.threshold,
+        default=None,
         metavar="P",
         help="video score at or above which the verdict is fake (an alarm makes it fake "
-        "anyway); `eval` recommends one from real recordings "
-        f"(default {DEFAULT_VIDEO.threshold:g})",
+        "anyway); `eval` recommends one from real recordings (default: the model's operating "
+        f"point, else {DEFAULT_VIDEO.threshold:g})",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictSettings:
+    """The video threshold and CUSUM `h` a command runs at, and where each came from: an option,
+    the model's own operating point (set on held-out real footage), or the built-in default."""
+
+    video_threshold: float
+    cusum_h: float
+    video_threshold_from: str
+    cusum_h_from: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "video_threshold": self.video_threshold,
+            "cusum_h": self.cusum_h,
+            "from": {"video_threshold": self.video_threshold_from, "cusum_h": self.cusum_h_from},
+        }
+
+
+def verdict_settings(args: argparse.Namespace, info: ModelInfo) -> VerdictSettings:
+    """An option wins, then the model's operating point, then the built-in default."""
+    point = info.operating_point
+    threshold: float | None = getattr(args, "video_threshold", None)
+    h: float | None = getattr(args, "cusum_h", None)
+    return VerdictSettings(
+        video_threshold=(
+            threshold
+            if threshold is not None
+            else point.video_threshold
+            if point
+            else DEFAULT_VIDEO.threshold
+        ),
+        cusum_h=h if h is not None else point.cusum_h if point else DEFAULT_DECISION.h,
+        video_threshold_from="option" if threshold is not None else "model" if point else "default",
+        cusum_h_from="option" if h is not None else "model" if point else "default",
     )
 
 
@@ -296,7 +336,9 @@ def analyzer_from_args(
 ) -> StreamAnalyzer:
     try:
         decision = DecisionConfig(
-            h=args.cusum_h, min_frames=args.min_frames, policy=Policy(args.policy)
+            h=verdict_settings(args, engine.info).cusum_h,
+            min_frames=args.min_frames,
+            policy=Policy(args.policy),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -317,11 +359,14 @@ def close_analyzer(analyzer: StreamAnalyzer, args: argparse.Namespace) -> None:
         analyzer.close()
 
 
-def model_description(engine: Engine) -> dict[str, Any]:
+def model_description(engine: Engine, settings: VerdictSettings | None = None) -> dict[str, Any]:
     info = engine.info
-    return {
+    description: dict[str, Any] = {
         "name": info.name,
         "trained": info.trained,
         "temperature": info.temperature,
         "input_size": info.input_size,
     }
+    if settings is not None:
+        description["verdict_settings"] = settings.to_json()
+    return description

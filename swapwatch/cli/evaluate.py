@@ -197,26 +197,30 @@ def select_items(args: argparse.Namespace) -> list[MediaItem]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from swapwatch.cli.common import verdict_settings
     from swapwatch.evaluation.report import ReportConfig, build_report, render_text
     from swapwatch.evaluation.runner import EvalConfig, ItemResult, ItemStatus, evaluate
 
     items = select_items(args)
     if args.out is not None and not args.out.parent.is_dir():
         raise ConfigError(f"cannot write {args.out}: no such folder {args.out.parent}")
+    engine = _engine(args)  # its operating point is the default verdict rule
+    settings = verdict_settings(args, engine.info)
     try:
         config = EvalConfig(
             rate=args.rate,
             every=args.every,
             max_seconds=args.max_seconds,
             decision=DecisionConfig(
-                h=args.cusum_h, min_frames=args.min_frames, policy=Policy(args.policy)
+                h=settings.cusum_h, min_frames=args.min_frames, policy=Policy(args.policy)
             ),
             quality=quality_from_args(args),
             reencode_kbps=args.reencode_kbps,
-            video_threshold=args.video_threshold,
+            video_threshold=settings.video_threshold,
             quiet=args.verbose < 2,
         )
     except ValueError as exc:
+        engine.close()
         raise ConfigError(str(exc)) from exc
 
     def on_item(done: int, total: int, result: ItemResult) -> None:
@@ -237,7 +241,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    run = evaluate(items, lambda: _engine(args), config, on_item if args.progress else None)
+    run = evaluate(items, lambda: engine, config, on_item if args.progress else None)
     context = {
         "list": str(args.list),
         "split": args.split,

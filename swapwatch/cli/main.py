@@ -21,6 +21,7 @@ from swapwatch.cli.common import (
     engine_from_args,
     model_description,
     source_from_args,
+    verdict_settings,
 )
 from swapwatch.cli.progress import Progress
 from swapwatch.errors import SwapwatchError
@@ -79,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(commands)
 
-    from swapwatch.cli.training import add_export_parser, add_train_parser
+    from swapwatch.cli.training import add_export_parser, add_set_point_parser, add_train_parser
 
     add_train_parser(commands)
     add_export_parser(commands)
+    add_set_point_parser(commands)
 
     from swapwatch.cli.serve import add_serve_parser
 
@@ -112,6 +114,7 @@ def _scan(args: argparse.Namespace) -> int:
 
         check_report_path(args.report)  # before a long scan, not after it
     engine = engine_from_args(args)
+    settings = verdict_settings(args, engine.info)
     analyzer = analyzer_from_args(args, engine)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr) if show_progress else None
@@ -127,14 +130,14 @@ def _scan(args: argparse.Namespace) -> int:
                     stoppable,
                     analyzer,
                     VideoConfig(
-                        threshold=args.video_threshold,
+                        threshold=settings.video_threshold,
                         min_frames=analyzer.decision_config.min_frames,
                     ),
                     keep_thumbnails=args.report is not None,
                     on_result=events.chain(
                         (lambda r: progress.update(r, source)) if progress else None
                     ),
-                    model_description=model_description(engine),
+                    model_description=model_description(engine, settings),
                 ),
             )
         )

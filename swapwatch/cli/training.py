@@ -230,3 +230,38 @@ def cmd_export(args: argparse.Namespace) -> int:
         cache.close()
     print(report)
     return 0
+
+
+def add_set_point_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "set-point",
+        help="write the operating point measured for a model into the model",
+        description="Read the operating point (video threshold and CUSUM h for at most 5 %% of "
+        "real recordings called fake) that benchmarks/generalization.py chose for this model on "
+        "the validation part, and store it in the model's metadata: scan, watch, eval and the "
+        "service then use it unless --video-threshold / --cusum-h (or cusum_h) say otherwise. "
+        "Refused unless the results measured this very model.",
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL.onnx")
+    parser.add_argument(
+        "--results", type=Path, required=True, metavar="RESULTS.json", help="a validation run"
+    )
+    parser.add_argument(
+        "--detector", help="its name in the results (default: the model's file name, no suffix)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=1)
+    parser.set_defaults(handler=cmd_set_point)
+
+
+def cmd_set_point(args: argparse.Namespace) -> int:
+    try:
+        from swapwatch.training.stamp import stamp
+    except ImportError as exc:
+        raise ConfigError(f"set-point needs the 'train' extra: {exc}") from exc
+    point = stamp(args.model, args.results, args.detector)
+    print(
+        f"{args.model}: video threshold {point.video_threshold:g}, CUSUM h {point.cusum_h:g} "
+        f"({point.reals_called_fake} of {point.real_recordings} real recordings called fake, "
+        f"95 % upper bound {point.real_called_fake_upper_95:.1%}; {point.set_on})"
+    )
+    return 0

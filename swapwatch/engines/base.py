@@ -12,7 +12,31 @@ from swapwatch.errors import EngineError, ModelError
 
 # Key under which a model file carries its ModelInfo as JSON (ONNX metadata_props).
 METADATA_KEY = "swapwatch"
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2 adds the operating point; version 1 files are still read
+READABLE_VERSIONS = (1, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingPoint:
+    """The verdict settings chosen for this model on held-out real footage, which `scan`,
+    `watch`, `eval` and the service use unless told otherwise: a recording is called fake when
+    its video score reaches `video_threshold` or a face track's CUSUM reaches `cusum_h`."""
+
+    video_threshold: float
+    cusum_h: float
+    set_on: str  # the footage it was chosen on, in words
+    real_recordings: int
+    reals_called_fake: int
+    real_called_fake_upper_95: float  # one-sided 95 % Clopper-Pearson bound of the rate
+    model_sha256: str = ""  # the file it was measured on: same weights, metadata without it
+
+    def __post_init__(self) -> None:
+        if not 0 < self.video_threshold < 1:
+            raise ModelError(f"operating point threshold {self.video_threshold} not within (0, 1)")
+        if not self.cusum_h > 0:
+            raise ModelError(f"operating point cusum_h must be positive, got {self.cusum_h}")
+        if not 0 <= self.reals_called_fake <= self.real_recordings:
+            raise ModelError("operating point: reals called fake outside 0..real_recordings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +51,7 @@ class ModelInfo:
     trained: bool = True  # False for test models: the CLI warns that their scores mean nothing
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data summary, metrics, command
+    operating_point: OperatingPoint | None = None  # None: the rule's built-in defaults
 
     def __post_init__(self) -> None:
         if not 32 <= self.input_size <= 1024:
@@ -44,10 +69,15 @@ class ModelInfo:
         try:
             raw = json.loads(text)
             version = raw.pop("version", None)
-            if version != METADATA_VERSION:
-                raise ModelError(f"unsupported model metadata version {version!r}")
+            if version not in READABLE_VERSIONS:
+                raise ModelError(
+                    f"unsupported model metadata version {version!r}: this swapwatch reads "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}; a newer release made the model"
+                )
             raw["mean"] = tuple(float(v) for v in raw["mean"])
             raw["std"] = tuple(float(v) for v in raw["std"])
+            if raw.get("operating_point") is not None:
+                raw["operating_point"] = OperatingPoint(**raw["operating_point"])
             return cls(**raw)
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"malformed model metadata: {exc}") from exc

@@ -69,7 +69,7 @@ class ServiceConfig:
     max_batch_wait_ms: float = 5.0
     rate: float = 15.0  # analysed frames per second per stream (a cap)
     policy: str = Policy.MONITORING.value
-    cusum_h: float | None = None  # default: the decision rule's
+    cusum_h: float | None = None  # default: the model's operating point, else the rule's
     # The quality gate (faces failing one are not scored): see `faces.quality.QualityConfig`.
     min_face_px: float = _QUALITY.min_face_px
     max_yaw: float = _QUALITY.max_yaw

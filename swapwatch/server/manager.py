@@ -84,8 +84,12 @@ class StreamManager:
                 log.exception("event listener failed")
 
     def decision(self, policy: Policy) -> DecisionConfig:
+        """`cusum_h` from the configuration, else the model's operating point, else the rule's."""
         if self.config.cusum_h is not None:
             return DecisionConfig(policy=policy, h=self.config.cusum_h)
+        point = self.engine.info.operating_point
+        if point is not None:
+            return DecisionConfig(policy=policy, h=point.cusum_h)
         return DecisionConfig(policy=policy)
 
     def _new_id(self, requested: str | None) -> str:

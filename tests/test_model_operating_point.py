@@ -1,0 +1,196 @@
+"""A model carries the operating point measured for it, and every command judges by it unless
+an option says otherwise."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from media import write_linear_model
+
+from swapwatch.cli.main import main
+from swapwatch.engines import create_engine
+from swapwatch.engines.base import ModelInfo, OperatingPoint
+from swapwatch.errors import ModelError
+from swapwatch.fusion import Policy
+from swapwatch.models import DEFAULT_DETECTOR, FLOAT_DETECTOR
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.manager import StreamManager
+from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.training.stamp import file_sha256
+
+RATE = 15.0
+K = 0.5  # the CUSUM's allowance: a frame of logit 3 adds 2.5
+
+
+def results_for(model: Path, threshold: float, h: float | None, name: str | None = None) -> dict:  # type: ignore[type-arg]
+    """What generalization.py writes after a validation run that measured `model`."""
+    return {
+        "benchmark": "generalization",
+        "detectors": {
+            (name or model.stem): {
+                "file": str(model),
+                "sha256": file_sha256(model),
+                "operating_point": {
+                    "set_on": "validation part, 40 items",
+                    "target": 0.05,
+                    "threshold": threshold,
+                    "h": h,
+                    "real_recordings": 30,
+                    "reals_called_fake": 1,
+                    "real_called_fake_rate": 0.0333,
+                    "real_called_fake_upper_95": 0.1503,
+                },
+            }
+        },
+    }
+
+
+def set_point(tmp_path: Path, model: Path, threshold: float, h: float | None) -> int:
+    results = tmp_path / f"results-{model.stem}.json"
+    results.write_text(json.dumps(results_for(model, threshold, h)))
+    return main(["set-point", str(model), "--results", str(results)])
+
+
+def scan(capsys: pytest.CaptureFixture[str], video: Path, model: Path, *options: str) -> dict:  # type: ignore[type-arg]
+    assert main(["scan", "--json", str(video), "--model", str(model), *options]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_scan_judges_by_the_models_operating_point_and_an_option_overrides_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_face_video: Path
+) -> None:
+    # Every face scores sigmoid(0.5) = 0.62: fake at the default threshold 0.5.
+    model = write_linear_model(tmp_path / "mild.onnx", bias=0.5)
+    before = scan(capsys, one_face_video, model)
+    assert before["verdict"] == "fake"
+    assert before["model"]["verdict_settings"]["from"] == {
+        "video_threshold": "default",
+        "cusum_h": "default",
+    }
+
+    assert set_point(tmp_path, model, threshold=0.7, h=20.0) == 0
+    capsys.readouterr()
+    after = scan(capsys, one_face_video, model)
+    assert after["verdict"] == "real"  # 0.62 is below the model's own threshold
+    assert after["model"]["verdict_settings"] == {
+        "video_threshold": 0.7,
+        "cusum_h": 20.0,
+        "from": {"video_threshold": "model", "cusum_h": "model"},
+    }
+    told = scan(capsys, one_face_video, model, "--video-threshold", "0.6")
+    assert told["verdict"] == "fake"
+    assert told["model"]["verdict_settings"]["from"]["video_threshold"] == "option"
+
+
+def test_the_models_cusum_h_sets_when_a_face_alarms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_face_video: Path
+) -> None:
+    model = write_linear_model(tmp_path / "sure.onnx", bias=3.0)
+    # Past the 10 frames a face needs before it may alarm, so h alone sets the time.
+    assert set_point(tmp_path, model, threshold=0.9, h=30.0) == 0
+    capsys.readouterr()
+    result = scan(capsys, one_face_video, model)
+    frames_to_alarm = math.ceil(30.0 / (3.0 - K))
+    assert result["alerts"][0]["time"] == pytest.approx((frames_to_alarm - 1) / RATE, abs=1e-4)
+    later = scan(capsys, one_face_video, model, "--cusum-h", "40")
+    assert later["alerts"][0]["time"] == pytest.approx((math.ceil(40 / 2.5) - 1) / RATE, abs=1e-4)
+
+
+def test_the_service_alarms_at_the_models_h_unless_configured(tmp_path: Path) -> None:
+    model = write_linear_model(tmp_path / "served.onnx", bias=3.0)
+    assert set_point(tmp_path, model, threshold=0.9, h=12.0) == 0
+    engine = create_engine("onnxruntime", model)
+    try:
+        own = StreamManager(ServiceConfig(model=model), engine, ServiceMetrics())
+        assert own.decision(Policy.KYC).h == 12.0
+        configured = StreamManager(
+            ServiceConfig(model=model, cusum_h=30.0), engine, ServiceMetrics()
+        )
+        assert configured.decision(Policy.KYC).h == 30.0
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("other-file", "measured another file"),
+        ("no-h", "raises no live alarm"),
+        ("not-validation", "chose no operating point"),
+        ("no-detector", "has no detector"),
+    ],
+)
+def test_set_point_refuses_a_point_not_measured_on_this_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, message: str
+) -> None:
+    model = write_linear_model(tmp_path / "m.onnx", bias=0.5)
+    other = write_linear_model(tmp_path / "other.onnx", bias=0.25)
+    results = results_for(other if change == "other-file" else model, 0.7, 20.0, name="m")
+    entry = results["detectors"]["m"]
+    if change == "no-h":
+        entry["operating_point"]["h"] = None
+    elif change == "not-validation":
+        entry["operating_point"] = {**entry["operating_point"], "from": "x.json"}
+        del entry["operating_point"]["set_on"]
+    elif change == "no-detector":
+        results["detectors"] = {"someone-else": entry}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    untouched = model.read_bytes()
+    assert main(["set-point", str(model), "--results", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert model.read_bytes() == untouched
+
+
+def test_set_point_again_on_the_same_weights_is_allowed(tmp_path: Path) -> None:
+    model = write_linear_model(tmp_path / "m.onnx", bias=0.5)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(results_for(model, 0.7, 20.0)))
+    assert main(["set-point", str(model), "--results", str(results)]) == 0
+    # The file changed (its metadata), its weights did not: the same results stamp it again.
+    assert main(["set-point", str(model), "--results", str(results)]) == 0
+    engine = create_engine("onnxruntime", model)
+    try:
+        point = engine.info.operating_point
+    finally:
+        engine.close()
+    assert point is not None and (point.video_threshold, point.cusum_h) == (0.7, 20.0)
+    assert point.reals_called_fake == 1 and point.real_recordings == 30
+
+
+def test_metadata_of_version_1_is_still_read_and_an_unknown_version_refused() -> None:
+    old = {
+        "version": 1,
+        "name": "old",
+        "input_size": 224,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "temperature": 1.5,
+        "trained": True,
+        "description": "",
+        "training": {},
+    }
+    assert ModelInfo.from_json(json.dumps(old)).operating_point is None
+    with pytest.raises(ModelError, match="version 9"):
+        ModelInfo.from_json(json.dumps(old | {"version": 9}))
+    with pytest.raises(ModelError, match="threshold"):
+        OperatingPoint(1.5, 20.0, "x", 10, 0, 0.2)
+
+
+@pytest.mark.parametrize("path", [DEFAULT_DETECTOR, FLOAT_DETECTOR], ids=["int8", "fp32"])
+def test_the_bundled_detector_carries_a_point_set_for_at_most_5_percent_of_reals(
+    path: Path,
+) -> None:
+    engine = create_engine("onnxruntime", path)
+    try:
+        point = engine.info.operating_point
+    finally:
+        engine.close()
+    assert point is not None, f"{path.name} carries no operating point: see `swapwatch set-point`"
+    assert point.reals_called_fake <= 0.05 * point.real_recordings
+    assert point.real_recordings >= 1000 and "validation" in point.set_on
+    assert point.model_sha256  # which file was measured
