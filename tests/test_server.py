@@ -232,6 +232,10 @@ def test_metrics_are_prometheus_text_with_our_names(service: RunningService, cli
         for s in families["swapwatch_engine_batch_size"].samples
         if s.name.endswith("_count")
     )
+    # The event loop's lag is measured all along (the soak benchmark reads it every minute).
+    lag = {s.name: s.value for s in families["swapwatch_event_loop_lag_seconds"].samples}
+    assert lag["swapwatch_event_loop_lag_seconds_count"] > 0
+    assert lag["swapwatch_event_loop_lag_seconds_sum"] >= 0
     service.request("DELETE", "/v1/streams/m1")
 
 

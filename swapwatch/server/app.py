@@ -18,6 +18,7 @@ from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
 from swapwatch.server.config import ServiceConfig, public_view
 from swapwatch.server.events import ServiceEvents
+from swapwatch.server.loop_lag import LoopLagMonitor
 from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
@@ -40,11 +41,13 @@ class Service:
         self.webrtc = WebRtcSessions(self.manager)
         self.nginx_rtmp = NginxRtmpHooks(config, self.manager)
         self.events = ServiceEvents(config, metrics)
+        self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.record)
 
     async def start(self) -> None:
         await self.events.start()
+        self.loop_lag.start()
 
     async def close(self) -> None:
         """Drain the streams (their last events are recorded), then give the sinks time."""
@@ -52,6 +55,7 @@ class Service:
         await self.webrtc.close()
         await self.manager.close()
         await self.events.close(self.config.drain_timeout_s)
+        await self.loop_lag.stop()
 
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)

@@ -16,6 +16,7 @@ from swapwatch.events.delivery import SinkStats
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class DeliverySource(Protocol):
@@ -129,6 +130,13 @@ class ServiceMetrics:
         self.errors = Counter("swapwatch_errors_total", "Errors by kind", ["kind"], registry=r)
         self.reconnects = Counter(
             "swapwatch_reconnects_total", "Source reconnection attempts", ["stream"], registry=r
+        )
+        self.loop_lag = Histogram(
+            "swapwatch_event_loop_lag_seconds",
+            "How late the event loop ran a task due every 0.25 s (streams, requests and "
+            "deliveries all wait that long)",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
         )
         self.rtmp_refused = Counter(
             "swapwatch_rtmp_publishes_refused",
