@@ -367,6 +367,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.streams < 1 or args.minutes <= 0 or args.sample_seconds <= 0:
         parser.error("--streams, --minutes and --sample-seconds must be positive")
+    if not 0 <= args.warmup_minutes < args.minutes:
+        parser.error("--warmup-minutes must be at least 0 and shorter than --minutes")
     print(f"soak: {args.streams} streams for {args.minutes:g} min", flush=True)
     with tempfile.TemporaryDirectory(prefix="swapwatch-soak-") as tmp:
         result = run(args, Path(tmp))
