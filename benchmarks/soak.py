@@ -60,7 +60,6 @@ RECORDINGS = (
 )
 PUBLISHER = REPO / "benchmarks" / "soak_publisher.py"
 SECRET_ENV = "SOAK_HOOK_SECRET"
-MIB = 1024 * 1024
 
 
 @dataclass
@@ -81,8 +80,10 @@ class Publisher:
             )
 
     def last_words(self) -> str:
+        """The last line its stderr holds, the stream key hidden."""
         lines = self.log.read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit {self.process and self.process.returncode}"
+        words = lines[-1] if lines else f"exit {self.process and self.process.returncode}"
+        return words.replace(self.url, self.url.rsplit("/", 1)[0] + "/***")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -206,6 +207,58 @@ def delivered_alerts(receiver: Receiver) -> tuple[int, int, int]:
     return len(raised), len(deliveries), sum(not d.signature_ok for d in deliveries)
 
 
+class Sampler:
+    """One sample of the service at a time; rates and lag cover the time since the last one."""
+
+    def __init__(self, base: str, pid: int, receiver: Receiver) -> None:
+        self.base, self.pid, self.receiver = base, pid, receiver
+        self.totals = Totals()
+        self.previous = scrape(http(base, "/metrics"))
+        self.cpu_before, self.at_before = proc_status(pid)["cpu_s"], time.monotonic()
+
+    def take(self, minute: float, publishers: list[Publisher]) -> dict[str, Any]:
+        process = proc_status(self.pid)
+        metrics = scrape(http(self.base, "/metrics"))
+        streams = http(self.base, "/v1/streams")["streams"]
+        now = time.monotonic()
+        raised, deliveries, bad = delivered_alerts(self.receiver)
+        cpu = (process["cpu_s"] - self.cpu_before) / max(now - self.at_before, 1e-9)
+        sample = {
+            "minute": round(minute, 2),
+            "rss_mib": process["rss_mib"],
+            "open_fds": process["open_fds"],
+            "threads": process["threads"],
+            "cpu_percent": round(100 * cpu, 1),
+            "loop_lag": lag_over(metrics, self.previous),
+            **self.totals.update(streams),
+            "streams_running": sum(s["state"] == "running" for s in streams),
+            "alerts_recorded": int(metrics["alerts_recorded"]),
+            "alerts_delivered": raised,
+            "deliveries": deliveries,
+            "bad_signatures": bad,
+            "publisher_restarts": sum(p.restarts for p in publishers),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+        self.previous, self.cpu_before, self.at_before = metrics, process["cpu_s"], now
+        return sample
+
+
+def print_sample(sample: dict[str, Any], streams: int) -> None:
+    print(
+        f"  {sample['minute']:6.1f} min  rss {sample['rss_mib']:7.1f} MiB  "
+        f"fds {sample['open_fds']:4d}  threads {sample['threads']:3d}  "
+        f"lag mean {sample['loop_lag']['mean_ms']} ms  "
+        f"analysed {sample['frames_analysed']}  "
+        f"alerts {sample['alerts_delivered']}/{sample['alerts_recorded']}  "
+        f"running {sample['streams_running']}/{streams}",
+        flush=True,
+    )
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     recordings = [DATA / RECORDINGS[i % len(RECORDINGS)] for i in range(args.streams)]
     missing = [str(p) for p in recordings if not p.is_file()]
@@ -243,55 +296,24 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 )
                 publisher.start(seconds + 60.0)
                 publishers.append(publisher)
-            totals = Totals()
+            sampler = Sampler(base, service.pid, receiver)
             start = time.monotonic()
-            previous = scrape(http(base, "/metrics"))
-            cpu_before, at_before = proc_status(service.pid)["cpu_s"], start
             step = 0
             while True:
                 elapsed = time.monotonic() - start
                 if service.poll() is not None:
-                    raise RuntimeError(f"the service exited with {service.returncode}")
+                    raise SystemExit(
+                        f"soak: the service exited with {service.returncode} after "
+                        f"{elapsed / 60:.1f} min; its log ends:\n{tail(log_path)}"
+                    )
                 for publisher in publishers:
                     if publisher.process is not None and publisher.process.poll() is not None:
                         publisher.restarts += 1
                         print(f"  publisher {publisher.stream} stopped: {publisher.last_words()}")
                         publisher.start(seconds - elapsed + 60.0)
                 if elapsed >= step * args.sample_seconds:
-                    process = proc_status(service.pid)
-                    metrics = scrape(http(base, "/metrics"))
-                    streams = http(base, "/v1/streams")["streams"]
-                    now = time.monotonic()
-                    raised, deliveries, bad = delivered_alerts(receiver)
-                    sample = {
-                        "minute": round(elapsed / 60.0, 2),
-                        "rss_mib": process["rss_mib"],
-                        "open_fds": process["open_fds"],
-                        "threads": process["threads"],
-                        "cpu_percent": round(
-                            100 * (process["cpu_s"] - cpu_before) / max(now - at_before, 1e-9), 1
-                        ),
-                        "loop_lag": lag_over(metrics, previous),
-                        **totals.update(streams),
-                        "streams_running": sum(s["state"] == "running" for s in streams),
-                        "alerts_recorded": int(metrics["alerts_recorded"]),
-                        "alerts_delivered": raised,
-                        "deliveries": deliveries,
-                        "bad_signatures": bad,
-                        "publisher_restarts": sum(p.restarts for p in publishers),
-                        "load_average_1m": round(os.getloadavg()[0], 2),
-                    }
-                    samples.append(sample)
-                    previous, cpu_before, at_before = metrics, process["cpu_s"], now
-                    print(
-                        f"  {sample['minute']:6.1f} min  rss {sample['rss_mib']:7.1f} MiB  "
-                        f"fds {sample['open_fds']:4d}  threads {sample['threads']:3d}  "
-                        f"lag mean {sample['loop_lag']['mean_ms']} ms  "
-                        f"analysed {sample['frames_analysed']}  "
-                        f"alerts {sample['alerts_delivered']}/{sample['alerts_recorded']}  "
-                        f"running {sample['streams_running']}/{args.streams}",
-                        flush=True,
-                    )
+                    samples.append(sampler.take(elapsed / 60.0, publishers))
+                    print_sample(samples[-1], args.streams)
                     step += 1
                     if elapsed >= seconds:
                         break
