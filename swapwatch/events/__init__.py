@@ -14,6 +14,7 @@ from swapwatch.events.errors import (
     SinkConfigError,
     SinkError,
     SinkRejected,
+    SinkUnavailable,
 )
 from swapwatch.events.model import Event, EventType
 from swapwatch.events.outbox import EventLog, Retention, StoredEvent
@@ -37,6 +38,7 @@ __all__ = [
     "SinkRejected",
     "SinkSpec",
     "SinkStats",
+    "SinkUnavailable",
     "StoredEvent",
     "StreamEvents",
     "parse_sink",

@@ -2,7 +2,9 @@
 
 Each sink sees events in outbox order (so in order per stream), one at a time: an event is tried
 with exponential backoff until it is delivered, refused for good, too old or out of attempts;
-then its fate is committed and the cursor moves on. An event whose fate was not committed (the
+then its fate is committed and the cursor moves on. Tries that cannot reach the receiver at all
+are not counted against the event: a sink that is down holds its events back (up to `max_age`)
+instead of burning through them as dead letters. An event whose fate was not committed (the
 process was killed mid-send) is sent again on restart: delivery is at least once, and the event
 id is the receivers' idempotency key. A failing sink only ever holds back itself.
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, ParamSpec, TypeVar
 
-from swapwatch.events.errors import OutboxError, SinkError, SinkRejected
+from swapwatch.events.errors import OutboxError, SinkError, SinkRejected, SinkUnavailable
 from swapwatch.events.outbox import EventLog, StoredEvent
 from swapwatch.events.sinks.base import RetryPolicy, Sink
 
@@ -47,6 +49,7 @@ class SinkStats:
     failed_attempts: int = 0
     dead_lettered: int = 0
     cursor: int = 0
+    backlog: int = 0  # events appended after the cursor, as far as this process knows
     running: bool = False
     idle: bool = False  # its last look at the outbox found nothing to send
     crashed: str | None = None  # the bug that stopped this sink, if one did
@@ -84,6 +87,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._news: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_seq = 0  # the newest event known to be in the outbox
 
     async def __aenter__(self) -> Dispatcher:
         await self.start()
@@ -94,6 +98,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._last_seq = await self._db(self.outbox.last_seq)
         self.outbox.add_listener(self._on_append)
         for route in self.routes:
             self._news[route.sink.name] = asyncio.Event()
@@ -145,11 +150,18 @@ class Dispatcher:
     def _on_append(self, seq: int) -> None:
         # Called in whichever thread appended.
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake)
+            self._loop.call_soon_threadsafe(self._wake, seq)
 
-    def _wake(self) -> None:
+    def _wake(self, seq: int) -> None:
+        self._seen(seq)
         for event in self._news.values():
             event.set()
+
+    def _seen(self, seq: int) -> None:
+        """Note that the outbox holds events up to `seq`; every sink's backlog follows."""
+        self._last_seq = max(self._last_seq, seq)
+        for stats in self.stats.values():
+            stats.backlog = max(0, self._last_seq - stats.cursor)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -172,6 +184,7 @@ class Dispatcher:
         while True:
             try:
                 stats.cursor = await self._db(self.outbox.cursor, name, route.start)
+                self._seen(stats.cursor)
                 break
             except OutboxError as exc:
                 log.error("sink %s cannot read its cursor: %s", name, exc)
@@ -187,10 +200,13 @@ class Dispatcher:
                     await self._db(self.outbox.settle_requeued, name, event.seq, fate)
                 batch = await self._db(self.outbox.read_after, stats.cursor, self.batch_size)
                 stats.idle = not (batch or replays)
+                if batch:
+                    self._seen(batch[-1].seq)
                 for event in batch:
                     fate = await self._deliver(route, event)
                     await self._db(self.outbox.settle, name, event.seq, fate)
                     stats.cursor = event.seq
+                    self._seen(event.seq)
             except OutboxError as exc:
                 # Unsettled events stay where they were and are tried again.
                 log.error("sink %s: outbox error: %s", name, exc)
@@ -217,10 +233,15 @@ class Dispatcher:
                 await asyncio.sleep(delay)
 
     async def _deliver(self, route: Route, event: StoredEvent) -> tuple[int, str] | None:
-        """Try until delivered (None) or given up: (attempts, last error) for the dead letter."""
+        """Try until delivered (None) or given up: (attempts, last error) for the dead letter.
+
+        Tries that found the receiver unreachable set the backoff but are not counted against
+        `max_attempts`: the outage is the sink's, and the next event would fare no better.
+        """
         policy, sink = route.retry, route.sink
         stats = self.stats[sink.name]
-        attempt = 0
+        attempt = 0  # every try: sets the backoff
+        counted = 0  # tries the receiver could have answered: limited by max_attempts
         while True:
             attempt += 1
             try:
@@ -230,10 +251,11 @@ class Dispatcher:
                 error = str(exc) or f"no answer within {policy.send_timeout:.0f}s"
                 stats.failed_attempts += 1
                 stats.last_error = error
+                counted += not isinstance(exc, SinkUnavailable)
                 age = time.time() - event.created
                 if (
                     isinstance(exc, SinkRejected)
-                    or attempt >= policy.max_attempts
+                    or counted >= policy.max_attempts
                     or age >= policy.max_age
                 ):
                     log.error(

@@ -23,6 +23,11 @@ class SinkError(SwapwatchError):
     exit_code = 6
 
 
+class SinkUnavailable(SinkError):
+    """The receiver could not be reached at all (refused, unresolvable, no connection in time):
+    the outage is the sink's, not the event's, so the try does not count against the event."""
+
+
 class SinkRejected(SinkError):
     """The receiver refused the event for good (e.g. HTTP 400): retrying cannot help."""
 

@@ -39,6 +39,7 @@ SINK_STATUS_FIELDS = (
     "failed_attempts",
     "dead_lettered",
     "cursor",
+    "backlog",
     "crashed",
     "last_error",
 )

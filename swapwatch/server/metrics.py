@@ -49,10 +49,16 @@ class DeliveryCollector(Collector):
                 "swapwatch_sink_dead_letters", "Events given up (dead letters)", labels=["sink"]
             ),
         }
+        backlog = GaugeMetricFamily(
+            "swapwatch_sink_backlog",
+            "Events in the outbox that a sink has not settled yet (delivered or dead-lettered)",
+            labels=["sink"],
+        )
         for name, stats in (source.sink_stats() if source is not None else {}).items():
             for field, family in families.items():
                 family.add_metric([name], getattr(stats, field))
-        return [up, *families.values()]
+            backlog.add_metric([name], stats.backlog)
+        return [up, *families.values(), backlog]
 
 
 class ServiceMetrics:

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapwatch.events.errors import SinkConfigError, SinkError
+from swapwatch.events.errors import SinkConfigError, SinkError, SinkUnavailable
 from swapwatch.events.outbox import StoredEvent
 from swapwatch.events.sinks.base import SinkSpec, resolve_secret, sink_options
 
@@ -101,7 +101,7 @@ class MqttSink:
         assert client is not None
         if not self._connected.is_set():
             # paho would queue the message itself; the outbox is our queue.
-            raise SinkError(f"not connected to the broker at {self.host}:{self.port}")
+            raise SinkUnavailable(f"not connected to the broker at {self.host}:{self.port}")
         topic = self.options.topic.format(
             type=event.type, stream=_TOPIC_UNSAFE.sub("_", event.stream)
         )

@@ -12,7 +12,7 @@ import logging
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from swapwatch.events.errors import SinkConfigError, SinkError, SinkRejected
+from swapwatch.events.errors import SinkConfigError, SinkError, SinkRejected, SinkUnavailable
 from swapwatch.events.outbox import StoredEvent
 from swapwatch.events.signing import SIGNATURE_HEADER, sign
 from swapwatch.events.sinks.base import SinkSpec, resolve_secret, sink_options
@@ -39,8 +39,9 @@ class WebhookOptions(BaseModel):
 class WebhookSink:
     """POSTs each event's JSON body with `Swapwatch-Signature`, `Swapwatch-Event-Id` headers.
 
-    2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried; any
-    other status is a refusal that no retry fixes (dead letter).
+    2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried (a
+    receiver that cannot be connected to is unavailable: those tries are not counted against the
+    event); any other status is a refusal that no retry fixes (dead letter).
     """
 
     def __init__(self, name: str, url: str, options: WebhookOptions) -> None:
@@ -74,6 +75,9 @@ class WebhookSink:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 await response.read()  # drain, so the connection is reused
                 status = response.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection was made: the request never reached the receiver.
+            raise SinkUnavailable(f"POST failed: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SinkError(f"POST failed: {type(exc).__name__}: {exc}") from exc
         if 200 <= status < 300:
