@@ -5,15 +5,23 @@ the fault is visible in the API, the metrics or the log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from media import Placement, write_video
 from prometheus_client.parser import text_string_to_metric_families
 from receivers import Receiver
-from service import RunningService, running_service
+from service import RunningService, free_port, running_service
 
 from swapwatch.events import Event, EventLog
 from swapwatch.server.config import ServiceConfig
@@ -95,3 +103,154 @@ def test_a_sink_down_past_its_retry_budget_gets_every_event_in_order_when_back(
             assert [json.loads(d.body)["id"] for d in receiver.deliveries] == receiver.ids()
     finally:
         receiver.stop()
+
+
+class ServeProcess:
+    """`swapwatch serve` in a process of its own (so it can be killed or limited), its output
+    collected through a pipe: a pipe is not a file, so a file-size limit does not touch it."""
+
+    def __init__(self, config: dict[str, object], directory: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        lines = [f"port = {self.port}"] + [f"{k} = {toml_value(v)}" for k, v in config.items()]
+        self.config_file = directory / "swapwatch.toml"
+        self.config_file.write_text("\n".join(lines) + "\n")
+        command = [sys.executable, "-m", "swapwatch", "serve", "--config", str(self.config_file)]
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.api = RunningService(ServiceConfig(port=self.port), self.base)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.output.append(line)
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def wait_ready(self, timeout: float = 90) -> RunningService:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the service exited:\n{self.log()[-3000:]}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.base + "/readyz", timeout=2) as reply,
+            ):
+                if reply.status == 200:
+                    return self.api
+            time.sleep(0.2)
+        raise AssertionError(f"the service never became ready:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        self.process.kill()
+        assert self.process.wait(timeout=10) == -signal.SIGKILL
+        self._reader.join(5)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(5)
+        return code
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def add_file_stream(api: RunningService, clip: Path, stream: str) -> dict[str, object]:
+    reply = api.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": stream})
+    assert reply.status == 201, reply.body
+    return api.wait_for(lambda s: s["state"] == "ended", stream, timeout=90)
+
+
+def file_size_limit(pid: int, limit: int | None) -> None:
+    """Files the process writes may not grow past `limit` bytes (None: no limit). The kernel
+    then fails its writes as a full disk does (EFBIG where a full disk says ENOSPC): a full disk
+    with no root, loop device or tmpfs needed, that can be filled and emptied at will."""
+    soft = resource.RLIM_INFINITY if limit is None else limit
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, resource.RLIM_INFINITY))
+
+
+def test_a_full_disk_under_the_outbox_is_reported_loses_nothing_committed_and_recovers(
+    tmp_path: Path, fake_model: Path, clip: Path
+) -> None:
+    receiver = Receiver().start()
+    outbox = tmp_path / "events.sqlite"
+    config = {
+        "model": fake_model,
+        "allow_file_urls": True,
+        "cusum_h": 4.0,
+        "events_path": outbox,
+        "sinks": [
+            f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2;max_attempts=1000"
+        ],
+    }
+    service = ServeProcess(config, tmp_path)
+    try:
+        api = service.wait_ready()
+        add_file_stream(api, clip, "before")
+        wait_until(lambda: len(receiver.ids()) == 3, 20, "the first stream's events")
+        receiver.status = 503  # the receiver fails for a while
+        add_file_stream(api, clip, "queued")  # committed, waiting for the receiver
+        wait_until(lambda: sink_status(api, "hook")["backlog"] == 3, 10, "a backlog")
+
+        # The disk fills: the outbox's write-ahead log (every commit grows it) can grow no more.
+        file_size_limit(service.process.pid, Path(f"{outbox}-wal").stat().st_size)
+        final = add_file_stream(api, clip, "full")
+        assert final["alarms_raised"] >= 1  # analysis goes on
+        state = api.request("GET", "/v1/events/status").body["outbox"]
+        assert not state["ok"] and state["lost"] == 3, state
+        assert str(outbox) in state["error"], state["error"]
+        assert "disk is full" in state["error"].replace(str(outbox), ""), state["error"]
+        assert api.request("GET", "/readyz").body["events"] == "degraded"
+        assert metric(api, "swapwatch_outbox_up") == 0
+        assert metric(api, "swapwatch_events_lost_total") == 3
+        assert sink_status(api, "hook")["backlog"] == 3
+
+        # The receiver is back while the disk is still full: an event delivered cannot be
+        # recorded as delivered; it waits for the outbox, it is not sent again and again.
+        receiver.status = 200
+        wait_until(lambda: receiver.ids(), 10, "a delivery")
+        time.sleep(2.0)
+        assert len(receiver.ids()) == 4, receiver.ids()
+
+        # Space comes back: what waited is delivered, and new events are recorded again.
+        file_size_limit(service.process.pid, None)
+        add_file_stream(api, clip, "after")
+        wait_until(
+            lambda: api.request("GET", "/v1/events/status").body["outbox"]["ok"], 10, "recovery"
+        )
+        assert metric(api, "swapwatch_outbox_up") == 1
+        wait_until(lambda: sink_status(api, "hook")["backlog"] == 0, 20, "delivery")
+    finally:
+        code = service.stop()
+        receiver.stop()
+    assert code == 0, service.log()[-3000:]
+    recorded = outbox_events(outbox)
+    assert [e.stream for e in recorded] == ["before"] * 3 + ["queued"] * 3 + ["after"] * 3
+    assert receiver.ids() == [e.id for e in recorded]  # each once, in order
+    log = service.log()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("events are not being recorded") == 1, log[-3000:]
+    assert log.count("cannot record a delivery") == 1, log[-3000:]
+    assert "recorded in the outbox again" in log

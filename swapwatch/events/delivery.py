@@ -197,14 +197,14 @@ class Dispatcher:
                 stats.idle = False if replays else stats.idle
                 for event in replays:
                     fate = await self._deliver(route, event)
-                    await self._db(self.outbox.settle_requeued, name, event.seq, fate)
+                    await self._settle(name, self.outbox.settle_requeued, event.seq, fate)
                 batch = await self._db(self.outbox.read_after, stats.cursor, self.batch_size)
                 stats.idle = not (batch or replays)
                 if batch:
                     self._seen(batch[-1].seq)
                 for event in batch:
                     fate = await self._deliver(route, event)
-                    await self._db(self.outbox.settle, name, event.seq, fate)
+                    await self._settle(name, self.outbox.settle, event.seq, fate)
                     stats.cursor = event.seq
                     self._seen(event.seq)
             except OutboxError as exc:
@@ -216,6 +216,29 @@ class Dispatcher:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(news.wait(), self.poll_interval)
+
+    async def _settle(
+        self,
+        name: str,
+        settle: Callable[[str, int, tuple[int, str] | None], None],
+        seq: int,
+        fate: tuple[int, str] | None,
+    ) -> None:
+        """Commit an event's fate, waiting for an outbox that cannot be written (disk full)
+        rather than sending the event again and again meanwhile; one log line per outage."""
+        failed = False
+        while True:
+            try:
+                await self._db(settle, name, seq, fate)
+            except OutboxError as exc:
+                if not failed:
+                    log.error("sink %s: cannot record a delivery, waiting: %s", name, exc)
+                    failed = True
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if failed:
+                log.info("sink %s: deliveries are recorded again", name)
+            return
 
     async def _start_sink(self, route: Route) -> None:
         attempt = 0

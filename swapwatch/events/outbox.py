@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x53575754  # "SWWT" in the SQLite header: tells our files from others
 LAYOUT_VERSION = 1
 SQLITE_FULL = 13
+SQLITE_IOERR_WRITE = 778  # (3 << 8) | SQLITE_IOERR
 BUSY_TIMEOUT_MS = 10_000
 
 _LAYOUT = """
@@ -249,8 +250,20 @@ class EventLog:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError):
-                    if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
-                        raise OutboxFull(f"event outbox {self.path} is full: {exc}") from exc
+                    code = getattr(exc, "sqlite_errorcode", None)
+                    if code == SQLITE_FULL:
+                        raise OutboxFull(
+                            f"event outbox {self.path} is full ({exc}): free disk space or "
+                            "raise events_max_mb; appends resume by themselves"
+                        ) from exc
+                    if code == SQLITE_IOERR_WRITE:
+                        # What a disk that is full reports when the write fails outright (or a
+                        # file-size limit, EFBIG) rather than short (ENOSPC): SQLite says "I/O".
+                        raise OutboxFull(
+                            f"event outbox {self.path} cannot be written ({exc}): the disk is "
+                            "full, a file-size limit was reached or the disk failed; appends "
+                            "resume by themselves once it can be written"
+                        ) from exc
                     raise OutboxError(f"event outbox {self.path}: {exc}") from exc
                 if isinstance(exc, sqlite3.DatabaseError):
                     raise OutboxCorrupt(f"event outbox {self.path} is damaged: {exc}") from exc
