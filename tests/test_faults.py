@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from receivers import Receiver
 from service import RunningService, free_port, running_service
 
-from swapwatch.events import Event, EventLog
+from swapwatch.events import Event, EventLog, EventType
+from swapwatch.events.model import derived_id, utc_now
 from swapwatch.server.config import ServiceConfig
 
 
@@ -254,3 +255,63 @@ def test_a_full_disk_under_the_outbox_is_reported_loses_nothing_committed_and_re
     assert log.count("events are not being recorded") == 1, log[-3000:]
     assert log.count("cannot record a delivery") == 1, log[-3000:]
     assert "recorded in the outbox again" in log
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "overwritten":  # table pages overwritten, the header kept
+        page = 4096
+        path.write_bytes(data[: 2 * page] + b"\xa5" * (4 * page) + data[6 * page :])
+    else:  # cut in the middle, as a copy interrupted or a disk full while it grew
+        path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["overwritten", "truncated"])
+def test_a_damaged_outbox_is_named_at_start_with_what_to_do_and_left_as_it_is(
+    tmp_path: Path, fake_model: Path, clip: Path, how: str
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    with EventLog(outbox) as log:
+        for n in range(300):
+            log.append(_filler_event(n))
+    damage(outbox, how)
+    damaged = outbox.read_bytes()
+    config = {"model": fake_model, "allow_file_urls": True, "cusum_h": 4.0, "events_path": outbox}
+    service = ServeProcess(config, tmp_path)
+    try:
+        api = service.wait_ready()
+        assert api.request("GET", "/readyz").body["events"] == "degraded"
+        state = api.request("GET", "/v1/events/status").body["outbox"]
+        assert not state["ok"] and str(outbox) in state["error"]
+        final = add_file_stream(api, clip, "cam")  # analysis goes on; its events are counted
+        assert final["alarms_raised"] >= 1
+        assert metric(api, "swapwatch_events_lost_total") == 3
+    finally:
+        code = service.stop()
+    assert code == 0
+    log = service.log()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and str(outbox) in errors[0], log[-3000:]
+    assert "move" in errors[0] and ".recover" in errors[0], errors[0]
+    assert "Traceback" not in log, log[-3000:]
+    assert outbox.read_bytes() == damaged  # left for salvage, not replaced or "repaired"
+
+    # What the line says to do works: the file moved aside, the service records events again.
+    outbox.rename(tmp_path / "events.damaged.sqlite")
+    service = ServeProcess(config, tmp_path)
+    try:
+        api = service.wait_ready()
+        assert api.request("GET", "/v1/events/status").body["outbox"]["ok"]
+    finally:
+        assert service.stop() == 0
+
+
+def _filler_event(number: int) -> Event:
+    return Event(
+        id=derived_id("filler", number),
+        type=EventType.STREAM_ERROR,
+        time=utc_now(),
+        stream="filler",
+        run="filler",
+        detail={"error": "x" * 400},
+    )

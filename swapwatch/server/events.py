@@ -21,7 +21,7 @@ from aiohttp import web
 from swapwatch.errors import ConfigError
 from swapwatch.events.delivery import Dispatcher, Route, SinkStats
 from swapwatch.events.emit import StreamEvents
-from swapwatch.events.errors import OutboxError
+from swapwatch.events.errors import OutboxCorrupt, OutboxError
 from swapwatch.events.model import Event, EventType
 from swapwatch.events.outbox import EventLog, Retention, StoredEvent
 from swapwatch.events.sinks.base import parse_sink
@@ -63,6 +63,14 @@ def build_routes(config: ServiceConfig, feed: LiveFeed) -> list[Route]:
     return [*routes, Route(LiveSink(LIVE_FEED_SINK, feed), start="latest")]
 
 
+def salvage_hint(path: Path) -> str:
+    """What to do about a damaged outbox: the service leaves it as it is, for its events."""
+    return (
+        f"To record events again, stop the service and move {path} aside (a new outbox is "
+        f"made at start); `sqlite3 {path} .recover` salvages the events it still holds"
+    )
+
+
 class ServiceEvents:
     """Records what the stream workers report as events, one run per source connection.
 
@@ -96,6 +104,9 @@ class ServiceEvents:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.outbox = await asyncio.to_thread(EventLog, self.path, retention)
+        except OutboxCorrupt as exc:
+            self._degrade(f"events are not recorded durably: {exc}. {salvage_hint(self.path)}")
+            return
         except OutboxError as exc:
             self._degrade(f"events are not recorded durably: {exc}")
             return
