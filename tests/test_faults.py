@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from media import Placement, write_video
 from prometheus_client.parser import text_string_to_metric_families
+from publisher import start_publisher
 from receivers import Receiver
 from service import RunningService, free_port, running_service
 
@@ -315,3 +316,133 @@ def _filler_event(number: int) -> Event:
         run="filler",
         detail={"error": "x" * 400},
     )
+
+
+def stream_events(outbox: Path, stream: str) -> list[Event]:
+    return [e for e in outbox_events(outbox) if e.stream == stream]
+
+
+def test_a_pulled_source_frozen_then_killed_is_reported_and_picked_up_again(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    # The camera serves MPEG-TS over TCP and the service pulls it. Frozen (SIGSTOP): it keeps
+    # the connection open and sends nothing. Killed (SIGKILL): its connection drops mid-stream.
+    receiver = Receiver().start()
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    outbox = tmp_path / "events.sqlite"
+    config = ServiceConfig(
+        model=fake_model,
+        cusum_h=4.0,
+        reconnect_initial_s=0.3,
+        reconnect_max_s=1.0,
+        read_timeout_s=2.0,
+        events_path=outbox,
+        sinks=(f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2",),
+    )
+    cameras: list[subprocess.Popen[str]] = []
+
+    def camera() -> None:
+        cameras.append(start_publisher(f"{url}?listen=1", 60.0, "mpegts"))
+
+    def analysing(more_than: int) -> dict[str, object]:
+        return service.wait_for(
+            lambda s: s["state"] == "running" and s["frames_analysed"] > more_than, "cam", 60
+        )
+
+    try:
+        with running_service(config) as service:
+            camera()
+            time.sleep(0.5)
+            assert service.request("POST", "/v1/streams", {"url": url, "id": "cam"}).status == 201
+            analysing(5)
+
+            os.kill(cameras[-1].pid, signal.SIGSTOP)  # frozen
+            frozen = service.wait_for(lambda s: s["state"] == "reconnecting", "cam", 20)
+            assert "no data" in str(frozen["last_error"]), frozen
+            assert (metric(service, "swapwatch_reconnects_total", stream="cam") or 0) >= 1
+            cameras[-1].kill()
+
+            camera()  # the camera is back
+            before = int(str(analysing(0)["frames_analysed"]))
+            analysing(before + 5)
+            cameras[-1].kill()  # killed mid-stream
+            service.wait_for(lambda s: s["state"] == "reconnecting", "cam", 20)
+            camera()
+            analysing(int(str(service.wait_for(lambda s: True, "cam")["frames_analysed"])) + 5)
+            assert service.request("DELETE", "/v1/streams/cam").status == 204
+            wait_until(lambda: sink_status(service, "hook")["backlog"] == 0, 20, "delivery")
+    finally:
+        for process in cameras:
+            process.kill()
+            process.communicate()
+        receiver.stop()
+    events = stream_events(outbox, "cam")
+    kinds = [e.type.value for e in events]
+    assert kinds.count("stream.started") == 3 and kinds.count("stream.error") == 2, kinds
+    assert kinds[-1] == "stream.ended" and events[-1].detail == {"reason": "removed"}
+    assert all(
+        e.detail and e.detail["final"] is False for e in events if e.type.value == "stream.error"
+    )
+    assert receiver.ids() == [e.id for e in events]  # every event delivered, once, in order
+
+
+def publish_when_taken(url: str, tries: int = 20) -> subprocess.Popen[str]:
+    """A publisher pushing to `url`; the ingest refuses one that comes before its stream is
+    ready to decode (the face models load first), so a refused one tries again."""
+    for _ in range(tries):
+        publisher = start_publisher(url, 60.0)
+        try:
+            publisher.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            return publisher  # still pushing: taken
+        time.sleep(0.5)
+    raise AssertionError(f"no publish to the ingest was taken in {tries} tries")
+
+
+def test_sigkill_during_a_push_ingest_restarts_cleanly_and_delivers_what_was_raised(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    receiver = Receiver().start()
+    receiver.status = 503  # not delivered yet when the service dies
+    low = free_port()
+    outbox = tmp_path / "events.sqlite"
+    config = {
+        "model": fake_model,
+        "cusum_h": 4.0,
+        "events_path": outbox,
+        "rtmp_host": "127.0.0.1",
+        "rtmp_ports": [low, low],
+        "sinks": [f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2"],
+    }
+    service = ServeProcess(config, tmp_path)
+    publisher: subprocess.Popen[str] | None = None
+    try:
+        api = service.wait_ready()
+        reply = api.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
+        assert reply.status == 201, reply.body
+        publisher = publish_when_taken(reply.body["ingest_url"])
+        api.wait_for(lambda s: s["alarms_raised"] >= 1, "studio", timeout=60)
+        service.kill()
+        # The publisher sees its connection reset and stops with an error, at once.
+        started = time.monotonic()
+        _, said = publisher.communicate(timeout=30)
+        assert publisher.returncode != 0 and time.monotonic() - started < 15, said[-2000:]
+
+        receiver.status = 200
+        service = ServeProcess(config, tmp_path)
+        api = service.wait_ready()
+        raised = stream_events(outbox, "studio")
+        assert [e.type.value for e in raised][:2] == ["stream.started", "alert.raised"]
+        assert receiver.wait_for({e.id for e in raised}, timeout=20), service.log()[-3000:]
+        # The ingest port came free with the dead process: a new push ingest gets it.
+        again = api.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio-2"})
+        assert again.status == 201, again.body
+        assert f":{low}/live/" in again.body["ingest_url"]
+    finally:
+        if publisher is not None and publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+        assert service.stop() == 0, service.log()[-3000:]
+        receiver.stop()
+    assert "Traceback" not in service.log(), service.log()[-3000:]
