@@ -67,7 +67,7 @@ def salvage_hint(path: Path) -> str:
     """What to do about a damaged outbox: the service leaves it as it is, for its events."""
     return (
         f"To record events again, stop the service and move {path} aside (a new outbox is "
-        f"made at start); `sqlite3 {path} .recover` salvages the events it still holds"
+        f"made at start); `sqlite3 {path} .dump` (or `.recover`) salvages the events it still holds"
     )
 
 
