@@ -7,7 +7,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fuzzing import load_profile
 from media import Placement, write_linear_model, write_video
+
+load_profile()  # before the test modules import: their @settings build on it
 
 # Large enough that the face inside the pasted head picture passes the size gate.
 BIG = 300

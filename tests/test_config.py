@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,4 +150,20 @@ def test_serve_refuses_a_misspelled_variable_in_one_line(
     assert err == [
         "swapwatch: error: unknown environment variable SWAPWATCH_SINK "
         "(did you mean SWAPWATCH_SINKS?)"
+    ]
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # Found by fuzzing: tomllib got bytes decoded as UTF-8 and the UnicodeDecodeError escaped.
+    path = tmp_path / "swapwatch.toml"
+    path.write_bytes('port = 9000\nhost = "caf\xe9"\n'.encode("latin-1"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "swapwatch", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"swapwatch: error: config {path} is not UTF-8 text (byte 23); save it as UTF-8"
     ]
