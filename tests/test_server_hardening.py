@@ -3,11 +3,13 @@ metrics page, a stream that cannot connect flooding the sinks."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_raw import exchange
 from service import RunningService, free_port, running_service
 
 from swapwatch.events import EventLog, EventType
@@ -108,3 +110,36 @@ def test_the_package_metadata_builds_without_deprecation_warnings(
         warnings.simplefilter("error")
         dist = apply_configuration(Distribution(), "pyproject.toml")
     assert dist.metadata.license_expression == "Apache-2.0"
+
+
+def test_a_malformed_request_is_one_warning_line_without_its_bytes(
+    guarded: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by fuzzing: aiohttp logged every request it could not parse as an error with a
+    # traceback whose message quoted the bad header, here the API token.
+    with caplog.at_level(logging.WARNING):
+        reply = exchange(guarded.base, "GET", "/v1/streams", headers=[(b"\x00", TOKEN.encode())])
+        assert reply.status == 400
+        assert guarded.request("GET", "/healthz").status == 200
+    logged = [r for r in caplog.records if r.name.startswith(("aiohttp", "swapwatch"))]
+    assert [r.exc_info for r in logged] == [None]
+    assert logged[0].getMessage() == (
+        "Error handling request from 127.0.0.1: Invalid header token (HTTP 400)"
+    )
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("hook", ["publish", "publish_done"])
+def test_an_nginx_callback_that_is_not_a_readable_form_is_a_json_400(
+    guarded: RunningService, hook: str
+) -> None:
+    # Found by fuzzing: a multipart body without its boundary raised ValueError, a 500.
+    reply = exchange(
+        guarded.base,
+        "POST",
+        f"/v1/hooks/nginx-rtmp/{hook}?token={TOKEN}",
+        b"call=publish&app=live&name=key",
+        [(b"Content-Type", b"multipart/form-data; boundary=xyz")],
+    )
+    assert reply.status == 400, reply.body
+    assert "not a readable form" in reply.json()["error"]["message"]

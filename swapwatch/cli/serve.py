@@ -47,6 +47,7 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
     from swapwatch.models import resolve_detector
     from swapwatch.server.app import Service, build_app
     from swapwatch.server.metrics import ServiceMetrics
+    from swapwatch.server.protocol_log import protocol_error_log
     from swapwatch.stream.pipeline import extra_signals
 
     for extra in extra_signals(config.signals):  # a missing plugin stops us here, not later
@@ -67,7 +68,7 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
         shared.close()
         raise
     app = build_app(service)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=protocol_error_log())
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     listening = False

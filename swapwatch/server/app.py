@@ -248,7 +248,10 @@ async def webrtc_offer(request: web.Request) -> web.Response:
 
 async def read_form(request: web.Request) -> dict[str, str]:
     """A url-encoded form (what nginx-rtmp posts), its text fields only."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # aiohttp's parsers: a multipart body without its boundary, ...
+        raise ConfigError(f"the body is not a readable form: {exc}") from None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
