@@ -121,6 +121,11 @@ VIDEO_SDP = (
     ("sdp", "message"),
     [
         ("garbage", "the offer has no video"),
+        # Found by fuzzing: aiortc's parser raised these as KeyError, StopIteration and
+        # AssertionError, each a 500.
+        ("a=setup:bogus\r\n", "the offer is not valid SDP"),
+        ("m=video 9 RTP/AVP 96\r\na=fmtp:97 x=1\r\n", "the offer is not valid SDP"),
+        ("m=video x\r\n", "the offer is not valid SDP"),
         (VIDEO_SDP.format(direction="recvonly"), "recvonly is not enough"),
         (VIDEO_SDP.format(direction="sendrecv"), "the offer is not usable"),  # no ICE, no DTLS
     ],
