@@ -120,7 +120,7 @@ POSTS = [
 ]
 
 
-@settings(max_examples=examples(100, 3000))
+@settings(max_examples=examples(60, 2000))
 @given(path=st.sampled_from(POSTS), body=bodies, content_type=content_types)
 def test_any_body_to_any_post_endpoint_is_handled(
     served: tuple[RunningService, TracebackCatcher],
@@ -153,7 +153,7 @@ path_parts = st.text(max_size=80).map(lambda t: urllib.parse.quote(t, safe="")) 
 )
 
 
-@settings(max_examples=examples(100, 3000))
+@settings(max_examples=examples(60, 2000))
 @given(
     method=st.sampled_from(["GET", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD", "POST"]),
     path=st.sampled_from(GETS),
@@ -209,7 +209,7 @@ header_values = st.sampled_from(
 ) | st.binary(max_size=40)
 
 
-@settings(max_examples=examples(100, 3000))
+@settings(max_examples=examples(60, 2000))
 @given(
     method=st.sampled_from(["GET", "POST", "DELETE", "OPTIONS"]),
     path=st.sampled_from(POSTS + GETS[:-1] + ["/v1/streams/x"]),
@@ -291,7 +291,7 @@ sdp_texts = st.builds(
 )
 
 
-@settings(max_examples=examples(60, 1500))
+@settings(max_examples=examples(40, 1000))
 @given(sdp=sdp_texts, kind=st.sampled_from(["offer", "answer", "pranswer"]))
 def test_any_sdp_offer_is_handled(
     served: tuple[RunningService, TracebackCatcher], sdp: str, kind: str
@@ -321,7 +321,7 @@ def nginx_forms(draw: st.DrawFn) -> bytes:
     return draw(st.sampled_from([encoded, encoded + b"&%zz", encoded.replace(b"=", b"", 1)]))
 
 
-@settings(max_examples=examples(60, 1500))
+@settings(max_examples=examples(30, 1000))
 @given(forms=st.lists(st.tuples(st.sampled_from(POSTS[2:]), nginx_forms()), min_size=1, max_size=3))
 def test_any_nginx_rtmp_callback_forms_are_handled(
     served: tuple[RunningService, TracebackCatcher], forms: list[tuple[str, bytes]]
@@ -359,7 +359,7 @@ last_event_ids = (
 )
 
 
-@settings(max_examples=examples(40, 1000))
+@settings(max_examples=examples(20, 500))
 @given(last=last_event_ids)
 def test_any_last_event_id_gets_the_feed(
     served: tuple[RunningService, TracebackCatcher], with_history: RunningService, last: str
