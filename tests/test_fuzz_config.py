@@ -61,7 +61,9 @@ def toml_literal(value: object) -> str:
 
 def loads_or_refuses(path: Path | None = None, environ: dict[str, str] | None = None) -> None:
     environ = environ or {}
-    secrets = [v for k, v in environ.items() if k[len(ENV_PREFIX) :].lower() in SECRET_KEYS]
+    secret = {k: k[len(ENV_PREFIX) :].lower() in SECRET_KEYS for k in environ}
+    shown = {v for k, v in environ.items() if not secret[k]}  # the same text set as a host, say
+    secrets = [v for k, v in environ.items() if secret[k] and v not in shown]
     try:
         config = load_config(path, environ=environ)
     except ConfigError as exc:

@@ -143,3 +143,18 @@ def test_an_nginx_callback_that_is_not_a_readable_form_is_a_json_400(
     )
     assert reply.status == 400, reply.body
     assert "not a readable form" in reply.json()["error"]["message"]
+
+
+def test_a_body_that_does_not_decode_as_declared_is_one_warning_line(
+    guarded: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by fuzzing: an unread body declared gzip that is not logged a traceback.
+    with caplog.at_level(logging.WARNING):
+        headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Content-Encoding", b"gzip")]
+        reply = exchange(guarded.base, "GET", "/v1/streams", b"{}", headers)
+        assert reply.status == 200
+        assert guarded.request("GET", "/healthz").status == 200
+    logged = [r for r in caplog.records if r.name.startswith(("aiohttp", "swapwatch"))]
+    assert [(r.getMessage(), r.exc_info) for r in logged] == [
+        ("Unhandled exception: the request body is unreadable", None)
+    ]

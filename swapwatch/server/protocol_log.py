@@ -13,6 +13,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger("swapwatch.server.http")
 
@@ -23,6 +24,9 @@ class ProtocolErrorLog(logging.LoggerAdapter[logging.Logger]):
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
         if isinstance(exc_info, HttpProcessingError) and exc_info.code < 500:
             self.warning(f"{msg}: %s (HTTP %d)", *args, reason(exc_info), exc_info.code)
+            return
+        if isinstance(exc_info, RequestPayloadError):  # a body that does not decode as declared
+            self.warning(f"{msg}: the request body is unreadable", *args)
             return
         super().exception(msg, *args, exc_info=exc_info, **kw)
 
