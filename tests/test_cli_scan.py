@@ -258,3 +258,20 @@ def test_a_damaged_or_text_file_exits_3_with_one_line_and_no_verdict(
 def _text_file(dst: Path) -> Path:
     dst.write_text("hello, this is not a video\n" * 20)
     return dst
+
+
+def test_a_cut_webm_exits_3_and_gives_no_verdict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Path
+) -> None:
+    # Found by fuzzing: WebM announces no frame count and only the file's duration, so a VP8
+    # file cut at 7 of its 15 frames passed with exit 0 and a verdict.
+    clip = write_video(
+        tmp_path / "clip.webm", [Placement(0.5, 0.5, 160)], 1.0, 15, (320, 240), codec="libvpx"
+    )
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: int(len(data) * 0.875)])
+    assert main(["scan", str(cut), "--model", str(fake_model), "--json"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "corrupt or truncated video" in captured.err and "of its 1.00s" in captured.err

@@ -19,6 +19,7 @@ MIN_DECODED_SHARE = 0.9
 # The decoded frames must also reach the end of the announced duration, give or take this share
 # of it or two frame intervals (edit lists trim at the start, so the end still lines up).
 MAX_MISSING_END_SHARE = 0.02
+AV_TIME_BASE = 1_000_000  # the unit of FFmpeg's container duration
 
 
 def check_camera_video(url: str, demuxer: str, codec: str) -> None:
@@ -41,6 +42,9 @@ class Announced:
         duration = None
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
+        elif len(stream.container.streams) == 1 and stream.container.duration is not None:
+            # Matroska/WebM gives only the file's duration: with no other stream, it is this one's.
+            duration = stream.container.duration / AV_TIME_BASE
         fps = float(stream.average_rate) if stream.average_rate else None
         return cls(frames, duration if duration and math.isfinite(duration) else None, fps)
 
