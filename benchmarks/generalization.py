@@ -141,12 +141,7 @@ def per_face_ms(engine: Engine, crops: Any) -> float:
 
 
 def score_condition(
-    items: list[MediaItem],
-    factory: Any,
-    condition: str,
-    folder: Path,
-    label: str,
-    picture_views: bool = True,
+    items: list[MediaItem], factory: Any, condition: str, folder: Path, label: str
 ) -> tuple[list[Judged], list[dict[str, Any]]]:
     delivered: list[MediaItem] = []
     originals: dict[Path, MediaItem] = {}
@@ -183,7 +178,7 @@ def score_condition(
                 flush=True,
             )
 
-    config = EvalConfig(rate=RATE, max_seconds=MAX_SECONDS, picture_views=picture_views)
+    config = EvalConfig(rate=RATE, max_seconds=MAX_SECONDS)
     run = evaluate(delivered, factory, config, progress)
     out = [judged(r, originals[r.item.path]) for r in run.results] + failed
     decision = config.decision
@@ -326,12 +321,6 @@ def main() -> int:
         help="lockbox or leave-out runs: judge again at the operating point a validation run "
         "of the same model chose (its results file)",
     )
-    parser.add_argument(
-        "--single-view",
-        action="store_true",
-        help="score a picture's face on its crop alone, as before picture views "
-        "(swapwatch.faces.views); for comparison",
-    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.leave_out and args.part != Part.VALIDATION.value:
@@ -375,12 +364,7 @@ def main() -> int:
             folder.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             judged_items, rows = score_condition(
-                items,
-                factory,
-                condition,
-                folder,
-                f"{name} {condition}",
-                picture_views=not args.single_view,
+                items, factory, condition, folder, f"{name} {condition}"
             )
             table = yardstick(judged_items)
             entry["conditions"][condition] = {

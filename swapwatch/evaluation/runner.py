@@ -61,7 +61,6 @@ class EvalConfig:
     reencode_kbps: int | None = None  # re-encode recordings to H.264 at this bitrate first
     video_threshold: float = field(default_factory=lambda: VideoConfig().threshold)  # scan's
     quiet: bool = True  # keep MediaPipe's and LiteRT's native log lines off stderr
-    picture_views: bool = True  # as `scan`: a picture's face scored over a few views of its crop
 
     def __post_init__(self) -> None:
         if not self.rate > 0 or (self.every is not None and self.every < 1):
@@ -244,9 +243,7 @@ class ItemEvaluator:
         )
         source = AvSource(str(path), options)
         self.faces.reset()
-        analyzer = StreamAnalyzer(
-            self.engine, cfg.decision, self.faces, picture_views=cfg.picture_views
-        )
+        analyzer = StreamAnalyzer(self.engine, cfg.decision, self.faces)
         temperature = self.engine.info.temperature
         logits: list[float] = []
 

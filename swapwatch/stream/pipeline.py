@@ -12,7 +12,6 @@ from swapwatch.engines import Engine
 from swapwatch.engines.base import detector_logits
 from swapwatch.errors import EngineError
 from swapwatch.faces.analyzer import FaceAnalyzer
-from swapwatch.faces.views import VIEWS, picture_views
 from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
 from swapwatch.plugins.signals import Signal, load_signals, parse_signal
 from swapwatch.stream.frames import Frame
@@ -100,12 +99,8 @@ class StreamAnalyzer:
         faces: FaceAnalyzer | None = None,
         timer: StageTimer | None = None,
         signals: Sequence[ExtraSignal] = (),
-        picture_views: bool = True,
     ) -> None:
         self.engine = engine
-        # A still picture's face is scored as the mean logit of a few views of its crop
-        # (swapwatch.faces.views): a picture has no other frames to average over.
-        self.picture_views = picture_views
         self.signals = tuple(signals)
         self.decision_config = decision or DecisionConfig()
         self._timer = timer or NullTimer()
@@ -127,13 +122,7 @@ class StreamAnalyzer:
         logits = np.full(len(batch), np.nan, np.float32)
         if usable.any():
             with timed(self._timer, "engine"):
-                if self.still_pictures and self.picture_views:
-                    views = picture_views(batch.crops[usable])
-                    logits[usable] = (
-                        detector_logits(self.engine, views).reshape(-1, VIEWS).mean(axis=1)
-                    )
-                else:
-                    logits[usable] = detector_logits(self.engine, batch.crops[usable])
+                logits[usable] = detector_logits(self.engine, batch.crops[usable])
         extra: np.ndarray | None = None  # (signals, faces) logits, only when there are signals
         if usable.any() and self.signals:
             extra = np.zeros((len(self.signals), len(batch)), np.float32)
