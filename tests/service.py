@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -123,3 +126,30 @@ def running_service(config: ServiceConfig) -> Iterator[RunningService]:
     finally:
         loop.call_soon_threadsafe(stop_requested["stop"])
         thread.join(30)
+
+
+def serve_process(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`swapwatch serve --config FILE` as its own process (the test can SIGKILL it), its output
+    appended to `log`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "swapwatch", "serve", "--config", str(config_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_until_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the service exited"
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the service never became ready")

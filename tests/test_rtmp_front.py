@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from publisher import start_publisher
 
-from swapwatch.server.rtmp_front import RtmpFront
+from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.rtmp_wire import (
     AMF0_COMMAND,
     ChunkReader,
@@ -64,7 +64,13 @@ async def ingest(handshake_timeout: float = 10.0) -> AsyncIterator[Ingest]:
     )
     refusals: list[str] = []
     front = RtmpFront(
-        "test", "127.0.0.1", free_port(), KEY, upstream, refusals.append, handshake_timeout
+        "test",
+        "127.0.0.1",
+        free_port(),
+        key_digest(KEY),
+        upstream,
+        refusals.append,
+        handshake_timeout,
     )
     await front.start()
     opened = asyncio.create_task(source.start())

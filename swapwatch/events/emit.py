@@ -72,6 +72,19 @@ class StreamEvents:
         self._lifecycle += 1
         return self._event(kind, detail=detail, ordinal=self._lifecycle)
 
+    def crashed_event(self) -> Event:
+        """The `stream.ended` (reason `crashed`) that closes this run after the process running
+        it died; its id is fixed by the run, so closing it again after another crash repeats
+        it, never adds a second one."""
+        return Event(
+            id=derived_id(self.stream, self.run, EventType.STREAM_ENDED.value, "crashed"),
+            type=EventType.STREAM_ENDED,
+            time=utc_now(),
+            stream=self.stream,
+            run=self.run,
+            detail={"reason": "crashed"},
+        )
+
     def alert(self, alert: Alert) -> None:
         self._append(
             self.alarm_event(

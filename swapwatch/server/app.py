@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -17,12 +18,13 @@ from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
 from swapwatch.server.config import ServiceConfig, public_view
-from swapwatch.server.events import ServiceEvents
+from swapwatch.server.events import ServiceEvents, events_path
 from swapwatch.server.loop_lag import LoopLagMonitor
 from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
 from swapwatch.server.openapi import openapi_document
+from swapwatch.server.state import StateStore, state_path
 from swapwatch.server.webrtc import WebRtcSessions
 
 log = logging.getLogger(__name__)
@@ -37,17 +39,25 @@ class Service:
         self.config = config
         self.engine = engine
         self.metrics = metrics
-        self.manager = StreamManager(config, engine, metrics)
+        self.state = StateStore(state_path(events_path(config)))
+        self.manager = StreamManager(config, engine, metrics, self.state)
         self.webrtc = WebRtcSessions(self.manager)
         self.nginx_rtmp = NginxRtmpHooks(config, self.manager)
-        self.events = ServiceEvents(config, metrics)
+        self.events = ServiceEvents(config, metrics, self.state)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.record)
 
     async def start(self) -> None:
+        """Open the state file and the outbox; close the runs a crash left open, then resume
+        the saved streams (their new runs' events follow the closing ones)."""
+        await asyncio.to_thread(self.state.open)
         await self.events.start()
         self.loop_lag.start()
+        self.events.close_crashed_runs(await asyncio.to_thread(self.state.open_runs))
+        saved = await asyncio.to_thread(self.state.streams)
+        await self.manager.resume(saved)
+        self.nginx_rtmp.restore(saved)
 
     async def close(self) -> None:
         """Drain the streams (their last events are recorded), then give the sinks time."""
@@ -56,6 +66,7 @@ class Service:
         await self.manager.close()
         await self.events.close(self.config.drain_timeout_s)
         await self.loop_lag.stop()
+        await asyncio.to_thread(self.state.close)
 
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)

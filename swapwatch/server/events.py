@@ -29,6 +29,7 @@ from swapwatch.events.sinks.live import LiveFeed, LiveSink, sse_response
 from swapwatch.plugins.sinks import create_routes
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.state import OpenRun, StateError, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ def default_events_path() -> Path:
     """$XDG_STATE_HOME/swapwatch/events.sqlite (~/.local/state/... when unset)."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "swapwatch" / "events.sqlite"
+
+
+def events_path(config: ServiceConfig) -> Path:
+    return config.events_path or default_events_path()
 
 
 def build_routes(config: ServiceConfig, feed: LiveFeed) -> list[Route]:
@@ -75,13 +80,18 @@ class ServiceEvents:
     """Records what the stream workers report as events, one run per source connection.
 
     `record` is called on the event loop and never blocks it: the events are built there (so
-    their ids and order are fixed) and committed, in order, by one writer thread.
+    their ids and order are fixed) and committed, in order, by one writer thread. With `state`,
+    the run each stream has open is kept there too (opened before its first event is committed,
+    closed after its last), so that a run the process dies under is closed at the next start.
     """
 
-    def __init__(self, config: ServiceConfig, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, config: ServiceConfig, metrics: ServiceMetrics, state: StateStore | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics
-        self.path = config.events_path or default_events_path()
+        self.state = state
+        self.path = events_path(config)
         self.feed = LiveFeed()
         self.routes = build_routes(config, self.feed)  # a bad sink fails before anything runs
         self.outbox: EventLog | None = None
@@ -144,15 +154,17 @@ class ServiceEvents:
         if self.outbox is not None:
             await asyncio.to_thread(self.outbox.close)
 
-    def record(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """A worker's event (on the event loop): queued for the outbox, then the sinks."""
+    def record(self, stream_id: str, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """A worker's event of run `run_id` (on the event loop): queued for the outbox, then
+        the sinks."""
         if self._closed:
             log.warning("event %s of %s after shutdown: not recorded", kind, stream_id)
             return
         event_type = EventType(kind)
-        if event_type is EventType.STREAM_STARTED or stream_id not in self._runs:
-            self._runs[stream_id] = StreamEvents(None, stream_id)
-        run = self._runs[stream_id]
+        run = self._runs.get(stream_id)
+        if run is None or run.run != run_id:
+            run = self._runs[stream_id] = StreamEvents(None, stream_id, run=run_id)
+            self._writer.submit(self._keep_run, stream_id, run_id, True)
         if event_type in (EventType.ALERT_RAISED, EventType.ALERT_CLEARED):
             event = run.alarm_event(
                 event_type,
@@ -166,10 +178,43 @@ class ServiceEvents:
             final = event_type is EventType.STREAM_ENDED or payload.get("final") is True
             if final:
                 del self._runs[stream_id]  # the next start is a new run
+                self._writer.submit(self._write, event)
+                self._writer.submit(self._keep_run, stream_id, run_id, False)
+                return
         self._writer.submit(self._write, event)
 
-    def _write(self, event: Event) -> None:
-        """In the writer thread: commit, then report back to the loop."""
+    def close_crashed_runs(self, runs: list[OpenRun]) -> None:
+        """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`,
+        queued before any event of this process. A run stays open in the state file until its
+        event is in the outbox."""
+        for open_run in runs:
+            log.warning(
+                "stream %s: run %s was cut by a crash: closing it (stream.ended, crashed)",
+                open_run.stream_id,
+                open_run.run,
+            )
+            event = StreamEvents(None, open_run.stream_id, run=open_run.run).crashed_event()
+            self._writer.submit(self._close_crashed, event)
+
+    def _close_crashed(self, event: Event) -> None:
+        if self._write(event):
+            self._keep_run(event.stream, event.run, False)
+
+    def _keep_run(self, stream_id: str, run_id: str, open_now: bool) -> None:
+        """In the writer thread: the run is open now, or closed, in the state file."""
+        if self.state is None:
+            return
+        try:
+            if open_now:
+                self.state.run_opened(stream_id, run_id)
+            else:
+                self.state.run_closed(stream_id, run_id)
+        except StateError as exc:
+            log.error("stream %s: the state of run %s not kept: %s", stream_id, run_id, exc)
+
+    def _write(self, event: Event) -> bool:
+        """In the writer thread: commit, then report back to the loop; whether it is in the
+        outbox."""
         error: str | None = None
         if self.outbox is None:
             error = self.error or "no outbox"
@@ -180,6 +225,7 @@ class ServiceEvents:
                 error = str(exc)
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._written, event, error)
+        return error is None
 
     def _written(self, event: Event, error: str | None) -> None:
         kind = event.type.value

@@ -9,16 +9,18 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from swapwatch.engines.base import Engine
-from swapwatch.errors import ConfigError, UnsupportedSource
+from swapwatch.errors import ConfigError, SourceError, UnsupportedSource
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import ServiceMetrics
-from swapwatch.server.rtmp_front import RtmpFront
+from swapwatch.server.rtmp_front import RtmpFront, key_digest
+from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
     SourceFactory,
     StreamSpec,
@@ -33,9 +35,12 @@ log = logging.getLogger(__name__)
 PULL_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "http", "https", "udp", "tcp", "file")
 LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "tcp")
 STREAM_KEY_BYTES = 24  # 192 random bits: 32 URL-safe characters
+# FFmpeg's listener behind a front takes any stream name: it is given this one, not the key.
+PRIVATE_STREAM_NAME = "ingest"
+SAVED_KINDS = ("pull", "nginx-rtmp", "rtmp")  # WebRTC sessions die with their peer connection
 
-# (stream id, event type, payload)
-EventListener = Callable[[str, str, dict[str, Any]], None]
+# (stream id, run, event type, payload)
+EventListener = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class StreamExists(ConfigError):
@@ -60,10 +65,22 @@ class PushIngest:
 
 
 class StreamManager:
-    def __init__(self, config: ServiceConfig, engine: Engine, metrics: ServiceMetrics) -> None:
+    """Adds, lists and removes streams; those added through the API are saved in `state` before
+    they start and forgotten before they stop, so that a restart resumes exactly them."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        engine: Engine,
+        metrics: ServiceMetrics,
+        state: StateStore | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.metrics = metrics
+        self.state = state
+        # One thread, so the state file sees saves and forgets in the order they were made.
+        self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
         self.workers: dict[str, StreamWorker] = {}
         self._listeners: list[EventListener] = []
         self._rtmp_ports = itertools.cycle(range(config.rtmp_ports[0], config.rtmp_ports[1] + 1))
@@ -75,11 +92,11 @@ class StreamManager:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, stream_id: str, kind: str, payload: dict[str, Any]) -> None:
+    def _emit(self, stream_id: str, run: str, kind: str, payload: dict[str, Any]) -> None:
         log.info("stream %s: %s %s", stream_id, kind, payload)
         for listener in list(self._listeners):
             try:
-                listener(stream_id, kind, payload)
+                listener(stream_id, run, kind, payload)
             except Exception:  # one listener must not silence the others
                 log.exception("event listener failed")
 
@@ -108,7 +125,10 @@ class StreamManager:
         stream_id: str | None = None,
         policy: Policy | None = None,
         kind: str = "pull",
+        publisher: str | None = None,
     ) -> StreamWorker:
+        """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
+        the nginx client id of the session that started it); saved to be resumed."""
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme not in PULL_SCHEMES:
             schemes = ", ".join(s + "://" for s in PULL_SCHEMES)
@@ -127,63 +147,88 @@ class StreamManager:
         async with self._lock:
             sid = self._new_id(stream_id)
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
+            await self._save(SavedStream(sid, kind, spec_policy.value, url, publisher=publisher))
             return self._start(spec, lambda: AvSource(url, options))
 
     async def add_rtmp_push(self, stream_id: str | None, policy: Policy | None) -> PushIngest:
         """A stream a publisher pushes to us, on a port of its own, with a key of its own.
 
         FFmpeg's listener takes any key, so it listens on a private loopback port behind an
-        `RtmpFront` that lets only this stream's key through (see `rtmp_front`)."""
+        `RtmpFront` that lets only this stream's key through (see `rtmp_front`). The service
+        keeps only the key's digest: the key is in this answer and nowhere else."""
         async with self._lock:
             sid = self._new_id(stream_id)
-            self._release_fronts()
             key = secrets.token_urlsafe(STREAM_KEY_BYTES)
-            upstream = _private_port()
-            front = await self._open_front(sid, key, upstream)
-            listen_url = f"rtmp://127.0.0.1:{upstream}/live/{key}"
-            options = SourceOptions(
-                live=True,
-                listen=True,
-                max_rate=self.config.rate,
-                open_timeout=3600.0,
-                read_timeout=self.config.read_timeout_s,
+            worker, port = await self._push(
+                sid, policy or Policy(self.config.policy), key_digest(key)
             )
-            ingest = f"rtmp://{self._ingest_host()}:{front.port}/live"
-            spec = StreamSpec(
-                sid,
-                listen_url,
-                "rtmp",
-                policy or Policy(self.config.policy),
-                live=True,
-                reconnect=True,
-                ingest_url=f"{ingest}/***",
-                ingest_port=front.port,
-            )
-            try:
-                worker = self._start(spec, lambda: AvSource(listen_url, options))
-            except BaseException:
-                front.close()
-                raise
-            self._fronts[worker] = front
+            ingest = f"rtmp://{self._ingest_host()}:{port}/live"
             return PushIngest(worker, key, f"{ingest}/{key}")
 
-    async def _open_front(self, sid: str, key: str, upstream: int) -> RtmpFront:
-        """A front on the first free port of the range that can be had."""
+    async def _push(
+        self, sid: str, policy: Policy, digest: bytes, port: int | None = None
+    ) -> tuple[StreamWorker, int]:
+        """Open the push ingest of `sid` for the key of `digest` (on `port` when it can be had)
+        and save it; the worker and the port publishers push to."""
+        self._release_fronts()
+        upstream = _private_port()
+        front = await self._open_front(sid, digest, upstream, port)
+        listen_url = f"rtmp://127.0.0.1:{upstream}/live/{PRIVATE_STREAM_NAME}"
+        options = SourceOptions(
+            live=True,
+            listen=True,
+            max_rate=self.config.rate,
+            open_timeout=3600.0,
+            read_timeout=self.config.read_timeout_s,
+        )
+        spec = StreamSpec(
+            sid,
+            listen_url,
+            "rtmp",
+            policy,
+            live=True,
+            reconnect=True,
+            ingest_url=f"rtmp://{self._ingest_host()}:{front.port}/live/***",
+            ingest_port=front.port,
+        )
+        try:
+            if front.port != port:
+                digest_hex = digest.hex()
+                await self._save(
+                    SavedStream(sid, "rtmp", policy.value, None, digest_hex, front.port)
+                )
+            worker = self._start(spec, lambda: AvSource(listen_url, options))
+        except BaseException:
+            front.close()
+            raise
+        self._fronts[worker] = front
+        return worker, front.port
+
+    async def _open_front(
+        self, sid: str, digest: bytes, upstream: int, wanted: int | None = None
+    ) -> RtmpFront:
+        """A front on `wanted` if it can be had, else on the first free port of the range."""
         used = {front.port for front in self._fronts.values()}
         low, high = self.config.rtmp_ports
         host = self.config.rtmp_listen_host
         refused = self.metrics.rtmp_refused
         problem = "every port is taken by another stream"
-        for _ in range(high - low + 1):
-            port = next(self._rtmp_ports)
+        tries = [next(self._rtmp_ports) for _ in range(high - low + 1)]
+        if wanted is not None and low <= wanted <= high:
+            tries.insert(0, wanted)
+        for port in tries:
             if port in used:
                 continue
-            front = RtmpFront(sid, host, port, key, upstream, lambda r: refused.labels(r).inc())
+            front = RtmpFront(sid, host, port, digest, upstream, lambda r: refused.labels(r).inc())
             try:
                 await front.start()
             except OSError as exc:
                 problem = f"{host}:{port}: {exc.strerror or exc}"
                 continue
+            if wanted is not None and port != wanted:
+                log.warning(
+                    "stream %s: its RTMP ingest moved from port %d to %d", sid, wanted, port
+                )
             return front
         raise TooManyStreams(f"no free RTMP ingest port left ({problem})")
 
@@ -240,12 +285,13 @@ class StreamManager:
             self.engine,
             self.decision(spec.policy),
             self.metrics,
-            lambda kind, payload: self._emit(spec.stream_id, kind, payload),
+            lambda run, kind, payload: self._emit(spec.stream_id, run, kind, payload),
             (self.config.max_width, self.config.max_height),
             (self.config.reconnect_initial_s, self.config.reconnect_max_s),
             on_result,
             self.config.signals,
             self.config.quality,
+            on_finished=lambda: self._finished(spec),
         )
         self.workers[spec.stream_id] = worker
         worker.start()
@@ -257,8 +303,66 @@ class StreamManager:
             raise StreamNotFound(f"no stream {stream_id!r}")
         return worker
 
+    def _finished(self, spec: StreamSpec) -> None:
+        """A stream that ended or failed by itself (a file read to its end, a refused URL) is
+        not resumed: its row goes, after any save queued before it."""
+        if spec.kind in SAVED_KINDS and self.state is not None:
+            self._state_writer.submit(self._forget_quietly, spec.stream_id)
+
+    def _forget_quietly(self, stream_id: str) -> None:
+        assert self.state is not None
+        try:
+            self.state.forget_stream(stream_id)
+        except StateError as exc:
+            log.error("stream %s ended but stays saved (it will be resumed): %s", stream_id, exc)
+
+    async def _save(self, stream: SavedStream) -> None:
+        """Commit `stream` to the state file before it starts: a 201 means it will be resumed."""
+        if self.state is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._state_writer, self.state.save_stream, stream)
+
+    async def _forget(self, stream_id: str) -> None:
+        if self.state is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._state_writer, self.state.forget_stream, stream_id)
+
+    async def resume(self, saved: Sequence[SavedStream]) -> list[StreamWorker]:
+        """Start the streams a previous process saved; one that cannot start again (its URL is
+        no longer allowed, no port is left) ends with a final `stream.error` and is forgotten."""
+        resumed = []
+        for stream in saved:
+            try:
+                resumed.append(await self._resume_one(stream))
+            except (ConfigError, SourceError) as exc:
+                log.error("stream %s not resumed: %s", stream.stream_id, exc)
+                error = {"error": f"not resumed after a restart: {exc}", "final": True}
+                self._emit(stream.stream_id, str(uuid.uuid4()), "stream.error", error)
+                await self._forget(stream.stream_id)
+        if resumed:
+            log.info("resumed %d saved streams", len(resumed))
+        return resumed
+
+    async def _resume_one(self, stream: SavedStream) -> StreamWorker:
+        policy = Policy(stream.policy)
+        if stream.kind == "rtmp":
+            if stream.key_sha256 is None:
+                raise ConfigError("a saved RTMP ingest without its key digest")
+            async with self._lock:
+                sid = self._new_id(stream.stream_id)
+                digest = bytes.fromhex(stream.key_sha256)
+                worker, _ = await self._push(sid, policy, digest, stream.port)
+                return worker
+        if stream.url is None:
+            raise ConfigError(f"a saved {stream.kind} stream without its URL")
+        return await self.add_pull(
+            stream.url, stream.stream_id, policy, stream.kind, stream.publisher
+        )
+
     async def remove(self, stream_id: str) -> None:
+        """Forget the stream (it does not come back after a restart), then stop it."""
         worker = self.get(stream_id)
+        await self._forget(stream_id)
         front = self._fronts.pop(worker, None)
         if front is not None:
             front.close()  # its publisher is cut off, and no other gets in
@@ -278,6 +382,7 @@ class StreamManager:
             return_exceptions=True,
         )
         log.info("stopped %d streams in %.1fs", len(self.workers), time.monotonic() - started)
+        await asyncio.get_running_loop().run_in_executor(None, self._state_writer.shutdown, True)
 
     def list_json(self) -> list[dict[str, Any]]:
         return [w.to_json() for w in self.workers.values()]

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from swapwatch.errors import ConfigError
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.manager import StreamManager
+from swapwatch.server.state import SavedStream
 from swapwatch.server.streams import StreamState, StreamWorker, check_stream_id
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,20 @@ class NginxRtmpHooks:
             # Left over from a session whose publish_done never came (nginx restarted): the new
             # publisher replaces it. A running one stays, and the newcomer gets a 409.
             await self.manager.remove(key)
-        worker = await self.manager.add_pull(f"{base}/{app}/{key}", key, kind=KIND)
-        self._publishers[key] = form.get("clientid", "")
+        client = form.get("clientid", "")
+        worker = await self.manager.add_pull(
+            f"{base}/{app}/{key}", key, kind=KIND, publisher=client
+        )
+        self._publishers[key] = client
         log.info("nginx-rtmp: %s publishes to app %s", _client(form), app)
         return worker
+
+    def restore(self, saved: Sequence[SavedStream]) -> None:
+        """After a restart: the resumed relay streams end with their publisher's session."""
+        for stream in saved:
+            worker = self.manager.workers.get(stream.stream_id)
+            if stream.kind == KIND and worker is not None and worker.spec.kind == KIND:
+                self._publishers[stream.stream_id] = stream.publisher or ""
 
     async def publish_done(self, form: Mapping[str, str]) -> bool:
         """Remove the stream a finished publish session started; False if there was none."""

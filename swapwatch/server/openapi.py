@@ -276,6 +276,11 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                                 "stopped",
                             ]
                         },
+                        "run": {
+                            "type": ["string", "null"],
+                            "description": "the current (or last) run: one per connection "
+                            "of the source, the `run` of its events; null before the first",
+                        },
                         "ingest_url": {
                             "type": ["string", "null"],
                             "description": "where to push (rtmp ingest): "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -46,16 +47,23 @@ BUSY = "busy"
 NOT_READY = "not_ready"
 
 
+def key_digest(key: str) -> bytes:
+    """What the front holds of a stream key: its SHA-256 (the key is 192 random bits, so a fast
+    hash is enough; a stolen state file does not give the key)."""
+    return hashlib.sha256(key.encode()).digest()
+
+
 class RtmpFront:
-    """Listens on `host:port` for one stream; passes a publish of `key` on to FFmpeg's RTMP
-    listener on 127.0.0.1:`upstream_port`, one publisher at a time."""
+    """Listens on `host:port` for one stream; passes a publish of the key whose `key_digest`
+    it holds on to FFmpeg's RTMP listener on 127.0.0.1:`upstream_port`, one publisher at a
+    time."""
 
     def __init__(
         self,
         name: str,
         host: str,
         port: int,
-        key: str,
+        digest: bytes,
         upstream_port: int,
         on_refused: Callable[[str], None] = lambda reason: None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
@@ -64,7 +72,7 @@ class RtmpFront:
         self.host = host
         self.port = port
         self.upstream_port = upstream_port
-        self._key = key.encode()
+        self._digest = digest
         self._on_refused = on_refused
         self._handshake_timeout = handshake_timeout
         self._server: asyncio.Server | None = None
@@ -105,7 +113,7 @@ class RtmpFront:
                 return  # hung up before publishing: nothing to refuse
             finally:
                 self._pending -= 1
-            if not hmac.compare_digest(name.encode(), self._key):
+            if not hmac.compare_digest(key_digest(name), self._digest):
                 await _status(writer, stream_id, "error", "NetStream.Publish.BadName", "wrong key")
                 self._refuse(peer, WRONG_KEY, "not this stream's key")
                 return

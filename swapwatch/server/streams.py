@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class RateMeter:
 
 
 SourceFactory = Callable[[], FrameSource]
-EventSink = Callable[[str, dict[str, Any]], None]  # (event type, payload)
+EventSink = Callable[[str, str, dict[str, Any]], None]  # (run, event type, payload)
 
 
 @dataclass(slots=True)
@@ -127,6 +128,8 @@ class StreamStatus:
     fps_in: RateMeter = field(default_factory=RateMeter)
     fps_analysed: RateMeter = field(default_factory=RateMeter)
     latency_ms: float | None = None  # of the latest analysed frame
+    # The current (or last) run: one per connection of the source; a new start is a new run.
+    run: str | None = None
 
 
 class StreamWorker:
@@ -145,8 +148,10 @@ class StreamWorker:
         on_result: Callable[[FrameResult], None] | None = None,
         signals: Sequence[str] = (),
         quality: QualityConfig | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
+        self._on_finished = on_finished  # called when the stream ends or fails by itself
         self._signals = tuple(signals)
         self._quality = quality  # None: the analyzer's default gate
         self.status = StreamStatus()
@@ -154,7 +159,7 @@ class StreamWorker:
         self._engine = engine
         self._decision = decision
         self._metrics = metrics
-        self._emit = emit
+        self._sink = emit
         self._max_size = max_size
         self._backoff = backoff
         self._on_result = on_result
@@ -259,6 +264,15 @@ class StreamWorker:
             self._metrics.active_streams.dec()
             if not self._stopping:  # ended by itself: release its face models now
                 self._executor.submit(self._close_analyzer)
+                if self._on_finished is not None:
+                    self._on_finished()
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        """Report an event of the current run; `stream.started` begins a new run, and so does
+        the first event of a stream that never started."""
+        if kind == "stream.started" or self.status.run is None:
+            self.status.run = str(uuid.uuid4())
+        self._sink(self.status.run, kind, payload)
 
     def _retry_error(self, error: str) -> None:
         """A failure that will be retried: an event when the stream goes from running (or
@@ -370,6 +384,7 @@ class StreamWorker:
             "ingest_url": self.spec.ingest_url,
             "policy": self.spec.policy.value,
             "state": s.state.value,
+            "run": s.run,
             "created": round(s.created, 3),
             "video": None
             if video is None

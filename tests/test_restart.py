@@ -1,0 +1,264 @@
+"""A service killed with SIGKILL and started again on the same state: the streams added through
+the API come back with new runs, the runs the crash cut are closed with a `stream.ended` of
+reason `crashed` that reaches the sinks, deleted streams stay deleted, and a push ingest takes
+its old key again (and only that key)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import jsonschema
+import pytest
+from media import Placement, render_frame
+from publisher import start_publisher
+from receivers import Receiver
+from service import RunningService, free_port, running_service, serve_process, wait_until_ready
+
+from swapwatch.events import EventLog
+from swapwatch.events.model import schema
+from swapwatch.server.config import ServiceConfig
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 s of one picture with a face: cheap to make, and still being analysed when the
+    service is killed."""
+    path = tmp_path_factory.mktemp("restart") / "long.mp4"
+    picture = render_frame(256, 144, [Placement(0.5, 0.5, 100)], 0.0)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 256, 144, "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        for i in range(4000):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@dataclass
+class Service:
+    """One `swapwatch serve` process at a time on the same config and state."""
+
+    config_file: Path
+    log: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    api: RunningService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = RunningService(ServiceConfig(port=self.port), f"http://127.0.0.1:{self.port}")
+
+    def start(self) -> None:
+        self.process = serve_process(self.config_file, self.log)
+        wait_until_ready(self.api.base, self.process)
+
+    def kill(self) -> None:
+        assert self.process is not None and self.process.poll() is None
+        os.kill(self.process.pid, signal.SIGKILL)
+        assert self.process.wait(timeout=10) == -signal.SIGKILL
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def make_service(tmp_path: Path, receiver: Receiver, model: Path, **settings: Any) -> Service:
+    port = free_port()
+    lines = [
+        f"port = {port}",
+        f'model = "{model}"',
+        f'events_path = "{tmp_path / "state" / "events.sqlite"}"',
+        f'sinks = ["webhook:{receiver.url};backoff=0.2;max_backoff=0.5"]',
+        *(f"{key} = {json.dumps(value)}" for key, value in settings.items()),
+    ]
+    config_file = tmp_path / "swapwatch.toml"
+    config_file.write_text("\n".join(lines) + "\n")
+    return Service(config_file, tmp_path / "serve.log", port)
+
+
+def delivered(receiver: Receiver) -> list[dict[str, Any]]:
+    return [json.loads(d.body) for d in receiver.deliveries]
+
+
+def wait_for_event(
+    receiver: Receiver, run: str, kind: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in delivered(receiver):
+            if event["run"] == run and event["type"] == kind:
+                return event
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} of run {run} delivered; got {delivered(receiver)}")
+
+
+def publish_until_taken(service: Service, url: str, stream: str) -> subprocess.Popen[str]:
+    """A publisher pushing to `url` once the stream has its frames: the ingest refuses a
+    publisher that comes before its decoder listens (`not_ready`), and this one comes again."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pusher = start_publisher(url, 60.0)
+        while pusher.poll() is None:
+            if service.api.request("GET", f"/v1/streams/{stream}").body["frames_analysed"]:
+                return pusher
+            time.sleep(0.2)
+        pusher.communicate(timeout=10)
+        time.sleep(0.5)
+    raise AssertionError(f"no publish to {stream} was taken")
+
+
+def stream_ids(service: Service) -> list[str]:
+    reply = service.api.request("GET", "/v1/streams")
+    assert reply.status == 200, reply.body
+    return [s["id"] for s in reply.body["streams"]]
+
+
+def test_a_crash_closes_the_runs_it_cut_and_the_saved_streams_come_back(
+    tmp_path: Path, fake_model: Path, long_clip: Path, receiver: Receiver
+) -> None:
+    service = make_service(tmp_path, receiver, fake_model, allow_file_urls=True)
+    try:
+        service.start()
+        for name in ("cam", "gone"):
+            reply = service.api.request(
+                "POST", "/v1/streams", {"url": long_clip.as_uri(), "id": name}
+            )
+            assert reply.status == 201, reply.body
+        assert service.api.request("DELETE", "/v1/streams/gone").status == 204
+        before = service.api.wait_for(lambda s: s["state"] == "running", "cam")
+        old_run = before["run"]
+        wait_for_event(receiver, old_run, "stream.started")  # committed, then delivered
+        service.kill()
+
+        service.start()
+        assert stream_ids(service) == ["cam"]  # the deleted one stays deleted
+        after = service.api.wait_for(lambda s: s["run"] not in (None, old_run), "cam")
+        assert after["kind"] == "pull"
+        crashed = wait_for_event(receiver, old_run, "stream.ended")
+        assert crashed["stream"] == "cam" and crashed["detail"] == {"reason": "crashed"}
+        jsonschema.Draft202012Validator(schema()).validate(crashed)
+        first_arrivals = list(dict.fromkeys(e["id"] for e in delivered(receiver)))
+        new_start = wait_for_event(receiver, after["run"], "stream.started")
+        assert first_arrivals.index(crashed["id"]) < first_arrivals.index(new_start["id"])
+
+        # Deleted, then another crash: it does not come back, and its run is not "crashed".
+        assert service.api.request("DELETE", "/v1/streams/cam").status == 204
+        wait_for_event(receiver, after["run"], "stream.ended")
+        service.kill()
+        service.start()
+        assert stream_ids(service) == []
+    finally:
+        service.stop()
+    with EventLog(tmp_path / "state" / "events.sqlite") as outbox:
+        ended = [e.event() for e in outbox.read_after(0, 10_000) if e.type == "stream.ended"]
+    reasons = {(e.stream, e.run): (e.detail or {}).get("reason") for e in ended}
+    assert reasons[("cam", old_run)] == "crashed"
+    assert reasons[("cam", after["run"])] == "removed"
+    assert [key for key, reason in reasons.items() if reason == "crashed"] == [("cam", old_run)]
+    assert len([e for e in ended if e.run == old_run]) == 1  # closed once
+
+
+@pytest.mark.network
+def test_a_push_ingest_comes_back_after_a_crash_with_its_key(
+    tmp_path: Path, fake_model: Path, receiver: Receiver
+) -> None:
+    low = free_port()
+    service = make_service(
+        tmp_path, receiver, fake_model, rtmp_host="127.0.0.1", rtmp_ports=[low, low]
+    )
+    pusher: subprocess.Popen[str] | None = None
+    try:
+        service.start()
+        reply = service.api.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
+        assert reply.status == 201, reply.body
+        key, ingest_url = reply.body["stream_key"], reply.body["ingest_url"]
+        pusher = publish_until_taken(service, ingest_url, "studio")
+        before = service.api.request("GET", "/v1/streams/studio").body
+        wait_for_event(receiver, before["run"], "stream.started")
+        service.kill()
+        pusher.kill()
+        pusher.communicate(timeout=10)
+
+        # The key is in no file the service keeps and in none of its logs.
+        for kept in (tmp_path / "state").iterdir():
+            assert key.encode() not in kept.read_bytes(), kept
+        assert key not in service.log.read_text()
+        state_file = tmp_path / "state" / "events-streams.sqlite"
+        assert stat.S_IMODE(state_file.stat().st_mode) == 0o600  # it holds pulled URLs
+
+        service.start()
+        status = service.api.request("GET", "/v1/streams/studio").body
+        assert status["kind"] == "rtmp" and status["state"] == "starting"
+        assert status["ingest_url"] == f"rtmp://127.0.0.1:{low}/live/***"  # the same port
+        crashed = wait_for_event(receiver, before["run"], "stream.ended")
+        assert crashed["detail"] == {"reason": "crashed"}
+
+        wrong = start_publisher(f"rtmp://127.0.0.1:{low}/live/WRONGKEY", 2.0)
+        wrong.communicate(timeout=60)
+        assert wrong.returncode != 0, "a publish with another key was taken"
+        assert service.api.request("GET", "/v1/streams/studio").body["frames_in"] == 0
+
+        pusher = publish_until_taken(service, ingest_url, "studio")
+        after = service.api.wait_for(lambda s: s["frames_analysed"] > 10, "studio")
+        assert after["state"] == "running" and after["run"] not in (None, before["run"])
+        metrics = service.api.request("GET", "/metrics").body
+        assert 'swapwatch_rtmp_publishes_refused_total{reason="key"} 1.0' in metrics
+    finally:
+        if pusher is not None:
+            pusher.kill()
+            pusher.communicate(timeout=10)
+        service.stop(kill=True)  # SIGTERM waits for the idle ingest (issue 19, item 6)
+
+
+def test_an_unreadable_state_file_stops_the_service_with_one_line(
+    tmp_path: Path, fake_model: Path, receiver: Receiver
+) -> None:
+    service = make_service(tmp_path, receiver, fake_model)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "events-streams.sqlite").write_bytes(b"not a database" * 100)
+    command = [sys.executable, "-m", "swapwatch", "serve", "--config", str(service.config_file)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert "events-streams.sqlite" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itself(
+    tmp_path: Path, fake_model: Path, one_face_video: Path
+) -> None:
+    config = ServiceConfig(
+        model=fake_model, allow_file_urls=True, events_path=tmp_path / "events.sqlite"
+    )
+    camera = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there yet: it keeps reconnecting
+    with running_service(config) as service:
+        for body in (
+            {"url": camera, "id": "camera"},
+            {"url": one_face_video.as_uri(), "id": "clip"},
+        ):
+            assert service.request("POST", "/v1/streams", body).status == 201
+        service.wait_for(lambda s: s["state"] == "ended", "clip", timeout=60)
+    with running_service(config) as service:
+        listed = service.request("GET", "/v1/streams").body["streams"]
+        assert [(s["id"], s["kind"]) for s in listed] == [("camera", "pull")]
