@@ -25,9 +25,10 @@ from publisher import start_publisher
 from receivers import Receiver
 from service import RunningService, free_port, running_service, serve_process, wait_until_ready
 
-from swapwatch.events import EventLog
+from swapwatch.events import EventLog, StreamEvents
 from swapwatch.events.model import schema
 from swapwatch.server.config import ServiceConfig
+from swapwatch.server.state import StateStore, state_path
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +263,34 @@ def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itsel
     with running_service(config) as service:
         listed = service.request("GET", "/v1/streams").body["streams"]
         assert [(s["id"], s["kind"]) for s in listed] == [("camera", "pull")]
+
+
+def test_a_run_whose_end_is_in_the_outbox_is_not_closed_again_as_crashed(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    # The process died after committing a run's stream.ended but before marking the run
+    # closed (a window between two files), and under another run that had not ended.
+    outbox_path = tmp_path / "events.sqlite"
+    state = StateStore(state_path(outbox_path))
+    state.open()
+    state.run_opened("ended", "run-ended")
+    state.run_opened("cut", "run-cut")
+    state.close()
+    with EventLog(outbox_path) as outbox:
+        StreamEvents(outbox, "ended", "run-ended").ended({"reason": "removed"})
+        StreamEvents(outbox, "cut", "run-cut").started({"width": 640})
+    config = ServiceConfig(model=fake_model, events_path=outbox_path)
+    with running_service(config) as service:
+        deadline = time.monotonic() + 10
+        while service.request("GET", "/v1/events/status").body["outbox"]["recorded"] < 1:
+            assert time.monotonic() < deadline, "the cut run was not closed"
+            time.sleep(0.05)
+    with EventLog(outbox_path) as outbox:
+        ended = [e.event() for e in outbox.read_after(0) if e.type == "stream.ended"]
+    assert [(e.run, (e.detail or {}).get("reason")) for e in ended] == [
+        ("run-ended", "removed"),
+        ("run-cut", "crashed"),
+    ]
+    state.open()
+    assert state.open_runs() == []
+    state.close()

@@ -305,6 +305,20 @@ class EventLog:
             ).fetchall()
         return [StoredEvent(*row) for row in rows]
 
+    def stream_events_since(
+        self, stream: str, types: tuple[str, ...], since: float
+    ) -> list[StoredEvent]:
+        """The events of `stream` of the given types appended at or after unix time `since`, in
+        order."""
+        marks = ", ".join("?" * len(types))
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, id, stream, type, created, body FROM events "
+                f"WHERE created >= ? AND stream = ? AND type IN ({marks}) ORDER BY seq",
+                (since, stream, *types),
+            ).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
     # -- per-sink state ------------------------------------------------------------------------
 
     def cursor(self, sink: str, start: Literal["oldest", "latest"] = "oldest") -> int:

@@ -34,6 +34,7 @@ from swapwatch.server.state import OpenRun, StateError, StateStore
 log = logging.getLogger(__name__)
 
 LIVE_FEED_SINK = "live-feed"
+CLOCK_MARGIN_S = 3600.0
 SINK_STATUS_FIELDS = (
     "running",
     "delivered",
@@ -184,21 +185,46 @@ class ServiceEvents:
         self._writer.submit(self._write, event)
 
     def close_crashed_runs(self, runs: list[OpenRun]) -> None:
-        """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`,
-        queued before any event of this process. A run stays open in the state file until its
-        event is in the outbox."""
+        """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`
+        (unless the outbox holds the run's last event already), queued before any event of this
+        process. A run stays open in the state file until its closing event is in the outbox."""
         for open_run in runs:
-            log.warning(
-                "stream %s: run %s was cut by a crash: closing it (stream.ended, crashed)",
-                open_run.stream_id,
-                open_run.run,
-            )
-            event = StreamEvents(None, open_run.stream_id, run=open_run.run).crashed_event()
-            self._writer.submit(self._close_crashed, event)
+            self._writer.submit(self._close_crashed, open_run)
 
-    def _close_crashed(self, event: Event) -> None:
+    def _close_crashed(self, open_run: OpenRun) -> None:
+        """In the writer thread. A run whose last event is in the outbox but that the process
+        died before marking closed is only marked now: it ended, it did not crash."""
+        if self._ended_in_outbox(open_run):
+            self._keep_run(open_run.stream_id, open_run.run, False)
+            return
+        log.warning(
+            "stream %s: run %s was cut by a crash: closing it (stream.ended, crashed)",
+            open_run.stream_id,
+            open_run.run,
+        )
+        event = StreamEvents(None, open_run.stream_id, run=open_run.run).crashed_event()
         if self._write(event):
-            self._keep_run(event.stream, event.run, False)
+            self._keep_run(open_run.stream_id, open_run.run, False)
+
+    def _ended_in_outbox(self, open_run: OpenRun) -> bool:
+        if self.outbox is None:
+            return False
+        kinds = (EventType.STREAM_ENDED.value, EventType.STREAM_ERROR.value)
+        # The run was marked open before its first append; the margin covers a clock step.
+        since = open_run.opened - CLOCK_MARGIN_S
+        try:
+            stored = self.outbox.stream_events_since(open_run.stream_id, kinds, since)
+        except OutboxError as exc:
+            log.error(
+                "stream %s: cannot tell how run %s ended: %s", open_run.stream_id, open_run.run, exc
+            )
+            return False
+        for item in stored:
+            event = item.event()
+            final = event.type is EventType.STREAM_ENDED or (event.detail or {}).get("final")
+            if event.run == open_run.run and final:
+                return True
+        return False
 
     def _keep_run(self, stream_id: str, run_id: str, open_now: bool) -> None:
         """In the writer thread: the run is open now, or closed, in the state file."""
