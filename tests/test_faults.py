@@ -438,10 +438,10 @@ def test_sigkill_during_a_push_ingest_restarts_cleanly_and_delivers_what_was_rai
         raised = stream_events(outbox, "studio")
         assert [e.type.value for e in raised][:2] == ["stream.started", "alert.raised"]
         assert receiver.wait_for({e.id for e in raised}, timeout=20), service.log()[-3000:]
-        # The ingest port came free with the dead process: a new push ingest gets it.
-        again = api.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio-2"})
-        assert again.status == 201, again.body
-        assert f":{low}/live/" in again.body["ingest_url"]
+        # The ingest port came free with the dead process: the resumed ingest listens there.
+        again = api.request("GET", "/v1/streams/studio")
+        assert again.status == 200, again.body
+        assert again.body["ingest_url"] == f"rtmp://127.0.0.1:{low}/live/***"
     finally:
         if publisher is not None and publisher.poll() is None:
             publisher.kill()
