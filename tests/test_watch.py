@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -91,3 +96,59 @@ def test_rate_meter_measures_over_its_window() -> None:
     assert meter.update(0.0, 0) == 0.0
     rates = [meter.update(t / 4, int(t / 4 * 30)) for t in range(1, 41)]  # 30 per second
     assert rates[-1] == pytest.approx(30.0, rel=0.05)
+
+
+# `swapwatch watch` in a child process that signals itself once the first alert is shown: the
+# signal goes through the real process, as one from a terminal or a supervisor would.
+SIGNALLING_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from swapwatch.cli import watch
+    from swapwatch.cli.main import main
+
+    on_result = watch.WatchView.on_result
+
+    def signal_after_first_alert(self, result):
+        on_result(self, result)
+        if result.alerts:
+            os.kill(os.getpid(), signal.Signals[os.environ["SIGNAL"]])
+
+    watch.WatchView.on_result = signal_after_first_alert
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_watch_cleanly_with_a_recorded_and_delivered_end(
+    tmp_path: Path, video: Path, fake_model: Path, signum: signal.Signals
+) -> None:
+    outbox = tmp_path / "events.sqlite"
+    delivered = tmp_path / "delivered.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SIGNALLING_CHILD,
+            "watch",
+            str(video),
+            "--model",
+            str(fake_model),
+            "--events",
+            str(outbox),
+            "--sink",
+            f"jsonl:{delivered}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "SIGNAL": signum.name},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^summary: interrupted after \d+\.\d\ds of media", proc.stdout, flags=re.M)
+    with EventLog(outbox) as log:
+        last = [stored.event() for stored in log.read_after(0, 1000)][-1]
+    assert last.type is EventType.STREAM_ENDED and last.detail == {"reason": "interrupted"}
+    lines = [json.loads(line) for line in delivered.read_text().splitlines()]
+    assert [line["type"] for line in lines][-2:] == ["alert.raised", "stream.ended"]
+    assert lines[-1]["id"] == last.id  # drained before exiting

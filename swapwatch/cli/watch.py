@@ -22,6 +22,12 @@ from swapwatch.cli.common import (
     engine_from_args,
     source_from_args,
 )
+from swapwatch.cli.interrupt import (
+    Interrupted,
+    StoppableSource,
+    run_until_signalled,
+    sigterm_as_interrupt,
+)
 from swapwatch.cli.scan_events import events_from_args
 from swapwatch.errors import SwapwatchError
 from swapwatch.fusion import AlarmChange
@@ -227,7 +233,12 @@ async def _watch(
 
 
 def watch(args: argparse.Namespace) -> int:
-    """Run the live view until the stream ends or Ctrl-C; 0 in both cases."""
+    """Run the live view until the stream ends, Ctrl-C or SIGTERM; 0 in every case."""
+    with sigterm_as_interrupt():  # SIGTERM stops the view as Ctrl-C does, never silently
+        return _watch_until_stopped(args)
+
+
+def _watch_until_stopped(args: argparse.Namespace) -> int:
     _, is_file = classify(args.source)
     if is_file:
         source = source_from_args(args.source, args, live=True, pace=True)
@@ -238,11 +249,18 @@ def watch(args: argparse.Namespace) -> int:
     out = sys.stdout
     view = WatchView(out, out.isatty(), analyzer.decision_config.h, source.counters)
     events = events_from_args(args, analyzer.decision_config)
+    stoppable = StoppableSource(source)
     interrupted = False
     try:
-        asyncio.run(_watch(source, analyzer, view, is_file, events.chain(view.on_result)))
-        events.ended({"reason": "end of stream"})
-    except KeyboardInterrupt:  # asyncio.run cancelled _watch, which closed the source
+        asyncio.run(
+            run_until_signalled(
+                stoppable,
+                _watch(stoppable, analyzer, view, is_file, events.chain(view.on_result)),
+            )
+        )
+        interrupted = stoppable.stopped_by is not None
+        events.ended({"reason": "interrupted" if interrupted else "end of stream"})
+    except (Interrupted, KeyboardInterrupt):  # before the source opened, or a second signal
         interrupted = True
         events.ended({"reason": "interrupted"})
     except SwapwatchError as exc:
