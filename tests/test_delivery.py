@@ -236,3 +236,28 @@ def test_broker_sinks_behind_extras_say_how_to_install_them(
     monkeypatch.setitem(__import__("sys").modules, module, None)  # as if not installed
     with pytest.raises(SinkConfigError, match=rf"pip install 'swapwatch\[{kind}\]'"):
         create_sink(parse_sink(f"{kind}:127.0.0.1:1"))
+
+
+@pytest.mark.parametrize("spins", [0, 1, 2])
+def test_closing_without_drain_time_right_after_an_append_stops(
+    tmp_path: Path, spins: int
+) -> None:
+    """The append wakes the idle sink in the same loop turn as the close cancels it: the cancel
+    must not be lost (asyncio.wait_for in 3.11 swallowed it, and the service hung at shutdown
+    when its streams had used the whole drain time)."""
+    outbox = EventLog(tmp_path / "o.sqlite")
+    jsonl = JsonlSink("file", str(tmp_path / "events.jsonl"), JsonlOptions())
+
+    async def run() -> None:
+        dispatcher = Dispatcher(outbox, [Route(jsonl)])
+        await dispatcher.start()
+        assert await dispatcher.wait_idle(10)
+        outbox.append(event("s", 1))
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(dispatcher.aclose(0), 5)
+
+    try:
+        asyncio.run(run())
+    finally:
+        outbox.close()

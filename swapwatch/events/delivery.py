@@ -214,8 +214,11 @@ class Dispatcher:
                 continue
             if batch or replays:
                 continue
+            # Not asyncio.wait_for: in 3.11 it swallows a cancel that comes as `news` is set,
+            # and aclose() would then wait for this task for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(news.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await news.wait()
 
     async def _settle(
         self,
