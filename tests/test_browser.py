@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from swapwatch.server.config import ServiceConfig
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 VERDICT_TIMEOUT = 45.0
+EVENT_LINE = re.compile(r" ((?:stream|alert)\.[a-z]+) \{")
 
 pytestmark = [
     pytest.mark.browser,
@@ -239,3 +241,37 @@ def wait_for_element(browser: WebDriver, selector: str, timeout: float = 10.0) -
             return found[0]
         time.sleep(0.1)
     raise AssertionError(f"no {selector} on {browser.current_url}")
+
+
+def test_the_dashboard_opened_after_an_alarm_shows_it(
+    one_face_video: Path, camera: Path, fake_model: Path, tmp_path: Path
+) -> None:
+    """An operator who opens the dashboard after the alarm (the stream has even ended) sees the
+    alarm in the events list, loaded from the outbox."""
+    config = ServiceConfig(model=fake_model, cusum_h=4.0, allow_file_urls=True)
+    with running_service(config) as service:
+        added = service.request(
+            "POST", "/v1/streams", {"url": one_face_video.as_uri(), "id": "gone"}
+        )
+        assert added.status == 201, added.body
+        ended = service.wait_for(lambda s: s["state"] == "ended", "gone", timeout=60)
+        assert ended["alarms_raised"] >= 1
+        deadline = time.monotonic() + 10
+        while service.request("GET", "/v1/events/status").body["outbox"]["recorded"] < 3:
+            assert time.monotonic() < deadline, "the stream's events were never recorded"
+            time.sleep(0.1)
+
+        with chromium(camera, tmp_path / "profile") as browser:
+            browser.get(service.base + "/")
+            deadline = time.monotonic() + 15
+            lines: list[str] = []
+            while time.monotonic() < deadline:
+                lines = browser.find_element(By.ID, "events").text.splitlines()
+                if any(" stream.ended " in line for line in lines):
+                    break
+                time.sleep(0.2)
+            kinds = [m.group(1) for line in lines if (m := EVENT_LINE.search(line))]
+            assert "alert.raised" in kinds, lines
+            # newest first, as live events are shown
+            assert kinds[0] == "stream.ended" and kinds[-1] == "stream.started", lines
+            assert all('"gone"' in line for line in lines), lines

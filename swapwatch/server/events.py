@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 LIVE_FEED_SINK = "live-feed"
 CLOCK_MARGIN_S = 3600.0
+MAX_RECENT = 1000  # events a new live-feed client may ask to see first
 SINK_STATUS_FIELDS = (
     "running",
     "delivered",
@@ -295,4 +296,17 @@ class ServiceEvents:
         }
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
-        return await sse_response(request, self.feed, self.outbox)
+        """The live feed; `?recent=N` (at most MAX_RECENT) first replays the N latest events
+        recorded, unless the client resumes with Last-Event-ID."""
+        return await sse_response(
+            request, self.feed, self.outbox, recent=recent_count(request.query.get("recent"))
+        )
+
+
+def recent_count(text: str | None) -> int:
+    """The `recent` query parameter: a count of events from 0 to MAX_RECENT."""
+    if text is None:
+        return 0
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_RECENT:
+        raise ConfigError(f"'recent' must be a whole number from 0 to {MAX_RECENT}")
+    return int(text)

@@ -156,8 +156,22 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                     "summary": "Live events (server-sent events): stream.started, stream.ended, "
                     "stream.error, alert.raised, alert.cleared, each the JSON of the event schema "
                     "v1 with its outbox position as SSE id. Reconnect with Last-Event-ID to get "
-                    "what was missed. EventSource cannot send headers: pass ?token= instead",
-                    "responses": {"200": {"description": "text/event-stream"}, **_errors(401)},
+                    "what was missed; ?recent=N first sends the N latest recorded events "
+                    "(ignored when resuming with Last-Event-ID). EventSource cannot send "
+                    "headers: pass ?token= instead",
+                    "parameters": [
+                        {
+                            "name": "recent",
+                            "in": "query",
+                            "required": False,
+                            "description": "first send the N latest recorded events",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "text/event-stream"},
+                        **_errors(400, 401),
+                    },
                 },
             },
             "/v1/events/status": {

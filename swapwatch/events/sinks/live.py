@@ -105,11 +105,13 @@ async def sse_response(
     feed: LiveFeed,
     outbox: EventLog | None = None,
     heartbeat: float = HEARTBEAT_S,
+    recent: int = 0,
 ) -> web.StreamResponse:
     """Serve the feed as `text/event-stream` until the client goes away.
 
     With an outbox, a client reconnecting with `Last-Event-ID: SEQ` first gets the events after
-    SEQ that it missed, then the live ones (each event once, in order).
+    SEQ that it missed, then the live ones (each event once, in order); a client without one
+    first gets the `recent` latest recorded events (a dashboard just opened shows past alerts).
     """
     last = request.headers.get("Last-Event-ID", "")
     response = web.StreamResponse(
@@ -119,7 +121,7 @@ async def sse_response(
     # Subscribed before the outbox is read, so nothing falls between. The feed ends when the
     # client leaves or the outbox closes at shutdown.
     with feed.subscribe() as subscription, contextlib.suppress(ConnectionResetError, OutboxError):
-        await _stream(response, subscription, outbox, last, heartbeat)
+        await _stream(response, subscription, outbox, last, heartbeat, recent)
     return response
 
 
@@ -129,19 +131,26 @@ async def _stream(
     outbox: EventLog | None,
     last: str,
     heartbeat: float,
+    recent: int,
 ) -> None:
     high = 0  # events up to here were already sent from the outbox
-    if outbox is not None and SEQUENCE.fullmatch(last):
-        # An id past the end is from an outbox since replaced: catch up from its start.
+    resuming = SEQUENCE.fullmatch(last) is not None
+    if outbox is not None and (resuming or recent > 0):
         newest = await asyncio.to_thread(outbox.last_seq)
-        high = int(last) if int(last) <= newest else 0
+        if resuming:
+            # An id past the end is from an outbox since replaced: catch up from its start.
+            high = int(last) if int(last) <= newest else 0
+        else:
+            high = max(0, newest - recent)
         while missed := await asyncio.to_thread(outbox.read_after, high, 256):
             for event in missed:
                 await response.write(sse_message(event))
                 high = event.seq
     while True:
         try:
-            event = await asyncio.wait_for(subscription.get(), heartbeat)
+            # Not asyncio.wait_for: in 3.11 it can swallow the cancel that ends this handler.
+            async with asyncio.timeout(heartbeat):
+                event = await subscription.get()
         except TimeoutError:
             await response.write(b": keep-alive\n\n")  # proxies close silent connections
             continue
