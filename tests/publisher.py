@@ -1,6 +1,7 @@
 """Send a face video in real time, as a camera or encoder would: `python publisher.py URL SECONDS
-[FORMAT]`. Pushes to an RTMP server (format flv), or, for tcp://…?listen=1, serves MPEG-TS to the
-reader that connects. A separate process: PyAV holds the GIL while an output waits to connect."""
+[FORMAT [HOLD]]`. Pushes to an RTMP server (format flv), or, for tcp://…?listen=1, serves MPEG-TS
+to the reader that connects; with HOLD, the connection then stays open HOLD seconds without a
+byte (a frozen feed). A separate process: PyAV holds the GIL while an output waits to connect."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def publish(
     fps: int = FPS,
     face: int = 220,
     connect_timeout: float = 20.0,
+    hold: float = 0.0,
 ) -> int:
     """Frames sent of a `face`-pixel astronaut at `fps`, 640x360, in real time."""
     deadline = time.monotonic() + connect_timeout
@@ -52,15 +54,18 @@ def publish(
                 out.mux(packet)
             sent += 1
             time.sleep(max(0.0, start + (i + 1) / fps - time.monotonic()))
+        time.sleep(hold)  # frozen: connected, silent
         for packet in stream.encode():
             out.mux(packet)
     return sent
 
 
-def start_publisher(url: str, seconds: float, container: str = "flv") -> subprocess.Popen[str]:
+def start_publisher(
+    url: str, seconds: float, container: str = "flv", hold: float = 0.0
+) -> subprocess.Popen[str]:
     """Run `publish` in its own process; `finished` waits for it."""
     return subprocess.Popen(
-        [sys.executable, str(Path(__file__)), url, str(seconds), container],
+        [sys.executable, str(Path(__file__)), url, str(seconds), container, str(hold)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,4 +80,6 @@ def finished(process: subprocess.Popen[str]) -> str:
 
 
 if __name__ == "__main__":
-    print(publish(sys.argv[1], float(sys.argv[2]), *(sys.argv[3:4] or ["flv"])), flush=True)
+    container = sys.argv[3] if len(sys.argv) > 3 else "flv"
+    hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    print(publish(sys.argv[1], float(sys.argv[2]), container, hold=hold), flush=True)

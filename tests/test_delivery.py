@@ -239,9 +239,7 @@ def test_broker_sinks_behind_extras_say_how_to_install_them(
 
 
 @pytest.mark.parametrize("spins", [0, 1, 2])
-def test_closing_without_drain_time_right_after_an_append_stops(
-    tmp_path: Path, spins: int
-) -> None:
+def test_closing_without_drain_time_right_after_an_append_stops(tmp_path: Path, spins: int) -> None:
     """The append wakes the idle sink in the same loop turn as the close cancels it: the cancel
     must not be lost (asyncio.wait_for in 3.11 swallowed it, and the service hung at shutdown
     when its streams had used the whole drain time)."""

@@ -60,11 +60,15 @@ class Service:
         self.nginx_rtmp.restore(saved)
 
     async def close(self) -> None:
-        """Drain the streams (their last events are recorded), then give the sinks time."""
+        """Within `drain_timeout_s` in all: stop the streams (their last events are recorded),
+        then give the sinks what is left of it. Events a sink has not taken by then stay in
+        the outbox and go out at the next start."""
         self.ready = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout_s
         await self.webrtc.close()
         await self.manager.close()
-        await self.events.close(self.config.drain_timeout_s)
+        await self.events.close(max(0.0, deadline - loop.time()))
         await self.loop_lag.stop()
         await asyncio.to_thread(self.state.close)
 

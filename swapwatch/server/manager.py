@@ -372,13 +372,15 @@ class StreamManager:
             del self.workers[stream_id]
             self.metrics.forget_stream(stream_id)
 
-    async def close(self) -> None:
-        """Graceful shutdown: stop every stream (each finishes its frame), within the drain time."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Graceful shutdown: stop every stream (each finishes its frame), within `timeout` s
+        (default: the drain time)."""
+        timeout = self.config.drain_timeout_s if timeout is None else timeout
         self.closing = True
         self._release_fronts(everything=True)
         started = time.monotonic()
         await asyncio.gather(
-            *(w.stop(self.config.drain_timeout_s, "shutdown") for w in self.workers.values()),
+            *(w.stop(timeout, "shutdown") for w in self.workers.values()),
             return_exceptions=True,
         )
         log.info("stopped %d streams in %.1fs", len(self.workers), time.monotonic() - started)

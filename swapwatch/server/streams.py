@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STABLE_RUN_SECONDS = 10.0  # a source that ran this long resets the reconnect backoff
 FPS_WINDOW_SECONDS = 2.0
+SOURCE_CLOSE_GRACE_S = 1.0  # how long a stop waits for a source's decode thread to let go
 
 
 class StreamState(StrEnum):
@@ -179,15 +180,21 @@ class StreamWorker:
         return self._task is None or self._task.done()
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
-        """Stop reading, let the frame in analysis finish, release everything; a stream still
-        live ends with a `stream.ended` event giving `reason`."""
+        """Stop reading, let the frame in analysis finish, release everything, all within
+        `timeout` s (a source that does not let go in time is left to its daemon thread); a
+        stream still live ends with a `stream.ended` event giving `reason`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         self._stopping = True
         if self._source is not None:
-            await self._source.aclose()
+            # A source blocked in a read (a frozen feed) lets go only at its read timeout: it is
+            # not waited for longer than this, its daemon thread closes it in the background.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._source.aclose(), min(timeout, SOURCE_CLOSE_GRACE_S))
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._task), deadline - loop.time())
         if self.status.state not in (StreamState.ENDED, StreamState.FAILED, StreamState.STOPPED):
             self.status.state = StreamState.STOPPED
             self._emit("stream.ended", {"reason": reason})
@@ -229,16 +236,20 @@ class StreamWorker:
                 started = time.monotonic()
                 try:
                     await self._run_source()
-                    if not self.spec.reconnect or self._stopping:
+                    if self._stopping:  # stop() closed the source and records the end
+                        return
+                    if not self.spec.reconnect:
                         self.status.state = StreamState.ENDED
                         self._emit("stream.ended", {"reason": "end of stream"})
                         return
                     # A live source that ends (camera restarted, publisher gone) comes back.
                     self._retry_error("the source ended")
                 except SourceError as exc:
+                    if self._stopping:  # the source failed because stop() closed it
+                        return
                     self.status.last_error = str(exc)
                     self._metrics.errors.labels(type(exc).__name__).inc()
-                    if not self.spec.reconnect or self._stopping or _permanent(exc):
+                    if not self.spec.reconnect or _permanent(exc):
                         self.status.state = StreamState.FAILED
                         self._emit("stream.error", {"error": str(exc), "final": True})
                         return

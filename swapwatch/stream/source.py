@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import errno
 import logging
 import threading
@@ -151,6 +152,8 @@ class AvSource(FrameSource):
         self.live = (not self._is_file) if self.options.live is None else self.options.live
         self._handoff: Handoff[Frame] | None = None
         self._thread: threading.Thread | None = None
+        self._thread_done: asyncio.Event | None = None
+        self._opening = False  # the thread is in FFmpeg's open (a listen: waiting in accept)
         self.info: VideoInfo | None = None
 
     async def start(self) -> VideoInfo:
@@ -160,9 +163,11 @@ class AvSource(FrameSource):
         policy = DropPolicy.KEEP_NEWEST if self.live else DropPolicy.WAIT
         self._handoff = Handoff(loop, policy, capacity=1 if self.live else 4)
         opened: asyncio.Future[VideoInfo] = loop.create_future()
+        self._thread_done = asyncio.Event()
+        self._opening = True
         self._thread = threading.Thread(
             target=self._run,
-            args=(loop, opened, self._handoff),
+            args=(loop, opened, self._handoff, self._thread_done),
             name=f"decode:{redact_url(self.url)}",
             daemon=True,
         )
@@ -182,10 +187,16 @@ class AvSource(FrameSource):
         return frame
 
     async def aclose(self) -> None:
+        """Stop the decode thread and wait for it, at most the read timeout (a read blocked in
+        FFmpeg ends only then); cancelling the wait leaves the (daemon) thread to finish alone."""
         if self._handoff is not None:
             self._handoff.cancel()
-        if self._thread is not None and self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join, self.options.read_timeout + 1.0)
+        if self._thread is None or self._thread_done is None or not self._thread.is_alive():
+            return
+        if self.options.listen and self._opening:
+            await _wake_listener(self._location)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._thread_done.wait(), self.options.read_timeout + 1.0)
 
     # Worker thread ----------------------------------------------------------------
 
@@ -194,6 +205,7 @@ class AvSource(FrameSource):
         loop: asyncio.AbstractEventLoop,
         opened: asyncio.Future[VideoInfo],
         handoff: Handoff[Frame],
+        done: asyncio.Event,
     ) -> None:
         container: Any = None
         # Whether `opened` was handed its result. Not `opened.done()`: the loop resolves it
@@ -201,7 +213,10 @@ class AvSource(FrameSource):
         # sent to an already-resolved future and lost, and the reader would wait for ever.
         announced = False
         try:
-            container, info = self._open()
+            try:
+                container, info = self._open()
+            finally:
+                self._opening = False
             loop.call_soon_threadsafe(_resolve, opened, info, None)
             announced = True
             for frame in self._frames(container, info):
@@ -223,6 +238,8 @@ class AvSource(FrameSource):
         finally:
             if container is not None:
                 container.close()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(done.set)
 
     def _open(self) -> tuple[Any, VideoInfo]:
         opts = self.options
@@ -396,6 +413,27 @@ class AvSource(FrameSource):
                     f"cannot read {redact_url(self.url)}: {_reason(exc)}"
                 ) from exc
             yield packet
+
+
+WAKE_TIMEOUT_S = 1.0
+
+
+async def _wake_listener(location: str) -> None:
+    """FFmpeg's listen waits in accept() until a publisher comes or its open timeout passes,
+    and nothing else interrupts it: a connection that closes at once lets the open fail now.
+    Only for TCP-borne protocols (RTMP, TCP); the listener is on this machine."""
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
+    port = parts.port or (1935 if scheme == "rtmp" else None)
+    if scheme not in ("rtmp", "tcp") or port is None:
+        return
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    with contextlib.suppress(OSError, TimeoutError):
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), WAKE_TIMEOUT_S)
+        writer.close()
+        await writer.wait_closed()
 
 
 def _resolve(

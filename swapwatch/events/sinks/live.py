@@ -137,11 +137,7 @@ async def _stream(
     resuming = SEQUENCE.fullmatch(last) is not None
     if outbox is not None and (resuming or recent > 0):
         newest = await asyncio.to_thread(outbox.last_seq)
-        if resuming:
-            # An id past the end is from an outbox since replaced: catch up from its start.
-            high = int(last) if int(last) <= newest else 0
-        else:
-            high = max(0, newest - recent)
+        high = _resume_after(int(last), newest) if resuming else max(0, newest - recent)
         while missed := await asyncio.to_thread(outbox.read_after, high, 256):
             for event in missed:
                 await response.write(sse_message(event))
@@ -159,3 +155,9 @@ async def _stream(
         elif event.seq > high:
             high = event.seq
             await response.write(sse_message(event))
+
+
+def _resume_after(last: int, newest: int) -> int:
+    """Where a client resuming from `last` catches up from: an id past the end is from an
+    outbox since replaced, so from its start."""
+    return last if last <= newest else 0
