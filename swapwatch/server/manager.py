@@ -18,7 +18,7 @@ from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, UnsupportedSource
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.server.config import ServiceConfig
-from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.metrics import LiveFigures, ServiceMetrics
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
@@ -87,6 +87,7 @@ class StreamManager:
         self._fronts: dict[StreamWorker, RtmpFront] = {}
         self._lock = asyncio.Lock()
         self.closing = False
+        metrics.streams.source = self
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -388,6 +389,10 @@ class StreamManager:
 
     def list_json(self) -> list[dict[str, Any]]:
         return [w.to_json() for w in self.workers.values()]
+
+    def live_figures(self) -> dict[str, LiveFigures]:
+        """Each stream's current rates, latency and faces (for /metrics)."""
+        return {sid: w.status.live() for sid, w in self.workers.items()}
 
 
 def url_host(host: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,6 +62,59 @@ class DeliveryCollector(Collector):
         return [up, *families.values(), backlog]
 
 
+@dataclass(frozen=True, slots=True)
+class LiveFigures:
+    """What a stream's latest frames show; 0 fps, no latency and no faces once they stop."""
+
+    fps_in: float
+    fps_analysed: float
+    latency_ms: float | None
+    faces: int
+
+
+class LiveSource(Protocol):
+    def live_figures(self) -> dict[str, LiveFigures]: ...
+
+
+class StreamsCollector(Collector):
+    """Per-stream gauges read at scrape time, so that a feed that freezes or reconnects shows
+    0 fps and no latency instead of the figures of its last frame."""
+
+    def __init__(self) -> None:
+        self.source: LiveSource | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["stream"]
+        fps_in = GaugeMetricFamily(
+            "swapwatch_stream_fps_in",
+            "Frames per second decoded from each stream over the last 2 s (0 when frozen)",
+            labels=labels,
+        )
+        fps_analysed = GaugeMetricFamily(
+            "swapwatch_stream_fps_analysed",
+            "Frames per second analysed of each stream over the last 2 s",
+            labels=labels,
+        )
+        latency = GaugeMetricFamily(
+            "swapwatch_stream_latency_seconds",
+            "Arrival to score of each stream's latest frame; absent without a frame in 2 s",
+            labels=labels,
+        )
+        faces = GaugeMetricFamily(
+            "swapwatch_tracked_faces",
+            "Faces tracked in the latest frame of each stream (0 without a frame in 2 s)",
+            labels=labels,
+        )
+        figures = self.source.live_figures() if self.source is not None else {}
+        for stream, live in figures.items():
+            fps_in.add_metric([stream], live.fps_in)
+            fps_analysed.add_metric([stream], live.fps_analysed)
+            faces.add_metric([stream], live.faces)
+            if live.latency_ms is not None:
+                latency.add_metric([stream], live.latency_ms / 1000)
+        return [fps_in, fps_analysed, latency, faces]
+
+
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -93,12 +147,8 @@ class ServiceMetrics:
         self.active_streams = Gauge(
             "swapwatch_active_streams", "Streams being analysed", registry=r
         )
-        self.tracked_faces = Gauge(
-            "swapwatch_tracked_faces",
-            "Faces tracked in the latest frame of each stream",
-            ["stream"],
-            registry=r,
-        )
+        self.streams = StreamsCollector()
+        r.register(self.streams)
         self.scores = Histogram(
             "swapwatch_face_score",
             "Calibrated fake probability of each scored face crop",
@@ -162,7 +212,6 @@ class ServiceMetrics:
             self.frames_in,
             self.frames_analysed,
             self.frames_dropped,
-            self.tracked_faces,
             self.reconnects,
         ):
             with contextlib.suppress(KeyError):

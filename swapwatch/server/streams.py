@@ -14,6 +14,7 @@ import random
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import AlarmChange, DecisionConfig, Policy
 from swapwatch.native_logs import native_stderr_silenced
-from swapwatch.server.metrics import ServiceMetrics, StageMetricsTimer
+from swapwatch.server.metrics import LiveFigures, ServiceMetrics, StageMetricsTimer
 from swapwatch.stream.frames import VideoInfo
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer, extra_signals
 from swapwatch.stream.source import FrameSource, redact_url
@@ -77,24 +78,25 @@ class TrackStatus:
 
 
 class RateMeter:
-    """Events per second over a short sliding window."""
+    """Events per second over a short sliding window, up to the time it is read: when the
+    updates stop (a frozen or reconnecting feed), the rate falls to 0 within `window` s."""
 
     def __init__(self, window: float = FPS_WINDOW_SECONDS) -> None:
         self.window = window
-        self._marks: list[tuple[float, int]] = []
+        self._marks: deque[tuple[float, int]] = deque()
 
     def update(self, total: int, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self._marks.append((now, total))
         while len(self._marks) > 2 and now - self._marks[0][0] > self.window:
-            self._marks.pop(0)
+            self._marks.popleft()
 
-    @property
-    def rate(self) -> float:
-        if len(self._marks) < 2:
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        if len(self._marks) < 2 or now - self._marks[-1][0] >= self.window:
             return 0.0
-        (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        (t0, n0), (_, n1) = self._marks[0], self._marks[-1]
+        return (n1 - n0) / (now - t0) if now > t0 else 0.0
 
 
 SourceFactory = Callable[[], FrameSource]
@@ -129,8 +131,21 @@ class StreamStatus:
     fps_in: RateMeter = field(default_factory=RateMeter)
     fps_analysed: RateMeter = field(default_factory=RateMeter)
     latency_ms: float | None = None  # of the latest analysed frame
+    analysed_at: float | None = None  # time.monotonic() when it was analysed
     # The current (or last) run: one per connection of the source; a new start is a new run.
     run: str | None = None
+
+    def live(self, now: float | None = None) -> LiveFigures:
+        """The figures of the frames of the last FPS_WINDOW_SECONDS; without frames in it
+        (frozen, reconnecting, ended), 0 fps, no latency and no faces."""
+        now = time.monotonic() if now is None else now
+        fresh = self.analysed_at is not None and now - self.analysed_at < FPS_WINDOW_SECONDS
+        return LiveFigures(
+            fps_in=self.fps_in.rate(now),
+            fps_analysed=self.fps_analysed.rate(now),
+            latency_ms=self.latency_ms if fresh else None,
+            faces=self.faces if fresh else 0,
+        )
 
 
 class StreamWorker:
@@ -316,7 +331,6 @@ class StreamWorker:
             frames_in = self._metrics.frames_in.labels(sid)
             analysed = self._metrics.frames_analysed.labels(sid)
             dropped = self._metrics.frames_dropped.labels(sid)
-            faces_gauge = self._metrics.tracked_faces.labels(sid)
             counted_in = counted_dropped = 0
             while True:
                 try:
@@ -334,7 +348,6 @@ class StreamWorker:
                 dropped.inc(counters.dropped - counted_dropped)
                 counted_in, counted_dropped = counters.decoded, counters.dropped
                 analysed.inc()
-                faces_gauge.set(len(result.faces))
                 self._record(result, counters.decoded, counters.dropped)
         finally:
             self._source = None
@@ -351,6 +364,7 @@ class StreamWorker:
         status.faces = len(result.faces)
         latency = now - result.arrival
         status.latency_ms = latency * 1000
+        status.analysed_at = now
         self._metrics.frame_latency.observe(latency)
         seen = set()
         for face in result.faces:
@@ -388,6 +402,7 @@ class StreamWorker:
     def to_json(self) -> dict[str, Any]:
         s = self.status
         video = s.video
+        live = s.live()
         return {
             "id": self.spec.stream_id,
             "kind": self.spec.kind,
@@ -405,13 +420,13 @@ class StreamWorker:
                 "codec": video.codec,
                 "fps": video.fps,
             },
-            "fps_in": round(s.fps_in.rate, 2),
-            "fps_analysed": round(s.fps_analysed.rate, 2),
+            "fps_in": round(live.fps_in, 2),
+            "fps_analysed": round(live.fps_analysed, 2),
             "frames_in": s.frames_in,
             "frames_analysed": s.frames_analysed,
             "dropped": s.dropped,
-            "faces": s.faces,
-            "latency_ms": None if s.latency_ms is None else round(s.latency_ms, 1),
+            "faces": live.faces,
+            "latency_ms": None if live.latency_ms is None else round(live.latency_ms, 1),
             "alarms_raised": s.alarms_raised,
             "alarm": any(t.alarm for t in s.tracks.values()),
             "reconnects": s.reconnects,
