@@ -1,7 +1,11 @@
 """Send a face video in real time, as a camera or encoder would: `python publisher.py URL SECONDS
-[FORMAT [HOLD]]`. Pushes to an RTMP server (format flv), or, for tcp://…?listen=1, serves MPEG-TS
-to the reader that connects; with HOLD, the connection then stays open HOLD seconds without a
-byte (a frozen feed). A separate process: PyAV holds the GIL while an output waits to connect."""
+[FORMAT [HOLD [CONNECT_TIMEOUT]]]`. Pushes to an RTMP server (format flv), or, for
+tcp://…?listen=1, serves MPEG-TS to the reader that connects; with HOLD, the connection then
+stays open HOLD seconds without a byte (a frozen feed). A separate process: PyAV holds the GIL
+while an output waits to connect.
+
+With URL `-` it starts, says `ready` on stderr, then reads the URL from stdin and connects once,
+with no retry, as a one-shot `ffmpeg -re -i clip.mp4 -f flv URL` does (`primed_publisher`)."""
 
 from __future__ import annotations
 
@@ -61,15 +65,49 @@ def publish(
 
 
 def start_publisher(
-    url: str, seconds: float, container: str = "flv", hold: float = 0.0
+    url: str,
+    seconds: float,
+    container: str = "flv",
+    hold: float = 0.0,
+    connect_timeout: float = 20.0,
 ) -> subprocess.Popen[str]:
-    """Run `publish` in its own process; `finished` waits for it."""
+    """Run `publish` in its own process, trying to connect again while nothing listens there for
+    `connect_timeout` seconds (as an encoder that reconnects does); `finished` waits for it."""
     return subprocess.Popen(
-        [sys.executable, str(Path(__file__)), url, str(seconds), container, str(hold)],
+        [
+            sys.executable,
+            str(Path(__file__)),
+            url,
+            str(seconds),
+            container,
+            str(hold),
+            str(connect_timeout),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def primed_publisher(seconds: float) -> subprocess.Popen[str]:
+    """A publisher with its imports done, waiting for its URL (`push_to`): it connects within
+    milliseconds of being told where, and only once."""
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__)), "-", str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline() == "ready\n", "the publisher did not start"
+    return process
+
+
+def push_to(process: subprocess.Popen[str], url: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(url + "\n")
+    process.stdin.flush()
 
 
 def finished(process: subprocess.Popen[str]) -> str:
@@ -80,6 +118,14 @@ def finished(process: subprocess.Popen[str]) -> str:
 
 
 if __name__ == "__main__":
+    target, duration = sys.argv[1], float(sys.argv[2])
     container = sys.argv[3] if len(sys.argv) > 3 else "flv"
-    hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
-    print(publish(sys.argv[1], float(sys.argv[2]), container, hold=hold), flush=True)
+    if target == "-":
+        print("ready", file=sys.stderr, flush=True)
+        print(publish(sys.stdin.readline().strip(), duration, container, connect_timeout=0))
+    else:
+        hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+        retry_for = float(sys.argv[5]) if len(sys.argv) > 5 else 20.0
+        print(
+            publish(target, duration, container, connect_timeout=retry_for, hold=hold), flush=True
+        )

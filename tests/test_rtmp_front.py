@@ -1,5 +1,6 @@
 """The RTMP front of the push ingest: a real publisher (FFmpeg through PyAV) and FFmpeg's real
-listener behind it; a wrong key is refused before the decoder sees a byte."""
+listener behind it; a wrong key is refused before the decoder sees a byte, and the right key is
+taken even when it comes before the decoder listens."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from publisher import start_publisher
+from publisher import primed_publisher, push_to, start_publisher
 
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.rtmp_wire import (
@@ -50,19 +51,27 @@ class Ingest:
     source: AvSource
     opened: asyncio.Task[VideoInfo]
     refusals: list[str]
+    listening: asyncio.Event
 
     def url(self, key: str) -> str:
         return f"rtmp://127.0.0.1:{self.front.port}/live/{key}"
 
 
 @asynccontextmanager
-async def ingest(handshake_timeout: float = 10.0) -> AsyncIterator[Ingest]:
+async def ingest(
+    handshake_timeout: float = 10.0,
+    listen_after: float | None = 0.0,
+    ready_timeout: float | None = None,
+) -> AsyncIterator[Ingest]:
+    """A front and FFmpeg's listener behind it, which opens `listen_after` seconds later (as a
+    stream's worker opens it once its face models are loaded); None: never."""
     upstream = free_port()
     source = AvSource(
         f"rtmp://127.0.0.1:{upstream}/live/{KEY}",
         SourceOptions(live=True, listen=True, open_timeout=60, read_timeout=5),
     )
     refusals: list[str] = []
+    timeouts = {} if ready_timeout is None else {"ready_timeout": ready_timeout}
     front = RtmpFront(
         "test",
         "127.0.0.1",
@@ -71,14 +80,26 @@ async def ingest(handshake_timeout: float = 10.0) -> AsyncIterator[Ingest]:
         upstream,
         refusals.append,
         handshake_timeout,
+        **timeouts,
     )
     await front.start()
-    opened = asyncio.create_task(source.start())
+    listening = asyncio.Event()
+
+    async def listen() -> VideoInfo:
+        if listen_after is None:
+            await asyncio.Future()  # never
+        await asyncio.sleep(listen_after or 0.0)
+        listening.set()
+        return await source.start()
+
+    opened = asyncio.create_task(listen())
     try:
-        yield Ingest(front, source, opened, refusals)
+        yield Ingest(front, source, opened, refusals, listening)
     finally:
         front.close()
-        if not opened.done():  # FFmpeg waits in accept(): let it in so that it can stop
+        if not listening.is_set():
+            opened.cancel()
+        elif not opened.done():  # FFmpeg waits in accept(): let it in so that it can stop
             with socket.create_connection(("127.0.0.1", upstream)):
                 pass
         await asyncio.wait({opened}, timeout=10)
@@ -111,6 +132,44 @@ async def wrong_keys_then_the_right_one() -> None:
         await asyncio.to_thread(process.communicate, timeout=60)
         assert process.returncode == 0
         assert rtmp.source.counters.decoded > 10
+
+
+def test_a_publisher_that_comes_before_the_decoder_listens_is_taken_when_it_does() -> None:
+    run(publish_before_the_decoder_listens())
+
+
+async def publish_before_the_decoder_listens() -> None:
+    # FFmpeg's listener opens once the stream's worker has loaded its face models, seconds after
+    # the API gave out the key; a one-shot publisher connects at once and does not try again.
+    publisher = await asyncio.to_thread(primed_publisher, 2.0)
+    async with ingest(listen_after=2.0) as rtmp:
+        push_to(publisher, rtmp.url(KEY))
+        out, err = await asyncio.to_thread(publisher.communicate, timeout=60)
+        assert publisher.returncode == 0, err[-2000:]
+        assert int(out) == 30 and rtmp.refusals == []
+        assert rtmp.opened.done() and rtmp.opened.result().width == 640
+        frame = await asyncio.wait_for(rtmp.source.recv(), 10)
+        assert frame.image.shape == (360, 640, 3)
+
+
+def test_a_waiting_publisher_is_refused_when_the_decoder_does_not_listen_in_time() -> None:
+    run(publish_to_a_decoder_that_never_listens())
+
+
+async def publish_to_a_decoder_that_never_listens() -> None:
+    first, second = await asyncio.gather(
+        asyncio.to_thread(primed_publisher, 2.0), asyncio.to_thread(primed_publisher, 2.0)
+    )
+    async with ingest(listen_after=None, ready_timeout=4.0) as rtmp:
+        push_to(first, rtmp.url(KEY))
+        await asyncio.sleep(1.5)
+        # While one publisher of the key waits, another is refused as busy, not held too.
+        push_to(second, rtmp.url(KEY))
+        await asyncio.to_thread(second.communicate, timeout=60)
+        assert second.returncode != 0 and rtmp.refusals == ["busy"]
+        await asyncio.to_thread(first.communicate, timeout=60)
+        assert first.returncode != 0 and rtmp.refusals == ["busy", "not_ready"]
+        assert rtmp.source.counters.decoded == 0
 
 
 def test_garbage_and_silence_are_refused_and_the_front_keeps_serving() -> None:

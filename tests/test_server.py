@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from media import Placement, write_video
 from prometheus_client.parser import text_string_to_metric_families
-from publisher import finished, start_publisher
+from publisher import finished, primed_publisher, push_to, start_publisher
 from service import RunningService, free_port, running_service
 
 from swapwatch.engines import create_engine
@@ -275,6 +275,34 @@ def test_rtmp_push_ingest_takes_only_the_streams_own_key(fake_model: Path) -> No
         status = service.wait_for(lambda s: s["frames_analysed"] > 10 and s["faces"] == 1, "studio")
         assert status["state"] == "running" and status["kind"] == "rtmp"
         assert int(finished(pusher)) == 60
+
+
+def test_one_shot_publishers_are_taken_whenever_they_come(fake_model: Path) -> None:
+    # The stream's decoder listens only once its worker has loaded the face models, and again
+    # only after its reconnect delay once a publisher has gone. A one-shot publisher (ffmpeg -re
+    # ... -f flv URL) connects as soon as it is started and never again.
+    low = free_port()
+    config = ServiceConfig(
+        model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low), reconnect_initial_s=2.0
+    )
+    first, second = primed_publisher(3.0), primed_publisher(2.0)
+    try:
+        with running_service(config) as service:
+            reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
+            assert reply.status == 201, reply.body
+            push_to(first, reply.body["ingest_url"])  # right after the 201
+            assert int(finished(first)) == 45
+            run = service.request("GET", "/v1/streams/studio").body["run"]
+            push_to(second, reply.body["ingest_url"])  # right after the first one left
+            assert int(finished(second)) == 30
+            status = service.wait_for(lambda s: s["run"] not in (None, run), "studio")
+            assert status["video"]["width"] == 640 and status["frames_analysed"] > 20
+            metrics = service.request("GET", "/metrics").body
+            assert "swapwatch_rtmp_publishes_refused_total{" not in metrics
+    finally:
+        for pusher in (first, second):
+            pusher.kill()
+            pusher.communicate(timeout=10)
 
 
 def listening_addresses(port: int) -> set[str]:

@@ -38,6 +38,9 @@ STREAM_KEY_BYTES = 24  # 192 random bits: 32 URL-safe characters
 # FFmpeg's listener behind a front takes any stream name: it is given this one, not the key.
 PRIVATE_STREAM_NAME = "ingest"
 SAVED_KINDS = ("pull", "nginx-rtmp", "rtmp")  # WebRTC sessions die with their peer connection
+# A publisher of the key that comes before its stream's decoder listens waits for it: through
+# the worker's reconnect delay (between publishers), plus this for its start (the face models).
+DECODER_START_S = 30.0
 
 # (stream id, run, event type, payload)
 EventListener = Callable[[str, str, str, dict[str, Any]], None]
@@ -202,6 +205,7 @@ class StreamManager:
         except BaseException:
             front.close()
             raise
+        front.decoder_alive = lambda: not worker.done
         self._fronts[worker] = front
         return worker, front.port
 
@@ -220,7 +224,15 @@ class StreamManager:
         for port in tries:
             if port in used:
                 continue
-            front = RtmpFront(sid, host, port, digest, upstream, lambda r: refused.labels(r).inc())
+            front = RtmpFront(
+                sid,
+                host,
+                port,
+                digest,
+                upstream,
+                lambda r: refused.labels(r).inc(),
+                ready_timeout=self.config.reconnect_max_s + DECODER_START_S,
+            )
             try:
                 await front.start()
             except OSError as exc:

@@ -8,6 +8,13 @@ FFmpeg's listener, replays the publisher's bytes since its handshake (FFmpeg rea
 stream the publisher sent), tells the publisher to start, and from then on copies its bytes to
 FFmpeg unread. Another key, another command, malformed bytes or silence are refused and the
 connection closed before a byte of it reaches FFmpeg, so nothing of it is decoded.
+
+FFmpeg listens only once the stream's worker has loaded its face models (seconds after the API
+gave out the key), and again only after its reconnect delay once a publisher has gone. A
+publisher of the key that comes meanwhile is held, its `publish` unanswered, until FFmpeg
+listens, for at most `ready_timeout`; then it is refused (`not_ready`). Publishers connect once
+(a one-shot `ffmpeg -f flv URL` does not try again), so holding them is what lets one push as
+soon as it has the key; the key is checked before the wait, so the wait is never given to others.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from typing import TypeAlias
 
 from swapwatch.server.rtmp_wire import (
     SET_PEER_BANDWIDTH,
@@ -36,6 +44,8 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0  # from TCP connect to `publish`
 MAX_PRE_PUBLISH_BYTES = 64 * 1024  # a real publisher sends ~1 KiB before its publish
 MAX_PENDING = 8  # publishers in their handshake at once (beyond: closed at once)
+READY_TIMEOUT_S = 60.0  # how long a publisher of the key waits for FFmpeg to listen
+UPSTREAM_POLL_S = 0.1  # how often a waiting publisher's connect to FFmpeg is tried again
 ACK_WINDOW = 2_500_000
 RELAY_READ = 64 * 1024
 
@@ -45,6 +55,8 @@ PROTOCOL = "protocol"
 TIMEOUT = "timeout"
 BUSY = "busy"
 NOT_READY = "not_ready"
+
+Connection: TypeAlias = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def key_digest(key: str) -> bytes:
@@ -56,7 +68,8 @@ def key_digest(key: str) -> bytes:
 class RtmpFront:
     """Listens on `host:port` for one stream; passes a publish of the key whose `key_digest`
     it holds on to FFmpeg's RTMP listener on 127.0.0.1:`upstream_port`, one publisher at a
-    time."""
+    time, waiting up to `ready_timeout` for that listener; `decoder_alive` says whether the
+    stream behind it will listen again (a publisher is not held for a stream that has ended)."""
 
     def __init__(
         self,
@@ -67,6 +80,7 @@ class RtmpFront:
         upstream_port: int,
         on_refused: Callable[[str], None] = lambda reason: None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        ready_timeout: float = READY_TIMEOUT_S,
     ) -> None:
         self.name = name  # for logs: the stream id
         self.host = host
@@ -75,6 +89,8 @@ class RtmpFront:
         self._digest = digest
         self._on_refused = on_refused
         self._handshake_timeout = handshake_timeout
+        self._ready_timeout = ready_timeout
+        self.decoder_alive: Callable[[], bool] = lambda: True
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._pending = 0
@@ -178,13 +194,59 @@ class RtmpFront:
         raw: bytes,
         peer: object,
     ) -> None:
+        self._publishing = True  # taken while it waits too: another publisher is busy
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            await _status(writer, stream_id, "error", "NetStream.Publish.Failed", "not ready")
-            self._refuse(peer, NOT_READY, "the stream is not waiting for a publisher")
-            return
-        self._publishing = True
+            upstream = await self._upstream(reader, writer, stream_id, peer)
+            if upstream is None:
+                return
+            await self._proxy(reader, writer, stream_id, raw, peer, upstream)
+        finally:
+            self._publishing = False
+
+    async def _upstream(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream_id: int,
+        peer: object,
+    ) -> Connection | None:
+        """A connection to FFmpeg's listener as soon as it listens; None (the publisher refused
+        or gone) when it does not within `ready_timeout` or the stream has ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ready_timeout
+        held = False
+        while True:
+            try:
+                return await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            except OSError:
+                pass
+            if writer.is_closing() or reader.at_eof():
+                log.info("rtmp ingest %s: %s gone before the stream listened", self.name, peer)
+                return None
+            if not self.decoder_alive():
+                problem = "the stream has ended and takes no publisher"
+                break
+            if loop.time() >= deadline:
+                problem = f"the stream did not listen within {self._ready_timeout:.0f} s"
+                break
+            if not held:
+                held = True
+                log.info("rtmp ingest %s: %s waits for the stream to listen", self.name, peer)
+            await asyncio.sleep(UPSTREAM_POLL_S)
+        await _status(writer, stream_id, "error", "NetStream.Publish.Failed", "not ready")
+        self._refuse(peer, NOT_READY, problem)
+        return None
+
+    async def _proxy(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream_id: int,
+        raw: bytes,
+        peer: object,
+        upstream: Connection,
+    ) -> None:
+        up_reader, up_writer = upstream
         self._connections.add(up_writer)
         try:
             await connect_handshake(up_reader, up_writer)
@@ -204,7 +266,6 @@ class RtmpFront:
         except (RtmpProtocolError, asyncio.IncompleteReadError, ConnectionError) as exc:
             log.warning("rtmp ingest %s: the stream's decoder went away: %s", self.name, exc)
         finally:
-            self._publishing = False
             self._connections.discard(up_writer)
             up_writer.transport.abort()
             log.info("rtmp ingest %s: %s stopped publishing", self.name, peer)
