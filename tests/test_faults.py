@@ -390,19 +390,6 @@ def test_a_pulled_source_frozen_then_killed_is_reported_and_picked_up_again(
     assert receiver.ids()[-len(events) :] == [e.id for e in events]  # all, once, in order
 
 
-def publish_when_taken(url: str, tries: int = 20) -> subprocess.Popen[str]:
-    """A publisher pushing to `url`; the ingest refuses one that comes before its stream is
-    ready to decode (the face models load first), so a refused one tries again."""
-    for _ in range(tries):
-        publisher = start_publisher(url, 60.0)
-        try:
-            publisher.communicate(timeout=3)
-        except subprocess.TimeoutExpired:
-            return publisher  # still pushing: taken
-        time.sleep(0.5)
-    raise AssertionError(f"no publish to the ingest was taken in {tries} tries")
-
-
 def test_sigkill_during_a_push_ingest_restarts_cleanly_and_delivers_what_was_raised(
     tmp_path: Path, fake_model: Path
 ) -> None:
@@ -424,7 +411,7 @@ def test_sigkill_during_a_push_ingest_restarts_cleanly_and_delivers_what_was_rai
         api = service.wait_ready()
         reply = api.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
         assert reply.status == 201, reply.body
-        publisher = publish_when_taken(reply.body["ingest_url"])
+        publisher = start_publisher(reply.body["ingest_url"], 60.0)  # taken once it listens
         api.wait_for(lambda s: s["alarms_raised"] >= 1, "studio", timeout=60)
         service.kill()
         # The publisher sees its connection reset and stops with an error, at once.
