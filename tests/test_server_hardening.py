@@ -158,3 +158,47 @@ def test_a_body_that_does_not_decode_as_declared_is_one_warning_line(
     assert [(r.getMessage(), r.exc_info) for r in logged] == [
         ("Unhandled exception: the request body is unreadable", None)
     ]
+
+
+@pytest.mark.parametrize("path", ["/try", "/healthz", "/v1/streams", "/v1/events", "/nowhere"])
+@pytest.mark.parametrize("expect", [b"\x80", b"\xff\xfe", b"202-accepted", b"caf\xc3\xa9"])
+def test_an_unknown_expect_is_a_json_417_that_does_not_echo_it(
+    guarded: RunningService, caplog: pytest.LogCaptureFixture, path: str, expect: bytes
+) -> None:
+    # Found by fuzzing: aiohttp's own Expect check ran before our middleware, echoed the value
+    # into its answer, and a non-ASCII one ended in a 500 with a traceback.
+    headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Expect", expect)]
+    with caplog.at_level(logging.WARNING):
+        reply = exchange(guarded.base, "GET", path, headers=headers)
+    assert reply.status == 417, reply.body
+    assert reply.headers["content-type"].startswith("application/json")
+    error = reply.json()["error"]
+    assert error["status"] == 417 and "100-continue" in error["message"]
+    assert expect.decode("latin-1") not in reply.body.decode("latin-1")
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+
+
+def test_expect_100_continue_still_gets_the_body_read(guarded: RunningService) -> None:
+    body = b'{"url": "tcp://127.0.0.1:1", "id": "continued"}'
+    headers = [
+        (b"Authorization", f"Bearer {TOKEN}".encode()),
+        (b"Content-Type", b"application/json"),
+        (b"Expect", b"100-Continue"),
+    ]
+    reply = exchange(guarded.base, "POST", "/v1/streams", body, headers)
+    # The interim answer, then the stream created from the body sent after it.
+    assert reply.status == 100, reply
+    assert reply.body.startswith(b"HTTP/1.1 201 Created"), reply.body
+    assert guarded.request("DELETE", "/v1/streams/continued", token=TOKEN).status == 204
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nowhere", 404), ("PUT", "/v1/streams", 405), ("POST", "/healthz", 405)],
+)
+def test_what_no_route_takes_is_still_a_json_404_or_405(
+    guarded: RunningService, method: str, path: str, status: int
+) -> None:
+    reply = guarded.request(method, path, token=TOKEN)
+    assert reply.status == status
+    assert reply.body["error"]["status"] == status

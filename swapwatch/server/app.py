@@ -19,6 +19,7 @@ from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
 from swapwatch.server.config import ServiceConfig, public_view
 from swapwatch.server.events import ServiceEvents, events_path
+from swapwatch.server.expect import add_catch_all, answer_expect
 from swapwatch.server.loop_lag import LoopLagMonitor
 from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
@@ -345,25 +346,35 @@ def build_app(service: Service) -> web.Application:
         client_max_size=max(config.max_body_bytes, config.max_offer_bytes),
     )
     app[SERVICE] = service
-    app.router.add_get("/", page("dashboard.html"))
-    app.router.add_get("/try", page("try.html"))
-    app.router.add_get("/docs", page("docs.html"))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/v1/config", config_view)
-    app.router.add_get("/v1/streams", list_streams)
-    app.router.add_post("/v1/streams", add_stream)
-    app.router.add_get("/v1/streams/{stream_id}", get_stream)
-    app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
-    app.router.add_post("/v1/webrtc/offer", webrtc_offer)
-    app.router.add_get("/v1/events", events_feed)
-    app.router.add_get("/v1/events/status", events_status)
-    app.router.add_post("/v1/hooks/nginx-rtmp/publish", nginx_rtmp_publish)
-    app.router.add_post("/v1/hooks/nginx-rtmp/publish_done", nginx_rtmp_publish_done)
-    for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):
-        app.router.add_route("OPTIONS", path, _preflight_fallback)
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/", page("dashboard.html")),
+        ("GET", "/try", page("try.html")),
+        ("GET", "/docs", page("docs.html")),
+        ("GET", "/healthz", healthz),
+        ("GET", "/readyz", readyz),
+        ("GET", "/metrics", metrics),
+        ("GET", "/openapi.json", openapi),
+        ("GET", "/v1/config", config_view),
+        ("GET", "/v1/streams", list_streams),
+        ("POST", "/v1/streams", add_stream),
+        ("GET", "/v1/streams/{stream_id}", get_stream),
+        ("DELETE", "/v1/streams/{stream_id}", delete_stream),
+        ("POST", "/v1/webrtc/offer", webrtc_offer),
+        ("GET", "/v1/events", events_feed),
+        ("GET", "/v1/events/status", events_status),
+        ("POST", "/v1/hooks/nginx-rtmp/publish", nginx_rtmp_publish),
+        ("POST", "/v1/hooks/nginx-rtmp/publish_done", nginx_rtmp_publish_done),
+    ]
+    routes += [
+        ("OPTIONS", path, _preflight_fallback)
+        for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer")
+    ]
+    for method, path, handler in routes:
+        if method == "GET":
+            app.router.add_get(path, handler, expect_handler=answer_expect)
+        else:
+            app.router.add_route(method, path, handler, expect_handler=answer_expect)
+    add_catch_all(app.router)
     return app
 
 
