@@ -4,6 +4,8 @@ metrics page, a stream that cannot connect flooding the sinks."""
 from __future__ import annotations
 
 import logging
+import socket
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +204,49 @@ def test_what_no_route_takes_is_still_a_json_404_or_405(
     reply = guarded.request(method, path, token=TOKEN)
     assert reply.status == status
     assert reply.body["error"]["status"] == status
+
+
+def accepts_connections(port: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def udp_port_taken(port: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("template", "named"),
+    [("tcp://0.0.0.0:{}?listen=1", "'listen'"), ("udp://0.0.0.0:{}", "loopback")],
+)
+def test_a_pull_url_cannot_make_the_service_listen(
+    guarded: RunningService, template: str, named: str
+) -> None:
+    # Found by fuzzing: FFmpeg reads options from the URL's query, so this pull opened a port
+    # on every interface that anyone could push video into, without a key.
+    port = free_port()
+    url = template.format(port)
+    reply = guarded.request("POST", "/v1/streams", {"url": url, "id": "listener"}, token=TOKEN)
+    try:
+        listening = (
+            accepts_connections(port, 3.0) if url.startswith("tcp") else udp_port_taken(port, 3.0)
+        )
+    finally:
+        guarded.request("DELETE", "/v1/streams/listener", token=TOKEN)
+    assert not listening
+    assert reply.status == 400, reply.body
+    assert named in reply.body["error"]["message"]

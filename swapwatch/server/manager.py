@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from swapwatch.engines.base import Engine
-from swapwatch.errors import ConfigError, SourceError, UnsupportedSource
+from swapwatch.errors import ConfigError, SourceError
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import LiveFigures, ServiceMetrics
+from swapwatch.server.pull_urls import check_pull_url
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
@@ -28,11 +29,10 @@ from swapwatch.server.streams import (
     check_stream_id,
 )
 from swapwatch.stream.pipeline import FrameResult
-from swapwatch.stream.source import AvSource, SourceOptions, classify, redact_url
+from swapwatch.stream.source import AvSource, SourceOptions, classify
 
 log = logging.getLogger(__name__)
 
-PULL_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "http", "https", "udp", "tcp", "file")
 LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "tcp")
 STREAM_KEY_BYTES = 24  # 192 random bits: 32 URL-safe characters
 # FFmpeg's listener behind a front takes any stream name: it is given this one, not the key.
@@ -133,12 +133,7 @@ class StreamManager:
     ) -> StreamWorker:
         """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
         the nginx client id of the session that started it); saved to be resumed."""
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in PULL_SCHEMES:
-            schemes = ", ".join(s + "://" for s in PULL_SCHEMES)
-            raise UnsupportedSource(f"cannot pull {redact_url(url)!r}: use one of {schemes}")
-        if scheme == "file" and not self.config.allow_file_urls:
-            raise ConfigError("file:// URLs are disabled (set allow_file_urls in the config)")
+        scheme = check_pull_url(url, self.config.allow_file_urls)
         classify(url)  # a malformed host or port is refused here, not in the stream's task
         live = scheme in LIVE_SCHEMES or url.split("?")[0].endswith(".m3u8")
         options = SourceOptions(

@@ -268,7 +268,8 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                         "url": {
                             "type": "string",
                             "description": "rtmp://, rtsp://, srt://, "
-                            "http(s)://…m3u8, udp://, tcp:// (file:// when allowed)",
+                            "http(s)://…m3u8, udp:// (loopback), tcp:// (file:// when allowed); "
+                            "no option that makes the service listen (listen, mode=listener, …)",
                         },
                         "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                         "policy": {"enum": ["kyc", "monitoring"]},
