@@ -153,6 +153,9 @@ class ServiceEvents:
         await asyncio.to_thread(self._writer.shutdown, True)
         if self.dispatcher is not None:
             await self.dispatcher.aclose(drain_timeout)
+        # The live feed has had the last events: its readers' streams end now, rather than at
+        # their next heartbeat, which the HTTP server's shutdown would wait for.
+        self.feed.close()
         if self.outbox is not None:
             await asyncio.to_thread(self.outbox.close)
 

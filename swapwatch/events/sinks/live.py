@@ -3,7 +3,9 @@
 The `live` sink publishes every event to a LiveFeed; each subscriber (one SSE connection) has a
 bounded queue and, when it reads too slowly, loses its oldest events (counted), never the
 service's memory. `sse_response` is the aiohttp handler body the HTTP service mounts; a client
-that reconnects with `Last-Event-ID` first gets what it missed from the outbox.
+that reconnects with `Last-Event-ID` first gets what it missed from the outbox. Closing the feed
+ends every subscriber's stream once it has what was published before: a stopping service does
+not wait for its idle readers' next heartbeat.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ SEQUENCE = re.compile(r"[0-9]{1,18}")
 HEARTBEAT_S = 15.0
 
 
+class FeedClosed(Exception):
+    """The feed was closed (the service is stopping): a reader has had everything."""
+
+
 @dataclass(eq=False, slots=True)
 class Subscription:
     """One reader of the feed."""
 
-    queue: asyncio.Queue[StoredEvent]
+    queue: asyncio.Queue[StoredEvent | None]  # None: the feed has closed
     dropped: int = 0
 
-    def put(self, event: StoredEvent) -> None:
+    def put(self, event: StoredEvent | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(event)
@@ -43,7 +49,11 @@ class Subscription:
                 self.dropped += 1
 
     async def get(self) -> StoredEvent:
-        return await self.queue.get()
+        """The next event; FeedClosed once the feed is closed and the events before are read."""
+        event = await self.queue.get()
+        if event is None:
+            raise FeedClosed
+        return event
 
 
 @dataclass(slots=True)
@@ -53,15 +63,24 @@ class LiveFeed:
     queue_size: int = DEFAULT_QUEUE
     subscribers: set[Subscription] = field(default_factory=set)
     published: int = 0
+    closed: bool = False
 
     def publish(self, event: StoredEvent) -> None:
         self.published += 1
         for subscription in self.subscribers:
             subscription.put(event)
 
+    def close(self) -> None:
+        """End every subscription after what it holds, and those made from now on at once."""
+        self.closed = True
+        for subscription in self.subscribers:
+            subscription.put(None)
+
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscription]:
         subscription = Subscription(asyncio.Queue(self.queue_size))
+        if self.closed:
+            subscription.put(None)
         self.subscribers.add(subscription)
         try:
             yield subscription
@@ -119,8 +138,9 @@ async def sse_response(
     )
     await response.prepare(request)
     # Subscribed before the outbox is read, so nothing falls between. The feed ends when the
-    # client leaves or the outbox closes at shutdown.
-    with feed.subscribe() as subscription, contextlib.suppress(ConnectionResetError, OutboxError):
+    # client leaves or the service closes the feed (or the outbox) at shutdown.
+    ended = (ConnectionResetError, OutboxError, FeedClosed)
+    with feed.subscribe() as subscription, contextlib.suppress(*ended):
         await _stream(response, subscription, outbox, last, heartbeat, recent)
     return response
 
