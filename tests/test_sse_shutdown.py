@@ -132,3 +132,25 @@ def test_a_closed_feed_gives_its_readers_what_came_before_then_ends() -> None:
         return got
 
     assert asyncio.run(read_all(LiveFeed())) == [1, 2]
+
+
+def test_sigterm_with_a_request_stalled_mid_body_exits_promptly(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    # A client that announced a body and stopped sending it: its handler waits on the body, and
+    # aiohttp would wait 60 s for it, then 60 s more, before the process could exit.
+    process, base, log = start_serve(tmp_path, fake_model)
+    host, port = base.removeprefix("http://").split(":")
+    stalled = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        stalled.sendall(
+            f"POST /v1/streams HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"url": '.encode()
+        )
+        time.sleep(0.5)  # the handler is reading the body
+        seconds = stop_and_time(process)
+    finally:
+        stalled.close()
+    assert process.returncode == 0, log.read_text()[-2000:]
+    assert "Traceback" not in log.read_text()
+    assert seconds < PROMPT_S + 2.0, f"{seconds:.1f}s to stop with a request stalled mid-body"

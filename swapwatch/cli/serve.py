@@ -13,6 +13,7 @@ from typing import Any
 from swapwatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
+REQUESTS_SHUTDOWN_S = 2.0  # what a request still in flight at the end of a stop gets
 
 
 def add_serve_parser(commands: Any) -> None:
@@ -68,7 +69,16 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
         shared.close()
         raise
     app = build_app(service)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=protocol_error_log())
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        logger=protocol_error_log(),
+        # After the streams and sinks have had drain_timeout_s, a request still in flight (a
+        # client that stalls mid-body or stops reading) gets this long, not aiohttp's 60 s
+        # twice over: a stop must not wait on a peer.
+        shutdown_timeout=REQUESTS_SHUTDOWN_S,
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     listening = False
