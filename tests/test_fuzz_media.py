@@ -22,7 +22,7 @@ from types import FrameType
 import av
 import pytest
 from fuzzing import TracebackCatcher, catching_tracebacks, examples
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from media import Placement, write_video
 from service import RunningService, running_service
@@ -101,6 +101,9 @@ def scan(path: Path, model: Path) -> tuple[int, str, str]:
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
 @settings(max_examples=examples(3, 100))
 @given(damage=damages)
+# Found by the fast profile in a fresh clone: a WebM cut in its last 1 % lost 2 of its 15 frames
+# and was given a verdict (the end check allowed two frame intervals missing).
+@example(damage=([], 0.9921875))
 def test_a_damaged_file_gets_a_verdict_on_what_it_holds_or_exit_3(
     clean: dict[str, tuple[Path, int]],
     fake_model: Path,

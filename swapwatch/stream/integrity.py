@@ -17,8 +17,11 @@ TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 # leading frames; a last frame cut off); below this share of it, decoding stopped early.
 MIN_DECODED_SHARE = 0.9
 # The decoded frames must also reach the end of the announced duration, give or take this share
-# of it or two frame intervals (edit lists trim at the start, so the end still lines up).
+# of it or one and a half frame intervals (edit lists trim at the start, so the end still lines
+# up; a rounded container duration is off by less than a frame). Two whole frames missing at the
+# end of a short clip is a cut file, not rounding.
 MAX_MISSING_END_SHARE = 0.02
+MAX_MISSING_END_FRAMES = 1.5
 AV_TIME_BASE = 1_000_000  # the unit of FFmpeg's container duration
 
 
@@ -57,7 +60,7 @@ class Announced:
                 f"{self.frames} frames"
             )
         if self.duration is not None and self.fps:
-            slack = max(2 / self.fps, MAX_MISSING_END_SHARE * self.duration)
+            slack = max(MAX_MISSING_END_FRAMES / self.fps, MAX_MISSING_END_SHARE * self.duration)
             if span < self.duration - slack:
                 raise SourceUnreadable(
                     f"corrupt or truncated video: {url} ended at {span:.2f}s of its "
