@@ -22,6 +22,7 @@ from typing import Literal
 
 from swapwatch.events.errors import OutboxCorrupt, OutboxError, OutboxFull
 from swapwatch.events.model import Event
+from swapwatch.sqlite_layout import create_layout
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +176,7 @@ class EventLog:
                         f"event outbox {self.path} has layout {version}, expected {LAYOUT_VERSION}"
                     )
                 return
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _LAYOUT.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
-            conn.execute("COMMIT")
+            create_layout(conn, _LAYOUT, APPLICATION_ID, LAYOUT_VERSION)
         except sqlite3.DatabaseError as exc:
             raise OutboxCorrupt(f"event outbox {self.path} is not readable: {exc}") from exc
 

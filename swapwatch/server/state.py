@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swapwatch.errors import SwapwatchError
+from swapwatch.sqlite_layout import create_layout
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +130,7 @@ class StateStore:
                     f"the state file {self.path} has layout {version}, expected {LAYOUT_VERSION}"
                 )
             return
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _LAYOUT.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
-        conn.execute("COMMIT")
+        create_layout(conn, _LAYOUT, APPLICATION_ID, LAYOUT_VERSION)
 
     def close(self) -> None:
         with self._lock:
