@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -185,6 +186,29 @@ def test_cache_extracts_once_and_keys_on_the_crop(face_clip: Path, tmp_path: Pat
         left = MediaItem(face_clip, Label.REAL, "g", crop=(0.0, 0.0, 0.3, 1.0))
         assert cache.path(left) != stored
         assert len(cache.get(left)) == 0  # the face sits in the middle, not in the left 30 %
+    finally:
+        cache.close()
+
+
+def test_cache_survives_a_fresh_copy_of_the_data(face_clip: Path, tmp_path: Path) -> None:
+    # The shared data is copied anew each session: same bytes, new paths' times.
+    cache = CropCache(tmp_path / "cache", every=5)
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(face_clip.read_bytes())
+    item = MediaItem(copy, Label.REAL, "g")
+    try:
+        cache.get(item)
+        stored = cache.path(item)
+        stamp = stored.stat().st_mtime_ns
+        copy.unlink()
+        copy.write_bytes(face_clip.read_bytes())
+        os.utime(copy, (1e9, 1e9))
+        cache.get(item)
+        assert cache.path(item) == stored
+        assert stored.stat().st_mtime_ns == stamp  # read back, not extracted again
+        changed = face_clip.read_bytes()
+        copy.write_bytes(changed[:-1] + bytes([changed[-1] ^ 1]))
+        assert cache.path(item) != stored  # other bytes, another entry
     finally:
         cache.close()
 

@@ -21,6 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
+from swapwatch.datasets.digest import content_digest
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CROP_SIZE = 224
 CONTEXT_SIZE = 256
-CACHE_VERSION = 2  # 2: pictures searched again inside a border
+CACHE_VERSION = 3  # 2: pictures searched again inside a border; 3: keyed on content
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +71,8 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(item: MediaItem, every: int) -> str:
-    stat = item.path.stat()
     identity = {
-        "path": str(item.path.resolve()),
-        "size": stat.st_size,
-        "mtime": int(stat.st_mtime),
+        "content": content_digest(item.path),
         "crop": item.crop,
         "every": every,
         "version": CACHE_VERSION,

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
+from swapwatch.datasets.digest import content_digest
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
 from swapwatch.stream.source import crop_fraction, upright_rgb
@@ -66,11 +67,7 @@ def deliver(
 ) -> MediaItem:
     """The item as delivered under `condition`: a new file in `folder` (reused when it is
     already there), uncropped, with the item's label, group and family."""
-    stat = item.path.stat()
-    identity = (
-        f"{item.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{item.crop}|{condition}|"
-        f"{max_seconds}"
-    )
+    identity = f"{content_digest(item.path)}|{item.crop}|{condition}|{max_seconds}"
     stem = hashlib.sha256(identity.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     if item.is_image:
