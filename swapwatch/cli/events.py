@@ -140,6 +140,12 @@ def add_events_parser(commands: Any) -> None:
     verify.add_argument("body", nargs="?", type=Path, help="file with the raw body (default stdin)")
     verify.add_argument("-v", "--verbose", action="count", default=0)
     verify.set_defaults(handler=cmd_verify)
+    new_secret: argparse.ArgumentParser = hooks.add_parser(
+        "new-secret",
+        help="print a random secret for signature_scheme=standard-webhooks (whsec_<base64>)",
+    )
+    new_secret.add_argument("-v", "--verbose", action="count", default=0)
+    new_secret.set_defaults(handler=cmd_new_secret)
 
 
 def _open(path: Path, must_exist: bool = True) -> Any:
@@ -276,6 +282,13 @@ async def _deliver(outbox: Any, routes: list[Any], until_idle: bool, poll: float
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def cmd_new_secret(args: argparse.Namespace) -> int:
+    from swapwatch.events.standard_webhooks import new_secret
+
+    print(new_secret())
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

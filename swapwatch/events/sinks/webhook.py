@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from swapwatch.events import standard_webhooks
 from swapwatch.events.errors import SinkConfigError, SinkError, SinkRejected, SinkUnavailable
 from swapwatch.events.outbox import StoredEvent
 from swapwatch.events.signing import SIGNATURE_HEADER, sign
@@ -30,6 +33,11 @@ class WebhookOptions(BaseModel):
     secret: str | None = Field(
         default=None, description="HMAC key (or env:NAME / file:PATH); unsigned when absent"
     )
+    signature_scheme: Literal["swapwatch", "standard-webhooks", "both"] = Field(
+        default="swapwatch",
+        description="Swapwatch-Signature, the Standard Webhooks headers (secret whsec_<base64>), "
+        "or both",
+    )
     timeout: float = Field(
         default=10.0, gt=0, le=300, description="seconds for one request, in all"
     )
@@ -37,7 +45,8 @@ class WebhookOptions(BaseModel):
 
 
 class WebhookSink:
-    """POSTs each event's JSON body with `Swapwatch-Signature`, `Swapwatch-Event-Id` headers.
+    """POSTs each event's JSON body with `Swapwatch-Event-Id`, `Swapwatch-Event-Type` and the
+    signature headers of the chosen scheme (`Swapwatch-Signature`, Standard Webhooks', or both).
 
     2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried (a
     receiver that cannot be connected to is unavailable: those tries are not counted against the
@@ -49,7 +58,17 @@ class WebhookSink:
             raise SinkConfigError(f"sink {name}: webhook target must be an http(s) URL")
         self.name = name
         self.url = url
-        self._secret = None if options.secret is None else resolve_secret(options.secret)
+        secret = None if options.secret is None else resolve_secret(options.secret)
+        scheme = options.signature_scheme
+        self._secret = secret if scheme in ("swapwatch", "both") else None
+        self._standard_key: bytes | None = None
+        if scheme in ("standard-webhooks", "both"):
+            if secret is None:
+                raise SinkConfigError(f"sink {name}: signature_scheme={scheme} needs a secret")
+            try:
+                self._standard_key = standard_webhooks.decode_secret(secret)
+            except ValueError as exc:
+                raise SinkConfigError(f"sink {name}: {exc}") from None
         self._timeout = aiohttp.ClientTimeout(
             total=options.timeout, sock_connect=options.connect_timeout
         )
@@ -69,8 +88,11 @@ class WebhookSink:
             EVENT_ID_HEADER: event.id,
             EVENT_TYPE_HEADER: event.type,
         }
+        now = int(time.time())
         if self._secret is not None:
-            headers[SIGNATURE_HEADER], _ = sign([self._secret], body)
+            headers[SIGNATURE_HEADER], _ = sign([self._secret], body, now)
+        if self._standard_key is not None:
+            headers |= standard_webhooks.signed_headers(self._standard_key, event.id, body, now)
         try:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 await response.read()  # drain, so the connection is reused
