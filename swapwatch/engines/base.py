@@ -105,14 +105,15 @@ def normalise(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
     if crops.ndim != 4 or crops.shape[1:] != (info.input_size, info.input_size, 3):
         side = info.input_size
         raise ModelError(f"crops of shape {crops.shape} do not fit model input {side}x{side}")
-    # (c / 255 - mean) / std == c * a + b, per channel, in one pass over NHWC memory.
+    # (c / 255 - mean) / std == c * a + b, per channel. The uint8 crops are transposed to NCHW
+    # as they are widened to float (one copy), not after (a second, four times larger).
     inv_std = 1.0 / np.asarray(info.std, np.float32)
-    a = inv_std / np.float32(255.0)
-    b = -np.asarray(info.mean, np.float32) * inv_std
-    x = crops.astype(np.float32)
+    a = (inv_std / np.float32(255.0))[:, None, None]
+    b = (-np.asarray(info.mean, np.float32) * inv_std)[:, None, None]
+    x = crops.transpose(0, 3, 1, 2).astype(np.float32, order="C")
     x *= a
     x += b
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
 
 
 def detector_logits(engine: Engine, crops: np.ndarray) -> np.ndarray:
