@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from swapwatch.evaluation.operating_point import cusum
 from swapwatch.fusion import (
     AlarmChange,
     DecisionConfig,
@@ -14,6 +15,7 @@ from swapwatch.fusion import (
     Verdict,
     VideoConfig,
     cusum_threshold,
+    rate_weighted,
     video_decision,
 )
 
@@ -52,6 +54,59 @@ def test_alarm_delay_on_constant_fake_evidence(
     changes = feed(decision, np.full(60, evidence))
     assert changes[0][1] is AlarmChange.RAISED
     assert changes[0][0] == pytest.approx((expected_frame - 1) / RATE)
+
+
+def alarm_time(rate: float, evidence: float, h: float = 20.0, seconds: float = 10.0) -> float:
+    decision = TrackDecision(DecisionConfig(h=h, min_frames=1))
+    for i in range(int(seconds * rate)):
+        if decision.update(evidence, i / rate).change is AlarmChange.RAISED:
+            return i / rate
+    raise AssertionError("no alarm")
+
+
+@pytest.mark.parametrize("rate", [7.5, 10.0, 12.5, 25.0, 30.0])
+def test_the_rule_alarms_after_the_same_media_time_at_any_scoring_rate(rate: float) -> None:
+    # Evidence accrues per second of face: a stream scored at 10 Hz (a busy service) or a
+    # 25 fps file at stride 2 alarms when one scored at the reference 15 Hz does, within a
+    # frame interval, instead of 1.5 or 1.2 times later; 30 Hz no sooner.
+    reference = alarm_time(15.0, 2.5)
+    assert abs(alarm_time(rate, 2.5) - reference) <= 1.0 / min(rate, 15.0) + 1e-9
+
+
+def test_real_footage_at_another_rate_raises_no_more_false_alarms() -> None:
+    # The same second-by-second real evidence (strongly correlated frames) sampled at 30 Hz
+    # reaches the same CUSUM level as at 15 Hz, not twice as high.
+    rng = np.random.default_rng(3)
+    seconds = 600
+    per_second = rng.normal(-1.0, 1.5, seconds)  # the face's evidence changes once a second
+    peaks = {}
+    for rate in (15.0, 30.0):
+        decision = TrackDecision(DecisionConfig(min_frames=1))
+        top = 0.0
+        for i in range(int(seconds * rate)):
+            top = max(top, decision.update(per_second[int(i / rate)], i / rate).cusum)
+        peaks[rate] = top
+    assert peaks[30.0] == pytest.approx(peaks[15.0], rel=0.02)
+
+
+def test_a_gap_counts_as_a_few_frames_at_most() -> None:
+    decision = TrackDecision(DecisionConfig(min_frames=1))
+    decision.update(4.0, 0.0)
+    after_gap = decision.update(4.0, 60.0)  # the face comes back a minute later
+    assert after_gap.cusum == pytest.approx(3.5 + 2 * 3.5)
+
+
+def test_offline_replay_of_recorded_tracks_matches_the_live_rule() -> None:
+    # The evaluation chooses h on recorded tracks with an unweighted CUSUM over
+    # rate_weighted evidence: it must reach exactly the values the live rule reached.
+    rng = np.random.default_rng(7)
+    times = np.cumsum(rng.choice([1 / 30, 1 / 15, 1 / 10, 0.5], 300))
+    logits = rng.normal(0.3, 2.0, 300)
+    config = DecisionConfig(policy=Policy.KYC, h=1e9, min_frames=1)
+    decision = TrackDecision(config)
+    live = [decision.update(float(z), float(t)) for z, t in zip(logits, times, strict=True)]
+    replayed = cusum(rate_weighted([u.evidence for u in live], times, config.k, 15.0), config.k)
+    np.testing.assert_allclose(replayed, [u.cusum for u in live], atol=1e-9)
 
 
 def test_temperature_scales_the_evidence() -> None:
@@ -101,10 +156,10 @@ def test_monitoring_clears_only_after_sustained_real_evidence() -> None:
     decision = TrackDecision(cfg)
     feed(decision, np.full(30, 3.0))
     # One good frame does not clear it...
-    assert decision.update(-4.0, 3.0).change is None
+    assert decision.update(-4.0, 30 / RATE).change is None
     assert decision.alarm
     # ...sustained real evidence does: 3.5 a frame -> cleared on the second frame.
-    assert decision.update(-4.0, 3.1).change is AlarmChange.CLEARED
+    assert decision.update(-4.0, 31 / RATE).change is AlarmChange.CLEARED
     assert not decision.alarm and decision.cusum == 0.0
 
 

@@ -38,6 +38,7 @@ from swapwatch.fusion import (
     DecisionConfig,
     Verdict,
     VideoConfig,
+    rate_weighted,
 )
 from swapwatch.native_logs import native_stderr_silenced
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
@@ -98,7 +99,9 @@ class ItemResult:
     elapsed: float
     error: str | None = None
     # Recordings: per face track, the evidence the alarm rule summed (clipped calibrated
-    # logits, in analysed-frame order), for choosing thresholds from measured footage.
+    # logits, in analysed-frame order, rate-weighted as `fusion.rate_weighted` says, so an
+    # unweighted CUSUM with the rule's k replays the live one), for choosing thresholds from
+    # measured footage.
     track_evidence: tuple[np.ndarray, ...] = ()
     analysis_rate: float | None = None  # analysed frames per second of media
     why: str | None = None  # why there is no score, as `scan --json` says it
@@ -275,7 +278,9 @@ class ItemEvaluator:
             media_seconds=seconds,
             elapsed=time.perf_counter() - started,
             track_evidence=tuple(
-                np.asarray(t.evidence, np.float64) for t in scanned.tracks if t.evidence
+                rate_weighted(t.evidence, t.times, cfg.decision.k, cfg.decision.reference_rate)
+                for t in scanned.tracks
+                if t.evidence
             ),
             analysis_rate=scanned.analysis_rate,
             why=None if scanned.no_verdict_reason is None else scanned.no_verdict_reason.value,

@@ -7,6 +7,8 @@ from swapwatch.fusion.rule import (
     TrackDecision,
     TrackUpdate,
     cusum_threshold,
+    frame_weight,
+    rate_weighted,
     sigmoid,
 )
 from swapwatch.fusion.video import TrackEvidence, Verdict, VideoConfig, video_decision
@@ -21,6 +23,8 @@ __all__ = [
     "Verdict",
     "VideoConfig",
     "cusum_threshold",
+    "frame_weight",
+    "rate_weighted",
     "sigmoid",
     "video_decision",
 ]
