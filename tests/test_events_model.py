@@ -14,8 +14,7 @@ from swapwatch.events.errors import SignatureError, SinkConfigError
 from swapwatch.events.model import schema
 from swapwatch.events.signing import sign, verify
 from swapwatch.events.sinks.base import RetryPolicy, parse_sink
-from swapwatch.fusion import AlarmChange, DecisionConfig, Policy
-from swapwatch.stream.pipeline import Alert
+from swapwatch.fusion import AlarmChange, Alert, DecisionConfig, Policy
 
 
 def recorded_events(tmp_path: Path, run: str = "run-1") -> list[dict[str, object]]:

@@ -11,8 +11,7 @@ import pytest
 
 from swapwatch.events import Event, EventLog, EventType, Retention, StreamEvents
 from swapwatch.events.errors import OutboxCorrupt, OutboxFull
-from swapwatch.fusion import AlarmChange
-from swapwatch.stream.pipeline import Alert
+from swapwatch.fusion import AlarmChange, Alert
 
 
 def event(stream: str = "s1", kind: EventType = EventType.ALERT_RAISED) -> Event:

@@ -14,9 +14,8 @@ from html import escape
 from pathlib import Path
 
 from swapwatch.errors import ConfigError
-from swapwatch.fusion import AlarmChange, Verdict, sigmoid
+from swapwatch.fusion import AlarmChange, Alert, Verdict, sigmoid
 from swapwatch.fusion.video import track_score
-from swapwatch.stream.pipeline import Alert
 from swapwatch.stream.scan import ScanResult, Thumbnail, TrackRecord
 
 VERDICT_COLOURS = {

@@ -112,7 +112,7 @@ class ScanEvents:
         """The per-frame callback: records alarms, then calls `callback`."""
 
         def on_result(result: FrameResult) -> None:
-            self.events.on_result(result)
+            self.events.alerts(result.alerts)
             if callback is not None:
                 callback(result)
 

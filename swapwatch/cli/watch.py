@@ -30,9 +30,9 @@ from swapwatch.cli.interrupt import (
 )
 from swapwatch.cli.scan_events import events_from_args
 from swapwatch.errors import SwapwatchError
-from swapwatch.fusion import AlarmChange
+from swapwatch.fusion import AlarmChange, Alert
 from swapwatch.stream.frames import SourceCounters, VideoInfo
-from swapwatch.stream.pipeline import Alert, FrameResult, StreamAnalyzer
+from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.runner import run_stream
 from swapwatch.stream.source import FrameSource, classify
 

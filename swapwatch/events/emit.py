@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from swapwatch.events.errors import OutboxError
 from swapwatch.events.model import Event, EventType, derived_id, utc_now
 from swapwatch.events.outbox import EventLog
-from swapwatch.fusion import DecisionConfig
-from swapwatch.stream.pipeline import Alert, FrameResult
+from swapwatch.fusion import Alert, DecisionConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +114,9 @@ class StreamEvents:
             ordinal=self._alarms,
         )
 
-    def on_result(self, result: FrameResult) -> None:
-        """The pipeline's per-frame callback: one event per alarm change."""
-        for alert in result.alerts:
+    def alerts(self, alerts: Iterable[Alert]) -> None:
+        """One event per alarm change, in order (a frame's `alerts`)."""
+        for alert in alerts:
             self.alert(alert)
 
     def _event(

@@ -2,6 +2,7 @@
 
 from swapwatch.fusion.rule import (
     AlarmChange,
+    Alert,
     DecisionConfig,
     Policy,
     TrackDecision,
@@ -15,6 +16,7 @@ from swapwatch.fusion.video import TrackEvidence, Verdict, VideoConfig, video_de
 
 __all__ = [
     "AlarmChange",
+    "Alert",
     "DecisionConfig",
     "Policy",
     "TrackDecision",

@@ -116,6 +116,17 @@ class TrackUpdate:
     valid_frames: int
 
 
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alarm raised or cleared on a track, at a media time."""
+
+    type: AlarmChange
+    track_id: int
+    time: float
+    score: float
+    cusum: float
+
+
 class TrackDecision:
     """Decision state of one face track. Small enough to checkpoint with `state()`."""
 

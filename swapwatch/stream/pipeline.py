@@ -12,7 +12,7 @@ from swapwatch.engines import Engine
 from swapwatch.engines.base import detector_logits
 from swapwatch.errors import EngineError
 from swapwatch.faces.analyzer import FaceAnalyzer
-from swapwatch.fusion import AlarmChange, DecisionConfig, TrackDecision, TrackUpdate
+from swapwatch.fusion import Alert, DecisionConfig, TrackDecision, TrackUpdate
 from swapwatch.plugins.signals import Signal, load_signals, parse_signal
 from swapwatch.stream.frames import Frame
 from swapwatch.timing import NullTimer, StageTimer, timed
@@ -38,17 +38,6 @@ class ExtraSignal:
 
     signal: Signal
     weight: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """An alarm raised or cleared on a track, at a media time."""
-
-    type: AlarmChange
-    track_id: int
-    time: float
-    score: float
-    cusum: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,10 @@ import numpy as np
 
 import swapwatch
 from swapwatch.faces.quality import SkipReason
-from swapwatch.fusion import TrackEvidence, Verdict, VideoConfig, video_decision
+from swapwatch.fusion import Alert, TrackEvidence, Verdict, VideoConfig, video_decision
 from swapwatch.fusion.video import main_tracks, track_score
 from swapwatch.stream.frames import SourceCounters, VideoInfo
-from swapwatch.stream.pipeline import Alert, FrameResult, StreamAnalyzer
+from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.runner import run_stream
 from swapwatch.stream.source import FrameSource
 
