@@ -31,8 +31,8 @@ from machine import result_header
 
 from swapwatch.events import Dispatcher, Event, EventLog, EventType, Route, parse_sink
 from swapwatch.events.signing import SIGNATURE_HEADER, verify
+from swapwatch.events.sinks.factory import create_sink
 from swapwatch.events.sinks.webhook import EVENT_ID_HEADER
-from swapwatch.plugins.sinks import create_sink
 
 SECRET = "bench-secret"
 

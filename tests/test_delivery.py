@@ -24,9 +24,9 @@ from swapwatch.events import (
     StoredEvent,
     parse_sink,
 )
+from swapwatch.events.sinks.factory import create_sink
 from swapwatch.events.sinks.jsonl import JsonlOptions, JsonlSink
 from swapwatch.events.sinks.live import LiveSink, sse_response
-from swapwatch.plugins.sinks import create_sink
 
 SECRET = "whsec-delivery"
 FAST_RETRY = RetryPolicy(backoff=0.05, max_backoff=0.2, max_attempts=1000, send_timeout=5.0)

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from receivers import free_port
 
 from swapwatch.events import Dispatcher, Event, EventLog, EventType, RetryPolicy, Route, parse_sink
-from swapwatch.plugins.sinks import create_sink
+from swapwatch.events.sinks.factory import create_sink
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None

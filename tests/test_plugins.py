@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from swapwatch.engines import create_engine, engine_names
 from swapwatch.events import Event, EventLog, EventType
 from swapwatch.fusion import AlarmChange, DecisionConfig
 from swapwatch.plugins import SIGNALS, SINKS, PluginNotFound, available
-from swapwatch.plugins.engines import create_engine, engine_names
 from swapwatch.plugins.signals import load_signals
 from swapwatch.stream.frames import Frame
 from swapwatch.stream.pipeline import ExtraSignal, FrameResult, StreamAnalyzer

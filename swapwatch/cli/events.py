@@ -242,7 +242,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from swapwatch.plugins.sinks import create_routes
+    from swapwatch.events.sinks.factory import create_routes
 
     specs = sink_specs(args)
     if not specs:

@@ -173,7 +173,7 @@ def events_from_args(
     """Open the outbox, build the sinks and record `stream.started`; NoEvents without --events."""
     from swapwatch.events.emit import StreamEvents
     from swapwatch.events.outbox import EventLog
-    from swapwatch.plugins.sinks import create_routes
+    from swapwatch.events.sinks.factory import create_routes
 
     specs = sink_specs(args)
     if args.events is None:

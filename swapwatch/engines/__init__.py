@@ -1,19 +1,31 @@
-"""Inference backends behind one protocol, chosen by name."""
+"""Inference backends behind one protocol, chosen by name.
+
+An engine plugin (entry point group `swapwatch.engines`) is a factory
+`(model: Path, device: str, threads: int) -> Engine` (a class whose constructor takes those
+keywords fits), see swapwatch.engines.base.Engine.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from swapwatch.engines.base import Engine, ModelInfo
+from swapwatch.plugins import ENGINES, available, load
 
 DEFAULT_ENGINE = "onnxruntime"
+
+EngineFactory = Callable[..., Engine]
+
+
+def engine_names() -> list[str]:
+    return sorted(available(ENGINES))
 
 
 def create_engine(kind: str, model: Path, device: str = "auto", threads: int = 1) -> Engine:
     """Build the engine named `kind` (ours or one from a `swapwatch.engines` entry point)."""
-    from swapwatch.plugins.engines import create_engine as create_plugin_engine
+    factory: EngineFactory = load(ENGINES, kind)
+    return factory(model, device=device, threads=threads)
 
-    return create_plugin_engine(kind, model, device=device, threads=threads)
 
-
-__all__ = ["DEFAULT_ENGINE", "Engine", "ModelInfo", "create_engine"]
+__all__ = ["DEFAULT_ENGINE", "Engine", "ModelInfo", "create_engine", "engine_names"]

@@ -1,5 +1,8 @@
 """Extension points, loaded from entry points: sinks, engines and extra detection signals.
 
+This loader sits below the packages it serves: each builds its own extensions through it
+(`swapwatch.engines.create_engine`, `swapwatch.events.create_routes`, `plugins.signals`).
+
 A package adds one by declaring it in its own metadata, e.g. in its pyproject.toml:
 
     [project.entry-points."swapwatch.sinks"]

@@ -25,8 +25,8 @@ from swapwatch.events.errors import OutboxCorrupt, OutboxError
 from swapwatch.events.model import Event, EventType
 from swapwatch.events.outbox import EventLog, Retention, StoredEvent
 from swapwatch.events.sinks.base import parse_sink
+from swapwatch.events.sinks.factory import create_routes
 from swapwatch.events.sinks.live import LiveFeed, LiveSink, sse_response
-from swapwatch.plugins.sinks import create_routes
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.state import OpenRun, StateError, StateStore
