@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from media import Placement, face_landmarks, render_frame
 
-from swapwatch.faces.geometry import NOSE_TIP
+from swapwatch.faces.geometry import CHIN, NOSE_TIP
+from swapwatch.faces.upright import EYEBROWS
 from swapwatch.training.selfblend import (
-    CHIN,
-    EYEBROWS,
     MaskShape,
     SelfBlendConfig,
     hull_mask,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from swapwatch.training.selfblend import inner_face
+from swapwatch.faces.upright import inner_face
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,15 +28,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from swapwatch.faces.upright import EYEBROWS, face_axes, inner_face
+
 # Blend ratios and how often each is drawn: full-strength blends dominate, as swaps paste fully.
 BLEND_RATIOS = np.array([0.25, 0.5, 0.75, 1.0])
 BLEND_WEIGHTS = np.array([0.1, 0.15, 0.25, 0.5])
-
-# MediaPipe face mesh indices (468-point topology).
-EYEBROWS = np.array(
-    [46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336]
-)
-CHIN = 152
 
 
 class MaskShape(enum.Enum):
@@ -95,50 +91,12 @@ def hull_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors (across, up) of the face: up points from the chin to the eyebrows."""
-    pts = landmarks[:, :2].astype(np.float64)
-    up = pts[EYEBROWS].mean(axis=0) - pts[CHIN]
-    norm = float(np.hypot(*up))
-    up = up / norm if norm > 0 else np.array([0.0, -1.0])
-    return np.array([-up[1], up[0]]), up
-
-
 def below_brows_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Hull of the landmarks no higher in the face than its highest eyebrow point."""
     pts = landmarks[:, :2]
     _, up = face_axes(landmarks)
     height = pts @ up
     return hull_mask(landmarks[height <= height[EYEBROWS].max() + 1e-6], shape)
-
-
-@dataclass(frozen=True, slots=True)
-class InnerFace:
-    """The inner face in its own upright frame: levels along `up`, positions along `across`."""
-
-    across: np.ndarray  # unit vector, image coordinates
-    up: np.ndarray  # unit vector, chin to brows
-    centre_across: float  # middle of the landmarks' extent across the face
-    half_width: float  # 40 % of that extent: cheek to cheek, without the ears
-    brows: float  # level of the highest eyebrow point
-    chin: float  # level of the chin
-
-    def point(self, across: float, level: float) -> np.ndarray:
-        return np.asarray(across * self.across + level * self.up)
-
-
-def inner_face(landmarks: np.ndarray) -> InnerFace:
-    pts = landmarks[:, :2].astype(np.float64)
-    across, up = face_axes(landmarks)
-    x, y = pts @ across, pts @ up
-    return InnerFace(
-        across=across,
-        up=up,
-        centre_across=0.5 * float(x.min() + x.max()),
-        half_width=0.4 * float(np.ptp(x)),
-        brows=float(y[EYEBROWS].max()),
-        chin=float(y[CHIN]),
-    )
 
 
 def box_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
