@@ -26,8 +26,8 @@ from swapwatch.events import (
     parse_sink,
 )
 from swapwatch.events.signing import SIGNATURE_HEADER, verify
+from swapwatch.events.sinks.factory import create_sink
 from swapwatch.events.standard_webhooks import new_secret
-from swapwatch.plugins.sinks import create_sink
 
 FAST_RETRY = RetryPolicy(backoff=0.05, max_backoff=0.2, max_attempts=50, send_timeout=5.0)
 
