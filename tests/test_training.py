@@ -141,7 +141,7 @@ def cached_faces(
 ) -> None:
     """Put faces of the given head turns into the cache as if extracted from `item`; each crop
     is flat grey at `level` + 10 * its frame, so a drawn crop tells which one it was."""
-    item.path.write_bytes(b"stand-in")
+    item.path.write_bytes(f"stand-in for {item.path.name}".encode())  # the cache keys on bytes
     crops = np.stack(
         [np.full((CONTEXT_SIZE, CONTEXT_SIZE, 3), level + 10 * f, np.uint8) for f in frames]
     )
