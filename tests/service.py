@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,15 @@ class RunningService:
 @contextmanager
 def running_service(config: ServiceConfig) -> Iterator[RunningService]:
     """Start the service on a free port; stop it (gracefully) at the end."""
-    config = replace(config, port=free_port()) if config.port == 8080 else config
-    if config.events_path is None:  # never the user's own outbox
-        config = replace(config, events_path=Path(tempfile.mkdtemp()) / "events.sqlite")
+    if config.http.port == 8080:
+        config = config.model_copy(
+            update={"http": config.http.model_copy(update={"port": free_port()})}
+        )
+    if config.events.path is None:  # never the user's own outbox
+        outbox = Path(tempfile.mkdtemp()) / "events.sqlite"
+        config = config.model_copy(
+            update={"events": config.events.model_copy(update={"path": outbox})}
+        )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     started = asyncio.Event()
@@ -122,7 +128,7 @@ def running_service(config: ServiceConfig) -> Iterator[RunningService]:
     if not ready.wait(60) or errors:
         raise RuntimeError(f"service did not start: {errors}")
     try:
-        yield RunningService(config, f"http://127.0.0.1:{config.port}")
+        yield RunningService(config, f"http://127.0.0.1:{config.http.port}")
     finally:
         loop.call_soon_threadsafe(stop_requested["stop"])
         thread.join(30)

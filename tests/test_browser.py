@@ -150,7 +150,7 @@ def watch_verdict(
 def test_the_try_page_shows_the_live_verdict_of_the_camera(
     model: str, expected: str, camera: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    config = ServiceConfig(model=request.getfixturevalue(model), cusum_h=4.0)
+    config = ServiceConfig(analysis={"model": request.getfixturevalue(model), "cusum_h": 4.0})
     with running_service(config) as service, chromium(camera, tmp_path / "profile") as browser:
         browser.get(service.base + "/try?autostart=1")
         seen = watch_verdict(browser, service, expected, VERDICT_TIMEOUT)
@@ -200,7 +200,7 @@ def test_a_new_user_adds_an_hls_stream_on_the_docs_page_and_sees_it_live(
 ) -> None:
     """The walkthrough of the README: open the API docs page, send POST /v1/streams with an HLS
     URL, then watch the stream, its face and its alarm appear on the dashboard."""
-    config = ServiceConfig(model=fake_model, cusum_h=4.0)
+    config = ServiceConfig(analysis={"model": fake_model, "cusum_h": 4.0})
     with running_service(config) as service, chromium(camera, tmp_path / "profile") as browser:
         browser.get(service.base + "/docs")
         add = wait_for_element(browser, 'form[data-method="post"][data-path="/v1/streams"]')
@@ -248,7 +248,9 @@ def test_the_dashboard_opened_after_an_alarm_shows_it(
 ) -> None:
     """An operator who opens the dashboard after the alarm (the stream has even ended) sees the
     alarm in the events list, loaded from the outbox."""
-    config = ServiceConfig(model=fake_model, cusum_h=4.0, allow_file_urls=True)
+    config = ServiceConfig(
+        analysis={"model": fake_model, "cusum_h": 4.0}, ingest={"pull": {"allow_file_urls": True}}
+    )
     with running_service(config) as service:
         added = service.request(
             "POST", "/v1/streams", {"url": one_face_video.as_uri(), "id": "gone"}

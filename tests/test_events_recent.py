@@ -54,7 +54,9 @@ def sse_messages(
 
 
 def test_a_client_that_connects_after_an_alarm_gets_it_first(clip: Path, fake_model: Path) -> None:
-    config = ServiceConfig(model=fake_model, allow_file_urls=True, cusum_h=4.0)
+    config = ServiceConfig(
+        analysis={"model": fake_model, "cusum_h": 4.0}, ingest={"pull": {"allow_file_urls": True}}
+    )
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": "earlier"})
         assert reply.status == 201, reply.body
@@ -82,7 +84,7 @@ def test_a_client_that_connects_after_an_alarm_gets_it_first(clip: Path, fake_mo
 
 
 def test_a_bad_recent_count_is_a_400(fake_model: Path) -> None:
-    with running_service(ServiceConfig(model=fake_model)) as service:
+    with running_service(ServiceConfig(analysis={"model": fake_model})) as service:
         for value in ("-1", "abc", "1001", "2.5", "\u0661"):  # the last: an Arabic-Indic 1
             reply = service.request("GET", "/v1/events?recent=" + urllib.request.quote(value))
             assert reply.status == 400, (value, reply.body)

@@ -74,11 +74,14 @@ def test_a_sink_down_past_its_retry_budget_gets_every_event_in_order_when_back(
     receiver = Receiver()  # down: nothing listens on its port yet
     outbox = tmp_path / "events.sqlite"
     config = ServiceConfig(
-        model=fake_model,
-        allow_file_urls=True,
-        cusum_h=4.0,
-        events_path=outbox,
-        sinks=(f"webhook:{receiver.url};name=hook;backoff=0.02;max_backoff=0.05;max_attempts=5",),
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={
+            "path": outbox,
+            "sinks": (
+                f"webhook:{receiver.url};name=hook;backoff=0.02;max_backoff=0.05;max_attempts=5",
+            ),
+        },
     )
     try:
         with running_service(config) as service:
@@ -114,7 +117,7 @@ class ServeProcess:
     def __init__(self, config: dict[str, object], directory: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        lines = [f"port = {self.port}"] + [f"{k} = {toml_value(v)}" for k, v in config.items()]
+        lines = [f"http.port = {self.port}"] + [f"{k} = {toml_value(v)}" for k, v in config.items()]
         self.config_file = directory / "swapwatch.toml"
         self.config_file.write_text("\n".join(lines) + "\n")
         command = [sys.executable, "-m", "swapwatch", "serve", "--config", str(self.config_file)]
@@ -128,7 +131,7 @@ class ServeProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.api = RunningService(ServiceConfig(port=self.port), self.base)
+        self.api = RunningService(ServiceConfig(http={"port": self.port}), self.base)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -199,11 +202,11 @@ def test_a_full_disk_under_the_outbox_is_reported_loses_nothing_committed_and_re
     receiver = Receiver().start()
     outbox = tmp_path / "events.sqlite"
     config = {
-        "model": fake_model,
-        "allow_file_urls": True,
-        "cusum_h": 4.0,
-        "events_path": outbox,
-        "sinks": [
+        "analysis.model": fake_model,
+        "ingest.pull.allow_file_urls": True,
+        "analysis.cusum_h": 4.0,
+        "events.path": outbox,
+        "events.sinks": [
             f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2;max_attempts=1000"
         ],
     }
@@ -277,7 +280,12 @@ def test_a_damaged_outbox_is_named_at_start_with_what_to_do_and_left_as_it_is(
             log.append(_filler_event(n))
     damage(outbox, how)
     damaged = outbox.read_bytes()
-    config = {"model": fake_model, "allow_file_urls": True, "cusum_h": 4.0, "events_path": outbox}
+    config = {
+        "analysis.model": fake_model,
+        "ingest.pull.allow_file_urls": True,
+        "analysis.cusum_h": 4.0,
+        "events.path": outbox,
+    }
     service = ServeProcess(config, tmp_path)
     try:
         api = service.wait_ready()
@@ -332,13 +340,16 @@ def test_a_pulled_source_frozen_then_killed_is_reported_and_picked_up_again(
     url = f"tcp://127.0.0.1:{port}"
     outbox = tmp_path / "events.sqlite"
     config = ServiceConfig(
-        model=fake_model,
-        cusum_h=4.0,
-        reconnect_initial_s=0.3,
-        reconnect_max_s=1.0,
-        read_timeout_s=2.0,
-        events_path=outbox,
-        sinks=(f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2",),
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={
+            "reconnect_initial_s": 0.3,
+            "reconnect_max_s": 1.0,
+            "read_timeout_s": 2.0,
+        },
+        events={
+            "path": outbox,
+            "sinks": (f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2",),
+        },
     )
     cameras: list[subprocess.Popen[str]] = []
 
@@ -398,12 +409,12 @@ def test_sigkill_during_a_push_ingest_restarts_cleanly_and_delivers_what_was_rai
     low = free_port()
     outbox = tmp_path / "events.sqlite"
     config = {
-        "model": fake_model,
-        "cusum_h": 4.0,
-        "events_path": outbox,
-        "rtmp_host": "127.0.0.1",
-        "rtmp_ports": [low, low],
-        "sinks": [f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2"],
+        "analysis.model": fake_model,
+        "analysis.cusum_h": 4.0,
+        "events.path": outbox,
+        "ingest.rtmp.host": "127.0.0.1",
+        "ingest.rtmp.ports": [low, low],
+        "events.sinks": [f"webhook:{receiver.url};name=hook;backoff=0.05;max_backoff=0.2"],
     }
     service = ServeProcess(config, tmp_path)
     publisher: subprocess.Popen[str] | None = None

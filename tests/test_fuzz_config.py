@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import typing
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swapwatch.errors import ConfigError
-from swapwatch.server.config import ENV_PREFIX, SECRET_KEYS, ServiceConfig, load_config
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config_sources import (
+    LEGACY_KEYS,
+    SECRET_KEYS,
+    env_name,
+    leaf_types,
+    load_config,
+)
 
 pytestmark = pytest.mark.fuzz
 
-KEYS = sorted(typing.get_type_hints(ServiceConfig))
+# Dotted keys (TOML dotted keys make the tables), section names and the old flat keys.
+KEYS = sorted({*leaf_types(), *{k.rpartition(".")[0] for k in leaf_types()} - {""}, *LEGACY_KEYS})
+SECRET_VARIABLES = {env_name(k) for k in SECRET_KEYS} | {"SWAPWATCH_TOKEN", "SWAPWATCH_SINKS"}
 # Known keys mostly, and near misses and strangers now and then.
 key_names = st.one_of(
     st.sampled_from(KEYS),
@@ -61,7 +69,7 @@ def toml_literal(value: object) -> str:
 
 def loads_or_refuses(path: Path | None = None, environ: dict[str, str] | None = None) -> None:
     environ = environ or {}
-    secret = {k: k[len(ENV_PREFIX) :].lower() in SECRET_KEYS for k in environ}
+    secret = {k: k in SECRET_VARIABLES for k in environ}
     shown = {v for k, v in environ.items() if not secret[k]}  # the same text set as a host, say
     secrets = [v for k, v in environ.items() if secret[k] and v not in shown]
     try:
@@ -109,6 +117,6 @@ env_values = st.one_of(
 
 
 @settings(max_examples=examples(150, 3000))
-@given(st.dictionaries(key_names.map(lambda k: ENV_PREFIX + k.upper()), env_values, max_size=4))
+@given(st.dictionaries(key_names.map(env_name), env_values, max_size=4))
 def test_any_swapwatch_variables_load_or_give_one_config_error(environ: dict[str, str]) -> None:
     loads_or_refuses(environ=environ)

@@ -31,17 +31,18 @@ def served(
     fake_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningService, TracebackCatcher]]:
     config = ServiceConfig(
-        model=fake_model,
-        token=TOKEN,
-        max_streams=4,
-        max_body_bytes=4096,
-        max_offer_bytes=8192,
-        read_timeout_s=1.0,
-        reconnect_initial_s=0.5,
-        reconnect_max_s=1.0,
-        cors_origins=("https://ok.example",),
-        nginx_rtmp_url="rtmp://127.0.0.1:1",  # nothing listens: pulls from it fail and retry
-        events_path=tmp_path_factory.mktemp("fuzz-http") / "events.sqlite",
+        analysis={"model": fake_model},
+        auth={"token": TOKEN},
+        limits={"max_streams": 4},
+        http={"max_body_bytes": 4096, "cors_origins": ("https://ok.example",)},
+        ingest={
+            "webrtc": {"max_offer_bytes": 8192},
+            "read_timeout_s": 1.0,
+            "reconnect_initial_s": 0.5,
+            "reconnect_max_s": 1.0,
+            "nginx_rtmp": {"url": "rtmp://127.0.0.1:1"},
+        },
+        events={"path": tmp_path_factory.mktemp("fuzz-http") / "events.sqlite"},
     )
     with catching_tracebacks() as catcher, running_service(config) as service:
         yield service, catcher

@@ -135,9 +135,9 @@ def ingest_service(
     fake_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningService, TracebackCatcher]]:
     config = ServiceConfig(
-        model=fake_model,
-        read_timeout_s=3.0,
-        events_path=tmp_path_factory.mktemp("fuzz-push") / "events.sqlite",
+        analysis={"model": fake_model},
+        ingest={"read_timeout_s": 3.0},
+        events={"path": tmp_path_factory.mktemp("fuzz-push") / "events.sqlite"},
     )
     with catching_tracebacks() as catcher, running_service(config) as service:
         yield service, catcher

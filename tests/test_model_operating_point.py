@@ -17,7 +17,7 @@ from swapwatch.errors import ModelError
 from swapwatch.fusion import Policy
 from swapwatch.models import DEFAULT_DETECTOR, FLOAT_DETECTOR
 from swapwatch.server.config import ServiceConfig
-from swapwatch.server.manager import StreamManager
+from swapwatch.server.manager import StreamManager, StreamSettings
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.training.stamp import file_sha256
 
@@ -104,10 +104,14 @@ def test_the_service_alarms_at_the_models_h_unless_configured(tmp_path: Path) ->
     assert set_point(tmp_path, model, threshold=0.9, h=12.0) == 0
     engine = create_engine("onnxruntime", model)
     try:
-        own = StreamManager(ServiceConfig(model=model), engine, ServiceMetrics())
+        own = StreamManager(
+            StreamSettings.of(ServiceConfig(analysis={"model": model})), engine, ServiceMetrics()
+        )
         assert own.decision(Policy.KYC).h == 12.0
         configured = StreamManager(
-            ServiceConfig(model=model, cusum_h=30.0), engine, ServiceMetrics()
+            StreamSettings.of(ServiceConfig(analysis={"model": model, "cusum_h": 30.0})),
+            engine,
+            ServiceMetrics(),
         )
         assert configured.decision(Policy.KYC).h == 30.0
     finally:

@@ -16,7 +16,8 @@ from publisher import finished, start_publisher
 from service import RunningService, free_port, running_service
 
 from swapwatch.errors import ConfigError
-from swapwatch.server.config import ServiceConfig, load_config
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config_sources import load_config
 
 NGINX = Path("/usr/sbin/nginx")
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -103,13 +104,14 @@ def relay(
 ) -> Iterator[tuple[RunningService, Nginx]]:
     port = free_port()
     config = ServiceConfig(
-        model=fake_model,
-        token=TOKEN,
-        nginx_rtmp_url=f"rtmp://127.0.0.1:{port}",
-        nginx_rtmp_keys=("studio",),
-        read_timeout_s=3.0,
-        reconnect_initial_s=0.3,
-        reconnect_max_s=1.0,
+        analysis={"model": fake_model},
+        auth={"token": TOKEN},
+        ingest={
+            "nginx_rtmp": {"url": f"rtmp://127.0.0.1:{port}", "keys": ("studio",)},
+            "read_timeout_s": 3.0,
+            "reconnect_initial_s": 0.3,
+            "reconnect_max_s": 1.0,
+        },
     )
     with running_service(config) as service:
         conf = deployed_conf(port, service.base, TOKEN)
@@ -203,26 +205,31 @@ def test_publish_done_of_an_unknown_stream_is_a_no_op(relay: tuple[RunningServic
     [
         ({}, ("rtmp://127.0.0.1:1935", ())),
         (
-            {"SWAPWATCH_NGINX_RTMP_URL": "rtmp://relay:1935", "SWAPWATCH_NGINX_RTMP_KEYS": "a,b"},
+            {
+                "SWAPWATCH_INGEST_NGINX_RTMP_URL": "rtmp://relay:1935",
+                "SWAPWATCH_INGEST_NGINX_RTMP_KEYS": "a,b",
+            },
             ("rtmp://relay:1935", ("a", "b")),
         ),
-        ({"SWAPWATCH_NGINX_RTMP_URL": "none"}, (None, ())),
-        ({"SWAPWATCH_NGINX_RTMP_URL": "http://relay/"}, ConfigError),
+        ({"SWAPWATCH_INGEST_NGINX_RTMP_URL": "none"}, (None, ())),
+        ({"SWAPWATCH_INGEST_NGINX_RTMP_URL": "http://relay/"}, ConfigError),
     ],
 )
 def test_the_relay_settings(
     environ: dict[str, str], expected: tuple[str | None, tuple[str, ...]] | type[Exception]
 ) -> None:
     if isinstance(expected, type):
-        with pytest.raises(expected, match="nginx_rtmp_url"):
+        with pytest.raises(expected, match=r"ingest\.nginx_rtmp\.url"):
             load_config(environ=environ)
         return
     config = load_config(environ=environ)
-    assert (config.nginx_rtmp_url, config.nginx_rtmp_keys) == expected
+    assert (config.ingest.nginx_rtmp.url, config.ingest.nginx_rtmp.keys) == expected
 
 
 def test_the_hooks_are_off_without_a_relay_url(fake_model: Path) -> None:
-    with running_service(ServiceConfig(model=fake_model, nginx_rtmp_url=None)) as service:
+    with running_service(
+        ServiceConfig(analysis={"model": fake_model}, ingest={"nginx_rtmp": {"url": None}})
+    ) as service:
         reply = service.request(
             "POST",
             "/v1/hooks/nginx-rtmp/publish",

@@ -62,7 +62,9 @@ class Service:
     api: RunningService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.api = RunningService(ServiceConfig(port=self.port), f"http://127.0.0.1:{self.port}")
+        self.api = RunningService(
+            ServiceConfig(http={"port": self.port}), f"http://127.0.0.1:{self.port}"
+        )
 
     def start(self, wait: bool = True) -> None:
         self.process = serve_process(self.config_file, self.log)
@@ -94,10 +96,10 @@ def receiver() -> Iterator[Receiver]:
 def make_service(tmp_path: Path, receiver: Receiver, model: Path, **settings: Any) -> Service:
     port = free_port()
     lines = [
-        f"port = {port}",
-        f'model = "{model}"',
-        f'events_path = "{tmp_path / "state" / "events.sqlite"}"',
-        f'sinks = ["webhook:{receiver.url};backoff=0.2;max_backoff=0.5"]',
+        f"http.port = {port}",
+        f'analysis.model = "{model}"',
+        f'events.path = "{tmp_path / "state" / "events.sqlite"}"',
+        f'events.sinks = ["webhook:{receiver.url};backoff=0.2;max_backoff=0.5"]',
         *(f"{key} = {json.dumps(value)}" for key, value in settings.items()),
     ]
     config_file = tmp_path / "swapwatch.toml"
@@ -130,7 +132,7 @@ def stream_ids(service: Service) -> list[str]:
 def test_a_crash_closes_the_runs_it_cut_and_the_saved_streams_come_back(
     tmp_path: Path, fake_model: Path, long_clip: Path, receiver: Receiver
 ) -> None:
-    service = make_service(tmp_path, receiver, fake_model, allow_file_urls=True)
+    service = make_service(tmp_path, receiver, fake_model, **{"ingest.pull.allow_file_urls": True})
     try:
         service.start()
         for name in ("cam", "gone"):
@@ -178,7 +180,10 @@ def test_a_push_ingest_comes_back_after_a_crash_with_its_key(
 ) -> None:
     low = free_port()
     service = make_service(
-        tmp_path, receiver, fake_model, rtmp_host="127.0.0.1", rtmp_ports=[low, low]
+        tmp_path,
+        receiver,
+        fake_model,
+        **{"ingest.rtmp.host": "127.0.0.1", "ingest.rtmp.ports": [low, low]},
     )
     pusher = primed_publisher(60.0)
     try:
@@ -242,7 +247,9 @@ def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itsel
     tmp_path: Path, fake_model: Path, one_face_video: Path
 ) -> None:
     config = ServiceConfig(
-        model=fake_model, allow_file_urls=True, events_path=tmp_path / "events.sqlite"
+        analysis={"model": fake_model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": tmp_path / "events.sqlite"},
     )
     camera = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there yet: it keeps reconnecting
     with running_service(config) as service:
@@ -271,7 +278,7 @@ def test_a_run_whose_end_is_in_the_outbox_is_not_closed_again_as_crashed(
     with EventLog(outbox_path) as outbox:
         StreamEvents(outbox, "ended", "run-ended").ended({"reason": "removed"})
         StreamEvents(outbox, "cut", "run-cut").started({"width": 640})
-    config = ServiceConfig(model=fake_model, events_path=outbox_path)
+    config = ServiceConfig(analysis={"model": fake_model}, events={"path": outbox_path})
     with running_service(config) as service:
         deadline = time.monotonic() + 10
         while service.request("GET", "/v1/events/status").body["outbox"]["recorded"] < 1:

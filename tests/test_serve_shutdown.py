@@ -29,12 +29,12 @@ def write_config(tmp_path: Path, model: Path, **extra: object) -> tuple[Path, in
     port = free_port()
     low = 20000 + port % 20000
     settings: dict[str, object] = {
-        "port": port,
-        "model": str(model),
-        "events_path": str(tmp_path / "events.sqlite"),
-        "sinks": [f"jsonl:{tmp_path / 'delivered.jsonl'}"],
-        "rtmp_ports": [low, low + 20],
-        "drain_timeout_s": DRAIN_TIMEOUT_S,
+        "http.port": port,
+        "analysis.model": str(model),
+        "events.path": str(tmp_path / "events.sqlite"),
+        "events.sinks": [f"jsonl:{tmp_path / 'delivered.jsonl'}"],
+        "ingest.rtmp.ports": [low, low + 20],
+        "limits.drain_timeout_s": DRAIN_TIMEOUT_S,
         **extra,
     }
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
@@ -139,7 +139,7 @@ def test_sigterm_with_a_frozen_pull_exits_within_the_drain_timeout(
     than the drain timeout) still lets the service stop within drain_timeout_s."""
     camera = free_port()
     publisher = start_publisher(f"tcp://127.0.0.1:{camera}?listen=1", 2.0, "mpegts", hold=60.0)
-    config, port = write_config(tmp_path, fake_model, read_timeout_s=60.0)
+    config, port = write_config(tmp_path, fake_model, **{"ingest.read_timeout_s": 60.0})
     log = tmp_path / "serve.log"
     process = serve(config, log)
     base = f"http://127.0.0.1:{port}"

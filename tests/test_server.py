@@ -20,8 +20,9 @@ from publisher import finished, primed_publisher, push_to, start_publisher
 from service import RunningService, free_port, running_service
 
 from swapwatch.engines import create_engine
-from swapwatch.server.config import ServiceConfig, load_config
-from swapwatch.server.manager import StreamManager
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config_sources import load_config
+from swapwatch.server.manager import StreamManager, StreamSettings
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.streams import StreamWorker
 
@@ -41,15 +42,15 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def service(fake_model: Path) -> Iterator[RunningService]:
     config = ServiceConfig(
-        model=fake_model,
-        allow_file_urls=True,
-        max_streams=3,
-        reconnect_initial_s=0.3,
-        reconnect_max_s=1.0,
-        read_timeout_s=3.0,
-        cusum_h=4.0,
-        max_body_bytes=4096,
-        cors_origins=("https://ok.example",),
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={
+            "pull": {"allow_file_urls": True},
+            "reconnect_initial_s": 0.3,
+            "reconnect_max_s": 1.0,
+            "read_timeout_s": 3.0,
+        },
+        limits={"max_streams": 3},
+        http={"max_body_bytes": 4096, "cors_origins": ("https://ok.example",)},
     )
     with running_service(config) as running:
         yield running
@@ -156,7 +157,7 @@ def test_a_body_that_arrives_in_pieces_is_read_whole(service: RunningService) ->
 
 
 def test_file_urls_stay_off_whatever_the_case_of_the_scheme(fake_model: Path, clip: Path) -> None:
-    with running_service(ServiceConfig(model=fake_model)) as service:
+    with running_service(ServiceConfig(analysis={"model": fake_model})) as service:
         for url in (clip.as_uri(), "FILE://" + clip.as_uri().removeprefix("file://")):
             reply = service.request("POST", "/v1/streams", {"url": url})
             assert reply.status == 400, (url, reply.body)
@@ -246,7 +247,9 @@ def test_metrics_are_prometheus_text_with_our_names(service: RunningService, cli
 
 def test_rtmp_push_ingest_takes_only_the_streams_own_key(fake_model: Path) -> None:
     low = free_port()
-    config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low))
+    config = ServiceConfig(
+        analysis={"model": fake_model}, ingest={"rtmp": {"host": "127.0.0.1", "ports": (low, low)}}
+    )
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
         assert reply.status == 201, reply.body
@@ -283,7 +286,8 @@ def test_one_shot_publishers_are_taken_whenever_they_come(fake_model: Path) -> N
     # ... -f flv URL) connects as soon as it is started and never again.
     low = free_port()
     config = ServiceConfig(
-        model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low), reconnect_initial_s=2.0
+        analysis={"model": fake_model},
+        ingest={"rtmp": {"host": "127.0.0.1", "ports": (low, low)}, "reconnect_initial_s": 2.0},
     )
     first, second = primed_publisher(3.0), primed_publisher(2.0)
     try:
@@ -324,7 +328,7 @@ def listening_addresses(port: int) -> set[str]:
 def test_the_rtmp_ingest_listens_where_the_api_listens(fake_model: Path) -> None:
     # The API is on loopback without a token: the ingest must not be open to the network.
     low = free_port()
-    config = ServiceConfig(model=fake_model, rtmp_ports=(low, low))
+    config = ServiceConfig(analysis={"model": fake_model}, ingest={"rtmp": {"ports": (low, low)}})
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "studio"})
         assert reply.status == 201, reply.body
@@ -345,8 +349,8 @@ def test_the_ingest_url_names_the_configured_host_not_the_request_host(
     # A client's Host header must not choose where publishers are sent (a poisoned cache or a
     # proxy would hand out an attacker's ingest): the configured host, else where it listens.
     low = free_port()
-    public = {} if public_host is None else {"rtmp_public_host": public_host}
-    config = ServiceConfig(model=fake_model, rtmp_host="127.0.0.1", rtmp_ports=(low, low), **public)
+    rtmp = {"host": "127.0.0.1", "ports": (low, low), "public_host": public_host}
+    config = ServiceConfig(analysis={"model": fake_model}, ingest={"rtmp": rtmp})
     with running_service(config) as service:
         reply = service.request(
             "POST",
@@ -364,7 +368,8 @@ def test_a_pulled_stream_that_dies_reconnects(fake_model: Path) -> None:
     url = f"tcp://127.0.0.1:{port}"
     camera = f"{url}?listen=1"
     config = ServiceConfig(
-        model=fake_model, reconnect_initial_s=0.3, reconnect_max_s=1.0, read_timeout_s=3.0
+        analysis={"model": fake_model},
+        ingest={"reconnect_initial_s": 0.3, "reconnect_max_s": 1.0, "read_timeout_s": 3.0},
     )
     with running_service(config) as service:
         first = start_publisher(camera, 3.0, "mpegts")
@@ -383,7 +388,7 @@ def test_a_pulled_stream_that_dies_reconnects(fake_model: Path) -> None:
 
 
 def test_the_api_needs_the_token_when_one_is_set(fake_model: Path) -> None:
-    config = ServiceConfig(model=fake_model, token=TOKEN)
+    config = ServiceConfig(analysis={"model": fake_model}, auth={"token": TOKEN})
     with running_service(config) as service:
         denied = service.request("GET", "/v1/streams")
         assert denied.status == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
@@ -398,8 +403,8 @@ def test_the_api_needs_the_token_when_one_is_set(fake_model: Path) -> None:
 def test_the_quality_gate_settings_reach_every_stream(fake_model: Path, clip: Path) -> None:
     # The clip's face is frontal, bright and sharp: only the configured gate can skip it.
     config = load_config(
-        environ={"SWAPWATCH_MAX_YAW": "0.001"},
-        overrides={"model": fake_model, "allow_file_urls": True},
+        environ={"SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW": "0.001"},
+        overrides={"analysis.model": fake_model, "ingest.pull.allow_file_urls": True},
     )
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": "turned"})
@@ -416,8 +421,12 @@ def test_a_stream_removed_while_its_id_is_taken_again_leaves_the_new_one(
 ) -> None:
     # DELETE waits for the old worker to stop; a POST of the same id can land meanwhile.
     async def main() -> None:
-        config = ServiceConfig(model=fake_model, reconnect_initial_s=0.3, read_timeout_s=3.0)
-        manager = StreamManager(config, create_engine("onnxruntime", fake_model), ServiceMetrics())
+        config = ServiceConfig(
+            analysis={"model": fake_model},
+            ingest={"reconnect_initial_s": 0.3, "read_timeout_s": 3.0},
+        )
+        engine = create_engine("onnxruntime", fake_model)
+        manager = StreamManager(StreamSettings.of(config), engine, ServiceMetrics())
         url = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there: it keeps reconnecting
         old = await manager.add_pull(url, "cam")
         new: list[StreamWorker] = []
@@ -441,8 +450,11 @@ def test_a_stream_that_ends_by_itself_releases_its_face_models(
     fake_model: Path, clip: Path
 ) -> None:
     async def main() -> None:
-        config = ServiceConfig(model=fake_model, allow_file_urls=True)
-        manager = StreamManager(config, create_engine("onnxruntime", fake_model), ServiceMetrics())
+        config = ServiceConfig(
+            analysis={"model": fake_model}, ingest={"pull": {"allow_file_urls": True}}
+        )
+        engine = create_engine("onnxruntime", fake_model)
+        manager = StreamManager(StreamSettings.of(config), engine, ServiceMetrics())
         worker = await manager.add_pull(clip.as_uri(), "vod")
         try:
             for _ in range(600):

@@ -24,11 +24,10 @@ TOKEN = "a-test-token-of-enough-length"
 def guarded(fake_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     outbox = tmp_path_factory.mktemp("hardening") / "events.sqlite"
     config = ServiceConfig(
-        model=fake_model,
-        token=TOKEN,
-        events_path=outbox,
-        reconnect_initial_s=0.1,
-        reconnect_max_s=0.2,
+        analysis={"model": fake_model},
+        auth={"token": TOKEN},
+        events={"path": outbox},
+        ingest={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.2},
     )
     with running_service(config) as service:
         yield service
@@ -75,10 +74,9 @@ def test_with_a_token_the_metrics_need_it_too(guarded: RunningService) -> None:
 
 def test_metrics_public_opens_only_the_metrics(fake_model: Path, tmp_path: Path) -> None:
     config = ServiceConfig(
-        model=fake_model,
-        token=TOKEN,
-        metrics_public=True,
-        events_path=tmp_path / "events.sqlite",
+        analysis={"model": fake_model},
+        auth={"token": TOKEN, "metrics_public": True},
+        events={"path": tmp_path / "events.sqlite"},
     )
     with running_service(config) as service:
         assert service.request("GET", "/metrics").status == 200
@@ -93,8 +91,8 @@ def test_a_stream_that_cannot_connect_reports_one_error_not_one_per_try(
     assert reply.status == 201, reply.body
     status = guarded.wait_for(lambda s: s["reconnects"] >= 5, "gone", token=TOKEN)
     assert status["state"] in ("reconnecting", "starting") and status["last_error"]
-    assert guarded.config.events_path is not None
-    with EventLog(guarded.config.events_path) as log:
+    assert guarded.config.events.path is not None
+    with EventLog(guarded.config.events.path) as log:
         events = [stored.event() for stored in log.read_after(0, 10_000)]
     errors = [e for e in events if e.stream == "gone" and e.type is EventType.STREAM_ERROR]
     assert len(errors) == 1 and errors[0].detail is not None

@@ -88,11 +88,12 @@ def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
     receiver = Receiver(secret=SECRET).start()
     outbox = tmp_path / "events.sqlite"
     config = ServiceConfig(
-        model=fake_model,
-        allow_file_urls=True,
-        cusum_h=4.0,
-        events_path=outbox,
-        sinks=(f"webhook:{receiver.url};secret={SECRET};name=soc",),
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={
+            "path": outbox,
+            "sinks": (f"webhook:{receiver.url};secret={SECRET};name=soc",),
+        },
     )
     try:
         with running_service(config) as service:
@@ -117,7 +118,7 @@ def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
             assert soc["dead_lettered"] == 0 and soc["failed_attempts"] == 0
             status = service.request("GET", "/v1/events/status").body
             assert status["outbox"]["ok"] and status["outbox"]["recorded"] == len(events)
-            shown = service.request("GET", "/v1/config").body["sinks"]
+            shown = service.request("GET", "/v1/config").body["events"]["sinks"]
             assert shown == ["webhook:***"]  # no secret, no URL
             samples = metric_samples(service)
             assert samples[("swapwatch_sink_delivered_total", (("sink", "soc"),))] == len(events)
@@ -137,7 +138,11 @@ def test_a_reconnecting_stream_gets_a_new_run_and_distinct_event_ids(
     tmp_path: Path, fake_model: Path, clip: Path
 ) -> None:
     outbox = tmp_path / "events.sqlite"
-    config = ServiceConfig(model=fake_model, allow_file_urls=True, events_path=outbox)
+    config = ServiceConfig(
+        analysis={"model": fake_model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": outbox},
+    )
     with running_service(config) as service:
         for _ in range(2):  # the same id added twice: two runs
             add_file_stream(service, clip, "again")
@@ -183,16 +188,17 @@ def test_service_killed_with_sigkill_mid_delivery_loses_no_event(
     outbox = tmp_path / "events.sqlite"
     config_file = tmp_path / "swapwatch.toml"
     config_file.write_text(
-        f'port = {port}\nmodel = "{fake_model}"\nallow_file_urls = true\ncusum_h = 4.0\n'
-        f'events_path = "{outbox}"\n'
-        f'sinks = ["webhook:{receiver.url};secret={SECRET};backoff=0.2;max_backoff=0.5"]\n'
+        f'http.port = {port}\nanalysis.model = "{fake_model}"\n'
+        "ingest.pull.allow_file_urls = true\nanalysis.cusum_h = 4.0\n"
+        f'events.path = "{outbox}"\n'
+        f'events.sinks = ["webhook:{receiver.url};secret={SECRET};backoff=0.2;max_backoff=0.5"]\n'
     )
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     service = serve_in_subprocess(config_file, log)
     try:
         wait_ready(base, service)
-        running = RunningService(ServiceConfig(port=port), base)
+        running = RunningService(ServiceConfig(http={"port": port}), base)
         for name in ("a", "b"):
             add_file_stream(running, clip, name)
         for name in ("a", "b"):
@@ -228,7 +234,11 @@ def test_a_corrupt_outbox_is_reported_and_analysis_goes_on(
 ) -> None:
     outbox = tmp_path / "events.sqlite"
     outbox.write_bytes(b"this is not a database" * 100)
-    config = ServiceConfig(model=fake_model, allow_file_urls=True, cusum_h=4.0, events_path=outbox)
+    config = ServiceConfig(
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": outbox},
+    )
     with running_service(config) as service:
         ready = service.request("GET", "/readyz")
         assert ready.status == 200 and ready.body["events"] == "degraded"
@@ -256,11 +266,9 @@ def test_a_full_outbox_is_reported_and_analysis_goes_on(
                 log.append(_filler_event(filler))
                 filler += 1
     config = ServiceConfig(
-        model=fake_model,
-        allow_file_urls=True,
-        cusum_h=4.0,
-        events_path=outbox,
-        events_max_mb=0.0625,
+        analysis={"model": fake_model, "cusum_h": 4.0},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": outbox, "max_mb": 0.0625},
     )
     with running_service(config) as service:
         add_file_stream(service, clip, "cam")
@@ -297,7 +305,7 @@ def test_a_bad_sink_stops_the_service_with_one_clear_line(
 ) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "swapwatch", "serve", "--port", str(free_port())],
-        env={**os.environ, "SWAPWATCH_SINKS": sinks, "XDG_STATE_HOME": str(tmp_path)},
+        env={**os.environ, "SWAPWATCH_EVENTS_SINKS": sinks, "XDG_STATE_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -312,7 +320,9 @@ def test_a_stream_removed_through_the_api_ends_with_one_event(
     outbox = tmp_path / "events.sqlite"
     low = free_port()
     config = ServiceConfig(
-        model=fake_model, events_path=outbox, rtmp_host="127.0.0.1", rtmp_ports=(low, low)
+        analysis={"model": fake_model},
+        events={"path": outbox},
+        ingest={"rtmp": {"host": "127.0.0.1", "ports": (low, low)}},
     )
     with running_service(config) as service:
         reply = service.request("POST", "/v1/streams", {"ingest": "rtmp", "id": "idle"})
@@ -330,7 +340,7 @@ def test_a_stream_removed_through_the_api_ends_with_one_event(
 
 
 def test_a_last_event_id_we_never_sent_still_gets_the_live_feed(fake_model: Path) -> None:
-    with running_service(ServiceConfig(model=fake_model)) as service:
+    with running_service(ServiceConfig(analysis={"model": fake_model})) as service:
         # "²" passes str.isdigit() but is no outbox position.
         for last_id in ("²", "9" * 5000, "-3"):
             request = urllib.request.Request(

@@ -29,10 +29,10 @@ PROMPT_S = 3.0  # the exit itself (closing the engine, the interpreter) included
 def start_serve(tmp_path: Path, model: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     settings = {
-        "port": port,
-        "model": str(model),
-        "events_path": str(tmp_path / "events.sqlite"),
-        "drain_timeout_s": DRAIN_TIMEOUT_S,
+        "http.port": port,
+        "analysis.model": str(model),
+        "events.path": str(tmp_path / "events.sqlite"),
+        "limits.drain_timeout_s": DRAIN_TIMEOUT_S,
     }
     config = tmp_path / "swapwatch.toml"
     config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))

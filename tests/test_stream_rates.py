@@ -31,7 +31,7 @@ def test_a_frozen_feed_shows_no_rate_and_no_latency(fake_model: Path) -> None:
     camera = free_port()
     # 4 s of frames, then connected and silent (read_timeout_s keeps it "running" meanwhile)
     publisher = start_publisher(f"tcp://127.0.0.1:{camera}?listen=1", 4.0, "mpegts", hold=30.0)
-    config = ServiceConfig(model=fake_model, read_timeout_s=30.0)
+    config = ServiceConfig(analysis={"model": fake_model}, ingest={"read_timeout_s": 30.0})
     try:
         with running_service(config) as service:
             added = service.request("POST", "/v1/streams", {"url": f"tcp://127.0.0.1:{camera}"})

@@ -8,9 +8,13 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swapwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from swapwatch.engines.base import Engine
+    from swapwatch.server.config import EngineConfig, ServiceConfig
 
 log = logging.getLogger(__name__)
 REQUESTS_SHUTDOWN_S = 2.0  # what a request still in flight at the end of a stop gets
@@ -32,36 +36,33 @@ def add_serve_parser(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from swapwatch.server.config import load_config
+    from swapwatch.server.config_sources import load_config
 
     config = load_config(
-        args.config, overrides={"host": args.host, "port": args.port, "model": args.model}
+        args.config,
+        overrides={"http.host": args.host, "http.port": args.port, "analysis.model": args.model},
     )
     return asyncio.run(serve(config))
 
 
-async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
+async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> int:
     from aiohttp import web
 
-    from swapwatch.engines import create_engine
     from swapwatch.engines.batching import BatchingEngine
-    from swapwatch.models import resolve_detector
     from swapwatch.server.app import Service, build_app
     from swapwatch.server.metrics import ServiceMetrics
     from swapwatch.server.protocol_log import protocol_error_log
     from swapwatch.stream.pipeline import extra_signals
 
-    for extra in extra_signals(config.signals):  # a missing plugin stops us here, not later
+    for extra in extra_signals(config.analysis.signals):  # a missing plugin stops us here
         extra.signal.close()
     metrics = ServiceMetrics()
-    engine = create_engine(
-        config.engine,
-        resolve_detector(config.model, config.device),
-        device=config.device,
-        threads=config.threads,
-    )
+    engine = build_engine(config.engine, config.analysis.model)
     shared = BatchingEngine(
-        engine, config.max_batch, config.max_batch_wait_ms / 1000.0, on_batch=metrics.observe_batch
+        engine,
+        config.engine.max_batch,
+        config.engine.max_batch_wait_ms / 1000.0,
+        on_batch=metrics.observe_batch,
     )
     try:
         service = Service(config, shared, metrics)
@@ -80,14 +81,15 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
         shutdown_timeout=REQUESTS_SHUTDOWN_S,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    host, port = config.http.host, config.http.port
+    site = web.TCPSite(runner, host, port)
     listening = False
     try:
         await service.start()  # the outbox is open before a request can add a stream
         try:
             await site.start()
         except OSError as exc:
-            where = f"{config.host}:{config.port}"
+            where = f"{host}:{port}"
             raise ConfigError(f"cannot listen on {where}: {exc.strerror}") from exc
         listening = True
         stop = asyncio.Event()
@@ -96,9 +98,11 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         await loop.run_in_executor(None, shared.warmup)
+        providers = engine_providers(engine)
+        log.info("engine warmed up on %s, batch sizes %s", providers, shared.warmed_sizes)
         service.ready = True
         print(
-            f"swapwatch: serving on http://{config.host}:{config.port} "
+            f"swapwatch: serving on http://{host}:{port} "
             f"(dashboard /, try it /try, API docs /docs)",
             flush=True,
         )
@@ -113,3 +117,31 @@ async def serve(config: Any, ready: asyncio.Event | None = None) -> int:
         await runner.cleanup()
         shared.close()
     return 0
+
+
+def build_engine(config: EngineConfig, model: Path | None) -> Engine:
+    """The detector engine of the `engine` section (TensorRT's options for `onnxruntime`)."""
+    from swapwatch.engines import DEFAULT_ENGINE, create_engine
+    from swapwatch.engines.tensorrt import TensorRtOptions
+    from swapwatch.models import resolve_detector
+
+    options: dict[str, Any] = {}
+    if config.type == DEFAULT_ENGINE:
+        trt = config.tensorrt
+        options["tensorrt"] = TensorRtOptions(
+            max_batch=config.max_batch,
+            fp16=trt.fp16,
+            cache_dir=trt.cache_dir,
+            workspace_mb=trt.workspace_mb,
+        )
+    return create_engine(
+        config.type,
+        resolve_detector(model, config.device),
+        device=config.device,
+        threads=config.threads,
+        **options,
+    )
+
+
+def engine_providers(engine: Engine) -> str:
+    return ", ".join(getattr(engine, "providers", ())) or "its own runtime"

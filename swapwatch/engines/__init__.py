@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from swapwatch.engines.base import Engine, ModelInfo
 from swapwatch.plugins import ENGINES, available, load
@@ -22,10 +23,13 @@ def engine_names() -> list[str]:
     return sorted(available(ENGINES))
 
 
-def create_engine(kind: str, model: Path, device: str = "auto", threads: int = 1) -> Engine:
-    """Build the engine named `kind` (ours or one from a `swapwatch.engines` entry point)."""
+def create_engine(
+    kind: str, model: Path, device: str = "auto", threads: int = 1, **options: Any
+) -> Engine:
+    """Build the engine named `kind` (ours or one from a `swapwatch.engines` entry point);
+    `options` are that backend's own (`tensorrt=` for `onnxruntime`), given only when set."""
     factory: EngineFactory = load(ENGINES, kind)
-    return factory(model, device=device, threads=threads)
+    return factory(model, device=device, threads=threads, **options)
 
 
 __all__ = ["DEFAULT_ENGINE", "Engine", "ModelInfo", "create_engine", "engine_names"]

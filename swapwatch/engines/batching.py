@@ -13,13 +13,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from swapwatch.engines.base import Engine, ModelInfo
+from swapwatch.engines.tensorrt import warmup_batch_sizes
 from swapwatch.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class BatchingEngine:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._on_batch = on_batch
+        self.warmed_sizes: tuple[int, ...] = ()
         self._requests: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
@@ -66,7 +68,17 @@ class BatchingEngine:
         return future.result()
 
     def warmup(self) -> None:
+        """Warm the engine up, then run once each batch size this batcher will make where the
+        engine prepares each shape on its first run (a GPU provider), so the first live frames
+        do not pay for it (`warmed_sizes` says which ran)."""
         self.engine.warmup()
+        # An engine that says nothing of its providers is taken to be ready after its warmup.
+        providers: Sequence[str] = getattr(self.engine, "providers", ())
+        sizes = warmup_batch_sizes(providers, self.max_batch)
+        side = self.info.input_size
+        for size in sizes:
+            self.engine.infer(np.zeros((size, side, side, 3), np.uint8))
+        self.warmed_sizes = sizes
 
     def close(self) -> None:
         if self._closed:

@@ -17,11 +17,17 @@ import swapwatch
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
-from swapwatch.server.config import ServiceConfig, public_view
+from swapwatch.server.config import AuthConfig, HttpConfig, ServiceConfig, public_view
 from swapwatch.server.events import ServiceEvents, events_path
 from swapwatch.server.expect import add_catch_all, answer_expect
 from swapwatch.server.loop_lag import LoopLagMonitor
-from swapwatch.server.manager import StreamExists, StreamManager, StreamNotFound, TooManyStreams
+from swapwatch.server.manager import (
+    StreamExists,
+    StreamManager,
+    StreamNotFound,
+    StreamSettings,
+    TooManyStreams,
+)
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
 from swapwatch.server.openapi import openapi_document
@@ -40,11 +46,11 @@ class Service:
         self.config = config
         self.engine = engine
         self.metrics = metrics
-        self.state = StateStore(state_path(events_path(config)))
-        self.manager = StreamManager(config, engine, metrics, self.state)
+        self.state = StateStore(state_path(events_path(config.events)))
+        self.manager = StreamManager(StreamSettings.of(config), engine, metrics, self.state)
         self.webrtc = WebRtcSessions(self.manager)
-        self.nginx_rtmp = NginxRtmpHooks(config, self.manager)
-        self.events = ServiceEvents(config, metrics, self.state)
+        self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
+        self.events = ServiceEvents(config.events, metrics, self.state)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.record)
@@ -66,7 +72,7 @@ class Service:
         the outbox and go out at the next start."""
         self.ready = False
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.drain_timeout_s
+        deadline = loop.time() + self.config.limits.drain_timeout_s
         await self.webrtc.close()
         await self.manager.close()
         await self.events.close(max(0.0, deadline - loop.time()))
@@ -105,7 +111,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, str(exc), "internal")
 
 
-def auth_middleware(config: ServiceConfig) -> Any:
+def auth_middleware(config: AuthConfig) -> Any:
     token = config.token
 
     def protected(path: str) -> bool:
@@ -135,7 +141,7 @@ def bearer_token(header: str) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" else None
 
 
-def cors_middleware(config: ServiceConfig) -> Any:
+def cors_middleware(config: HttpConfig) -> Any:
     allowed = set(config.cors_origins)
 
     @web.middleware
@@ -208,7 +214,7 @@ KNOWN_STREAM_KEYS = {"url", "id", "policy", "ingest"}
 
 async def add_stream(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    data = await read_json(request, service.config.max_body_bytes)
+    data = await read_json(request, service.config.http.max_body_bytes)
     unknown = set(data) - KNOWN_STREAM_KEYS
     if unknown:
         raise ConfigError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -254,7 +260,7 @@ async def delete_stream(request: web.Request) -> web.Response:
 
 async def webrtc_offer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    data = await read_json(request, service.config.max_offer_bytes)
+    data = await read_json(request, service.config.ingest.webrtc.max_offer_bytes)
     sdp = _string(data, "sdp", required=True)
     kind = _string(data, "type", required=True)
     assert sdp is not None and kind is not None
@@ -323,7 +329,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[SERVICE].config))
+    return web.json_response(openapi_document(request.app[SERVICE].config.auth))
 
 
 async def config_view(request: web.Request) -> web.Response:
@@ -342,8 +348,8 @@ def page(name: str) -> Handler:
 def build_app(service: Service) -> web.Application:
     config = service.config
     app = web.Application(
-        middlewares=[cors_middleware(config), errors_as_json, auth_middleware(config)],
-        client_max_size=max(config.max_body_bytes, config.max_offer_bytes),
+        middlewares=[cors_middleware(config.http), errors_as_json, auth_middleware(config.auth)],
+        client_max_size=max(config.http.max_body_bytes, config.ingest.webrtc.max_offer_bytes),
     )
     app[SERVICE] = service
     routes: list[tuple[str, str, Handler]] = [

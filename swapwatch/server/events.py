@@ -27,7 +27,7 @@ from swapwatch.events.outbox import EventLog, Retention, StoredEvent
 from swapwatch.events.sinks.base import parse_sink
 from swapwatch.events.sinks.factory import create_routes
 from swapwatch.events.sinks.live import LiveFeed, LiveSink, sse_response
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import EventsConfig
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.state import OpenRun, StateError, StateStore
 
@@ -54,11 +54,11 @@ def default_events_path() -> Path:
     return Path(state) / "swapwatch" / "events.sqlite"
 
 
-def events_path(config: ServiceConfig) -> Path:
-    return config.events_path or default_events_path()
+def events_path(config: EventsConfig) -> Path:
+    return config.path or default_events_path()
 
 
-def build_routes(config: ServiceConfig, feed: LiveFeed) -> list[Route]:
+def build_routes(config: EventsConfig, feed: LiveFeed) -> list[Route]:
     """The configured sinks, then the live feed (which starts at the newest event)."""
     routes = create_routes(parse_sink(text) for text in config.sinks)
     names = [r.sink.name for r in routes]
@@ -88,7 +88,7 @@ class ServiceEvents:
     """
 
     def __init__(
-        self, config: ServiceConfig, metrics: ServiceMetrics, state: StateStore | None = None
+        self, config: EventsConfig, metrics: ServiceMetrics, state: StateStore | None = None
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -110,8 +110,8 @@ class ServiceEvents:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         retention = Retention(
-            keep_seconds=self.config.events_keep_days * 86_400.0,
-            max_bytes=int(self.config.events_max_mb * 1024 * 1024),
+            keep_seconds=self.config.keep_days * 86_400.0,
+            max_bytes=int(self.config.max_mb * 1024 * 1024),
         )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,13 @@ from typing import Any
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError
 from swapwatch.fusion import DecisionConfig, Policy
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import (
+    AnalysisConfig,
+    DecodeConfig,
+    IngestConfig,
+    LimitsConfig,
+    ServiceConfig,
+)
 from swapwatch.server.metrics import LiveFigures, ServiceMetrics
 from swapwatch.server.pull_urls import check_pull_url
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
@@ -67,18 +73,35 @@ class PushIngest:
     publish_url: str  # rtmp://HOST:PORT/live/KEY
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """The sections of the configuration that streams are made from."""
+
+    ingest: IngestConfig
+    analysis: AnalysisConfig
+    decode: DecodeConfig
+    limits: LimitsConfig
+    rtmp_listen_host: str  # `ingest.rtmp.host`, else where the API listens
+
+    @classmethod
+    def of(cls, config: ServiceConfig) -> StreamSettings:
+        return cls(
+            config.ingest, config.analysis, config.decode, config.limits, config.rtmp_listen_host
+        )
+
+
 class StreamManager:
     """Adds, lists and removes streams; those added through the API are saved in `state` before
     they start and forgotten before they stop, so that a restart resumes exactly them."""
 
     def __init__(
         self,
-        config: ServiceConfig,
+        settings: StreamSettings,
         engine: Engine,
         metrics: ServiceMetrics,
         state: StateStore | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.engine = engine
         self.metrics = metrics
         self.state = state
@@ -86,7 +109,8 @@ class StreamManager:
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
         self.workers: dict[str, StreamWorker] = {}
         self._listeners: list[EventListener] = []
-        self._rtmp_ports = itertools.cycle(range(config.rtmp_ports[0], config.rtmp_ports[1] + 1))
+        low, high = settings.ingest.rtmp.ports
+        self._rtmp_ports = itertools.cycle(range(low, high + 1))
         self._fronts: dict[StreamWorker, RtmpFront] = {}
         self._lock = asyncio.Lock()
         self.closing = False
@@ -106,8 +130,9 @@ class StreamManager:
 
     def decision(self, policy: Policy) -> DecisionConfig:
         """`cusum_h` from the configuration, else the model's operating point, else the rule's."""
-        if self.config.cusum_h is not None:
-            return DecisionConfig(policy=policy, h=self.config.cusum_h)
+        cusum_h = self.settings.analysis.cusum_h
+        if cusum_h is not None:
+            return DecisionConfig(policy=policy, h=cusum_h)
         point = self.engine.info.operating_point
         if point is not None:
             return DecisionConfig(policy=policy, h=point.cusum_h)
@@ -117,10 +142,9 @@ class StreamManager:
         stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
         if stream_id in self.workers and not self.workers[stream_id].done:
             raise StreamExists(f"stream {stream_id!r} already exists")
-        if sum(not w.done for w in self.workers.values()) >= self.config.max_streams:
-            raise TooManyStreams(
-                f"the service already runs its maximum of {self.config.max_streams} streams"
-            )
+        most = self.settings.limits.max_streams
+        if sum(not w.done for w in self.workers.values()) >= most:
+            raise TooManyStreams(f"the service already runs its maximum of {most} streams")
         return stream_id
 
     async def add_pull(
@@ -133,16 +157,17 @@ class StreamManager:
     ) -> StreamWorker:
         """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
         the nginx client id of the session that started it); saved to be resumed."""
-        scheme = check_pull_url(url, self.config.allow_file_urls)
+        scheme = check_pull_url(url, self.settings.ingest.pull.allow_file_urls)
         classify(url)  # a malformed host or port is refused here, not in the stream's task
         live = scheme in LIVE_SCHEMES or url.split("?")[0].endswith(".m3u8")
         options = SourceOptions(
             live=live,
-            max_rate=self.config.rate,
-            read_timeout=self.config.read_timeout_s,
-            open_timeout=self.config.read_timeout_s,
+            max_rate=self.settings.analysis.rate,
+            read_timeout=self.settings.ingest.read_timeout_s,
+            open_timeout=self.settings.ingest.read_timeout_s,
+            hwaccel=self.settings.decode.hwaccel,
         )
-        spec_policy = policy or Policy(self.config.policy)
+        spec_policy = policy or self.settings.analysis.policy
         async with self._lock:
             sid = self._new_id(stream_id)
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
@@ -159,7 +184,7 @@ class StreamManager:
             sid = self._new_id(stream_id)
             key = secrets.token_urlsafe(STREAM_KEY_BYTES)
             worker, port = await self._push(
-                sid, policy or Policy(self.config.policy), key_digest(key)
+                sid, policy or self.settings.analysis.policy, key_digest(key)
             )
             ingest = f"rtmp://{self._ingest_host()}:{port}/live"
             return PushIngest(worker, key, f"{ingest}/{key}")
@@ -176,9 +201,10 @@ class StreamManager:
         options = SourceOptions(
             live=True,
             listen=True,
-            max_rate=self.config.rate,
+            max_rate=self.settings.analysis.rate,
             open_timeout=3600.0,
-            read_timeout=self.config.read_timeout_s,
+            read_timeout=self.settings.ingest.read_timeout_s,
+            hwaccel=self.settings.decode.hwaccel,
         )
         spec = StreamSpec(
             sid,
@@ -209,8 +235,8 @@ class StreamManager:
     ) -> RtmpFront:
         """A front on `wanted` if it can be had, else on the first free port of the range."""
         used = {front.port for front in self._fronts.values()}
-        low, high = self.config.rtmp_ports
-        host = self.config.rtmp_listen_host
+        low, high = self.settings.ingest.rtmp.ports
+        host = self.settings.rtmp_listen_host
         refused = self.metrics.rtmp_refused
         problem = "every port is taken by another stream"
         tries = [next(self._rtmp_ports) for _ in range(high - low + 1)]
@@ -226,7 +252,7 @@ class StreamManager:
                 digest,
                 upstream,
                 lambda r: refused.labels(r).inc(),
-                ready_timeout=self.config.reconnect_max_s + DECODER_START_S,
+                ready_timeout=self.settings.ingest.reconnect_max_s + DECODER_START_S,
             )
             try:
                 await front.start()
@@ -262,7 +288,7 @@ class StreamManager:
                 sid,
                 f"{kind}:{sid}",
                 kind,
-                policy or Policy(self.config.policy),
+                policy or self.settings.analysis.policy,
                 live=True,
                 reconnect=False,
             )
@@ -271,7 +297,7 @@ class StreamManager:
     def _ingest_host(self) -> str:
         """Where publishers are told to push: from the configuration only (a request's Host
         header is the client's to choose)."""
-        host = self.config.rtmp_public_host or self.config.rtmp_listen_host
+        host = self.settings.ingest.rtmp.public_host or self.settings.rtmp_listen_host
         if host in ("", "0.0.0.0", "::"):
             host = socket.gethostname()
         return url_host(host)
@@ -294,11 +320,11 @@ class StreamManager:
             self.decision(spec.policy),
             self.metrics,
             lambda run, kind, payload: self._emit(spec.stream_id, run, kind, payload),
-            (self.config.max_width, self.config.max_height),
-            (self.config.reconnect_initial_s, self.config.reconnect_max_s),
+            (self.settings.limits.max_width, self.settings.limits.max_height),
+            (self.settings.ingest.reconnect_initial_s, self.settings.ingest.reconnect_max_s),
             on_result,
-            self.config.signals,
-            self.config.quality,
+            self.settings.analysis.signals,
+            self.settings.analysis.quality.gate,
             on_finished=lambda: self._finished(spec),
         )
         self.workers[spec.stream_id] = worker
@@ -374,7 +400,7 @@ class StreamManager:
         front = self._fronts.pop(worker, None)
         if front is not None:
             front.close()  # its publisher is cut off, and no other gets in
-        await worker.stop(self.config.drain_timeout_s, reason="removed")
+        await worker.stop(self.settings.limits.drain_timeout_s, reason="removed")
         # While it stopped, a new stream may have taken the id: that one stays.
         if self.workers.get(stream_id) is worker:
             del self.workers[stream_id]
@@ -383,7 +409,7 @@ class StreamManager:
     async def close(self, timeout: float | None = None) -> None:
         """Graceful shutdown: stop every stream (each finishes its frame), within `timeout` s
         (default: the drain time)."""
-        timeout = self.config.drain_timeout_s if timeout is None else timeout
+        timeout = self.settings.limits.drain_timeout_s if timeout is None else timeout
         self.closing = True
         self._release_fronts(everything=True)
         started = time.monotonic()

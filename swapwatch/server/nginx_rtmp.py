@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from swapwatch.errors import ConfigError
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import NginxRtmpConfig
 from swapwatch.server.manager import StreamManager
 from swapwatch.server.state import SavedStream
 from swapwatch.server.streams import StreamState, StreamWorker, check_stream_id
@@ -28,7 +28,7 @@ APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class HooksDisabled(ConfigError):
-    """The service is configured without an nginx-rtmp relay (`nginx_rtmp_url` unset)."""
+    """The service is configured without an nginx-rtmp relay (`ingest.nginx_rtmp.url` unset)."""
 
 
 class PublishRefused(ConfigError):
@@ -38,16 +38,16 @@ class PublishRefused(ConfigError):
 class NginxRtmpHooks:
     """The `on_publish` / `on_publish_done` callbacks of nginx-rtmp."""
 
-    def __init__(self, config: ServiceConfig, manager: StreamManager) -> None:
+    def __init__(self, config: NginxRtmpConfig, manager: StreamManager) -> None:
         self.config = config
         self.manager = manager
         # stream id -> nginx client id of the publisher whose session started it
         self._publishers: dict[str, str] = {}
 
     def _base_url(self) -> str:
-        if self.config.nginx_rtmp_url is None:
-            raise HooksDisabled("the nginx-rtmp hooks are off (set nginx_rtmp_url)")
-        return self.config.nginx_rtmp_url.rstrip("/")
+        if self.config.url is None:
+            raise HooksDisabled("the nginx-rtmp hooks are off (set ingest.nginx_rtmp.url)")
+        return self.config.url.rstrip("/")
 
     async def publish(self, form: Mapping[str, str]) -> StreamWorker:
         """Start pulling a stream nginx is about to accept; raise to refuse it."""
@@ -57,7 +57,7 @@ class NginxRtmpHooks:
         if not APP_NAME.match(app):
             raise ConfigError("'app' must be 1-64 letters, digits, '_', '.' or '-'")
         key = check_stream_id(_field(form, "name"))
-        allowed = self.config.nginx_rtmp_keys
+        allowed = self.config.keys
         if allowed and not any(hmac.compare_digest(key.encode(), k.encode()) for k in allowed):
             log.warning("nginx-rtmp: refused %s: its stream key is not allowed", _client(form))
             raise PublishRefused("this stream key may not publish")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import swapwatch
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import AuthConfig
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -42,8 +42,8 @@ def _nginx_form() -> dict[str, Any]:
     }
 
 
-def openapi_document(config: ServiceConfig) -> dict[str, Any]:
-    secured: list[dict[str, list[str]]] = [{"bearer": []}] if config.auth_required else []
+def openapi_document(config: AuthConfig) -> dict[str, Any]:
+    secured: list[dict[str, list[str]]] = [{"bearer": []}] if config.required else []
     stream_ref = {"$ref": "#/components/schemas/Stream"}
     stream_id = {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {

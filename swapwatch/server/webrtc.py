@@ -245,7 +245,9 @@ class WebRtcSessions:
                         stream_id,
                         "webrtc",
                         lambda: TrackSource(
-                            track, f"webrtc:{session.get('id', '?')}", self.manager.config.rate
+                            track,
+                            f"webrtc:{session.get('id', '?')}",
+                            self.manager.settings.analysis.rate,
                         ),
                         policy,
                         on_result,
