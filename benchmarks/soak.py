@@ -270,12 +270,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     env = {
         **os.environ,
         SECRET_ENV: secret,
-        "SWAPWATCH_PORT": str(port),
-        "SWAPWATCH_MAX_STREAMS": str(args.streams),
-        "SWAPWATCH_RTMP_HOST": "127.0.0.1",
-        "SWAPWATCH_RTMP_PORTS": f"{low},{low + args.streams + 5}",
+        "SWAPWATCH_HTTP_PORT": str(port),
+        "SWAPWATCH_LIMITS_MAX_STREAMS": str(args.streams),
+        "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
+        "SWAPWATCH_INGEST_RTMP_PORTS": f"{low},{low + args.streams + 5}",
         "SWAPWATCH_EVENTS_PATH": str(workdir / "events.sqlite"),
-        "SWAPWATCH_SINKS": f"webhook:{receiver.url};secret=env:{SECRET_ENV}",
+        "SWAPWATCH_EVENTS_SINKS": f"webhook:{receiver.url};secret=env:{SECRET_ENV}",
     }
     command = [sys.executable, "-m", "swapwatch", "serve"]
     if args.model is not None:

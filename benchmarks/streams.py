@@ -174,10 +174,10 @@ def run_count(
     low = free_port()
     env = {
         **os.environ,
-        "SWAPWATCH_PORT": str(port),
-        "SWAPWATCH_MAX_STREAMS": str(count + 1),
-        "SWAPWATCH_RTMP_HOST": "127.0.0.1",
-        "SWAPWATCH_RTMP_PORTS": f"{low},{low + count + 5}",
+        "SWAPWATCH_HTTP_PORT": str(port),
+        "SWAPWATCH_LIMITS_MAX_STREAMS": str(count + 1),
+        "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
+        "SWAPWATCH_INGEST_RTMP_PORTS": f"{low},{low + count + 5}",
     }
     command = [str(REPO / ".venv/bin/swapwatch"), "serve"]
     if model is not None:
