@@ -24,7 +24,7 @@ from swapwatch.server.config import ServiceConfig
 from swapwatch.server.config_sources import load_config
 from swapwatch.server.manager import StreamManager, StreamSettings
 from swapwatch.server.metrics import ServiceMetrics
-from swapwatch.server.streams import StreamWorker
+from swapwatch.server.streams import ServiceStream
 
 TOKEN = "a-test-token-of-enough-length"
 
@@ -429,7 +429,7 @@ def test_a_stream_removed_while_its_id_is_taken_again_leaves_the_new_one(
         manager = StreamManager(StreamSettings.of(config), engine, ServiceMetrics())
         url = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there: it keeps reconnecting
         old = await manager.add_pull(url, "cam")
-        new: list[StreamWorker] = []
+        new: list[ServiceStream] = []
         stop = old.stop
 
         async def stop_then_reuse_the_id(*args: Any, **kwargs: Any) -> None:
@@ -458,11 +458,11 @@ def test_a_stream_that_ends_by_itself_releases_its_face_models(
         worker = await manager.add_pull(clip.as_uri(), "vod")
         try:
             for _ in range(600):
-                if worker.done and worker._analyzer is None:
+                if worker.done and worker.worker._analyzer is None:
                     break
                 await asyncio.sleep(0.05)
-            assert worker.status.state.value == "ended"
-            assert worker._analyzer is None  # closed without waiting for a DELETE
+            assert worker.state.value == "ended"
+            assert worker.worker._analyzer is None  # closed without waiting for a DELETE
         finally:
             await manager.close()
 

@@ -14,6 +14,7 @@ from typing import Any
 from swapwatch.events.errors import OutboxError
 from swapwatch.events.model import Event, EventType, derived_id, utc_now
 from swapwatch.events.outbox import EventLog
+from swapwatch.events.run import event_id
 from swapwatch.fusion import Alert, DecisionConfig
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,8 @@ class StreamEvents:
         detail: Mapping[str, Any] | None = None,
         ordinal: int | None = None,
     ) -> Event:
-        when = "" if media_time is None else f"{media_time:.6f}"
-        parts: tuple[object, ...] = (self.stream, self.run, kind.value, track, when)
         return Event(
-            id=derived_id(*parts) if ordinal is None else derived_id(*parts, ordinal),
+            id=event_id(self.stream, self.run, kind, track, media_time, ordinal),
             type=kind,
             time=utc_now(),
             stream=self.stream,

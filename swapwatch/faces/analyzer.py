@@ -106,6 +106,10 @@ class FaceAnalyzer:
         """Forget tracked faces (a new stream or an unrelated picture follows)."""
         self._tracker.reset()
 
+    @property
+    def tracker(self) -> FaceTracker:
+        return self._tracker
+
     def analyse(self, image: np.ndarray) -> FaceBatch:
         faces = self._tracker.update(image)
         size = self.crop_size

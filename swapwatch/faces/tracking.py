@@ -8,8 +8,8 @@ keeps its id for a short while so that a brief occlusion does not start a new tr
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,8 +81,45 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track, as for a new stream; the next frame runs the detector."""
         self._tracks: list[_Track] = []
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._since_detection = 1 << 30
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to follow the same faces under the same ids elsewhere (JSON)."""
+        return {
+            "next_id": self._next_id,
+            "since_detection": self._since_detection,
+            "tracks": [
+                {
+                    "track_id": t.track_id,
+                    "roi": {k: float(v) for k, v in asdict(t.roi).items()},
+                    "box": [float(v) for v in t.box],
+                    "age": t.age,
+                    "lost_for": t.lost_for,
+                }
+                for t in self._tracks
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up the tracks and the id counter of `state()`."""
+        self._next_id = int(state["next_id"])
+        self._since_detection = int(state["since_detection"])
+        self._tracks = [
+            _Track(
+                track_id=int(t["track_id"]),
+                roi=RotatedSquare(**t["roi"]),
+                box=np.array(t["box"], dtype=np.float32),
+                age=int(t["age"]),
+                lost_for=int(t["lost_for"]),
+            )
+            for t in state["tracks"]
+        ]
+
+    @property
+    def track_ids(self) -> frozenset[int]:
+        """Ids of the tracks held, followed or briefly lost."""
+        return frozenset(t.track_id for t in self._tracks)
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in this frame (RGB uint8), each with its track id."""
@@ -120,9 +157,10 @@ class FaceTracker:
                 continue
             if sum(1 for t in self._tracks if t.lost_for == 0) >= self.config.max_faces:
                 break
+            self._next_id += 1
             self._tracks.append(
                 _Track(
-                    track_id=next(self._ids),
+                    track_id=self._next_id - 1,
                     roi=landmark_roi_from_detection(boxes[i], keypoints[i]),
                     box=boxes[i].astype(np.float32),
                 )

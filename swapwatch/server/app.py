@@ -53,7 +53,7 @@ class Service:
         self.events = ServiceEvents(config.events, metrics, self.state)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
-        self.manager.subscribe(self.events.record)
+        self.manager.subscribe(self.events.publish)
 
     async def start(self) -> None:
         """Open the state file and the outbox; close the runs a crash left open, then resume

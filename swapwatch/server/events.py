@@ -101,7 +101,7 @@ class ServiceEvents:
         self.error: str | None = None  # why events are not being recorded durably
         self.recorded = 0
         self.lost = 0
-        self._runs: dict[str, StreamEvents] = {}
+        self._runs: dict[str, str] = {}  # the run each stream has open
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -159,34 +159,24 @@ class ServiceEvents:
         if self.outbox is not None:
             await asyncio.to_thread(self.outbox.close)
 
-    def record(self, stream_id: str, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """A worker's event of run `run_id` (on the event loop): queued for the outbox, then
-        the sinks."""
+    def publish(self, event: Event) -> None:
+        """A stream's event (on the event loop): queued for the outbox, then the sinks. The
+        first event of a run opens it in the state file, its final one closes it."""
         if self._closed:
-            log.warning("event %s of %s after shutdown: not recorded", kind, stream_id)
+            kind = event.type.value
+            log.warning("event %s of %s after shutdown: not recorded", kind, event.stream)
             return
-        event_type = EventType(kind)
-        run = self._runs.get(stream_id)
-        if run is None or run.run != run_id:
-            run = self._runs[stream_id] = StreamEvents(None, stream_id, run=run_id)
-            self._writer.submit(self._keep_run, stream_id, run_id, True)
-        if event_type in (EventType.ALERT_RAISED, EventType.ALERT_CLEARED):
-            event = run.alarm_event(
-                event_type,
-                payload["track"],
-                payload["media_time"],
-                payload["score"],
-                payload.get("evidence"),
-            )
-        else:
-            event = run.lifecycle_event(event_type, payload)
-            final = event_type is EventType.STREAM_ENDED or payload.get("final") is True
-            if final:
-                del self._runs[stream_id]  # the next start is a new run
-                self._writer.submit(self._write, event)
-                self._writer.submit(self._keep_run, stream_id, run_id, False)
-                return
+        stream_id = event.stream
+        if self._runs.get(stream_id) != event.run:
+            self._runs[stream_id] = event.run
+            self._writer.submit(self._keep_run, stream_id, event.run, True)
         self._writer.submit(self._write, event)
+        final = event.type is EventType.STREAM_ENDED or (
+            event.type is EventType.STREAM_ERROR and (event.detail or {}).get("final") is True
+        )
+        if final:
+            del self._runs[stream_id]  # the next start is a new run
+            self._writer.submit(self._keep_run, stream_id, event.run, False)
 
     def close_crashed_runs(self, runs: list[OpenRun]) -> None:
         """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`

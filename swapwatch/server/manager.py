@@ -16,6 +16,8 @@ from typing import Any
 
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError
+from swapwatch.events.model import Event, EventType
+from swapwatch.events.run import RunEvents
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.server.config import (
     AnalysisConfig,
@@ -24,18 +26,19 @@ from swapwatch.server.config import (
     LimitsConfig,
     ServiceConfig,
 )
-from swapwatch.server.metrics import LiveFigures, ServiceMetrics
+from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.pull_urls import check_pull_url
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
+    ServiceStream,
     SourceFactory,
     StreamSpec,
-    StreamWorker,
     check_stream_id,
 )
 from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.source import AvSource, SourceOptions, classify
+from swapwatch.stream.status import LiveFigures
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,7 @@ SAVED_KINDS = ("pull", "nginx-rtmp", "rtmp")  # WebRTC sessions die with their p
 # the worker's reconnect delay (between publishers), plus this for its start (the face models).
 DECODER_START_S = 30.0
 
-# (stream id, run, event type, payload)
-EventListener = Callable[[str, str, str, dict[str, Any]], None]
+EventListener = Callable[[Event], None]
 
 
 class StreamExists(ConfigError):
@@ -68,7 +70,7 @@ class TooManyStreams(ConfigError):
 class PushIngest:
     """A new RTMP push stream and its key, which is shown this once."""
 
-    worker: StreamWorker
+    worker: ServiceStream
     stream_key: str
     publish_url: str  # rtmp://HOST:PORT/live/KEY
 
@@ -107,11 +109,11 @@ class StreamManager:
         self.state = state
         # One thread, so the state file sees saves and forgets in the order they were made.
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
-        self.workers: dict[str, StreamWorker] = {}
+        self.workers: dict[str, ServiceStream] = {}
         self._listeners: list[EventListener] = []
         low, high = settings.ingest.rtmp.ports
         self._rtmp_ports = itertools.cycle(range(low, high + 1))
-        self._fronts: dict[StreamWorker, RtmpFront] = {}
+        self._fronts: dict[ServiceStream, RtmpFront] = {}
         self._lock = asyncio.Lock()
         self.closing = False
         metrics.streams.source = self
@@ -120,11 +122,17 @@ class StreamManager:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, stream_id: str, run: str, kind: str, payload: dict[str, Any]) -> None:
-        log.info("stream %s: %s %s", stream_id, kind, payload)
+    def publish(self, event: Event) -> None:
+        """The streams' event sink: every event goes to each listener."""
+        log.info(
+            "stream %s: %s %s",
+            event.stream,
+            event.type.value,
+            event.detail if event.detail is not None else event.evidence,
+        )
         for listener in list(self._listeners):
             try:
-                listener(stream_id, run, kind, payload)
+                listener(event)
             except Exception:  # one listener must not silence the others
                 log.exception("event listener failed")
 
@@ -154,7 +162,7 @@ class StreamManager:
         policy: Policy | None = None,
         kind: str = "pull",
         publisher: str | None = None,
-    ) -> StreamWorker:
+    ) -> ServiceStream:
         """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
         the nginx client id of the session that started it); saved to be resumed."""
         scheme = check_pull_url(url, self.settings.ingest.pull.allow_file_urls)
@@ -191,7 +199,7 @@ class StreamManager:
 
     async def _push(
         self, sid: str, policy: Policy, digest: bytes, port: int | None = None
-    ) -> tuple[StreamWorker, int]:
+    ) -> tuple[ServiceStream, int]:
         """Open the push ingest of `sid` for the key of `digest` (on `port` when it can be had)
         and save it; the worker and the port publishers push to."""
         self._release_fronts()
@@ -281,7 +289,7 @@ class StreamManager:
         factory: SourceFactory,
         policy: Policy | None,
         on_result: Callable[[FrameResult], None] | None = None,
-    ) -> StreamWorker:
+    ) -> ServiceStream:
         async with self._lock:
             sid = self._new_id(stream_id)
             spec = StreamSpec(
@@ -307,19 +315,19 @@ class StreamManager:
         spec: StreamSpec,
         factory: SourceFactory,
         on_result: Callable[[FrameResult], None] | None = None,
-    ) -> StreamWorker:
+    ) -> ServiceStream:
         if self.closing:
             raise TooManyStreams("the service is shutting down")
         old = self.workers.pop(spec.stream_id, None)
         if old is not None:
             self.metrics.forget_stream(spec.stream_id)
-        worker = StreamWorker(
+        worker = ServiceStream(
             spec,
             factory,
             self.engine,
             self.decision(spec.policy),
             self.metrics,
-            lambda run, kind, payload: self._emit(spec.stream_id, run, kind, payload),
+            self,
             (self.settings.limits.max_width, self.settings.limits.max_height),
             (self.settings.ingest.reconnect_initial_s, self.settings.ingest.reconnect_max_s),
             on_result,
@@ -331,7 +339,7 @@ class StreamManager:
         worker.start()
         return worker
 
-    def get(self, stream_id: str) -> StreamWorker:
+    def get(self, stream_id: str) -> ServiceStream:
         worker = self.workers.get(stream_id)
         if worker is None:
             raise StreamNotFound(f"no stream {stream_id!r}")
@@ -361,7 +369,7 @@ class StreamManager:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._state_writer, self.state.forget_stream, stream_id)
 
-    async def resume(self, saved: Sequence[SavedStream]) -> list[StreamWorker]:
+    async def resume(self, saved: Sequence[SavedStream]) -> list[ServiceStream]:
         """Start the streams a previous process saved; one that cannot start again (its URL is
         no longer allowed, no port is left) ends with a final `stream.error` and is forgotten."""
         resumed = []
@@ -371,13 +379,13 @@ class StreamManager:
             except (ConfigError, SourceError) as exc:
                 log.error("stream %s not resumed: %s", stream.stream_id, exc)
                 error = {"error": f"not resumed after a restart: {exc}", "final": True}
-                self._emit(stream.stream_id, str(uuid.uuid4()), "stream.error", error)
+                self.publish(RunEvents(stream.stream_id).lifecycle(EventType.STREAM_ERROR, error))
                 await self._forget(stream.stream_id)
         if resumed:
             log.info("resumed %d saved streams", len(resumed))
         return resumed
 
-    async def _resume_one(self, stream: SavedStream) -> StreamWorker:
+    async def _resume_one(self, stream: SavedStream) -> ServiceStream:
         policy = Policy(stream.policy)
         if stream.kind == "rtmp":
             if stream.key_sha256 is None:

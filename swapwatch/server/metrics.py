@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -13,6 +12,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from swapwatch.events.delivery import SinkStats
+from swapwatch.fusion import AlarmChange
+from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.status import LiveFigures
+from swapwatch.timing import StageTimer
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
@@ -60,16 +63,6 @@ class DeliveryCollector(Collector):
                 family.add_metric([name], getattr(stats, field))
             backlog.add_metric([name], stats.backlog)
         return [up, *families.values(), backlog]
-
-
-@dataclass(frozen=True, slots=True)
-class LiveFigures:
-    """What a stream's latest frames show; 0 fps, no latency and no faces once they stop."""
-
-    fps_in: float
-    fps_analysed: float
-    latency_ms: float | None
-    faces: int
 
 
 class LiveSource(Protocol):
@@ -230,3 +223,39 @@ class StageMetricsTimer:
         if child is None:
             child = self._children[stage] = self._metrics.stage_seconds.labels(stage)
         child.observe(seconds)
+
+
+class StreamObserver:
+    """A worker's reports as Prometheus metrics (`WorkerObserver`), labelled by stream."""
+
+    def __init__(self, metrics: ServiceMetrics, stream_id: str) -> None:
+        self._metrics = metrics
+        self._stream_id = stream_id
+
+    def stage_timer(self) -> StageTimer:
+        return StageMetricsTimer(self._metrics)
+
+    def running(self, active: bool) -> None:
+        if active:
+            self._metrics.active_streams.inc()
+        else:
+            self._metrics.active_streams.dec()
+
+    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
+        m, sid = self._metrics, self._stream_id
+        m.frames_in.labels(sid).inc(decoded)
+        m.frames_dropped.labels(sid).inc(dropped)
+        m.frames_analysed.labels(sid).inc()
+        m.frame_latency.observe(latency)
+        for face in result.faces:
+            if face.update is not None:
+                m.scores.observe(face.update.score)
+
+    def alarm(self, change: AlarmChange) -> None:
+        self._metrics.alarms.labels(change.value).inc()
+
+    def error(self, kind: str) -> None:
+        self._metrics.errors.labels(kind).inc()
+
+    def reconnecting(self) -> None:
+        self._metrics.reconnects.labels(self._stream_id).inc()

@@ -19,7 +19,7 @@ from swapwatch.errors import ConfigError
 from swapwatch.server.config import NginxRtmpConfig
 from swapwatch.server.manager import StreamManager
 from swapwatch.server.state import SavedStream
-from swapwatch.server.streams import StreamState, StreamWorker, check_stream_id
+from swapwatch.server.streams import ServiceStream, StreamState, check_stream_id
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class NginxRtmpHooks:
             raise HooksDisabled("the nginx-rtmp hooks are off (set ingest.nginx_rtmp.url)")
         return self.config.url.rstrip("/")
 
-    async def publish(self, form: Mapping[str, str]) -> StreamWorker:
+    async def publish(self, form: Mapping[str, str]) -> ServiceStream:
         """Start pulling a stream nginx is about to accept; raise to refuse it."""
         base = self._base_url()
         _check_call(form, "publish")
@@ -65,7 +65,7 @@ class NginxRtmpHooks:
         if (
             existing is not None
             and existing.spec.kind == KIND
-            and existing.status.state is not StreamState.RUNNING
+            and existing.state is not StreamState.RUNNING
         ):
             # Left over from a session whose publish_done never came (nginx restarted): the new
             # publisher replaces it. A running one stays, and the newcomer gets a 409.

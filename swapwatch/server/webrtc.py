@@ -26,6 +26,7 @@ from swapwatch.fusion import Policy
 from swapwatch.server.manager import StreamManager
 from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.rate import RateCap
 from swapwatch.stream.source import FrameSource
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,13 @@ class TrackSource(FrameSource):
         self.track = track
         self.name = name
         self.counters = SourceCounters()
-        self._period = 1.0 / rate
+        self._cap = RateCap(rate)
         self._latest: Any = None
         self._arrival = 0.0
         self._fresh = asyncio.Event()
         self._ended = False
         self._pump_task: asyncio.Task[None] | None = None
         self._first_time: float | None = None
-        self._next_due = 0.0
 
     async def start(self) -> VideoInfo:
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
@@ -114,12 +114,11 @@ class TrackSource(FrameSource):
             if self._first_time is None:
                 self._first_time = t
             t -= self._first_time
-            if t + 1e-6 < self._next_due:
+            if not self._cap.admit(t):
                 self.counters.skipped += 1
                 # wait for a newer frame rather than analysing above the rate cap
-                await asyncio.sleep(max(0.0, min(self._next_due - t, self._period)))
+                await asyncio.sleep(self._cap.wait(t))
                 continue
-            self._next_due = max(self._next_due + self._period, t)
             self.counters.delivered += 1
             # the decoded frames arrive before their conversion; convert only those analysed
             image: np.ndarray = await asyncio.get_running_loop().run_in_executor(

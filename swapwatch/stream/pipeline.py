@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -153,6 +154,8 @@ class StreamAnalyzer:
                     alerts.append(
                         Alert(update.change, track_id, frame.time, update.score, update.cusum)
                     )
+            if not self.still_pictures:
+                self._forget_dropped_tracks()
         return FrameResult(
             frame_index=frame.index,
             time=frame.time,
@@ -161,6 +164,24 @@ class StreamAnalyzer:
             crops=batch.crops,
             alerts=tuple(alerts),
         )
+
+    def _forget_dropped_tracks(self) -> None:
+        """A track the tracker let go never comes back under its id: its decision goes too."""
+        held = self.faces.tracker.track_ids
+        for track_id in [t for t in self.tracks if t not in held]:
+            del self.tracks[track_id]
+
+    def state(self) -> dict[str, Any]:
+        """The tracker and every track's decision, as JSON; call it between two frames."""
+        return {
+            "tracker": self.faces.tracker.state(),
+            "decisions": {str(t): d.state() for t, d in sorted(self.tracks.items())},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up `state()` of another analyzer of the same stream."""
+        self.faces.tracker.restore(state["tracker"])
+        self.tracks = {int(t): TrackDecision.restore(d) for t, d in state["decisions"].items()}
 
     def close(self) -> None:
         self.faces.close()

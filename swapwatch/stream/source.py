@@ -35,6 +35,7 @@ from swapwatch.errors import (
 from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
 from swapwatch.stream.handoff import DropPolicy, Handoff, HandoffClosed
 from swapwatch.stream.integrity import Announced, check_camera_video
+from swapwatch.stream.rate import RateCap
 
 log = logging.getLogger(__name__)
 
@@ -331,10 +332,9 @@ class AvSource(FrameSource):
         fps = info.fps or 30.0
         first_time: float | None = None
         last_time: float | None = None
-        next_due = 0.0
         consecutive_errors = 0
         wall_start = time.monotonic()
-        rate_period = 1.0 / opts.max_rate if (self.live and opts.max_rate) else 0.0
+        cap = RateCap(opts.max_rate if self.live else None)
         stride = opts.stride or (max(1, round(fps / opts.max_rate)) if opts.max_rate else 1)
         for packet in self._packets(container, stream):
             try:
@@ -367,10 +367,9 @@ class AvSource(FrameSource):
                     if ahead > 0:
                         time.sleep(ahead)
                 if self.live:
-                    if t + 1e-6 < next_due:
+                    if not cap.admit(t):
                         counters.skipped += 1
                         continue
-                    next_due = max(next_due + rate_period, t) if rate_period else t
                 elif index % stride:
                     counters.skipped += 1
                     continue

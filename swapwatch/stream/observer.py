@@ -1,0 +1,52 @@
+"""What a worker reports as it runs, for metrics: an observer protocol and a null default."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from swapwatch.fusion import AlarmChange
+from swapwatch.stream.pipeline import FrameResult
+from swapwatch.timing import NullTimer, StageTimer
+
+
+class WorkerObserver(Protocol):
+    """Called on the event loop (`stage_timer`'s timer: in the analysis thread)."""
+
+    def stage_timer(self) -> StageTimer:
+        """Receives the time of each analysis stage."""
+        ...
+
+    def running(self, active: bool) -> None:
+        """The worker began (True) or finished (False) its work."""
+
+    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
+        """One frame analysed; `decoded` and `dropped` frames since the previous one."""
+
+    def alarm(self, change: AlarmChange) -> None: ...
+
+    def error(self, kind: str) -> None:
+        """A failure of the source (its exception's name) or `internal`."""
+
+    def reconnecting(self) -> None: ...
+
+
+class NullObserver:
+    """Reports nothing."""
+
+    def stage_timer(self) -> StageTimer:
+        return NullTimer()
+
+    def running(self, active: bool) -> None:
+        pass
+
+    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
+        pass
+
+    def alarm(self, change: AlarmChange) -> None:
+        pass
+
+    def error(self, kind: str) -> None:
+        pass
+
+    def reconnecting(self) -> None:
+        pass
