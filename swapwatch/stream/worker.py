@@ -64,6 +64,8 @@ class WorkerConfig:
     started_detail: Mapping[str, Any] = field(default_factory=dict)  # added to stream.started
     quiet: bool = True  # keep the face models' native log lines off stderr when closing
     track_timeout: float = TRACK_TIMEOUT_S  # media seconds a track stays in the status
+    # Part of every run id: a new one for each new worker, the saved one for a restored one.
+    epoch: str | None = None
 
 
 class FrameTooLarge(SourceError):
@@ -110,7 +112,7 @@ class StreamWorker:
         self._on_result = on_result
         self._end_detail = end_detail
         self._lifecycle = Lifecycle()
-        self._events = RunEvents(config.stream_id)
+        self._events = RunEvents(config.stream_id, config.epoch)
         self._clock = MediaClock()
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"s-{config.stream_id}"

@@ -1,0 +1,199 @@
+"""The stream worker: its state table, checkpoints that resume with the same results and event
+ids, and event ids that stay the same for a resumed run and differ for a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from media import Placement, write_linear_model, write_video
+
+from swapwatch.engines import create_engine
+from swapwatch.engines.base import Engine
+from swapwatch.errors import EndOfStream
+from swapwatch.events.model import EventType
+from swapwatch.events.run import RunEvents
+from swapwatch.fusion import DecisionConfig
+from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
+from swapwatch.stream.frames import Frame, VideoInfo
+from swapwatch.stream.lifecycle import TRANSITIONS, IllegalTransition, Lifecycle, StreamState
+from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.sink import EventList
+from swapwatch.stream.source import AvSource, FrameSource
+from swapwatch.stream.worker import StreamWorker, WorkerConfig
+
+S = StreamState
+LEGAL = [
+    (S.STARTING, S.RUNNING),
+    (S.STARTING, S.RECONNECTING),
+    (S.STARTING, S.ENDED),
+    (S.STARTING, S.FAILED),
+    (S.STARTING, S.STOPPED),
+    (S.RUNNING, S.RECONNECTING),
+    (S.RUNNING, S.ENDED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.STOPPED),
+    (S.RECONNECTING, S.RUNNING),
+    (S.RECONNECTING, S.FAILED),
+    (S.RECONNECTING, S.STOPPED),
+]
+
+
+@pytest.mark.parametrize(("start", "to"), [(a, b) for a in S for b in S])
+def test_the_state_table_allows_only_its_moves(start: StreamState, to: StreamState) -> None:
+    lifecycle = Lifecycle(start)
+    if (start, to) in LEGAL:
+        lifecycle.move(to)
+        assert lifecycle.state is to
+    else:
+        with pytest.raises(IllegalTransition, match=f"from {start} to {to}"):
+            lifecycle.move(to)
+        assert lifecycle.state is start
+    assert lifecycle.finished == (lifecycle.state in (S.ENDED, S.FAILED, S.STOPPED))
+    assert set(LEGAL) == {(a, b) for a, moves in TRANSITIONS.items() for b in moves}
+
+
+class Window(FrameSource):
+    """A real source's frames `skip` onwards, up to frame `stop` (a worker that died there, or
+    one that picks the stream up from there)."""
+
+    def __init__(self, inner: FrameSource, skip: int = 0, stop: int | None = None) -> None:
+        self.inner, self.skip, self.stop = inner, skip, stop
+        self.counters = inner.counters
+        self._read = 0
+
+    async def start(self) -> VideoInfo:
+        return await self.inner.start()
+
+    async def recv(self) -> Frame:
+        while True:
+            if self.stop is not None and self._read >= self.stop:
+                raise EndOfStream("window ends")
+            frame = await self.inner.recv()
+            self._read += 1
+            if self._read > self.skip:
+                return frame
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def summary(result: FrameResult) -> tuple[Any, ...]:
+    return (
+        result.frame_index,
+        result.time,
+        tuple(
+            (f.track_id, f.box, f.skip_reason, f.logit, f.update)
+            for f in result.faces
+        ),
+        tuple(result.alerts),
+    )
+
+
+@pytest.fixture(scope="module")
+def swaying_face(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("worker") / "sway.mp4"
+    return write_video(path, [Placement(0.5, 0.5, 220, sway=12.0)], seconds=2.0, fps=15)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    # Reacts to the colour of the crop it is given, so any drift of the tracking shows.
+    model = write_linear_model(
+        tmp_path_factory.mktemp("worker") / "red.onnx", weights=(8.0, 0.0, -8.0), bias=2.0
+    )
+    return create_engine("onnxruntime", model)
+
+
+def worker_on(
+    engine: Engine,
+    video: Path,
+    sink: EventList,
+    results: list[FrameResult],
+    skip: int = 0,
+    stop: int | None = None,
+    on_result: Any = None,
+) -> StreamWorker:
+    settings = AnalysisSettings(decision=DecisionConfig(h=4.0))
+
+    def record(result: FrameResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    return StreamWorker(
+        WorkerConfig("cam", epoch="one worker"),
+        lambda: Window(AvSource(str(video)), skip, stop),
+        lambda: build_analyzer(engine, settings),
+        sink,
+        on_result=record,
+    )
+
+
+def test_a_worker_restored_from_a_checkpoint_goes_on_as_if_never_stopped(
+    engine: Engine, swaying_face: Path
+) -> None:
+    split = 7  # mid-way between two detector runs, before any alarm
+    whole_events, whole = EventList(), []
+    seen_at_split: list[int] = []
+
+    def at_split(result: FrameResult) -> None:
+        if len(whole) == split:
+            seen_at_split.append(len(whole_events.events))
+
+    uninterrupted = worker_on(engine, swaying_face, whole_events, whole, on_result=at_split)
+    asyncio.run(uninterrupted.run())
+
+    first_events, first = EventList(), []
+    saved: list[str] = []
+    first_worker: StreamWorker
+
+    def checkpoint(result: FrameResult) -> None:
+        if len(first) == split:
+            saved.append(json.dumps(first_worker.state_now()))  # shipped as JSON
+
+    first_worker = worker_on(
+        engine, swaying_face, first_events, first, stop=split, on_result=checkpoint
+    )
+    asyncio.run(first_worker.run())
+
+    rest_events, rest = EventList(), []
+    resumed = worker_on(engine, swaying_face, rest_events, rest, skip=split)
+    resumed.restore(json.loads(saved[0]))
+    asyncio.run(resumed.run())
+
+    assert [summary(r) for r in first] == [summary(r) for r in whole[:split]]
+    assert len(rest) == len(whole) - split > 0
+    assert [summary(r) for r in rest] == [summary(r) for r in whole[split:]]
+    later = whole_events.events[seen_at_split[0] :]
+    assert any(e.type is EventType.ALERT_RAISED for e in later), "the clip must alarm late"
+    assert [(e.id, e.type, e.run, e.track, e.media_time) for e in rest_events.events] == [
+        (e.id, e.type, e.run, e.track, e.media_time) for e in later
+    ]
+    for counter in ("frames_analysed", "alarms_raised"):  # its source decoded the first part too
+        assert resumed.status.counters()[counter] == uninterrupted.status.counters()[counter]
+    assert resumed.state is StreamState.ENDED
+
+
+def test_event_ids_repeat_for_a_resumed_run_and_differ_for_a_new_worker() -> None:
+    def events(runs: RunEvents) -> list[str]:
+        return [
+            runs.lifecycle(EventType.STREAM_STARTED, {"width": 640}).id,
+            runs.alarm(EventType.ALERT_RAISED, 1, 2.5, 0.9, None).id,
+        ]
+
+    first = RunEvents("cam")
+    first.begin_run()
+    saved = json.loads(json.dumps(first.state()))
+    made = events(first)
+    again = RunEvents.restore(saved)
+    assert events(again) == made and again.run == first.run
+    other = RunEvents("cam")
+    other.begin_run()
+    assert other.run != first.run and not set(events(other)) & set(made)
+    next_run = RunEvents.restore(saved)
+    next_run.begin_run()
+    assert next_run.run != first.run and not set(events(next_run)) & set(made)
