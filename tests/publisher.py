@@ -51,7 +51,8 @@ def publish(
         start = time.monotonic()
         for i in range(int(seconds * fps)):
             frame = av.VideoFrame.from_ndarray(
-                render_frame(640, 360, [Placement(0.5, 0.5, face)], i / fps), format="rgb24"
+                render_frame(640, 360, [Placement(0.5, 0.5, face)] if face else [], i / fps),
+                format="rgb24",
             )
             frame.pts = i
             for packet in stream.encode(frame):
@@ -70,6 +71,7 @@ def start_publisher(
     container: str = "flv",
     hold: float = 0.0,
     connect_timeout: float = 20.0,
+    face: int = 220,
 ) -> subprocess.Popen[str]:
     """Run `publish` in its own process, trying to connect again while nothing listens there for
     `connect_timeout` seconds (as an encoder that reconnects does); `finished` waits for it."""
@@ -82,6 +84,7 @@ def start_publisher(
             container,
             str(hold),
             str(connect_timeout),
+            str(face),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -126,6 +129,6 @@ if __name__ == "__main__":
     else:
         hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
         retry_for = float(sys.argv[5]) if len(sys.argv) > 5 else 20.0
-        print(
-            publish(target, duration, container, connect_timeout=retry_for, hold=hold), flush=True
-        )
+        face = int(sys.argv[6]) if len(sys.argv) > 6 else 220
+        sent = publish(target, duration, container, connect_timeout=retry_for, hold=hold, face=face)
+        print(sent, flush=True)

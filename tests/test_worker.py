@@ -85,10 +85,7 @@ def summary(result: FrameResult) -> tuple[Any, ...]:
     return (
         result.frame_index,
         result.time,
-        tuple(
-            (f.track_id, f.box, f.skip_reason, f.logit, f.update)
-            for f in result.faces
-        ),
+        tuple((f.track_id, f.box, f.skip_reason, f.logit, f.update) for f in result.faces),
         tuple(result.alerts),
     )
 

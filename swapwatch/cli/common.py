@@ -13,12 +13,12 @@ from typing import Any
 from swapwatch.engines import DEFAULT_ENGINE, Engine, create_engine
 from swapwatch.engines.base import ModelInfo
 from swapwatch.errors import ConfigError
-from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
 from swapwatch.models import resolve_detector
-from swapwatch.native_logs import native_stderr_silenced
-from swapwatch.stream.pipeline import StreamAnalyzer, extra_signals
+from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
+from swapwatch.stream.assembly import close_analyzer as close_stream_analyzer
+from swapwatch.stream.pipeline import StreamAnalyzer
 from swapwatch.stream.source import AvSource, SourceOptions
 from swapwatch.timing import StageTimer
 
@@ -342,21 +342,18 @@ def analyzer_from_args(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    signals = extra_signals(args.signal)  # before the face models: a missing plugin leaks none
-    with native_stderr_silenced(args.verbose < 2):
-        faces = FaceAnalyzer(
-            crop_size=engine.info.input_size,
-            quality=quality_from_args(args),
-            timer=timer,
-            quiet=args.verbose < 2,
-        )
-        faces.warmup()
-    return StreamAnalyzer(engine, decision, faces, timer, signals)
+    settings = AnalysisSettings(
+        decision=decision,
+        quality=quality_from_args(args),
+        signals=tuple(args.signal),
+        quiet=args.verbose < 2,
+        warmup=True,
+    )
+    return build_analyzer(engine, settings, timer)
 
 
 def close_analyzer(analyzer: StreamAnalyzer, args: argparse.Namespace) -> None:
-    with native_stderr_silenced(args.verbose < 2):
-        analyzer.close()
+    close_stream_analyzer(analyzer, quiet=args.verbose < 2)
 
 
 def model_description(engine: Engine, settings: VerdictSettings | None = None) -> dict[str, Any]:

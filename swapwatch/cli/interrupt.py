@@ -19,8 +19,9 @@ T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(Exception):
-    """A signal came before the source opened, or a second one came: nothing to sum up."""
+class Interrupted(EndOfStream):
+    """A signal came before the source opened, or a second one came: nothing to sum up. For
+    the stream worker, a source that ends before it opens."""
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from swapwatch.cli.common import (
     verdict_settings,
 )
 from swapwatch.cli.progress import Progress
-from swapwatch.errors import SwapwatchError
+from swapwatch.errors import EndOfStream, SwapwatchError
 from swapwatch.native_logs import keep_native_stderr_quiet
 
 INTERRUPTED = 130  # exit code after SIGINT or SIGTERM, as a shell reports Ctrl-C
@@ -118,10 +118,21 @@ def _scan(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args, engine)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr) if show_progress else None
-    from swapwatch.cli.scan_events import events_from_args
+    from swapwatch.cli.scan_events import events_from_args, events_stream_id, stream_id
+    from swapwatch.stream.scan import ScanEventSettings, ScanResult
 
-    events = events_from_args(args, analyzer.decision_config)
     stoppable = StoppableSource(source)
+
+    def end_detail(result: ScanResult | None) -> dict[str, Any]:
+        """What a scan's `stream.ended` says: why it ended, and the verdict when there is one."""
+        reason = "end" if stoppable.stopped_by is None else "interrupted"
+        detail: dict[str, Any] = {"reason": reason}
+        if result is not None:
+            summary = result.to_json()
+            detail |= {k: summary[k] for k in ("verdict", "score", "frames", "media_seconds")}
+        return detail
+
+    events = events_from_args(args)
     try:
         result = asyncio.run(
             run_until_signalled(
@@ -134,21 +145,25 @@ def _scan(args: argparse.Namespace) -> int:
                         min_frames=analyzer.decision_config.min_frames,
                     ),
                     keep_thumbnails=args.report is not None,
-                    on_result=events.chain(
-                        (lambda r: progress.update(r, source)) if progress else None
-                    ),
+                    on_result=(lambda r: progress.update(r, source)) if progress else None,
                     model_description=model_description(engine, settings),
+                    events=ScanEventSettings(
+                        events,
+                        events_stream_id(args),
+                        {"source": stream_id(args.source)},
+                        end_detail,
+                    ),
                 ),
             )
         )
         partial = stoppable.stopped_by is not None
         summary = result.to_json() | {"partial": partial}
-        events.ended(summary | ({"reason": "interrupted"} if partial else {}))
     except Interrupted:
         raise KeyboardInterrupt from None  # nothing was summed up: ends as an interrupt before
-    except SwapwatchError as exc:
-        events.failed(exc)
-        raise
+    except EndOfStream:
+        if stoppable.stopped_by is None:
+            raise
+        raise KeyboardInterrupt from None  # stopped before the source opened
     finally:
         events.close()  # drains pending deliveries, also after a signal
         close_analyzer(analyzer, args)

@@ -8,9 +8,8 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swapwatch.cli.common import non_negative_float
 from swapwatch.cli.events import add_sink_options, sink_specs
@@ -19,14 +18,10 @@ from swapwatch.stream.source import redact_url
 
 if TYPE_CHECKING:  # the CLI builds every parser; the event machinery loads only when used
     from swapwatch.events.delivery import Route, SinkStats
-    from swapwatch.events.emit import StreamEvents
+    from swapwatch.events.model import Event
     from swapwatch.events.outbox import EventLog
-    from swapwatch.fusion import DecisionConfig
-    from swapwatch.stream.pipeline import FrameResult
 
 log = logging.getLogger(__name__)
-
-ResultCallback = Callable[["FrameResult"], None]
 
 
 def add_event_options(parser: argparse.ArgumentParser) -> None:
@@ -98,39 +93,24 @@ class DeliveryThread:
 
 
 class ScanEvents:
-    """The events of one `scan`: started now, alarms as they come, ended or failed at the end."""
+    """The events of one `scan` or `watch` (an `EventSink`): each committed to the outbox as
+    the worker makes it; at the end the sinks get `--drain` seconds to catch up."""
 
-    def __init__(
-        self, outbox: EventLog, events: StreamEvents, delivery: DeliveryThread | None
-    ) -> None:
+    def __init__(self, outbox: EventLog, delivery: DeliveryThread | None) -> None:
         self.outbox = outbox
-        self.events = events
         self.delivery = delivery
-        self._finished = False
+        self.lost = 0
 
-    def chain(self, callback: ResultCallback | None) -> ResultCallback:
-        """The per-frame callback: records alarms, then calls `callback`."""
+    def publish(self, event: Event) -> None:
+        from swapwatch.events.errors import OutboxError
 
-        def on_result(result: FrameResult) -> None:
-            self.events.alerts(result.alerts)
-            if callback is not None:
-                callback(result)
-
-        return on_result
-
-    def ended(self, summary: dict[str, Any]) -> None:
-        self._finished = True
-        keys = ("verdict", "score", "frames", "media_seconds")  # what a scan's summary has
-        detail = {"reason": summary.get("reason", "end")}
-        self.events.ended(detail | {key: summary[key] for key in keys if key in summary})
-
-    def failed(self, error: BaseException) -> None:
-        self._finished = True
-        self.events.failed(error)
+        try:
+            self.outbox.append(event)
+        except OutboxError as exc:
+            self.lost += 1
+            log.error("event %s not recorded: %s", event.type.value, exc)
 
     def close(self) -> None:
-        if not self._finished:
-            self.events.ended({"reason": "interrupted"})
         try:
             if self.delivery is not None:
                 self.delivery.stop()
@@ -141,10 +121,9 @@ class ScanEvents:
                         f" --sink ...` sends them",
                         file=sys.stderr,
                     )
-            if self.events.lost:
+            if self.lost:
                 print(
-                    f"swapwatch: warning: {self.events.lost} events could not be recorded "
-                    f"(see the log)",
+                    f"swapwatch: warning: {self.lost} events could not be recorded (see the log)",
                     file=sys.stderr,
                 )
         finally:
@@ -152,26 +131,17 @@ class ScanEvents:
 
 
 class NoEvents:
-    """What `scan` uses without --events: does nothing."""
+    """What `scan` uses without --events: keeps nothing."""
 
-    def chain(self, callback: ResultCallback | None) -> ResultCallback:
-        return callback or (lambda _result: None)
-
-    def ended(self, summary: dict[str, Any]) -> None:
-        pass
-
-    def failed(self, error: BaseException) -> None:
+    def publish(self, event: Event) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def events_from_args(
-    args: argparse.Namespace, decision: DecisionConfig | None = None
-) -> ScanEvents | NoEvents:
-    """Open the outbox, build the sinks and record `stream.started`; NoEvents without --events."""
-    from swapwatch.events.emit import StreamEvents
+def events_from_args(args: argparse.Namespace) -> ScanEvents | NoEvents:
+    """Open the outbox and start delivering to the sinks; NoEvents without --events."""
     from swapwatch.events.outbox import EventLog
     from swapwatch.events.sinks.factory import create_routes
 
@@ -182,10 +152,12 @@ def events_from_args(
         return NoEvents()
     routes = create_routes(specs)  # before the outbox: a bad sink fails fast
     outbox = EventLog(args.events)
-    stream = args.stream_id or stream_id(args.source)
-    events = StreamEvents(outbox, stream, decision=decision)
     delivery = DeliveryThread(outbox, routes, args.drain) if routes else None
     if delivery is not None:
         delivery.start()
-    events.started({"source": stream_id(args.source)})
-    return ScanEvents(outbox, events, delivery)
+    return ScanEvents(outbox, delivery)
+
+
+def events_stream_id(args: argparse.Namespace) -> str:
+    """The stream's id in events: --stream-id, else the source without secrets."""
+    return str(args.stream_id or stream_id(args.source))

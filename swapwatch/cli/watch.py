@@ -12,9 +12,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from swapwatch.cli.common import (
     analyzer_from_args,
@@ -28,13 +26,14 @@ from swapwatch.cli.interrupt import (
     run_until_signalled,
     sigterm_as_interrupt,
 )
-from swapwatch.cli.scan_events import events_from_args
-from swapwatch.errors import SwapwatchError
+from swapwatch.cli.scan_events import events_from_args, events_stream_id, stream_id
 from swapwatch.fusion import AlarmChange, Alert
 from swapwatch.stream.frames import SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
-from swapwatch.stream.runner import run_stream
-from swapwatch.stream.source import FrameSource, classify
+from swapwatch.stream.sink import EventSink
+from swapwatch.stream.source import classify
+from swapwatch.stream.tracks import TrackStatus, TrackTable
+from swapwatch.stream.worker import StreamWorker, WorkerConfig
 
 REFRESH_S = 0.25  # terminal redraw period (at most 4 per second)
 STATUS_EVERY_S = 2.0  # status line period when not on a terminal
@@ -61,19 +60,15 @@ class RateMeter:
         return (total - before) / (now - then) if now > then else 0.0
 
 
-@dataclass(slots=True)
-class TrackRow:
-    track_id: int
-    last_seen: float  # media time
-    score: float | None = None  # display probability after the last scored frame
-    cusum: float = 0.0
-    alarm: bool = False
-    skip_reason: str | None = None  # why the latest frame was not scored
+def track_state(track: TrackStatus) -> str:
+    if track.alarm:
+        return "ALARM"
+    return f"skipped: {track.skip_reason}" if track.skip_reason else "scoring"
 
-    def state(self) -> str:
-        if self.alarm:
-            return "ALARM"
-        return f"skipped: {self.skip_reason}" if self.skip_reason else "scoring"
+
+def track_score(track: TrackStatus) -> float | None:
+    """Its display probability, once a frame of it was scored."""
+    return track.score if track.frames_scored else None
 
 
 class WatchView:
@@ -82,7 +77,7 @@ class WatchView:
     def __init__(self, out: TextIO, tty: bool, h: float, counters: SourceCounters) -> None:
         self.out, self.tty, self.h, self.counters = out, tty, h, counters
         self.info: VideoInfo | None = None
-        self.rows: dict[int, TrackRow] = {}
+        self.rows = TrackTable(TRACK_TIMEOUT_S)
         self.alerts: list[Alert] = []
         self.media_time = 0.0
         self.faces = 0
@@ -104,14 +99,7 @@ class WatchView:
         self.analysed += 1
         self.media_time = result.time
         self.faces = len(result.faces)
-        for face in result.faces:
-            row = self.rows.setdefault(face.track_id, TrackRow(face.track_id, result.time))
-            row.last_seen, row.skip_reason = result.time, face.skip_reason
-            if (update := face.update) is not None:
-                row.score, row.cusum, row.alarm = update.score, update.cusum, update.alarm
-        gone = [t for t, r in self.rows.items() if result.time - r.last_seen > TRACK_TIMEOUT_S]
-        for track_id in gone:
-            del self.rows[track_id]
+        self.rows.fold(result)
         self.alerts.extend(result.alerts)
         if not self.tty:
             for alert in result.alerts:
@@ -126,8 +114,9 @@ class WatchView:
         elif now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             tracks = "".join(
-                f" | face {r.track_id} {_score(r.score)} cusum {r.cusum / self.h:.2f}h {r.state()}"
-                for r in self._sorted_rows()
+                f" | face {r.track_id} {_score(track_score(r))} cusum {r.cusum / self.h:.2f}h "
+                f"{track_state(r)}"
+                for r in self.rows.sorted()
             )
             self._line(f"status {self.media_time:.2f}s: {self._rates()}{tracks}")
 
@@ -140,10 +129,11 @@ class WatchView:
             "",
             f"{'face':>5}  {'score':<{BAR_WIDTH + 5}}  {'CUSUM/h':>7}  state",
         ]
-        for r in self._sorted_rows():
-            bar = _bar(r.score) if r.score is not None else " " * BAR_WIDTH + "   - "
-            lines.append(f"{r.track_id:>5}  {bar}  {r.cusum / self.h:>7.2f}  {r.state()}")
-        if not self.rows:
+        for r in self.rows.sorted():
+            score = track_score(r)
+            bar = _bar(score) if score is not None else " " * BAR_WIDTH + "   - "
+            lines.append(f"{r.track_id:>5}  {bar}  {r.cusum / self.h:>7.2f}  {track_state(r)}")
+        if not self.rows.tracks:
             lines.append("   no faces")
         lines += ["", "latest alerts" if self.alerts else "no alerts"]
         lines += [f"  {self._alert(a)}" for a in self.alerts[-ALERTS_SHOWN:]]
@@ -167,9 +157,6 @@ class WatchView:
             f"alerts raised: {len(raised)}"
             + (f" (faces {', '.join(map(str, alarmed))})" if alarmed else "")
         )
-
-    def _sorted_rows(self) -> list[TrackRow]:
-        return sorted(self.rows.values(), key=lambda r: r.track_id)
 
     def _format(self) -> str:
         if self.info is None:
@@ -210,26 +197,40 @@ async def _tick(view: WatchView) -> None:
 
 
 async def _watch(
-    source: FrameSource,
+    source: StoppableSource,
     analyzer: StreamAnalyzer,
     view: WatchView,
     paced: bool,
-    on_result: Callable[[FrameResult], None],
+    sink: EventSink,
+    config: WorkerConfig,
 ) -> None:
+    """Run the stream through a worker beside the view's ticker, until either ends."""
+
+    def end_detail() -> dict[str, Any]:
+        return {"reason": "end of stream" if source.stopped_by is None else "interrupted"}
+
+    worker = StreamWorker(
+        config,
+        lambda: source,
+        lambda: analyzer,
+        sink,
+        on_result=view.on_result,
+        end_detail=end_detail,
+        on_open=lambda info: view.start(info, paced),
+    )
+    stream = asyncio.create_task(worker.run())
+    ticker = asyncio.create_task(_tick(view))
     try:
-        view.start(await source.start(), paced)
-        stream = asyncio.create_task(run_stream(source, analyzer, on_result))
-        ticker = asyncio.create_task(_tick(view))
-        try:
-            done, _ = await asyncio.wait({stream, ticker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stream.cancel()
-            ticker.cancel()
-            await asyncio.wait({stream, ticker})
-        for task in done:
-            task.result()  # the stream's error, or a bug in the view
+        done, _ = await asyncio.wait({stream, ticker}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await source.aclose()
+        stream.cancel()
+        ticker.cancel()
+        await asyncio.wait({stream, ticker})
+        worker.abandon("interrupted")  # only when it did not end by itself
+    for task in done:
+        task.result()  # a bug in the worker or the view
+    if worker.error is not None:
+        raise worker.error
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -248,24 +249,23 @@ def _watch_until_stopped(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args, engine)
     out = sys.stdout
     view = WatchView(out, out.isatty(), analyzer.decision_config.h, source.counters)
-    events = events_from_args(args, analyzer.decision_config)
+    events = events_from_args(args)
     stoppable = StoppableSource(source)
+    config = WorkerConfig(
+        events_stream_id(args),
+        started_detail={"source": stream_id(args.source)},
+        close_analyzer=False,
+    )
     interrupted = False
     try:
         asyncio.run(
             run_until_signalled(
-                stoppable,
-                _watch(stoppable, analyzer, view, is_file, events.chain(view.on_result)),
+                stoppable, _watch(stoppable, analyzer, view, is_file, events, config)
             )
         )
         interrupted = stoppable.stopped_by is not None
-        events.ended({"reason": "interrupted" if interrupted else "end of stream"})
-    except (Interrupted, KeyboardInterrupt):  # before the source opened, or a second signal
+    except (Interrupted, KeyboardInterrupt):  # a second signal
         interrupted = True
-        events.ended({"reason": "interrupted"})
-    except SwapwatchError as exc:
-        events.failed(exc)
-        raise
     finally:
         events.close()
         close_analyzer(analyzer, args)

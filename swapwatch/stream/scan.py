@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -13,13 +14,15 @@ import cv2
 import numpy as np
 
 import swapwatch
+from swapwatch.errors import EndOfStream
 from swapwatch.faces.quality import SkipReason
 from swapwatch.fusion import Alert, TrackEvidence, Verdict, VideoConfig, video_decision
 from swapwatch.fusion.video import main_tracks, track_score
 from swapwatch.stream.frames import SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
-from swapwatch.stream.runner import run_stream
+from swapwatch.stream.sink import EventSink, NullSink
 from swapwatch.stream.source import FrameSource
+from swapwatch.stream.worker import StreamWorker, WorkerConfig
 
 THUMBNAIL_PX = 112
 MAX_PERIODIC_THUMBNAILS = 6
@@ -267,23 +270,77 @@ async def scan(
     keep_thumbnails: bool = False,
     on_result: Callable[[FrameResult], None] | None = None,
     model_description: dict[str, Any] | None = None,
+    events: ScanEventSettings | None = None,
 ) -> ScanResult:
-    """Analyse `source` to its end. The source must not be started yet; it is closed after."""
+    """Analyse `source` to its end through a stream worker. The source must not be started
+    yet; it is closed after, the analyzer is not. A source error is raised (after its
+    `stream.error`); a source stopped before it opened ends the stream and raises EndOfStream.
+    """
     video_config = video_config or VideoConfig(min_frames=analyzer.decision_config.min_frames)
+    events = events or ScanEventSettings()
     recorder = ScanRecorder(keep_thumbnails)
     started = time.perf_counter()
+    results: list[ScanResult] = []
+    worker: StreamWorker
 
     def record(result: FrameResult) -> None:
         recorder.add(result)
         if on_result is not None:
             on_result(result)
 
-    info = await source.start()
-    analyzer.still_pictures = info.still
+    def summed_up() -> Mapping[str, Any]:
+        """At the end of the source: the result, and what `stream.ended` says of it."""
+        info = worker.status.video
+        result = None
+        if info is not None:
+            result = _result(
+                info, source, analyzer, recorder, video_config, model_description, started
+            )
+            results.append(result)
+        return events.end_detail(result)
+
+    worker = StreamWorker(
+        WorkerConfig(events.stream_id, started_detail=events.started_detail, close_analyzer=False),
+        lambda: source,
+        lambda: analyzer,
+        events.sink,
+        on_result=record,
+        end_detail=summed_up,
+    )
     try:
-        await run_stream(source, analyzer, record)
-    finally:
-        await source.aclose()
+        await worker.run()
+    except asyncio.CancelledError:
+        worker.abandon("interrupted")
+        raise
+    if worker.error is not None:
+        raise worker.error
+    if not results:
+        raise EndOfStream("stopped before the source opened")
+    return results[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEventSettings:
+    """Where a scan's events go and what its stream events say."""
+
+    sink: EventSink = field(default_factory=NullSink)
+    stream_id: str = "scan"
+    started_detail: Mapping[str, Any] = field(default_factory=dict)
+    # The detail of `stream.ended`, from the result (None: stopped before the source opened).
+    end_detail: Callable[[ScanResult | None], Mapping[str, Any]] = lambda _result: {
+        "reason": "end of stream"
+    }
+
+
+def _result(
+    info: VideoInfo,
+    source: FrameSource,
+    analyzer: StreamAnalyzer,
+    recorder: ScanRecorder,
+    video_config: VideoConfig,
+    model_description: dict[str, Any] | None,
+    started: float,
+) -> ScanResult:
     tracks = sorted(recorder.tracks.values(), key=lambda t: t.track_id)
     evidence = [TrackEvidence(t.track_id, t.evidence, t.alarmed) for t in tracks]
     # A recording of one frame is a picture too.

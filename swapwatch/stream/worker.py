@@ -35,7 +35,7 @@ from swapwatch.events.run import RunEvents
 from swapwatch.fusion import AlarmChange
 from swapwatch.stream.assembly import close_analyzer
 from swapwatch.stream.clock import MediaClock
-from swapwatch.stream.frames import Frame
+from swapwatch.stream.frames import Frame, VideoInfo
 from swapwatch.stream.lifecycle import Lifecycle, StreamState
 from swapwatch.stream.observer import NullObserver, WorkerObserver
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
@@ -63,6 +63,7 @@ class WorkerConfig:
     max_size: tuple[int, int] | None = None  # largest frame (width, height) accepted
     started_detail: Mapping[str, Any] = field(default_factory=dict)  # added to stream.started
     quiet: bool = True  # keep the face models' native log lines off stderr when closing
+    close_analyzer: bool = True  # False: the analyzer is the caller's, who closes it
     track_timeout: float = TRACK_TIMEOUT_S  # media seconds a track stays in the status
     # Part of every run id: a new one for each new worker, the saved one for a restored one.
     epoch: str | None = None
@@ -99,9 +100,10 @@ class StreamWorker:
         observer: WorkerObserver | None = None,
         on_result: ResultCallback | None = None,
         end_detail: Callable[[], Mapping[str, Any]] | None = None,
+        on_open: Callable[[VideoInfo], None] | None = None,
     ) -> None:
         """`end_detail` gives the detail of the `stream.ended` of a source that came to its
-        end (default: reason `end of stream`)."""
+        end (default: reason `end of stream`); `on_open` hears of each connection opened."""
         self.config = config
         self.status = WorkerStatus(tracks=TrackTable(config.track_timeout))
         self.error: SwapwatchError | None = None  # why it failed, when a source error did it
@@ -111,6 +113,7 @@ class StreamWorker:
         self._observer = observer or NullObserver()
         self._on_result = on_result
         self._end_detail = end_detail
+        self._on_open = on_open
         self._lifecycle = Lifecycle()
         self._events = RunEvents(config.stream_id, config.epoch)
         self._clock = MediaClock()
@@ -245,7 +248,8 @@ class StreamWorker:
 
     def _close_analyzer(self) -> None:
         if self._analyzer is not None:
-            close_analyzer(self._analyzer, self.config.quiet)
+            if self.config.close_analyzer:
+                close_analyzer(self._analyzer, self.config.quiet)
             self._analyzer = None
 
     def _finish(self, to: StreamState, detail: Mapping[str, Any]) -> None:
@@ -280,6 +284,8 @@ class StreamWorker:
             assert analyzer is not None
             analyzer.still_pictures = info.still
             status.video = info
+            if self._on_open is not None:
+                self._on_open(info)
             self._clock.new_connection()
             self._lifecycle.move(StreamState.RUNNING)
             if self._resume_run:  # a restored worker goes on with its run
