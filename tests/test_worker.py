@@ -11,17 +11,23 @@ from typing import Any
 import pytest
 from media import Placement, write_linear_model, write_video
 
+from swapwatch.cli.scan_events import NoEvents, ScanEvents
 from swapwatch.engines import create_engine
 from swapwatch.engines.base import Engine
 from swapwatch.errors import EndOfStream
 from swapwatch.events.model import EventType
+from swapwatch.events.outbox import EventLog
 from swapwatch.events.run import RunEvents
 from swapwatch.fusion import DecisionConfig
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.manager import StreamManager
+from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.frames import Frame, VideoInfo
 from swapwatch.stream.lifecycle import TRANSITIONS, IllegalTransition, Lifecycle, StreamState
 from swapwatch.stream.pipeline import FrameResult
-from swapwatch.stream.sink import EventList
+from swapwatch.stream.scan import ScanEventSettings, scan
+from swapwatch.stream.sink import EventList, EventSink
 from swapwatch.stream.source import AvSource, FrameSource
 from swapwatch.stream.worker import StreamWorker, WorkerConfig
 
@@ -194,3 +200,42 @@ def test_event_ids_repeat_for_a_resumed_run_and_differ_for_a_new_worker() -> Non
     next_run = RunEvents.restore(saved)
     next_run.begin_run()
     assert next_run.run != first.run and not set(events(next_run)) & set(made)
+
+
+def test_scan_watch_and_the_service_hand_events_to_one_sink_interface(
+    engine: Engine, swaying_face: Path, fake_model: Path, tmp_path: Path
+) -> None:
+    outbox = EventLog(tmp_path / "events.sqlite")
+    manager = StreamManager(
+        ServiceConfig(model=fake_model), create_engine("onnxruntime", fake_model), ServiceMetrics()
+    )
+    # scan/watch with and without --events; the service's streams (through the manager)
+    for sink in (ScanEvents(outbox, None), NoEvents(), manager):
+        assert isinstance(sink, EventSink)
+    outbox.close()
+
+    events = EventList()
+    analyzer = build_analyzer(engine, AnalysisSettings(decision=DecisionConfig(h=4.0)))
+    try:
+        result = asyncio.run(
+            scan(
+                AvSource(str(swaying_face)),
+                analyzer,
+                events=ScanEventSettings(events, "clip", {"source": "clip.mp4"}),
+            )
+        )
+    finally:
+        analyzer.close()
+    kinds = [e.type for e in events.events]
+    assert kinds[0] is EventType.STREAM_STARTED and kinds[-1] is EventType.STREAM_ENDED
+    assert EventType.ALERT_RAISED in kinds and len(result.alerts) == kinds.count(
+        EventType.ALERT_RAISED
+    )
+    assert len({e.run for e in events.events}) == 1
+    assert events.events[0].detail == {
+        "source": "clip.mp4",
+        "width": 640,
+        "height": 360,
+        "codec": "h264",
+        "fps": 15.0,
+    }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from swapwatch.events.model import Event
 
 
+@runtime_checkable
 class EventSink(Protocol):
     """Takes each event as the worker makes it, on the event loop; must not block it for long
     and must not raise (an event it cannot keep is its own to count)."""
