@@ -18,12 +18,9 @@ def test_after_a_reconnect_the_old_tracks_go_and_their_alarm_with_them(fake_mode
     url = f"tcp://127.0.0.1:{port}"
     camera = f"{url}?listen=1"
     config = ServiceConfig(
-        model=fake_model,
-        cusum_h=4.0,
-        policy="kyc",  # an alarm never clears by itself: only forgetting the track ends it
-        reconnect_initial_s=0.3,
-        reconnect_max_s=1.0,
-        read_timeout_s=3.0,
+        # KYC: an alarm never clears by itself, only forgetting its track ends it
+        analysis={"model": fake_model, "cusum_h": 4.0, "policy": "kyc"},
+        ingest={"reconnect_initial_s": 0.3, "reconnect_max_s": 1.0, "read_timeout_s": 3.0},
     )
     with running_service(config) as service:
         # The second connection is shorter than the first plus the timeout: on a clock that

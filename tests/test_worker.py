@@ -20,7 +20,7 @@ from swapwatch.events.outbox import EventLog
 from swapwatch.events.run import RunEvents
 from swapwatch.fusion import DecisionConfig
 from swapwatch.server.config import ServiceConfig
-from swapwatch.server.manager import StreamManager
+from swapwatch.server.manager import StreamManager, StreamSettings
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.frames import Frame, VideoInfo
@@ -206,9 +206,9 @@ def test_scan_watch_and_the_service_hand_events_to_one_sink_interface(
     engine: Engine, swaying_face: Path, fake_model: Path, tmp_path: Path
 ) -> None:
     outbox = EventLog(tmp_path / "events.sqlite")
-    manager = StreamManager(
-        ServiceConfig(model=fake_model), create_engine("onnxruntime", fake_model), ServiceMetrics()
-    )
+    config = ServiceConfig(analysis={"model": fake_model})
+    engine_of_service = create_engine("onnxruntime", fake_model)
+    manager = StreamManager(StreamSettings.of(config), engine_of_service, ServiceMetrics())
     # scan/watch with and without --events; the service's streams (through the manager)
     for sink in (ScanEvents(outbox, None), NoEvents(), manager):
         assert isinstance(sink, EventSink)
