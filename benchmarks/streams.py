@@ -170,10 +170,20 @@ def latency_p95(
 def run_count(
     count: int, clip: Path, fps: float, seconds: float, model: Path | None
 ) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as state:
+        return _run_count(count, clip, fps, seconds, model, Path(state))
+
+
+def _run_count(
+    count: int, clip: Path, fps: float, seconds: float, model: Path | None, state: Path
+) -> dict[str, Any]:
+    """One fresh service with its own outbox and saved-stream state in `state`, so streams of
+    an earlier run (the service resumes what it saved) never come back in this one."""
     port = free_port()
     low = free_port()
     env = {
         **os.environ,
+        "SWAPWATCH_EVENTS_PATH": str(state / "events.sqlite"),
         "SWAPWATCH_HTTP_PORT": str(port),
         "SWAPWATCH_LIMITS_MAX_STREAMS": str(count + 1),
         "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
