@@ -1,0 +1,200 @@
+"""Whether the person did what a challenge asked, from the face track frame by frame.
+
+Turns and looking up are measured as the change of head pose (`swapwatch.kyc.pose`) from where
+the head was when the prompt came: cameras sit above or below screens, so an absolute angle
+would fail people for their desk. Moving closer is the growth of the face's height (forehead to
+chin, which a turn does not shorten). A hand across the face is the face detector losing its
+confidence in the face (or the tracker losing the face) while the track persists, then the same
+face back uncovered: the landmark model alone keeps fitting a face under a hand, so the detector's
+confidence is what a worker feeds during this challenge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from swapwatch.faces.geometry import CHIN, FOREHEAD, box_iou
+from swapwatch.kyc.challenges import Challenge, ChallengeKind
+from swapwatch.kyc.pose import HeadPose, head_pose
+
+# The head's position at the prompt: the observations of the first BASELINE_S seconds (people
+# take longer than this to start moving after a prompt).
+BASELINE_S = 0.3
+HOLD_OBSERVATIONS = 2  # in a row past the threshold: one landmark glitch is not a turn
+SAME_PLACE_IOU = 0.3  # a face back after a cover, under a new track id, where the old one was
+
+
+@dataclass(frozen=True, slots=True)
+class FaceObservation:
+    """One analysed frame, as the compliance tracker needs it.
+
+    `track_id` and `points` are None when no face is followed in this frame. `detector_score`
+    is the face detector's confidence for this face when it ran on this frame (None if it did
+    not), 0 when it ran and found no face there."""
+
+    time_s: float
+    track_id: int | None = None
+    points: np.ndarray | None = None  # (468, 3) landmarks in pixels
+    detector_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceResult:
+    """A challenge's outcome with the value measured against its threshold."""
+
+    challenge: Challenge
+    met: bool
+    measured: float | None  # the furthest the person went (None: no face to measure)
+    met_after_s: float | None  # seconds from the prompt to compliance
+    explanation: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.challenge.kind.value,
+            "met": self.met,
+            "measured": None if self.measured is None else round(self.measured, 3),
+            "threshold": self.challenge.threshold,
+            "unit": self.challenge.unit,
+            "met_after_s": None if self.met_after_s is None else round(self.met_after_s, 3),
+            "explanation": self.explanation,
+        }
+
+
+def face_height(points: np.ndarray) -> float:
+    """Forehead to chin, pixels."""
+    return float(np.hypot(*(points[CHIN, :2] - points[FOREHEAD, :2])))
+
+
+def _box(points: np.ndarray) -> np.ndarray:
+    return np.array(
+        [points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()]
+    )
+
+
+class ComplianceTracker:
+    """Follows one challenge from its prompt to the end of its window. `update` per frame."""
+
+    def __init__(self, challenge: Challenge, prompted_at_s: float) -> None:
+        self.challenge = challenge
+        self.prompted_at_s = prompted_at_s
+        self._track: int | None = None
+        self._baseline: list[tuple[float, float, float]] = []  # yaw, pitch, height
+        self._reference: tuple[float, float, float] | None = None
+        self._extreme: float | None = None
+        self._held = 0
+        self._met_after_s: float | None = None
+        # hand over face
+        self._last_box: np.ndarray | None = None
+        self._covered = False
+        self._lowest_score: float | None = None
+        self._faces_seen = 0
+
+    @property
+    def met(self) -> bool:
+        return self._met_after_s is not None
+
+    def finished(self, now_s: float) -> bool:
+        """Met, or its window is over."""
+        return self.met or now_s > self.prompted_at_s + self.challenge.window_s
+
+    def update(self, seen: FaceObservation) -> None:
+        elapsed = seen.time_s - self.prompted_at_s
+        if elapsed < 0 or elapsed > self.challenge.window_s or self.met:
+            return
+        if self.challenge.kind is ChallengeKind.HAND_OVER_FACE:
+            self._update_cover(seen, elapsed)
+            return
+        if seen.points is None or seen.track_id is None:
+            self._held = 0
+            return
+        if self._track is None:
+            self._track = seen.track_id
+        elif seen.track_id != self._track:
+            return  # another face: the challenge is the first face's
+        self._faces_seen += 1
+        pose = head_pose(seen.points)
+        sample = (pose.yaw, pose.pitch, face_height(seen.points))
+        if self._reference is None:
+            self._baseline.append(sample)
+            if elapsed < BASELINE_S:
+                return
+            yaw, pitch, height = np.median(self._baseline, axis=0)
+            self._reference = (float(yaw), float(pitch), float(height))
+        self._measure(sample, pose, elapsed)
+
+    def _measure(self, sample: tuple[float, float, float], pose: HeadPose, elapsed: float) -> None:
+        assert self._reference is not None
+        yaw0, pitch0, height0 = self._reference
+        kind = self.challenge.kind
+        if kind is ChallengeKind.TURN_LEFT:
+            value = pose.yaw - yaw0
+        elif kind is ChallengeKind.TURN_RIGHT:
+            value = yaw0 - pose.yaw
+        elif kind is ChallengeKind.LOOK_UP:
+            value = pose.pitch - pitch0
+        else:  # MOVE_CLOSER
+            value = sample[2] / height0 if height0 > 0 else math.nan
+        if math.isfinite(value):
+            self._extreme = value if self._extreme is None else max(self._extreme, value)
+        if value >= self.challenge.threshold:
+            self._held += 1
+            if self._held >= HOLD_OBSERVATIONS:
+                self._met_after_s = elapsed
+        else:
+            self._held = 0
+
+    def _update_cover(self, seen: FaceObservation, elapsed: float) -> None:
+        threshold = self.challenge.threshold
+        face_here = seen.points is not None and seen.track_id is not None
+        if face_here and self._track is None:
+            self._track = seen.track_id
+        if not face_here:
+            if self._track is not None:  # followed before, gone now: covered (or gone)
+                self._covered = True
+                self._lowest_score = 0.0
+            return
+        assert seen.points is not None
+        box = _box(seen.points)
+        same_face = seen.track_id == self._track or (
+            self._last_box is not None
+            and box_iou(box.reshape(1, 4), self._last_box.reshape(1, 4))[0, 0] >= SAME_PLACE_IOU
+        )
+        if not same_face:
+            return
+        self._faces_seen += 1
+        score = seen.detector_score
+        if score is not None:
+            lowest = self._lowest_score
+            self._lowest_score = score if lowest is None else min(lowest, score)
+        if score is not None and score < threshold:
+            self._covered = True
+            return
+        if self._covered:
+            self._met_after_s = elapsed
+        self._last_box = box
+        self._track = seen.track_id
+
+    def result(self) -> ComplianceResult:
+        """The outcome so far (final once `finished`)."""
+        kind = self.challenge.kind
+        measured = self._lowest_score if kind is ChallengeKind.HAND_OVER_FACE else self._extreme
+        if self.met:
+            explanation = f"done after {self._met_after_s:.1f} s"
+        elif not self._faces_seen:
+            explanation = "no face followed during the challenge"
+        elif kind is ChallengeKind.HAND_OVER_FACE:
+            explanation = (
+                "the face was covered but did not come back"
+                if self._covered
+                else "the face was never covered"
+            )
+        elif measured is None:
+            explanation = "the head's position at the prompt was not measured"
+        else:
+            explanation = (
+                f"reached {measured:.2f} of {self.challenge.threshold:g} {self.challenge.unit}"
+            )
+        return ComplianceResult(self.challenge, self.met, measured, self._met_after_s, explanation)

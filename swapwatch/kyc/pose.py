@@ -1,0 +1,69 @@
+"""Head pose in degrees from the 468-point face mesh.
+
+The mesh model gives every landmark a depth (z, in the same pixel scale as x and y; smaller is
+nearer the camera). Mirror-image landmark pairs (eye corners, cheeks, mouth corners, jaw) lie at
+one depth when the face looks at the camera, so the direction of the line joining them, in the
+x-z plane, is the head's turn; the line down the face's middle (forehead to chin) in the y-z
+plane is its tilt. This needs no canonical 3D model and no camera intrinsics (a weak-perspective
+view, which a face at arm's length is).
+
+`swapwatch.faces.quality.yaw_ratio` reads the same turn from x alone (the nose between the
+cheeks): it saturates near 1 at 50-60 degrees and has no sign of tilt. Measured on the live-swap
+recordings (benchmarks/challenge_evidence.py), |yaw ratio| 0.75 is ~30 degrees here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from swapwatch.faces.geometry import landmarks_angle
+
+# Subject's right (image left), subject's left: eye outer corners, eye inner corners, cheeks,
+# mouth corners, jaw below the ears.
+MIRROR_PAIRS = ((33, 263), (133, 362), (234, 454), (61, 291), (172, 397))
+# Down the middle of the face: forehead top, between the brows; chin, under the lower lip.
+UPPER_MIDLINE = (10, 151)
+LOWER_MIDLINE = (152, 199)
+# The mesh's forehead sits behind its chin: a frontal face reads this tilt (measured, degrees,
+# on the frontal MEAD recordings and the test astronaut); subtracted so frontal is ~0.
+PITCH_AT_FRONTAL = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeadPose:
+    """Angles of the head relative to facing the camera, degrees.
+
+    yaw > 0: turned towards the subject's own left (the nose moves to image right in an
+    unmirrored picture); pitch > 0: looking up; roll > 0: the eye line rotated clockwise in
+    the image."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+
+def head_pose(points: np.ndarray) -> HeadPose:
+    """The pose of one face from its (468, 3) landmarks in image pixels."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.shape != (468, 3):
+        raise ValueError(f"expected (468, 3) landmarks, got {pts.shape}")
+    roll = landmarks_angle(pts)
+    cos, sin = math.cos(roll), math.sin(roll)
+    # Undo the roll, so the face's own horizontal is the image x axis.
+    x = pts[:, 0] * cos + pts[:, 1] * sin
+    y = -pts[:, 0] * sin + pts[:, 1] * cos
+    z = pts[:, 2]
+    right = [r for r, _ in MIRROR_PAIRS]
+    left = [lf for _, lf in MIRROR_PAIRS]
+    across_x = float((x[left] - x[right]).sum())
+    across_z = float((z[left] - z[right]).sum())
+    up, down = list(UPPER_MIDLINE), list(LOWER_MIDLINE)
+    down_y = float(y[down].mean() - y[up].mean())
+    down_z = float(z[down].mean() - z[up].mean())
+    yaw = math.degrees(math.atan2(across_z, across_x))
+    # Looking up brings the chin nearer (its z falls below the forehead's).
+    pitch = math.degrees(math.atan2(-down_z, down_y)) - PITCH_AT_FRONTAL
+    return HeadPose(yaw=yaw, pitch=pitch, roll=math.degrees(roll))
