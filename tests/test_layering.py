@@ -22,20 +22,22 @@ import swapwatch
 SHARED = frozenset({"swapwatch", "errors", "timing", "native_logs", "sqlite_layout", "models"})
 
 # Which units each unit may import (besides itself). Read top to bottom: cli and the __main__
-# shim; server beside training, evaluation and datasets, which use stream and below; stream;
+# shim; server beside training, evaluation and datasets, which use stream and below; kyc (the
+# KYC sessions' signals and challenges, which server and cli use); stream;
 # the stages stream assembles; extension loading (`plugins`: the entry-point loader and the
 # signal protocol, used by the packages whose extensions it loads); the shared modules.
 ALLOWED: Mapping[str, frozenset[str]] = {
     "__main__": frozenset({"cli"}),
     "cli": SHARED
-    | {"server", "training", "evaluation", "datasets", "stream"}
+    | {"server", "training", "evaluation", "datasets", "kyc", "stream"}
     | {"faces", "engines", "fusion", "events", "plugins"},
-    "server": SHARED | {"stream", "faces", "engines", "fusion", "events", "plugins"},
+    "server": SHARED | {"kyc", "stream", "faces", "engines", "fusion", "events", "plugins"},
     "training": SHARED
     | {"evaluation", "datasets", "stream", "faces", "engines", "fusion", "events", "plugins"},
     "evaluation": SHARED
     | {"datasets", "stream", "faces", "engines", "fusion", "events", "plugins"},
     "datasets": SHARED | {"stream", "faces", "engines", "fusion", "events", "plugins"},
+    "kyc": SHARED | {"stream", "faces", "engines", "fusion", "events", "plugins"},
     "stream": SHARED | {"faces", "engines", "fusion", "events", "plugins"},
     "events": SHARED | {"fusion", "plugins"},
     "engines": SHARED | {"plugins"},
