@@ -9,16 +9,22 @@ estimation (1996): the picture is filtered with the difference of two Laplacians
 
 which cancels smooth shading and keeps white noise with variance 36 sigma^2, so
 sigma = sqrt(pi / 2) * mean |I * N| / 6. Edges leak into it, so the pixels of the strongest
-gradients are left out (Tai and Yang 2008 leave out the top 10 %; texture such as hair, beard
-and fabric needs half, EDGE_SHARE): what remains is flat skin and wall, where mostly noise moves
-the filter. Leaving out half of a flat wall's pixels lowers its reading by ~1 % (measured).
+gradients are left out: what remains is flat skin and wall, where mostly noise moves the filter.
 
-Measured on test-made pictures (tests/test_kyc_signals.py gives the figures). An encoder at a
-video call's bitrate removes most of a sensor's noise, so a low reading is weak evidence only,
-and NOISE_FREE_BELOW still has to be checked on real cameras through real calls.
+The picture as a whole leaves out the top 10 % (PICTURE_EDGE_SHARE, as Tai and Yang 2008): an
+encoder wipes the noise off the flattest pixels first, so leaving out more would read every
+encoded picture as noise-free. Measured on test-made pictures (benchmarks/kyc_signals.py):
+rendered 0.07 grey levels, with camera-like noise 1.6; through H.264 at CRF 23 0.04 and 0.15,
+at CRF 35 both 0.03. An encoder at a call's bitrate removes most of a sensor's noise, so a low
+reading is weak evidence only, and NOISE_FREE_BELOW is still to be checked on real cameras
+through real calls (the live-swap recordings' real halves, encoded streamer footage, read
+0.2-0.55).
 
-Measured apart on the face (its box) and the rest of the picture: a swapped face pasted into a
-real frame is smoother than its surroundings, which the face-to-background ratio reports.
+The face (its box) and the rest of the picture are compared with the same estimator leaving out
+half (REGION_EDGE_SHARE), because skin, hair and collars are textured and texture reads as
+noise: a swapped face pasted into a real frame is smoother than its surroundings, which the
+face-to-background ratio reports. Leaving out half of a flat wall's pixels lowers its reading
+by ~1 % (measured).
 O(1) memory: running means over the sampled frames.
 """
 
@@ -32,7 +38,8 @@ import numpy as np
 from swapwatch.kyc.readings import Contribution, SignalReading
 
 IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-EDGE_SHARE = 0.5
+PICTURE_EDGE_SHARE = 0.1
+REGION_EDGE_SHARE = 0.5
 # Below this (grey levels) a picture carries less noise than a camera leaves through an encoder
 # at a moderate bitrate (0.15 measured at CRF 23; rendered pictures read 0.04).
 NOISE_FREE_BELOW = 0.1
@@ -46,9 +53,12 @@ MIN_PIXELS = 400  # a region smaller than 20 x 20 px says nothing
 MIN_SAMPLES = 5
 
 
-def noise_sigma(grey: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+def noise_sigma(
+    grey: np.ndarray, mask: np.ndarray | None = None, edge_share: float = PICTURE_EDGE_SHARE
+) -> float | None:
     """Immerkaer's noise sigma (grey levels) of a grey picture, over `mask` (bool, same shape)
-    if given, edges left out; None when too few pixels remain."""
+    if given, the `edge_share` of its strongest gradients left out; None when too few pixels
+    remain."""
     picture = np.asarray(grey, np.float32)
     if picture.ndim != 2 or min(picture.shape) < 3:
         raise ValueError(f"expected a grey picture of at least 3x3, got {picture.shape}")
@@ -59,7 +69,7 @@ def noise_sigma(grey: np.ndarray, mask: np.ndarray | None = None) -> float | Non
     keep = np.ones(response.shape, bool) if mask is None else mask[1:-1, 1:-1].copy()
     if keep.sum() < MIN_PIXELS:
         return None
-    edge = np.quantile(gradient[keep], 1.0 - EDGE_SHARE)
+    edge = np.quantile(gradient[keep], 1.0 - edge_share)
     keep &= gradient <= edge
     if keep.sum() < MIN_PIXELS:
         return None
@@ -94,8 +104,8 @@ class NoiseMeter:
         x0, y0, x1, y1 = (round(float(v)) for v in face_box)
         face = np.zeros(grey.shape, bool)
         face[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = True
-        self._add("face", noise_sigma(grey, face))
-        self._add("background", noise_sigma(grey, ~face))
+        self._add("face", noise_sigma(grey, face, REGION_EDGE_SHARE))
+        self._add("background", noise_sigma(grey, ~face, REGION_EDGE_SHARE))
 
     def _add(self, region: str, sigma: float | None) -> None:
         if sigma is not None:
