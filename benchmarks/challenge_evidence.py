@@ -59,7 +59,7 @@ from swapwatch.faces.geometry import aligned_square, box_iou, warp  # noqa: E402
 from swapwatch.faces.landmarks import LandmarkModel  # noqa: E402
 from swapwatch.faces.quality import yaw_ratio  # noqa: E402
 from swapwatch.faces.tracking import FaceTracker  # noqa: E402
-from swapwatch.kyc.pose import head_pose  # noqa: E402
+from swapwatch.kyc.pose import head_pose, width_over_height  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
 EVIDENCE_CLIP = 4.0
@@ -71,6 +71,8 @@ TILTED_FROM = 10.0
 LOSS_NEIGHBOURS = 3  # analysed frames (0.2 s at 15 Hz)
 MIN_FACE_PX = 40.0  # smaller faces are noise for pose and evidence alike
 MIN_FACES_EACH = 5  # faces of a recording in a moment for its within-recording change
+FRONTAL_CHECK = 3.0  # degrees: a track's own frontal faces, for the check without depth
+TURNED_CHECK = 6.0
 MIN_RECORDINGS = 3  # of each class, for a moment's figures to set a weight
 REAL_ABOVE_0 = 0.1
 REAL_RISE = 0.5  # evidence
@@ -83,6 +85,7 @@ class Faces:
     logit: list[float]  # calibrated: logit / T, not clipped
     yaw: list[float]
     yaw_ratio: list[float]
+    width: list[float]  # width over height in the image plane (swapwatch.kyc.pose)
     pitch: list[float]
     detection: list[float]
     near_loss: list[bool]
@@ -103,8 +106,9 @@ def detection_score(detector: FaceDetector, image: np.ndarray, box: np.ndarray) 
 
 def analyse(
     item: MediaItem, detector: FaceDetector, landmarks: LandmarkModel, engine: Engine
-) -> list[tuple[float, float, float, float, float, bool]]:
-    """(logit / T, yaw, yaw ratio, pitch, detection score, next to a loss) of each face of the
+) -> list[tuple[float, float, float, float, float, bool, float]]:
+    """(logit / T, yaw, yaw ratio, pitch, detection score, next to a loss, width over height)
+    of each face of the
     longest track. Next to a loss: within LOSS_NEIGHBOURS analysed frames of a frame in which
     the track was not followed (a hand, a turn too far, a landmark failure)."""
     import av
@@ -113,7 +117,7 @@ def analyse(
 
     tracker = FaceTracker(detector, landmarks)
     size = engine.info.input_size
-    rows: dict[int, list[tuple[float, float, float, float, float]]] = {}
+    rows: dict[int, list[tuple[float, ...]]] = {}
     frames: dict[int, list[int]] = {}
     crops: dict[int, list[np.ndarray]] = {}
     with av.open(str(item.path)) as container:
@@ -132,7 +136,14 @@ def analyse(
                 pose = head_pose(face.points)
                 seen = detection_score(detector, image, face.box)
                 rows.setdefault(face.track_id, []).append(
-                    (0.0, pose.yaw, yaw_ratio(face.points), pose.pitch, seen)
+                    (
+                        0.0,
+                        pose.yaw,
+                        yaw_ratio(face.points),
+                        pose.pitch,
+                        seen,
+                        width_over_height(face.points),
+                    )
                 )
                 frames.setdefault(face.track_id, []).append(index // stride)
                 crops.setdefault(face.track_id, []).append(
@@ -148,7 +159,7 @@ def analyse(
         bool(len(missing)) and bool(np.abs(missing - i).min() <= LOSS_NEIGHBOURS) for i in seen
     ]
     return [
-        (float(z), *row[1:], near)
+        (float(z), row[1], row[2], row[3], row[4], near, row[5])
         for z, row, near in zip(logits, rows[main], near_loss, strict=True)
     ]
 
@@ -276,6 +287,39 @@ def within_recording(faces: Faces) -> list[dict[str, Any]]:
     return rows
 
 
+def yaw_check(faces: Faces) -> dict[str, Any]:
+    """`head_pose`'s yaw (read from the mesh's depth) against the turn read without depth: each
+    track's width over height against its own frontal ratio (median of its faces within
+    FRONTAL_CHECK degrees) is cos(yaw). The least-squares scale k in tan(yaw without depth) =
+    k tan(yaw from depth), over the faces turned more than TURNED_CHECK degrees: 1 when the
+    depth reads degrees truly."""
+    yaw = np.asarray(faces.yaw)
+    width = np.asarray(faces.width)
+    recording = np.asarray(faces.recording)
+    from_depth, without_depth = [], []
+    used = set()
+    for item in set(faces.recording):
+        mine = recording == item
+        frontal = mine & (np.abs(yaw) < FRONTAL_CHECK)
+        turned = mine & (np.abs(yaw) > TURNED_CHECK)
+        if frontal.sum() < MIN_FACES_EACH or not turned.any():
+            continue
+        used.add(item)
+        reference = float(np.median(width[frontal]))
+        cos = np.clip(width[turned] / reference, 0.0, 1.0)
+        from_depth += list(np.tan(np.radians(np.abs(yaw[turned]))))
+        without_depth += list(np.tan(np.arccos(cos)))
+    a, b = np.asarray(from_depth), np.asarray(without_depth)
+    scale = float((a * b).sum() / (a * a).sum()) if len(a) else None
+    return {
+        "faces": len(a),
+        "recordings": len(used),
+        "scale": None if scale is None else round(scale, 3),
+        "frontal_within_deg": FRONTAL_CHECK,
+        "turned_from_deg": TURNED_CHECK,
+    }
+
+
 def yaw_calibration(faces: Faces) -> list[dict[str, Any]]:
     """How the yaw ratio of the quality gate reads in degrees (real and swapped faces)."""
     ratio = np.abs(np.asarray(faces.yaw_ratio))
@@ -314,14 +358,15 @@ def main() -> int:
     try:
         for part in parts:
             items = [i for i in by_part[part] if i.family == "live-swap-deepfacelive"]
-            faces = Faces([], [], [], [], [], [], [], [], [])  # one list per field
+            faces = Faces([], [], [], [], [], [], [], [], [], [])  # one list per field
             for n, item in enumerate(items):
                 side = "swap" if item.is_fake else "real"
                 analysed = analyse(item, detector, landmarks, engine)
-                for logit, yaw, ratio, pitch, seen, near in analysed:
+                for logit, yaw, ratio, pitch, seen, near, width in analysed:
                     faces.logit.append(logit)
                     faces.yaw.append(yaw)
                     faces.yaw_ratio.append(ratio)
+                    faces.width.append(width)
                     faces.pitch.append(pitch)
                     faces.detection.append(seen)
                     faces.near_loss.append(near)
@@ -346,6 +391,7 @@ def main() -> int:
                 "within_recording": within_recording(faces),
                 "moments": rows,
                 "yaw_ratio_in_degrees": yaw_calibration(faces),
+                "yaw_without_depth": yaw_check(faces),
                 "median_pitch_deg": round(float(np.median(faces.pitch)), 1)
                 if faces.pitch
                 else None,

@@ -10,8 +10,9 @@ view, which a face at arm's length is).
 Checked two ways: known rotations of a real mesh read back within 3 degrees
 (tests/test_kyc_challenges.py); and on live-swap footage the turn read from depth agrees with
 one read without depth, from how much the face's width shrinks against its own frontal width
-(cos of the turn): a least-squares scale of 1.00 between the two over 31 turned faces of 5
-recordings (6-27 degrees).
+(cos of the turn): a least-squares scale of 1.00 between the two tangents over 364 turned
+faces of 7 validation recordings, 1.01 over 774 of 19 others (turns of 6-40 degrees;
+benchmarks/challenge_evidence.py, `yaw_without_depth`).
 
 `swapwatch.faces.quality.yaw_ratio` reads the same turn from x alone (the nose between the
 cheeks), without a sign of tilt. Measured on the live-swap recordings
@@ -74,3 +75,18 @@ def head_pose(points: np.ndarray) -> HeadPose:
     # Looking up brings the chin nearer (its z falls below the forehead's).
     pitch = math.degrees(math.atan2(-down_z, down_y))
     return HeadPose(yaw=yaw, pitch=pitch, roll=math.degrees(roll))
+
+
+def width_over_height(points: np.ndarray) -> float:
+    """The face's width across the mirror pairs over its height down the midline, in the image
+    plane only: the person's own frontal ratio times cos(yaw). Read against the same person's
+    frontal ratio it gives the turn without depth, which is how `head_pose` is checked."""
+    pts = np.asarray(points, dtype=np.float64)
+    roll = landmarks_angle(pts)
+    cos, sin = math.cos(roll), math.sin(roll)
+    x = pts[:, 0] * cos + pts[:, 1] * sin
+    y = -pts[:, 0] * sin + pts[:, 1] * cos
+    right = [r for r, _ in MIRROR_PAIRS]
+    left = [lf for _, lf in MIRROR_PAIRS]
+    height = float(y[list(LOWER_MIDLINE)].mean() - y[list(UPPER_MIDLINE)].mean())
+    return float((x[left] - x[right]).sum()) / height if height > 0 else math.nan
