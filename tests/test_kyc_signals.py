@@ -23,6 +23,7 @@ from swapwatch.kyc.duplicates import DuplicateFrames
 from swapwatch.kyc.frame_clock import FrameClock
 from swapwatch.kyc.readings import Contribution, SignalReading
 from swapwatch.kyc.sensor_noise import NoiseMeter, noise_sigma
+from swapwatch.kyc.stream_signals import StreamSignals
 
 NONE, WEAK, STRONG = Contribution.NONE, Contribution.WEAK, Contribution.STRONG
 
@@ -220,3 +221,18 @@ def test_noise_meter_on_a_plain_stream_without_faces() -> None:
 def test_a_reading_explanation_is_one_line() -> None:
     with pytest.raises(ValueError, match="one line"):
         SignalReading("x", 1.0, "u", 1.0, NONE, "two\nlines")
+
+
+def test_stream_signals_feed_every_per_frame_signal_at_once() -> None:
+    signals = StreamSignals(noise_every=2)
+    stamps = timer_stamps(40)
+    for (time_s, image), stamp in zip(
+        session_frames(left_to_right, 40 / 30, 30), stamps, strict=True
+    ):
+        signals.update(time_s, image, FACE, capture_stamp=stamp, arrival_s=time_s + 0.05)
+    readings = {r.name: r for r in signals.readings()}
+    assert set(readings) == {"frame_clock", "duplicated_frames", "sensor_noise", "face_noise_ratio"}
+    assert readings["frame_clock"].contribution is WEAK  # a timer paced these frames
+    assert readings["duplicated_frames"].value == 0.0
+    assert readings["sensor_noise"].contribution is NONE
+    assert len(signals.fingerprint.hashes) == 3  # 1.33 s sampled every 0.5 s
