@@ -258,8 +258,8 @@ def add_quality_options(gate: argparse._ArgumentGroup) -> None:
         default=DEFAULT_QUALITY.max_yaw,
         metavar="RATIO",
         help="largest head turn scored, as the nose's offset between the cheeks: 0 frontal, "
-        "1 profile (1 scores every turn; the model trained on faces up to 0.85); a 35-40 "
-        f"degree turn reads about 0.75 (default {DEFAULT_QUALITY.max_yaw:g})",
+        "1 profile (1 scores every turn; the model trained on faces up to 0.85); 0.75 is a "
+        f"turn of about 27 degrees, 0.85 about 30 (default {DEFAULT_QUALITY.max_yaw:g})",
     )
     gate.add_argument(
         "--min-brightness",

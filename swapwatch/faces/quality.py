@@ -35,8 +35,8 @@ class QualityConfig:
     min_face_px: float = 64.0
     min_brightness: float = 35.0  # mean luma (0-255) of the face centre
     min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
-    # |nose offset between the cheeks|: 0 frontal, 1 full profile. A 35-40 degree turn reads
-    # ~0.75 (measured on live-swap footage), and such faces must still be scored.
+    # |nose offset between the cheeks|: 0 frontal, 1 full profile. 0.75 is a turn of about 27
+    # degrees and 0.85 about 30 (measured in degrees on the live-swap footage, swapwatch.kyc.pose).
     max_yaw: float = 0.85
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
