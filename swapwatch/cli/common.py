@@ -6,25 +6,23 @@ import argparse
 import logging
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from swapwatch.engines import DEFAULT_ENGINE, Engine, create_engine
+from swapwatch.engines import DEFAULT_ENGINE, Engine, load_detector
 from swapwatch.engines.base import ModelInfo
 from swapwatch.errors import ConfigError
 from swapwatch.faces.quality import QualityConfig
-from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
+from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.models import resolve_detector
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.assembly import close_analyzer as close_stream_analyzer
 from swapwatch.stream.pipeline import StreamAnalyzer
 from swapwatch.stream.source import AvSource, SourceOptions
+from swapwatch.stream.verdict import DEFAULT_DECISION, DEFAULT_VIDEO, VerdictSettings
+from swapwatch.stream.verdict import verdict_settings as resolve_verdict_settings
 from swapwatch.timing import StageTimer
 
-DEFAULT_DECISION = DecisionConfig()
 DEFAULT_QUALITY = QualityConfig()
-DEFAULT_VIDEO = VideoConfig()
 
 log = logging.getLogger(__name__)
 
@@ -205,40 +203,10 @@ def add_verdict_options(verdict: argparse._ArgumentGroup) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class VerdictSettings:
-    """The video threshold and CUSUM `h` a command runs at, and where each came from: an option,
-    the model's own operating point (set on held-out real footage), or the built-in default."""
-
-    video_threshold: float
-    cusum_h: float
-    video_threshold_from: str
-    cusum_h_from: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "video_threshold": self.video_threshold,
-            "cusum_h": self.cusum_h,
-            "from": {"video_threshold": self.video_threshold_from, "cusum_h": self.cusum_h_from},
-        }
-
-
 def verdict_settings(args: argparse.Namespace, info: ModelInfo) -> VerdictSettings:
     """An option wins, then the model's operating point, then the built-in default."""
-    point = info.operating_point
-    threshold: float | None = getattr(args, "video_threshold", None)
-    h: float | None = getattr(args, "cusum_h", None)
-    return VerdictSettings(
-        video_threshold=(
-            threshold
-            if threshold is not None
-            else point.video_threshold
-            if point
-            else DEFAULT_VIDEO.threshold
-        ),
-        cusum_h=h if h is not None else point.cusum_h if point else DEFAULT_DECISION.h,
-        video_threshold_from="option" if threshold is not None else "model" if point else "default",
-        cusum_h_from="option" if h is not None else "model" if point else "default",
+    return resolve_verdict_settings(
+        info, getattr(args, "video_threshold", None), getattr(args, "cusum_h", None)
     )
 
 
@@ -321,13 +289,12 @@ def source_from_args(
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
     path = resolve_detector(args.model, args.device)
-    engine = create_engine(args.engine, path, device=args.device, threads=args.threads)
+    engine = load_detector(path, args.engine, device=args.device, threads=args.threads)
     if not engine.info.trained:
         print(
             f"swapwatch: warning: {path.name} is not a trained detector; its scores mean nothing",
             file=sys.stderr,
         )
-    engine.warmup()
     return engine
 
 
@@ -354,16 +321,3 @@ def analyzer_from_args(
 
 def close_analyzer(analyzer: StreamAnalyzer, args: argparse.Namespace) -> None:
     close_stream_analyzer(analyzer, quiet=args.verbose < 2)
-
-
-def model_description(engine: Engine, settings: VerdictSettings | None = None) -> dict[str, Any]:
-    info = engine.info
-    description: dict[str, Any] = {
-        "name": info.name,
-        "trained": info.trained,
-        "temperature": info.temperature,
-        "input_size": info.input_size,
-    }
-    if settings is not None:
-        description["verdict_settings"] = settings.to_json()
-    return description

@@ -12,20 +12,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import swapwatch
 from swapwatch.cli.common import (
     add_analysis_options,
     add_verdict_options,
     analyzer_from_args,
     close_analyzer,
     engine_from_args,
-    model_description,
     source_from_args,
     verdict_settings,
 )
 from swapwatch.cli.progress import Progress
 from swapwatch.errors import EndOfStream, SwapwatchError
 from swapwatch.native_logs import keep_native_stderr_quiet
+from swapwatch.stream.verdict import model_description
+from swapwatch.version import __version__
 
 INTERRUPTED = 130  # exit code after SIGINT or SIGTERM, as a shell reports Ctrl-C
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="swapwatch",
         description="Detect face swaps and other face deepfakes in video files and live streams.",
     )
-    parser.add_argument("--version", action="version", version=f"swapwatch {swapwatch.__version__}")
+    parser.add_argument("--version", action="version", version=f"swapwatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = commands.add_parser(
@@ -118,8 +118,9 @@ def _scan(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args, engine)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr) if show_progress else None
-    from swapwatch.cli.scan_events import events_from_args, events_stream_id, stream_id
+    from swapwatch.cli.scan_events import events_from_args, events_stream_id
     from swapwatch.stream.scan import ScanEventSettings, ScanResult
+    from swapwatch.stream.source import stream_name
 
     stoppable = StoppableSource(source)
 
@@ -150,7 +151,7 @@ def _scan(args: argparse.Namespace) -> int:
                     events=ScanEventSettings(
                         events,
                         events_stream_id(args),
-                        {"source": stream_id(args.source)},
+                        {"source": stream_name(args.source)},
                         end_detail,
                     ),
                 ),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from swapwatch.cli.common import non_negative_float
 from swapwatch.cli.events import add_sink_options, sink_specs
 from swapwatch.errors import ConfigError
-from swapwatch.stream.source import redact_url
+from swapwatch.stream.source import stream_name
 
 if TYPE_CHECKING:  # the CLI builds every parser; the event machinery loads only when used
     from swapwatch.events.delivery import Route, SinkStats
@@ -41,11 +41,6 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="at the end, wait up to S seconds for the sinks to catch up (default 10)",
     )
-
-
-def stream_id(source: str) -> str:
-    """A source as events name it: no credentials, query or RTMP/SRT stream key."""
-    return redact_url(source).removesuffix("?***")
 
 
 class DeliveryThread:
@@ -160,4 +155,4 @@ def events_from_args(args: argparse.Namespace) -> ScanEvents | NoEvents:
 
 def events_stream_id(args: argparse.Namespace) -> str:
     """The stream's id in events: --stream-id, else the source without secrets."""
-    return str(args.stream_id or stream_id(args.source))
+    return str(args.stream_id or stream_name(args.source))

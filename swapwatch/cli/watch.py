@@ -26,12 +26,12 @@ from swapwatch.cli.interrupt import (
     run_until_signalled,
     sigterm_as_interrupt,
 )
-from swapwatch.cli.scan_events import events_from_args, events_stream_id, stream_id
+from swapwatch.cli.scan_events import events_from_args, events_stream_id
 from swapwatch.fusion import AlarmChange, Alert
 from swapwatch.stream.frames import SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.sink import EventSink
-from swapwatch.stream.source import classify
+from swapwatch.stream.source import classify, stream_name
 from swapwatch.stream.tracks import TrackStatus, TrackTable
 from swapwatch.stream.worker import StreamWorker, WorkerConfig
 
@@ -253,7 +253,7 @@ def _watch_until_stopped(args: argparse.Namespace) -> int:
     stoppable = StoppableSource(source)
     config = WorkerConfig(
         events_stream_id(args),
-        started_detail={"source": stream_id(args.source)},
+        started_detail={"source": stream_name(args.source)},
         close_analyzer=False,
     )
     interrupted = False

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from swapwatch.engines.base import Engine, ModelInfo
+from swapwatch.models import resolve_detector
 from swapwatch.plugins import ENGINES, available, load
 
 DEFAULT_ENGINE = "onnxruntime"
@@ -32,4 +33,25 @@ def create_engine(
     return factory(model, device=device, threads=threads, **options)
 
 
-__all__ = ["DEFAULT_ENGINE", "Engine", "ModelInfo", "create_engine", "engine_names"]
+def load_detector(
+    model: Path | None = None, kind: str = DEFAULT_ENGINE, device: str = "auto", threads: int = 1
+) -> Engine:
+    """The detector, warmed up: `model` (default: the bundled one for `device`) in the engine
+    named `kind`. Raises ModelNotInstalled, ModelError or EngineError."""
+    engine = create_engine(kind, resolve_detector(model, device), device=device, threads=threads)
+    try:
+        engine.warmup()
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "Engine",
+    "ModelInfo",
+    "create_engine",
+    "engine_names",
+    "load_detector",
+]

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-import swapwatch
 from swapwatch.evaluation.metrics import (
     DetCurve,
     Interval,
@@ -29,6 +28,7 @@ from swapwatch.evaluation.metrics import (
 from swapwatch.evaluation.operating_point import OperatingPointConfig, operating_point
 from swapwatch.evaluation.runner import EvalRun, ItemResult, ItemStatus, round_or_none
 from swapwatch.fusion import Verdict, VideoConfig, sigmoid
+from swapwatch.version import __version__
 
 Metrics = dict[str, float | None]
 
@@ -53,7 +53,7 @@ def build_report(
     families = sorted({r.item.family for r in results})
     model = run.model
     return {
-        "swapwatch": swapwatch.__version__,
+        "swapwatch": __version__,
         **(context or {}),
         "model": {
             "name": model.name,

@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-import swapwatch
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
 from swapwatch.fusion import Policy
@@ -33,6 +32,7 @@ from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRe
 from swapwatch.server.openapi import openapi_document
 from swapwatch.server.state import StateStore, state_path
 from swapwatch.server.webrtc import WebRtcSessions
+from swapwatch.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ async def events_status(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": swapwatch.__version__})
+    return web.json_response({"status": "ok", "version": __version__})
 
 
 async def readyz(request: web.Request) -> web.Response:

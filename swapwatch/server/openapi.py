@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import swapwatch
 from swapwatch.server.config import AuthConfig
+from swapwatch.version import __version__
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -50,7 +50,7 @@ def openapi_document(config: AuthConfig) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "swapwatch",
-            "version": swapwatch.__version__,
+            "version": __version__,
             "description": "Live face-swap detection: add streams, read their status, send a "
             "camera over WebRTC, follow events.",
         },

@@ -13,7 +13,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-import swapwatch
 from swapwatch.errors import EndOfStream
 from swapwatch.faces.quality import SkipReason
 from swapwatch.fusion import Alert, TrackEvidence, Verdict, VideoConfig, video_decision
@@ -23,6 +22,7 @@ from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.sink import EventSink, NullSink
 from swapwatch.stream.source import FrameSource
 from swapwatch.stream.worker import StreamWorker, WorkerConfig
+from swapwatch.version import __version__
 
 THUMBNAIL_PX = 112
 MAX_PERIODIC_THUMBNAILS = 6
@@ -162,7 +162,7 @@ class ScanResult:
     def to_json(self) -> dict[str, Any]:
         """The documented `scan --json` object."""
         return {
-            "swapwatch": swapwatch.__version__,
+            "swapwatch": __version__,
             "source": self.source,
             "score": _round(self.score),
             "verdict": self.verdict.value,
@@ -271,10 +271,13 @@ async def scan(
     on_result: Callable[[FrameResult], None] | None = None,
     model_description: dict[str, Any] | None = None,
     events: ScanEventSettings | None = None,
+    close_analyzer: bool = False,
 ) -> ScanResult:
     """Analyse `source` to its end through a stream worker. The source must not be started
-    yet; it is closed after, the analyzer is not. A source error is raised (after its
-    `stream.error`); a source stopped before it opened ends the stream and raises EndOfStream.
+    yet; it is closed after, the analyzer only with `close_analyzer` (then in its own thread,
+    after the frame in analysis, also when the scan is cancelled). A source error is raised
+    (after its `stream.error`); a source stopped before it opened ends the stream and raises
+    EndOfStream.
     """
     video_config = video_config or VideoConfig(min_frames=analyzer.decision_config.min_frames)
     events = events or ScanEventSettings()
@@ -300,7 +303,9 @@ async def scan(
         return events.end_detail(result)
 
     worker = StreamWorker(
-        WorkerConfig(events.stream_id, started_detail=events.started_detail, close_analyzer=False),
+        WorkerConfig(
+            events.stream_id, started_detail=events.started_detail, close_analyzer=close_analyzer
+        ),
         lambda: source,
         lambda: analyzer,
         events.sink,

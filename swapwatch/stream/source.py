@@ -507,6 +507,11 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{path}{query}"
 
 
+def stream_name(url: str) -> str:
+    """A source as events name it: no credentials, query or RTMP/SRT stream key."""
+    return redact_url(url).removesuffix("?***")
+
+
 def is_still_picture(demuxer: str) -> bool:
     """FFmpeg reads single pictures with the image2 demuxer or a `<codec>_pipe` one."""
     return demuxer in ("image2", "image2pipe") or demuxer.endswith("_pipe")
