@@ -171,6 +171,11 @@ class StreamAnalyzer:
         for track_id in [t for t in self.tracks if t not in held]:
             del self.tracks[track_id]
 
+    def reset(self) -> None:
+        """Forget every face and decision: an unrelated stream or picture follows."""
+        self.faces.reset()
+        self.tracks = {}
+
     def state(self) -> dict[str, Any]:
         """The tracker and every track's decision, as JSON; call it between two frames."""
         return {
