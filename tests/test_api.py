@@ -230,6 +230,15 @@ def test_cancelling_watch_ends_the_stream_with_an_event(
 # Bad input and lifetime -----------------------------------------------------------------
 
 
+def test_a_recording_given_as_a_picture_is_refused(
+    always_fake: Detector, one_face_video: Path
+) -> None:
+    with pytest.raises(
+        UnsupportedSource, match=re.escape("a recording, not a picture: use scan()")
+    ):
+        always_fake.check_picture(one_face_video)
+
+
 def test_bad_input_raises_the_documented_error(
     always_fake: Detector, tmp_path: Path, fake_model: Path
 ) -> None:

@@ -17,7 +17,7 @@ from swapwatch.api.callback import CallbackSink, EventCallback
 from swapwatch.api.pool import AnalyzerPool
 from swapwatch.api.results import PictureResult, WatchSummary
 from swapwatch.engines import load_detector
-from swapwatch.errors import ConfigError, SwapwatchError
+from swapwatch.errors import ConfigError, SwapwatchError, UnsupportedSource
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
 from swapwatch.models import resolve_detector
@@ -35,6 +35,10 @@ DEVICES = ("cpu", "gpu", "auto", "tensorrt")
 Crop = tuple[float, float, float, float]
 PathLike = str | os.PathLike[str]
 T = TypeVar("T")
+
+
+# How much of a file check_picture reads before it can tell a recording from a picture.
+PICTURE_PROBE_SECONDS = 0.5
 
 
 class Detector:
@@ -128,7 +132,8 @@ class Detector:
         """
         self._check_open()
         source: FrameSource = (
-            AvSource(os.fspath(picture))
+            # A recording given by mistake is refused after its first frames, not analysed.
+            AvSource(os.fspath(picture), SourceOptions(max_seconds=PICTURE_PROBE_SECONDS))
             if isinstance(picture, str | os.PathLike)
             else StillSource(picture)
         )
@@ -150,6 +155,10 @@ class Detector:
             raise
         # Anything else (an interrupt) may leave a frame in analysis: that analyzer is dropped.
         self._pictures.give_back(analyzer)
+        if not result.video.still and result.counters.decoded > 1:
+            raise UnsupportedSource(
+                f"{result.source} is a recording, not a picture: use scan() for recordings"
+            )
         return PictureResult.of(result, frames[0] if frames else None)
 
     # Files and URLs -----------------------------------------------------------------
