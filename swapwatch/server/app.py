@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -15,7 +14,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
-from swapwatch.fusion import Policy
+from swapwatch.server.api_models import (
+    AnswerModel,
+    EventFeedQuery,
+    EventsStatus,
+    Health,
+    NewStream,
+    NewStreamAnswer,
+    NginxRtmpPublish,
+    NginxRtmpPublishDone,
+    Ready,
+    Removed,
+    Stream,
+    StreamList,
+    WebRtcAnswer,
+    WebRtcOffer,
+    parse,
+)
+from swapwatch.server.apidoc import FORM, Handler, Reply, Route, openapi_document
 from swapwatch.server.config import AuthConfig, HttpConfig, ServiceConfig, public_view
 from swapwatch.server.events import ServiceEvents, events_path
 from swapwatch.server.expect import add_catch_all, answer_expect
@@ -29,14 +45,11 @@ from swapwatch.server.manager import (
 )
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
-from swapwatch.server.openapi import openapi_document
 from swapwatch.server.state import StateStore, state_path
 from swapwatch.server.webrtc import WebRtcSessions
 from swapwatch.version import __version__
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Service:
@@ -111,16 +124,20 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, str(exc), "internal")
 
 
+def needs_token(config: AuthConfig, path: str) -> bool:
+    """Whether a request to `path` must present the bearer token."""
+    # /metrics names every stream: behind the token unless metrics_public says otherwise.
+    return config.token is not None and (
+        path.startswith("/v1/") or (path == "/metrics" and not config.metrics_public)
+    )
+
+
 def auth_middleware(config: AuthConfig) -> Any:
     token = config.token
 
-    def protected(path: str) -> bool:
-        # /metrics names every stream: behind the token unless metrics_public says otherwise.
-        return path.startswith("/v1/") or (path == "/metrics" and not config.metrics_public)
-
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or not protected(request.path) or request.method == "OPTIONS":
+        if token is None or not needs_token(config, request.path) or request.method == "OPTIONS":
             return await handler(request)
         presented = bearer_token(request.headers.get("Authorization", ""))
         if presented is None:
@@ -188,69 +205,34 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     return data
 
 
-def _string(data: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(f"'{key}' is required")
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"'{key}' must be a non-empty string")
-    return value
-
-
-def _policy(data: dict[str, Any]) -> Policy | None:
-    value = _string(data, "policy")
-    if value is None:
-        return None
-    try:
-        return Policy(value)
-    except ValueError:
-        raise ConfigError(f"'policy' must be one of {', '.join(p.value for p in Policy)}") from None
-
-
-KNOWN_STREAM_KEYS = {"url", "id", "policy", "ingest"}
+def answer(body: AnswerModel, status: int = 200) -> web.Response:
+    """An answer built from its documented model (fields left unset stay out)."""
+    return web.json_response(body.model_dump(mode="json", exclude_unset=True), status=status)
 
 
 async def add_stream(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    data = await read_json(request, service.config.http.max_body_bytes)
-    unknown = set(data) - KNOWN_STREAM_KEYS
-    if unknown:
-        raise ConfigError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    ingest = _string(data, "ingest") or "pull"
-    policy = _policy(data)
-    stream_id = _string(data, "id")
-    if ingest == "pull":
-        url = _string(data, "url", required=True)
-        assert url is not None
-        worker = await service.manager.add_pull(url, stream_id, policy)
-    elif ingest == "rtmp":
-        if "url" in data:
-            raise ConfigError("an rtmp push stream takes no 'url': the answer says where to push")
-        push = await service.manager.add_rtmp_push(stream_id, policy)
+    new = parse(NewStream, await read_json(request, service.config.http.max_body_bytes))
+    if new.ingest == "rtmp":
+        push = await service.manager.add_rtmp_push(new.id, new.policy)
         # The key is shown here only: later reads give the ingest URL without it.
         body = push.worker.to_json()
         body.update(ingest_url=push.publish_url, stream_key=push.stream_key)
-        return _created(body)
     else:
-        raise ConfigError("'ingest' must be 'pull' or 'rtmp'")
-    return _created(worker.to_json())
-
-
-def _created(stream: dict[str, Any]) -> web.Response:
-    return web.json_response(
-        stream, status=201, headers={"Location": f"/v1/streams/{stream['id']}"}
-    )
+        assert new.url is not None  # NewStream requires it to pull
+        body = (await service.manager.add_pull(new.url, new.id, new.policy)).to_json()
+    created = answer(NewStreamAnswer.model_validate(body), status=201)
+    created.headers["Location"] = f"/v1/streams/{body['id']}"
+    return created
 
 
 async def list_streams(request: web.Request) -> web.Response:
-    return web.json_response({"streams": request.app[SERVICE].manager.list_json()})
+    return answer(StreamList.model_validate({"streams": request.app[SERVICE].manager.list_json()}))
 
 
 async def get_stream(request: web.Request) -> web.Response:
     worker = request.app[SERVICE].manager.get(request.match_info["stream_id"])
-    return web.json_response(worker.to_json())
+    return answer(Stream.model_validate(worker.to_json()))
 
 
 async def delete_stream(request: web.Request) -> web.Response:
@@ -260,12 +242,11 @@ async def delete_stream(request: web.Request) -> web.Response:
 
 async def webrtc_offer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    data = await read_json(request, service.config.ingest.webrtc.max_offer_bytes)
-    sdp = _string(data, "sdp", required=True)
-    kind = _string(data, "type", required=True)
-    assert sdp is not None and kind is not None
-    answer = await service.webrtc.answer(sdp, kind, _string(data, "id"), _policy(data))
-    return web.json_response(answer)
+    offer = parse(
+        WebRtcOffer, await read_json(request, service.config.ingest.webrtc.max_offer_bytes)
+    )
+    reply = await service.webrtc.answer(offer.sdp, offer.type, offer.id, offer.policy)
+    return answer(WebRtcAnswer.model_validate(reply))
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -280,30 +261,36 @@ async def read_form(request: web.Request) -> dict[str, str]:
 async def nginx_rtmp_publish(request: web.Request) -> web.Response:
     """nginx-rtmp `on_publish`: 2xx lets the publish go on, anything else refuses it."""
     hooks = request.app[SERVICE].nginx_rtmp
-    worker = await hooks.publish(await read_form(request))
-    return web.json_response(worker.to_json())
+    form = await read_form(request)
+    hooks.check_enabled()  # off: a 404 whatever the form says
+    parse(NginxRtmpPublish, form)
+    worker = await hooks.publish(form)
+    return answer(Stream.model_validate(worker.to_json()))
 
 
 async def nginx_rtmp_publish_done(request: web.Request) -> web.Response:
     """nginx-rtmp `on_publish_done`: the publisher left; its stream is removed."""
     hooks = request.app[SERVICE].nginx_rtmp
-    removed = await hooks.publish_done(await read_form(request))
-    return web.json_response({"removed": removed})
+    form = await read_form(request)
+    hooks.check_enabled()
+    parse(NginxRtmpPublishDone, form)
+    return answer(Removed(removed=await hooks.publish_done(form)))
 
 
 async def events_feed(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every stream and alert event as it is recorded; a client that
     reconnects with Last-Event-ID first gets what it missed."""
-    return await request.app[SERVICE].events.sse(request)
+    query = parse(EventFeedQuery, request.query)
+    return await request.app[SERVICE].events.sse(request, recent=query.recent)
 
 
 async def events_status(request: web.Request) -> web.Response:
     """The outbox's health and each sink's delivery counters."""
-    return web.json_response(request.app[SERVICE].events.status())
+    return answer(EventsStatus.model_validate(request.app[SERVICE].events.status()))
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": __version__})
+    return answer(Health(status="ok", version=__version__))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -312,14 +299,14 @@ async def readyz(request: web.Request) -> web.Response:
         return error_response(
             503, "not ready: the model is loading or the service is stopping", "not_ready"
         )
-    return web.json_response(
-        {
-            "status": "ready",
-            "model": service.engine.info.name,
-            "streams": len(service.manager.workers),
+    return answer(
+        Ready(
+            status="ready",
+            model=service.engine.info.name,
+            streams=len(service.manager.workers),
             # Analysis goes on without a working outbox; this says that events are not durable.
-            "events": "ok" if service.events.error is None else "degraded",
-        }
+            events="ok" if service.events.error is None else "degraded",
+        )
     )
 
 
@@ -329,7 +316,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[SERVICE].config.auth))
+    auth = request.app[SERVICE].config.auth
+    return web.json_response(openapi_document(ROUTES, lambda path: needs_token(auth, path)))
 
 
 async def config_view(request: web.Request) -> web.Response:
@@ -342,7 +330,170 @@ def page(name: str) -> Handler:
     async def serve_page(request: web.Request) -> web.Response:
         return web.Response(text=text, content_type="text/html", charset="utf-8")
 
+    serve_page.__name__ = serve_page.__qualname__ = f"{name.removesuffix('.html')}_page"
     return serve_page
+
+
+def _html(summary: str, name: str) -> Route:
+    path = "/" if name == "dashboard.html" else f"/{name.removesuffix('.html')}"
+    reply = Reply("The page", media_type="text/html", schema={"type": "string"})
+    return Route("GET", path, page(name), summary, "pages", {200: reply})
+
+
+FEED = {
+    "type": "string",
+    "description": "server-sent events; the data of each is one event as JSON, its id: the "
+    "event's position in the outbox",
+    "contentMediaType": "application/json",
+    "contentSchema": {"$ref": "#/components/schemas/Event"},
+}
+
+NEW_STREAM_EXAMPLES = {
+    "pull": {"url": "rtsp://camera.local/stream", "id": "desk-1", "policy": "kyc"},
+    "hls": {"url": "https://example.com/live/index.m3u8"},
+    "rtmp push": {"ingest": "rtmp", "id": "studio"},
+}
+
+# Every route the service serves, and its documentation: build_app registers these and
+# /openapi.json describes them.
+ROUTES: tuple[Route, ...] = (
+    _html("The dashboard: streams and alerts", "dashboard.html"),
+    _html("Try it: send this browser's camera over WebRTC", "try.html"),
+    _html("The API, with a form for each operation", "docs.html"),
+    Route("GET", "/healthz", healthz, "Liveness", "service", {200: Reply("Alive", Health)}),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: the model is loaded and the service is not stopping",
+        "service",
+        {200: Reply("Ready", Ready)},
+        errors=(503,),
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        "service",
+        {200: Reply("Metrics", media_type="text/plain", schema={"type": "string"})},
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This document",
+        "service",
+        {200: Reply("OpenAPI 3.1", schema={"type": "object"})},
+    ),
+    Route(
+        "GET",
+        "/v1/config",
+        config_view,
+        "The running configuration by section (token and sink targets hidden)",
+        "service",
+        {200: Reply("Configuration", schema={"type": "object"})},
+    ),
+    Route(
+        "GET",
+        "/v1/streams",
+        list_streams,
+        "List streams with their live status",
+        "streams",
+        {200: Reply("Streams", StreamList)},
+    ),
+    Route(
+        "POST",
+        "/v1/streams",
+        add_stream,
+        "Add a stream: pull a URL, or open an RTMP ingest to push to",
+        "streams",
+        {
+            201: Reply(
+                "The stream, starting; for an RTMP ingest with its stream_key (shown this "
+                "once) and the ingest_url that holds it",
+                NewStreamAnswer,
+            )
+        },
+        errors=(400, 409, 413, 429),
+        body=NewStream,
+        body_examples=NEW_STREAM_EXAMPLES,
+    ),
+    Route(
+        "GET",
+        "/v1/streams/{stream_id}",
+        get_stream,
+        "One stream's status",
+        "streams",
+        {200: Reply("The stream", Stream)},
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/v1/streams/{stream_id}",
+        delete_stream,
+        "Stop and remove a stream",
+        "streams",
+        {204: Reply("Removed", media_type=None)},
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/v1/webrtc/offer",
+        webrtc_offer,
+        "WebRTC offer/answer: send a camera; verdicts return on the data channel the client "
+        "opens (JSON messages of type 'status')",
+        "webrtc",
+        {200: Reply("The answer", WebRtcAnswer)},
+        errors=(400, 413, 429),
+        body=WebRtcOffer,
+    ),
+    Route(
+        "GET",
+        "/v1/events",
+        events_feed,
+        "Live events (server-sent events): stream.started, stream.ended, stream.error, "
+        "alert.raised, alert.cleared, each with its outbox position as SSE id. Reconnect with "
+        "Last-Event-ID to get what was missed. EventSource cannot send headers: pass ?token=",
+        "events",
+        {200: Reply("The feed", media_type="text/event-stream", schema=FEED)},
+        errors=(400,),
+        query=EventFeedQuery,
+    ),
+    Route(
+        "GET",
+        "/v1/events/status",
+        events_status,
+        "The durable outbox (path, ok, error, events recorded and lost) and each sink's "
+        "delivery counters",
+        "events",
+        {200: Reply("Outbox and sinks", EventsStatus)},
+    ),
+    Route(
+        "POST",
+        "/v1/hooks/nginx-rtmp/publish",
+        nginx_rtmp_publish,
+        "nginx-rtmp on_publish callback: start analysing the published stream (pulled back "
+        "from ingest.nginx_rtmp.url/APP/KEY, named by its key). A non-2xx answer makes nginx "
+        "refuse the publish. nginx cannot send headers: pass ?token= in the callback URL",
+        "nginx-rtmp",
+        {200: Reply("The stream, starting", Stream)},
+        errors=(400, 403, 404, 409, 429),
+        body=NginxRtmpPublish,
+        body_media_type=FORM,
+    ),
+    Route(
+        "POST",
+        "/v1/hooks/nginx-rtmp/publish_done",
+        nginx_rtmp_publish_done,
+        "nginx-rtmp on_publish_done callback: remove the stream its publish session started",
+        "nginx-rtmp",
+        {200: Reply("Whether a stream was removed", Removed)},
+        errors=(400, 404),
+        body=NginxRtmpPublishDone,
+        body_media_type=FORM,
+    ),
+)
 
 
 def build_app(service: Service) -> web.Application:
@@ -352,34 +503,17 @@ def build_app(service: Service) -> web.Application:
         client_max_size=max(config.http.max_body_bytes, config.ingest.webrtc.max_offer_bytes),
     )
     app[SERVICE] = service
-    routes: list[tuple[str, str, Handler]] = [
-        ("GET", "/", page("dashboard.html")),
-        ("GET", "/try", page("try.html")),
-        ("GET", "/docs", page("docs.html")),
-        ("GET", "/healthz", healthz),
-        ("GET", "/readyz", readyz),
-        ("GET", "/metrics", metrics),
-        ("GET", "/openapi.json", openapi),
-        ("GET", "/v1/config", config_view),
-        ("GET", "/v1/streams", list_streams),
-        ("POST", "/v1/streams", add_stream),
-        ("GET", "/v1/streams/{stream_id}", get_stream),
-        ("DELETE", "/v1/streams/{stream_id}", delete_stream),
-        ("POST", "/v1/webrtc/offer", webrtc_offer),
-        ("GET", "/v1/events", events_feed),
-        ("GET", "/v1/events/status", events_status),
-        ("POST", "/v1/hooks/nginx-rtmp/publish", nginx_rtmp_publish),
-        ("POST", "/v1/hooks/nginx-rtmp/publish_done", nginx_rtmp_publish_done),
-    ]
-    routes += [
-        ("OPTIONS", path, _preflight_fallback)
-        for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer")
-    ]
-    for method, path, handler in routes:
-        if method == "GET":
-            app.router.add_get(path, handler, expect_handler=answer_expect)
+    for route in ROUTES:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler, expect_handler=answer_expect)
         else:
-            app.router.add_route(method, path, handler, expect_handler=answer_expect)
+            app.router.add_route(
+                route.method, route.path, route.handler, expect_handler=answer_expect
+            )
+    # CORS plumbing, not operations: preflights (answered by cors_middleware) and the 404/405
+    # of paths no route takes.
+    for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):
+        app.router.add_route("OPTIONS", path, _preflight_fallback, expect_handler=answer_expect)
     add_catch_all(app.router)
     return app
 

@@ -288,18 +288,7 @@ class ServiceEvents:
             "sinks": sinks,
         }
 
-    async def sse(self, request: web.Request) -> web.StreamResponse:
-        """The live feed; `?recent=N` (at most MAX_RECENT) first replays the N latest events
-        recorded, unless the client resumes with Last-Event-ID."""
-        return await sse_response(
-            request, self.feed, self.outbox, recent=recent_count(request.query.get("recent"))
-        )
-
-
-def recent_count(text: str | None) -> int:
-    """The `recent` query parameter: a count of events from 0 to MAX_RECENT."""
-    if text is None:
-        return 0
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_RECENT:
-        raise ConfigError(f"'recent' must be a whole number from 0 to {MAX_RECENT}")
-    return int(text)
+    async def sse(self, request: web.Request, recent: int = 0) -> web.StreamResponse:
+        """The live feed; it first replays the `recent` latest events recorded (at most
+        MAX_RECENT), unless the client resumes with Last-Event-ID."""
+        return await sse_response(request, self.feed, self.outbox, recent=min(recent, MAX_RECENT))

@@ -44,6 +44,10 @@ class NginxRtmpHooks:
         # stream id -> nginx client id of the publisher whose session started it
         self._publishers: dict[str, str] = {}
 
+    def check_enabled(self) -> None:
+        """Raise HooksDisabled when the service runs without a relay."""
+        self._base_url()
+
     def _base_url(self) -> str:
         if self.config.url is None:
             raise HooksDisabled("the nginx-rtmp hooks are off (set ingest.nginx_rtmp.url)")
