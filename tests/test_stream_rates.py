@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from publisher import start_publisher
 from service import free_port, running_service
 
-from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config import AnalysisConfig, ServiceConfig
 from swapwatch.server.streams import FPS_WINDOW_SECONDS, RateMeter
+from swapwatch.stream.rate import RateCap
 
 pytestmark = pytest.mark.network
 
@@ -79,3 +80,14 @@ def test_rate_meter_falls_when_updates_stop(
     for when, total in marks:
         meter.update(total, when)
     assert meter.rate(now) == pytest.approx(expected)
+
+
+def admitted_rate(cap_hz: float, fps: float, seconds: float = 60.0) -> float:
+    cap = RateCap(cap_hz)
+    return sum(cap.admit(i / fps) for i in range(int(seconds * fps))) / seconds
+
+
+@pytest.mark.parametrize("fps", [24.0, 25.0, 30000 / 1001, 30.0, 50.0, 60.0])
+def test_the_service_default_scores_each_face_at_10_hz_or_more(fps: float) -> None:
+    # The budget: every face scored at least 10 times a second, at common camera rates.
+    assert 10.0 <= admitted_rate(AnalysisConfig().rate, fps) <= 12.5

@@ -23,6 +23,7 @@ from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
 from swapwatch.models import resolve_detector
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
+from swapwatch.stream.rate import LIVE_RATE_HZ
 from swapwatch.stream.scan import ScanResult, scan
 from swapwatch.stream.source import AvSource, FrameSource, SourceOptions, classify, stream_name
 from swapwatch.stream.still import StillSource
@@ -220,7 +221,7 @@ class Detector:
         stream_id: str | None = None,
         listen: bool = False,
         reconnect: bool = False,
-        rate: float = 15.0,
+        rate: float = LIVE_RATE_HZ,
         crop: Crop | None = None,
         timeout: float = 15.0,
     ) -> WatchSummary:

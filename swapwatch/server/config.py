@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import Policy
+from swapwatch.stream.rate import LIVE_RATE_HZ
 
 _QUALITY = QualityConfig()
 # A DNS name, an IPv4 address or an IPv6 address (bare or in brackets): no scheme, port or path.
@@ -161,7 +162,7 @@ class AnalysisConfig(Section):
         default=None, description="detector ONNX file; None: the bundled one"
     )
     rate: float = Field(
-        default=15.0, gt=0, description="analysed frames per second per stream (a cap)"
+        default=LIVE_RATE_HZ, gt=0, description="analysed frames per second per stream (a cap)"
     )
     policy: Policy = Field(default=Policy.MONITORING, description="kyc or monitoring")
     cusum_h: float | None = Field(

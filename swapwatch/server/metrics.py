@@ -241,10 +241,13 @@ class StreamObserver:
         else:
             self._metrics.active_streams.dec()
 
-    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
+    def frames(self, decoded: int, dropped: int) -> None:
         m, sid = self._metrics, self._stream_id
         m.frames_in.labels(sid).inc(decoded)
         m.frames_dropped.labels(sid).inc(dropped)
+
+    def analysed(self, result: FrameResult, latency: float) -> None:
+        m, sid = self._metrics, self._stream_id
         m.frames_analysed.labels(sid).inc()
         m.frame_latency.observe(latency)
         for face in result.faces:

@@ -128,6 +128,7 @@ class ServiceStream:
             self._on_finished()  # ended by itself: not resumed
 
     def to_json(self) -> dict[str, Any]:
+        self.worker.sync_counters()
         s = self.worker.status
         video = s.video
         live = s.live()

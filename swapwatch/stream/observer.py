@@ -19,8 +19,11 @@ class WorkerObserver(Protocol):
     def running(self, active: bool) -> None:
         """The worker began (True) or finished (False) its work."""
 
-    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
-        """One frame analysed; `decoded` and `dropped` frames since the previous one."""
+    def frames(self, decoded: int, dropped: int) -> None:
+        """More frames decoded, and dropped because analysis lagged, since the last report."""
+
+    def analysed(self, result: FrameResult, latency: float) -> None:
+        """One frame analysed, `latency` s after it was decoded."""
 
     def alarm(self, change: AlarmChange) -> None: ...
 
@@ -39,7 +42,10 @@ class NullObserver:
     def running(self, active: bool) -> None:
         pass
 
-    def analysed(self, result: FrameResult, decoded: int, dropped: int, latency: float) -> None:
+    def frames(self, decoded: int, dropped: int) -> None:
+        pass
+
+    def analysed(self, result: FrameResult, latency: float) -> None:
         pass
 
     def alarm(self, change: AlarmChange) -> None:

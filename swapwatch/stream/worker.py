@@ -124,6 +124,7 @@ class StreamWorker:
         self._pending_analysis: dict[str, Any] | None = None  # restored, for the analyzer
         self._resume_run = False  # the next connection goes on with the restored run
         self._source: FrameSource | None = None
+        self._counted = (0, 0)  # the source's decoded and dropped counts in the status so far
         self._stopping = False
         self._analysing = False
         self._checkpoints: list[asyncio.Future[dict[str, Any]]] = []
@@ -273,6 +274,7 @@ class StreamWorker:
         loop = asyncio.get_running_loop()
         source = self._source_factory()
         self._source = source
+        self._counted = (0, 0)  # with the source they count: sync_counters may run at any time
         status = self.status
         try:
             try:
@@ -300,7 +302,6 @@ class StreamWorker:
                     "fps": info.fps,
                 }
                 self._sink.publish(self._events.lifecycle(EventType.STREAM_STARTED, detail))
-            counted_in = counted_dropped = 0
             while True:
                 try:
                     frame = await source.recv()
@@ -313,11 +314,9 @@ class StreamWorker:
                     result = await loop.run_in_executor(self._executor, analyzer.analyse, frame)
                 finally:
                     self._analysing = False
-                counters = source.counters
-                decoded, dropped = counters.decoded - counted_in, counters.dropped - counted_dropped
-                counted_in, counted_dropped = counters.decoded, counters.dropped
-                self._record(result, decoded, dropped)
+                self._record(result)
         finally:
+            self.sync_counters()  # frames decoded after the last analysed one
             self._source = None
             await source.aclose()
 
@@ -333,21 +332,38 @@ class StreamWorker:
         t = self._clock.map(frame.time)
         return frame if t == frame.time else dataclasses.replace(frame, time=t)
 
-    def _record(self, result: FrameResult, decoded: int, dropped: int) -> None:
+    def sync_counters(self, now: float | None = None) -> None:
+        """Bring the decoded and dropped counts up to the source's (on the event loop). Frames
+        the rate cap leaves out never reach the loop, so whoever reads the status calls this
+        first, or the frames after the last analysed one would be missing from it."""
+        source = self._source
+        if source is None:
+            return
+        counters = source.counters
+        counted_in, counted_dropped = self._counted
+        decoded, dropped = counters.decoded - counted_in, counters.dropped - counted_dropped
+        if not decoded and not dropped:
+            return
+        self._counted = (counters.decoded, counters.dropped)
+        status = self.status
+        status.frames_in += decoded
+        status.dropped += dropped
+        status.fps_in.update(status.frames_in, time.monotonic() if now is None else now)
+        self._observer.frames(decoded, dropped)
+
+    def _record(self, result: FrameResult) -> None:
         """Fold one analysed frame into the status and the events (on the event loop)."""
         status = self.status
         now = time.monotonic()
-        status.frames_in += decoded
-        status.dropped += dropped
+        self.sync_counters(now)
         status.frames_analysed += 1
-        status.fps_in.update(status.frames_in, now)
         status.fps_analysed.update(status.frames_analysed, now)
         status.faces = len(result.faces)
         latency = now - result.arrival
         status.latency_ms = latency * 1000
         status.analysed_at = now
         status.tracks.fold(result)
-        self._observer.analysed(result, decoded, dropped, latency)
+        self._observer.analysed(result, latency)
         decision = self._analyzer.decision_config if self._analyzer is not None else None
         for alert in result.alerts:
             raised = alert.type is AlarmChange.RAISED
