@@ -31,10 +31,13 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "swapwatch": frozenset({"version", "api"}),
     "__main__": frozenset({"cli"}),
     "cli": SHARED
-    | {"server", "training", "evaluation", "datasets", "kyc", "stream"}
+    | {"server", "cluster", "training", "evaluation", "datasets", "kyc", "stream"}
     | {"faces", "engines", "fusion", "events", "plugins"},
     "api": SHARED | {"stream", "faces", "engines", "fusion", "events", "plugins"},
-    "server": SHARED | {"kyc", "stream", "faces", "engines", "fusion", "events", "plugins"},
+    "server": SHARED
+    | {"cluster", "kyc", "stream", "faces", "engines", "fusion", "events", "plugins"},
+    # Streams as Ray actors: the actor side of the server's cluster mode, stream and below.
+    "cluster": SHARED | {"stream", "faces", "engines", "fusion", "events", "plugins"},
     "training": SHARED
     | {"evaluation", "datasets", "stream", "faces", "engines", "fusion", "events", "plugins"},
     "evaluation": SHARED

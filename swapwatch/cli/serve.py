@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,9 @@ from swapwatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from swapwatch.engines.base import Engine
+    from swapwatch.server.app import Service
     from swapwatch.server.config import EngineConfig, ServiceConfig
+    from swapwatch.server.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 REQUESTS_SHUTDOWN_S = 2.0  # what a request still in flight at the end of a stop gets
@@ -31,6 +35,13 @@ def add_serve_parser(commands: Any) -> None:
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8080)")
     parser.add_argument("--model", type=Path, default=None, help="detector ONNX file")
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="run each stream as an actor on this Ray cluster (host:port, auto, ray://...; "
+        "needs swapwatch[ray]); default: every stream in this process",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_serve)
 
@@ -40,23 +51,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = load_config(
         args.config,
-        overrides={"http.host": args.host, "http.port": args.port, "analysis.model": args.model},
+        overrides={
+            "http.host": args.host,
+            "http.port": args.port,
+            "analysis.model": args.model,
+            "cluster.address": args.cluster,
+        },
     )
     return asyncio.run(serve(config))
 
 
 async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> int:
-    from aiohttp import web
-
     from swapwatch.engines.batching import BatchingEngine
-    from swapwatch.server.app import Service, build_app
+    from swapwatch.server.app import Service
     from swapwatch.server.metrics import ServiceMetrics
-    from swapwatch.server.protocol_log import protocol_error_log
     from swapwatch.stream.pipeline import extra_signals
 
     for extra in extra_signals(config.analysis.signals):  # a missing plugin stops us here
         extra.signal.close()
     metrics = ServiceMetrics()
+    if config.cluster.address is not None:
+        return await serve_on_cluster(config, metrics, ready)
     engine = build_engine(config.engine, config.analysis.model)
     shared = BatchingEngine(
         engine,
@@ -69,6 +84,73 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
     except BaseException:
         shared.close()
         raise
+
+    def warmup() -> None:
+        shared.warmup()
+        providers = engine_providers(engine)
+        log.info("engine warmed up on %s, batch sizes %s", providers, shared.warmed_sizes)
+
+    try:
+        return await run_service(service, ready, warmup)
+    finally:
+        shared.close()
+
+
+async def serve_on_cluster(
+    config: ServiceConfig, metrics: ServiceMetrics, ready: asyncio.Event | None
+) -> int:
+    """The front of a Ray cluster: the same HTTP service, its pulled streams run as actors
+    and the detector as one shared actor (see swapwatch.cluster)."""
+    try:
+        from swapwatch.cluster.connect import RayCluster
+        from swapwatch.server.cluster_streams import ClusterPlacer
+    except ImportError as exc:
+        raise ConfigError(
+            f"cluster.address needs Ray: pip install 'swapwatch[ray]' ({exc})"
+        ) from exc
+    from swapwatch.server.app import Service
+
+    settings = config.cluster
+    assert settings.address is not None
+    cluster = RayCluster(
+        settings.address,
+        settings.namespace,
+        settings.stream_cpus,
+        settings.stream_resource,
+        settings.detector_cpus,
+        settings.detector_gpus,
+        settings.detector_resource,
+    )
+    await asyncio.to_thread(cluster.connect)
+    try:
+        make_engine = functools.partial(build_engine, config.engine, config.analysis.model)
+        engine = await asyncio.to_thread(
+            cluster.start_detector,
+            make_engine,
+            config.engine.max_batch,
+            config.engine.max_batch_wait_ms / 1000.0,
+        )
+        service = Service(
+            config,
+            engine,
+            metrics,
+            lambda committed: ClusterPlacer(cluster, engine, committed, settings.checkpoint_s),
+        )
+        return await run_service(service, ready)
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
+async def run_service(
+    service: Service, ready: asyncio.Event | None, warmup: Callable[[], None] | None = None
+) -> int:
+    """Serve HTTP until SIGINT or SIGTERM, then drain."""
+    from aiohttp import web
+
+    from swapwatch.server.app import build_app
+    from swapwatch.server.protocol_log import protocol_error_log
+
+    config = service.config
     app = build_app(service)
     runner = web.AppRunner(
         app,
@@ -97,9 +179,8 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-        await loop.run_in_executor(None, shared.warmup)
-        providers = engine_providers(engine)
-        log.info("engine warmed up on %s, batch sizes %s", providers, shared.warmed_sizes)
+        if warmup is not None:
+            await loop.run_in_executor(None, warmup)
         service.ready = True
         print(
             f"swapwatch: serving on http://{host}:{port} "
@@ -115,7 +196,6 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
             await site.stop()  # no new connections while the streams drain
         await service.close()
         await runner.cleanup()
-        shared.close()
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -46,24 +47,41 @@ from swapwatch.server.manager import (
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
 from swapwatch.server.state import StateStore, state_path
+from swapwatch.server.streams import StreamPlacer
 from swapwatch.server.webrtc import WebRtcSessions
 from swapwatch.version import __version__
 
 log = logging.getLogger(__name__)
 
+PlacerFactory = Callable[[Callable[[], Awaitable[None]]], StreamPlacer]
+
 
 class Service:
     """Everything one `swapwatch serve` process holds."""
 
-    def __init__(self, config: ServiceConfig, engine: Engine, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        engine: Engine,
+        metrics: ServiceMetrics,
+        placer: PlacerFactory | None = None,
+    ) -> None:
+        """With `placer`, streams run where the placer it makes puts them (given how to wait
+        for the outbox to commit what was published)."""
         self.config = config
         self.engine = engine
         self.metrics = metrics
         self.state = StateStore(state_path(events_path(config.events)))
-        self.manager = StreamManager(StreamSettings.of(config), engine, metrics, self.state)
+        self.events = ServiceEvents(config.events, metrics, self.state)
+        self.manager = StreamManager(
+            StreamSettings.of(config),
+            engine,
+            metrics,
+            self.state,
+            placer(self.events.flushed) if placer is not None else None,
+        )
         self.webrtc = WebRtcSessions(self.manager)
         self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
-        self.events = ServiceEvents(config.events, metrics, self.state)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.publish)

@@ -241,6 +241,35 @@ class LimitsConfig(Section):
     )
 
 
+class ClusterConfig(Section):
+    address: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Ray cluster to run the streams on (host:port, 'auto' or ray://...); "
+        "unset: every stream runs in this process",
+    )
+    namespace: str = Field(
+        default="swapwatch", min_length=1, max_length=64, description="Ray namespace"
+    )
+    stream_cpus: float = Field(default=1.0, ge=0, le=64, description="CPUs each stream holds")
+    stream_resource: str | None = Field(
+        default="stream_slots",
+        min_length=1,
+        description="custom Ray resource each stream takes one of (the nodes that declare it "
+        "run streams); unset: CPUs alone place them",
+    )
+    detector_cpus: float = Field(default=1.0, ge=0, le=64, description="CPUs of the detector")
+    detector_gpus: float = Field(default=0.0, ge=0, le=8, description="GPUs of the detector")
+    detector_resource: str | None = Field(
+        default=None,
+        min_length=1,
+        description="custom Ray resource the detector takes one of (to pin it to such nodes)",
+    )
+    checkpoint_s: float = Field(
+        default=2.0, gt=0, le=60, description="seconds between a stream's checkpoints"
+    )
+
+
 class ServiceConfig(Section):
     """Everything `swapwatch serve` is told, by component."""
 
@@ -252,6 +281,7 @@ class ServiceConfig(Section):
     decode: DecodeConfig = DecodeConfig()
     events: EventsConfig = EventsConfig()
     limits: LimitsConfig = LimitsConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServiceConfig:

@@ -178,6 +178,11 @@ class ServiceEvents:
             del self._runs[stream_id]  # the next start is a new run
             self._writer.submit(self._keep_run, stream_id, event.run, False)
 
+    async def flushed(self) -> None:
+        """Returns once every event published so far is committed (or counted lost)."""
+        if not self._closed:
+            await asyncio.wrap_future(self._writer.submit(_nothing))
+
     def close_crashed_runs(self, runs: list[OpenRun]) -> None:
         """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`
         (unless the outbox holds the run's last event already), queued before any event of this
@@ -292,3 +297,7 @@ class ServiceEvents:
         """The live feed; it first replays the `recent` latest events recorded (at most
         MAX_RECENT), unless the client resumes with Last-Event-ID."""
         return await sse_response(request, self.feed, self.outbox, recent=min(recent, MAX_RECENT))
+
+
+def _nothing() -> None:
+    pass

@@ -31,11 +31,14 @@ from swapwatch.server.pull_urls import check_pull_url
 from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
+    ManagedStream,
     ServiceStream,
     SourceFactory,
+    StreamPlacer,
     StreamSpec,
     check_stream_id,
 )
+from swapwatch.stream.assembly import AnalysisSettings
 from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.source import AvSource, SourceOptions, classify
 from swapwatch.stream.status import LiveFigures
@@ -70,7 +73,7 @@ class TooManyStreams(ConfigError):
 class PushIngest:
     """A new RTMP push stream and its key, which is shown this once."""
 
-    worker: ServiceStream
+    worker: ManagedStream
     stream_key: str
     publish_url: str  # rtmp://HOST:PORT/live/KEY
 
@@ -102,18 +105,21 @@ class StreamManager:
         engine: Engine,
         metrics: ServiceMetrics,
         state: StateStore | None = None,
+        placer: StreamPlacer | None = None,
     ) -> None:
+        """With `placer`, pulled streams run where it puts them (a cluster), not here."""
         self.settings = settings
+        self.placer = placer
         self.engine = engine
         self.metrics = metrics
         self.state = state
         # One thread, so the state file sees saves and forgets in the order they were made.
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
-        self.workers: dict[str, ServiceStream] = {}
+        self.workers: dict[str, ManagedStream] = {}
         self._listeners: list[EventListener] = []
         low, high = settings.ingest.rtmp.ports
         self._rtmp_ports = itertools.cycle(range(low, high + 1))
-        self._fronts: dict[ServiceStream, RtmpFront] = {}
+        self._fronts: dict[ManagedStream, RtmpFront] = {}
         self._lock = asyncio.Lock()
         self.closing = False
         metrics.streams.source = self
@@ -162,7 +168,7 @@ class StreamManager:
         policy: Policy | None = None,
         kind: str = "pull",
         publisher: str | None = None,
-    ) -> ServiceStream:
+    ) -> ManagedStream:
         """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
         the nginx client id of the session that started it); saved to be resumed."""
         scheme = check_pull_url(url, self.settings.ingest.pull.allow_file_urls)
@@ -199,9 +205,10 @@ class StreamManager:
 
     async def _push(
         self, sid: str, policy: Policy, digest: bytes, port: int | None = None
-    ) -> tuple[ServiceStream, int]:
+    ) -> tuple[ManagedStream, int]:
         """Open the push ingest of `sid` for the key of `digest` (on `port` when it can be had)
         and save it; the worker and the port publishers push to."""
+        self._here_only("an RTMP push ingest")
         self._release_fronts()
         upstream = _private_port()
         front = await self._open_front(sid, digest, upstream, port)
@@ -289,7 +296,8 @@ class StreamManager:
         factory: SourceFactory,
         policy: Policy | None,
         on_result: Callable[[FrameResult], None] | None = None,
-    ) -> ServiceStream:
+    ) -> ManagedStream:
+        self._here_only(f"a {kind} stream")
         async with self._lock:
             sid = self._new_id(stream_id)
             spec = StreamSpec(
@@ -301,6 +309,13 @@ class StreamManager:
                 reconnect=False,
             )
             return self._start(spec, factory, on_result)
+
+    def _here_only(self, what: str) -> None:
+        if self.placer is not None:
+            raise ConfigError(
+                f"{what} cannot run on the cluster yet: pull the stream instead (a URL, or "
+                "through nginx-rtmp), or run a service without cluster.address"
+            )
 
     def _ingest_host(self) -> str:
         """Where publishers are told to push: from the configuration only (a request's Host
@@ -315,31 +330,44 @@ class StreamManager:
         spec: StreamSpec,
         factory: SourceFactory,
         on_result: Callable[[FrameResult], None] | None = None,
-    ) -> ServiceStream:
+    ) -> ManagedStream:
         if self.closing:
             raise TooManyStreams("the service is shutting down")
         old = self.workers.pop(spec.stream_id, None)
         if old is not None:
             self.metrics.forget_stream(spec.stream_id)
-        worker = ServiceStream(
-            spec,
-            factory,
-            self.engine,
-            self.decision(spec.policy),
-            self.metrics,
-            self,
-            (self.settings.limits.max_width, self.settings.limits.max_height),
-            (self.settings.ingest.reconnect_initial_s, self.settings.ingest.reconnect_max_s),
-            on_result,
-            self.settings.analysis.signals,
-            self.settings.analysis.quality.gate,
-            on_finished=lambda: self._finished(spec),
-        )
+        max_size = (self.settings.limits.max_width, self.settings.limits.max_height)
+        backoff = (self.settings.ingest.reconnect_initial_s, self.settings.ingest.reconnect_max_s)
+        worker: ManagedStream
+        if self.placer is not None:
+            analysis = AnalysisSettings(
+                decision=self.decision(spec.policy),
+                quality=self.settings.analysis.quality.gate,
+                signals=tuple(self.settings.analysis.signals),
+            )
+            worker = self.placer.stream(
+                spec, factory, analysis, max_size, backoff, self, lambda: self._finished(spec)
+            )
+        else:
+            worker = ServiceStream(
+                spec,
+                factory,
+                self.engine,
+                self.decision(spec.policy),
+                self.metrics,
+                self,
+                max_size,
+                backoff,
+                on_result,
+                self.settings.analysis.signals,
+                self.settings.analysis.quality.gate,
+                on_finished=lambda: self._finished(spec),
+            )
         self.workers[spec.stream_id] = worker
         worker.start()
         return worker
 
-    def get(self, stream_id: str) -> ServiceStream:
+    def get(self, stream_id: str) -> ManagedStream:
         worker = self.workers.get(stream_id)
         if worker is None:
             raise StreamNotFound(f"no stream {stream_id!r}")
@@ -369,7 +397,7 @@ class StreamManager:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._state_writer, self.state.forget_stream, stream_id)
 
-    async def resume(self, saved: Sequence[SavedStream]) -> list[ServiceStream]:
+    async def resume(self, saved: Sequence[SavedStream]) -> list[ManagedStream]:
         """Start the streams a previous process saved; one that cannot start again (its URL is
         no longer allowed, no port is left) ends with a final `stream.error` and is forgotten."""
         resumed = []
@@ -385,7 +413,7 @@ class StreamManager:
             log.info("resumed %d saved streams", len(resumed))
         return resumed
 
-    async def _resume_one(self, stream: SavedStream) -> ServiceStream:
+    async def _resume_one(self, stream: SavedStream) -> ManagedStream:
         policy = Policy(stream.policy)
         if stream.kind == "rtmp":
             if stream.key_sha256 is None:

@@ -19,7 +19,7 @@ from swapwatch.errors import ConfigError
 from swapwatch.server.config import NginxRtmpConfig
 from swapwatch.server.manager import StreamManager
 from swapwatch.server.state import SavedStream
-from swapwatch.server.streams import ServiceStream, StreamState, check_stream_id
+from swapwatch.server.streams import ManagedStream, StreamState, check_stream_id
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class NginxRtmpHooks:
             raise HooksDisabled("the nginx-rtmp hooks are off (set ingest.nginx_rtmp.url)")
         return self.config.url.rstrip("/")
 
-    async def publish(self, form: Mapping[str, str]) -> ServiceStream:
+    async def publish(self, form: Mapping[str, str]) -> ManagedStream:
         """Start pulling a stream nginx is about to accept; raise to refuse it."""
         base = self._base_url()
         _check_call(form, "publish")

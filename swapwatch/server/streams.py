@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError
@@ -22,18 +22,21 @@ from swapwatch.server.metrics import ServiceMetrics, StreamObserver
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.lifecycle import StreamState
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
+from swapwatch.stream.report import worker_report
 from swapwatch.stream.sink import EventSink
 from swapwatch.stream.source import FrameSource, redact_url
-from swapwatch.stream.status import FPS_WINDOW_SECONDS, RateMeter, WorkerStatus
+from swapwatch.stream.status import FPS_WINDOW_SECONDS, LiveFigures, RateMeter, WorkerStatus
 from swapwatch.stream.worker import StreamWorker, WorkerConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FPS_WINDOW_SECONDS",
+    "ManagedStream",
     "RateMeter",
     "ServiceStream",
     "SourceFactory",
+    "StreamPlacer",
     "StreamSpec",
     "StreamState",
     "check_stream_id",
@@ -54,6 +57,46 @@ class StreamSpec:
     reconnect: bool  # pulls reconnect; a push or a browser session ends when its sender stops
     ingest_url: str | None = None  # where a publisher pushes (rtmp kind)
     ingest_port: int | None = None  # the port this stream's RTMP ingest listens on
+
+
+class LiveStatus(Protocol):
+    def live(self) -> LiveFigures: ...
+
+
+class ManagedStream(Protocol):
+    """A stream as the manager holds it: run here (`ServiceStream`) or on a cluster."""
+
+    spec: StreamSpec
+
+    @property
+    def status(self) -> LiveStatus: ...
+
+    @property
+    def state(self) -> StreamState: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class StreamPlacer(Protocol):
+    """Runs streams somewhere other than this process (`server.cluster_streams`)."""
+
+    def stream(
+        self,
+        spec: StreamSpec,
+        source_factory: SourceFactory,
+        analysis: AnalysisSettings,
+        max_size: tuple[int, int],
+        backoff: tuple[float, float],
+        sink: EventSink,
+        on_finished: Callable[[], None],
+    ) -> ManagedStream: ...
 
 
 class ServiceStream:
@@ -128,39 +171,15 @@ class ServiceStream:
             self._on_finished()  # ended by itself: not resumed
 
     def to_json(self) -> dict[str, Any]:
-        self.worker.sync_counters()
-        s = self.worker.status
-        video = s.video
-        live = s.live()
+        video = self.worker.status.video
+        report = worker_report(self.worker)
         return {
             "id": self.spec.stream_id,
             "kind": self.spec.kind,
             "url": video.url if video else redact_url(self.spec.url),
             "ingest_url": self.spec.ingest_url,
             "policy": self.spec.policy.value,
-            "state": self.worker.state.value,
-            "run": self.worker.run_id,
-            "created": round(s.created, 3),
-            "video": None
-            if video is None
-            else {
-                "width": video.width,
-                "height": video.height,
-                "codec": video.codec,
-                "fps": video.fps,
-            },
-            "fps_in": round(live.fps_in, 2),
-            "fps_analysed": round(live.fps_analysed, 2),
-            "frames_in": s.frames_in,
-            "frames_analysed": s.frames_analysed,
-            "dropped": s.dropped,
-            "faces": live.faces,
-            "latency_ms": None if live.latency_ms is None else round(live.latency_ms, 1),
-            "alarms_raised": s.alarms_raised,
-            "alarm": s.tracks.alarm,
-            "reconnects": s.reconnects,
-            "last_error": s.last_error,
-            "tracks": [t.to_json() for t in s.tracks.sorted()],
+            **report,
         }
 
 
