@@ -142,6 +142,22 @@ class Track(AnswerModel):
     skip_reason: str | None
 
 
+class ClusterPlacement(AnswerModel):
+    """Where a stream's worker runs on a Ray cluster (`swapwatch serve --cluster`)."""
+
+    node_id: str | None = Field(description="the Ray node it runs on; null before it started")
+    node_ip: str | None
+    pid: int | None = Field(description="its worker's process on that node")
+    restarts: int = Field(
+        description="times its worker was made again from its checkpoint (process or node lost)"
+    )
+    moves: int = Field(description="of those, times it came back on another node")
+    last_recovery_s: float | None = Field(
+        description="seconds from losing its worker to starting it again, the last time"
+    )
+    lost: bool = Field(description="its worker does not answer now (being made again)")
+
+
 class Stream(AnswerModel):
     """One stream's status; fps, latency and faces are those of the last 2 s of frames."""
 
@@ -172,6 +188,9 @@ class Stream(AnswerModel):
     reconnects: int
     last_error: str | None
     tracks: list[Track]
+    cluster: ClusterPlacement | None = Field(
+        default=None, description="where it runs, on a cluster only"
+    )
 
 
 class NewStreamAnswer(Stream):
