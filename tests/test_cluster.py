@@ -140,13 +140,13 @@ class Front:
 
 
 def resumed(restarts: int, moves: int = 0) -> Any:
+    """Made again (and moved) and analysing: a latency is shown only for a frame analysed in
+    the last 2 s, and a restored worker has none before its first frame."""
+
     def test(stream: dict[str, Any]) -> bool:
         placed = stream["cluster"]
-        return bool(
-            placed["restarts"] >= restarts
-            and placed["moves"] >= moves
-            and stream["fps_analysed"] > 0
-        )
+        again = placed["restarts"] >= restarts and placed["moves"] >= moves
+        return bool(again and stream["latency_ms"] is not None)
 
     return test
 

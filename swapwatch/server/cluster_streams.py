@@ -211,6 +211,9 @@ class ClusterStream:
         if report.checkpoint is not None and report.checkpoint.upto <= newest:
             self._checkpoint = report.checkpoint
 
+    def live(self) -> LiveFigures:
+        return self.status.live()
+
     def to_json(self) -> dict[str, Any]:
         # Before its first report (or while its actor is lost): a worker that has not started.
         report = self.status.report or status_report(WorkerStatus(), self._state, None)

@@ -461,9 +461,7 @@ class StreamManager:
 
     def live_figures(self) -> dict[str, LiveFigures]:
         """Each stream's current rates, latency and faces (for /metrics)."""
-        for stream in self.workers.values():
-            stream.worker.sync_counters()
-        return {sid: w.status.live() for sid, w in self.workers.items()}
+        return {sid: w.live() for sid, w in self.workers.items()}
 
 
 def url_host(host: str) -> str:

@@ -59,17 +59,10 @@ class StreamSpec:
     ingest_port: int | None = None  # the port this stream's RTMP ingest listens on
 
 
-class LiveStatus(Protocol):
-    def live(self) -> LiveFigures: ...
-
-
 class ManagedStream(Protocol):
     """A stream as the manager holds it: run here (`ServiceStream`) or on a cluster."""
 
     spec: StreamSpec
-
-    @property
-    def status(self) -> LiveStatus: ...
 
     @property
     def state(self) -> StreamState: ...
@@ -80,6 +73,10 @@ class ManagedStream(Protocol):
     def start(self) -> None: ...
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None: ...
+
+    def live(self) -> LiveFigures:
+        """Its current rates, latency and faces."""
+        ...
 
     def to_json(self) -> dict[str, Any]: ...
 
@@ -169,6 +166,10 @@ class ServiceStream:
             log.error("stream %s ended by an internal error", self.spec.stream_id)
         if not stopped and not self.worker.stopping and self._on_finished is not None:
             self._on_finished()  # ended by itself: not resumed
+
+    def live(self) -> LiveFigures:
+        self.worker.sync_counters()
+        return self.worker.status.live()
 
     def to_json(self) -> dict[str, Any]:
         video = self.worker.status.video
