@@ -153,8 +153,8 @@ def test_a_crash_closes_the_runs_it_cut_and_the_saved_streams_come_back(
         crashed = wait_for_event(receiver, old_run, "stream.ended")
         assert crashed["stream"] == "cam" and crashed["detail"] == {"reason": "crashed"}
         jsonschema.Draft202012Validator(schema()).validate(crashed)
-        first_arrivals = list(dict.fromkeys(e["id"] for e in delivered(receiver)))
         new_start = wait_for_event(receiver, after["run"], "stream.started")
+        first_arrivals = list(dict.fromkeys(e["id"] for e in delivered(receiver)))
         assert first_arrivals.index(crashed["id"]) < first_arrivals.index(new_start["id"])
 
         # Deleted, then another crash: it does not come back, and its run is not "crashed".
