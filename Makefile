@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # bundled models; settings: SWAPWATCH_* variables or `make run ARGS="--config swapwatch.toml"`.
 ARGS ?=
 
-.PHONY: run test test-cluster test-all bench bench-accuracy lint clean
+.PHONY: run test test-cluster test-containers test-all bench bench-accuracy lint clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "swapwatch needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
@@ -20,12 +20,16 @@ run: $(INSTALLED)
 	$(BIN)/swapwatch serve $(ARGS)
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -m "not slow and not cluster"
+	$(BIN)/python -m pytest -m "not slow and not cluster and not container"
 
 # The cluster test: streams on a local two-node Ray cluster (installs the ray extra).
 test-cluster: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[ray]'
 	$(BIN)/python -m pytest -m cluster
+
+# deploy/'s images built and its compose file run with podman (as root; .ci/run sets podman up).
+test-containers: $(INSTALLED)
+	$(BIN)/python -m pytest -m container
 
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest

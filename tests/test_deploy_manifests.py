@@ -4,11 +4,15 @@ against the schemas the tools themselves use (no cluster, no engine, no registry
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.config_sources import load_config
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -56,14 +60,14 @@ def test_the_deployment_wires_the_token_settings_state_and_probes() -> None:
     pod = found[("Deployment", "swapwatch")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     secret = found[("Secret", "swapwatch-token")]
-    token = next(e for e in container["env"] if e["name"] == "SWAPWATCH_TOKEN")
+    token = next(e for e in container["env"] if e["name"] == "SWAPWATCH_AUTH_TOKEN")
     ref = token["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "token")
     assert len(secret["stringData"]["token"]) >= 16  # the service refuses shorter ones
     (config,) = container["envFrom"]
     settings = found[("ConfigMap", config["configMapRef"]["name"])]["data"]
     assert all(key.startswith("SWAPWATCH_") for key in settings)
-    assert "SWAPWATCH_TOKEN" not in settings
+    assert "SWAPWATCH_AUTH_TOKEN" not in settings
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for kind in ("requests", "limits"):
@@ -81,7 +85,7 @@ def test_the_services_expose_the_http_port_and_every_rtmp_ingest_port() -> None:
     found = resources()
     (container,) = found[("Deployment", "swapwatch")]["spec"]["template"]["spec"]["containers"]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    low, high = (int(n) for n in _settings()["SWAPWATCH_RTMP_PORTS"].split(","))
+    low, high = (int(n) for n in _settings()["SWAPWATCH_INGEST_RTMP_PORTS"].split(","))
     assert sorted(n for name, n in named.items() if name.startswith("rtmp")) == list(
         range(low, high + 1)
     )
@@ -98,12 +102,23 @@ def _settings() -> dict[str, str]:
     return dict(resources()[("ConfigMap", "swapwatch-settings")]["data"])
 
 
-def test_the_configmap_settings_are_accepted_by_the_service() -> None:
-    from swapwatch.server.config import load_config
+# What the image itself sets (deploy/Dockerfile) and the token, as the containers get them.
+IMAGE_ENVIRONMENT = {"SWAPWATCH_HTTP_HOST": "0.0.0.0", "SWAPWATCH_AUTH_TOKEN": "x" * 32}
 
-    environ = {**_settings(), "SWAPWATCH_HOST": "0.0.0.0", "SWAPWATCH_TOKEN": "x" * 32}
-    config = load_config(environ=environ)
-    assert config.nginx_rtmp_url is None
+
+def accepted(environ: dict[str, str], caplog: pytest.LogCaptureFixture) -> ServiceConfig:
+    """The service's configuration from these variables, which must all be current ones (a
+    deprecated name loads with a warning: none is allowed here)."""
+    with caplog.at_level(logging.WARNING, logger="swapwatch"):
+        config = load_config(environ={**environ, **IMAGE_ENVIRONMENT})
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    return config
+
+
+def test_the_configmap_settings_are_current_and_accepted(caplog: pytest.LogCaptureFixture) -> None:
+    config = accepted(_settings(), caplog)
+    assert config.ingest.nginx_rtmp.url is None
+    assert config.ingest.rtmp.public_host == "rtmp.swapwatch.example"
 
 
 def compose_spec_validator() -> Any:
@@ -141,22 +156,20 @@ def test_the_compose_file_names_files_that_exist_and_keeps_the_token_out() -> No
             context = DEPLOY / service["build"]["context"]
             assert (context / service["build"].get("dockerfile", "Dockerfile")).is_file()
     swapwatch = compose["services"]["swapwatch"]
-    assert "SWAPWATCH_TOKEN" not in swapwatch["environment"]
-    assert swapwatch["environment"]["SWAPWATCH_TOKEN_FILE"] == "/run/secrets/swapwatch_token"
+    assert "SWAPWATCH_AUTH_TOKEN" not in swapwatch["environment"]
+    assert swapwatch["environment"]["SWAPWATCH_AUTH_TOKEN_FILE"] == "/run/secrets/swapwatch_token"
     assert "swapwatch_token" in swapwatch["secrets"]
-    assert swapwatch["environment"]["SWAPWATCH_SINKS"].startswith("mqtt:mqtt://mosquitto:")
+    assert swapwatch["environment"]["SWAPWATCH_EVENTS_SINKS"].startswith("mqtt:mqtt://mosquitto:")
 
 
-def test_the_compose_settings_are_accepted_by_the_service() -> None:
-    from swapwatch.server.config import load_config
-
+def test_the_compose_settings_are_current_and_accepted(caplog: pytest.LogCaptureFixture) -> None:
     environment = yaml.safe_load(COMPOSE.read_text())["services"]["swapwatch"]["environment"]
-    environ = {k: str(v) for k, v in environment.items() if k != "SWAPWATCH_TOKEN_FILE"}
-    environ["SWAPWATCH_RTMP_PUBLIC_HOST"] = "localhost"  # ${...} is the compose engine's
-    config = load_config(
-        environ={**environ, "SWAPWATCH_HOST": "0.0.0.0", "SWAPWATCH_TOKEN": "x" * 32}
-    )
-    assert config.nginx_rtmp_url == "rtmp://nginx-rtmp:1935"
+    # The entry point turns the _FILE variable into the token; ${...} is the compose engine's.
+    environ = {k: str(v) for k, v in environment.items() if k != "SWAPWATCH_AUTH_TOKEN_FILE"}
+    environ["SWAPWATCH_INGEST_RTMP_PUBLIC_HOST"] = "localhost"
+    config = accepted(environ, caplog)
+    assert config.ingest.nginx_rtmp.url == "rtmp://nginx-rtmp:1935"
+    assert [s.split(":", 1)[0] for s in config.events.sinks] == ["mqtt"]
 
 
 def test_grafana_provisions_the_prometheus_datasource_the_dashboard_uses() -> None:

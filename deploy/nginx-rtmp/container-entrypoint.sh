@@ -1,6 +1,6 @@
 #!/bin/sh
 # nginx.conf as written for one host, adapted to a container: the publish callbacks go to
-# $SWAPWATCH_URL with the service token (read from $SWAPWATCH_TOKEN_FILE: nginx cannot send an
+# $SWAPWATCH_URL with the service token (read from $SWAPWATCH_AUTH_TOKEN_FILE: nginx cannot send an
 # Authorization header, so the token rides in the callback URL's query), playback is allowed
 # from $PLAY_FROM (swapwatch's addresses; by default the private ranges a container network
 # uses), and the logs go to stderr.
@@ -8,8 +8,8 @@ set -eu
 url=${SWAPWATCH_URL:-http://swapwatch:8080}
 play_from=${PLAY_FROM:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}
 query=""
-if [ -n "${SWAPWATCH_TOKEN_FILE:-}" ]; then
-    token=$(tr -d '\r\n' < "$SWAPWATCH_TOKEN_FILE")
+if [ -n "${SWAPWATCH_AUTH_TOKEN_FILE:-}" ]; then
+    token=$(tr -d '\r\n' < "$SWAPWATCH_AUTH_TOKEN_FILE")
     case $token in
         *[!A-Za-z0-9._~-]*) echo "nginx-rtmp: the token must be URL-safe (letters, digits, . _ ~ -)" >&2; exit 2 ;;
     esac
