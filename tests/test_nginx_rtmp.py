@@ -148,6 +148,8 @@ def test_a_stream_published_to_nginx_is_analysed_until_the_publisher_leaves(
     service.wait_for(lambda s: s["frames_analysed"] > 5, "studio", token=TOKEN)
     finished(again)
     wait_gone(service, "studio")
+    # The callback URLs carry the token, and nginx-rtmp logs each call's URL at level info.
+    assert TOKEN not in nginx.error_log
 
 
 def test_nginx_refuses_a_key_the_service_refuses(
