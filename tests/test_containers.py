@@ -122,14 +122,14 @@ def make_base_images(workdir: Path) -> None:
     run("chroot", str(rootfs), "update-ca-certificates")
     for package in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         package.unlink()
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    imported = subprocess.run(
-        ["podman", "import", "-q", "-", missing[0]],
-        stdin=tar.stdout,
-        capture_output=True,
-        check=False,
-    )
-    assert tar.wait() == 0 and imported.returncode == 0, imported.stderr.decode()
+    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+        imported = subprocess.run(
+            ["podman", "import", "-q", "-", missing[0]],
+            stdin=tar.stdout,
+            capture_output=True,
+            check=False,
+        )
+    assert tar.returncode == 0 and imported.returncode == 0, imported.stderr.decode()
     for name in missing[1:]:
         run("podman", "tag", missing[0], name)
     shutil.rmtree(rootfs)
@@ -319,6 +319,13 @@ def test_prometheus_scrapes_the_service_with_the_token(stack: Stack) -> None:
 def test_the_token_is_in_no_log(stack: Stack) -> None:
     for service in STARTED:
         assert TOKEN not in stack.logs(service), service
+
+
+def test_the_service_runs_unprivileged_on_a_read_only_root(stack: Stack) -> None:
+    found = json.loads(run("podman", "inspect", stack.container("swapwatch")))[0]
+    assert found["Config"]["User"] == "10001:10001"
+    assert found["HostConfig"]["ReadonlyRootfs"] is True
+    assert found["State"]["Running"] is True  # and it works so: the alert above came from it
 
 
 def test_podman_stop_ends_the_service_at_once(stack: Stack) -> None:
