@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -183,6 +184,24 @@ class Stack:
         return "\n".join(f"== {s}\n{self.logs(s)[-3000:]}" for s in STARTED)
 
 
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    for _ in range(50):
+        first = free_port()
+        if first + count < 65536 and all(port_is_free(first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def get_json(url: str, token: str | None = None) -> Any:
     request = urllib.request.Request(url)
     if token:
@@ -219,6 +238,7 @@ def stack(fake_model: Path) -> Iterator[Stack]:
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o644)
     ports = {name: free_port() for name in ("http", "rtmp", "mqtt", "prometheus", "grafana")}
+    ingest = free_port_range(10)  # not the defaults: other tests' push ingests may hold those
     env = {
         **os.environ,
         "PUBLISH_HTTP_PORT": str(ports["http"]),
@@ -226,6 +246,7 @@ def stack(fake_model: Path) -> Iterator[Stack]:
         "PUBLISH_MQTT_PORT": str(ports["mqtt"]),
         "PUBLISH_PROMETHEUS_PORT": str(ports["prometheus"]),
         "PUBLISH_GRAFANA_PORT": str(ports["grafana"]),
+        "PUBLISH_RTMP_INGEST_PORTS": f"{ingest}-{ingest + 9}",
         "TOKEN_SECRET_FILE": str(token_file),
         "GRAFANA_PASSWORD_SECRET_FILE": str(token_file),
         "SMOKE_MODEL_DIR": str(models),
