@@ -27,6 +27,10 @@ VIRTUAL_CAMERAS: tuple[tuple[str, str], ...] = (
     ("vcam", "a VCam driver"),
     ("fake_device", "Chromium's fake device"),
     ("fake video capture", "Chromium's fake device"),
+    # Chromium's fake device fed a file (--use-file-for-fake-video-capture) is labelled with
+    # the file's path (measured: Chromium 1xx, headless).
+    (".y4m", "Chromium's fake device playing a file"),
+    (".mjpeg", "Chromium's fake device playing a file"),
     ("camtwist", "CamTwist"),
     ("splitcam", "SplitCam"),
     ("avatarify", "Avatarify"),

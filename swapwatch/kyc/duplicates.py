@@ -28,6 +28,7 @@ THUMB_SIZE = (64, 36)
 MOVING_FROM = 0.3  # typical mean absolute difference, grey levels
 SAME_SHARE = 0.25  # of the typical difference between consecutive frames
 TYPICAL_WEIGHT = 0.1  # of each new difference in the running average
+JUMP_FACTOR = 3.0  # a difference counts in the average as at most this times the typical one
 WEAK_FROM = 0.05  # share of frames that repeat the previous one
 STRONG_FROM = 0.15
 MIN_FRAMES = 30
@@ -58,12 +59,15 @@ class DuplicateFrames:
             same = (
                 typical is not None and typical >= MOVING_FROM and difference < SAME_SHARE * typical
             )
-            if not same:
-                self._typical = (
-                    difference
-                    if typical is None
-                    else typical + TYPICAL_WEIGHT * (difference - typical)
-                )
+            # Every frame moves the typical difference, one jump (a cut, a hand across the
+            # face, the camera switching modes) by at most JUMP_FACTOR times it: counting only
+            # frames that were not repeats let one jump raise it for good, after which every
+            # ordinary frame read as a repeat (91 % of a session's frames in the browser test).
+            if typical is None:
+                self._typical = difference
+            else:
+                step = min(difference, JUMP_FACTOR * typical) - typical
+                self._typical = typical + TYPICAL_WEIGHT * step
         self._previous = thumb
         self.frames += 1
         self.duplicates += int(same)
