@@ -30,6 +30,7 @@ class EventType(enum.Enum):
     STREAM_STARTED = "stream.started"
     STREAM_ENDED = "stream.ended"
     STREAM_ERROR = "stream.error"
+    SESSION_COMPLETED = "session.completed"
 
     @classmethod
     def from_alarm(cls, change: AlarmChange) -> EventType:

@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 
 from swapwatch.errors import ConfigError
 from swapwatch.fusion import Policy
+from swapwatch.kyc.challenges import ChallengeKind
 from swapwatch.server.events import MAX_RECENT
 from swapwatch.server.nginx_rtmp import APP_NAME
 from swapwatch.server.streams import STREAM_ID
@@ -91,12 +92,74 @@ class WebRtcOffer(BaseModel):
         default=None, description=f"stream id: {STREAM_ID_RULE} (made up when absent)"
     )
     policy: Policy | None = None
+    session: Text | None = Field(
+        default=None,
+        description="a KYC session's id (POST /v1/sessions): the connection runs that session "
+        "(then no id or policy)",
+    )
 
 
 class WebRtcAnswer(AnswerModel):
     sdp: str
     type: Literal["answer"]
     stream: str = Field(description="the id of the stream this session analyses")
+    session: str | None = Field(default=None, description="the KYC session it runs, if any")
+
+
+CameraLabel = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class NewSession(RequestModel):
+    """`POST /v1/sessions`: how many challenges of which kinds, their time, and the camera
+    labels the operator trusts."""
+
+    count: int = Field(default=3, ge=1, le=10, description="challenges in the session")
+    kinds: list[ChallengeKind] = Field(
+        default_factory=lambda: list(ChallengeKind),
+        min_length=1,
+        description="kinds to draw from, at least two for more than one challenge",
+    )
+    window_s: float = Field(default=5.0, ge=1.0, le=30.0, description="seconds per challenge")
+    turn_deg: float = Field(
+        default=25.0, ge=5.0, le=80.0, description="degrees of yaw a turn must reach"
+    )
+    max_duration_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=600.0,
+        description="from the first frame; challenges still open then are missed",
+    )
+    allowed_camera_labels: list[CameraLabel] = Field(
+        default_factory=list,
+        max_length=16,
+        description="camera label fragments (case-insensitive) not counted as virtual cameras",
+    )
+
+
+class Offer(AnswerModel):
+    url: str = Field(description="where to POST the WebRTC offer")
+    session: str = Field(description="the `session` field the offer carries")
+
+
+class SessionVerdictView(AnswerModel):
+    verdict: Literal["pass", "fail", "retry"]
+    reasons: list[
+        Literal["swap_suspected", "injection_suspected", "challenge_failed", "no_face", "quality"]
+    ]
+    evidence: dict[str, Any] = Field(
+        description="challenges, swap evidence by moment, injection readings, frames"
+    )
+    event: str | None = Field(description="the id of its session.completed event")
+
+
+class Session(AnswerModel):
+    id: str
+    state: Literal["waiting", "running", "completed"]
+    created: str
+    stream: str | None = Field(description="the stream of its connection, once connected")
+    challenges: int = Field(description="how many (their kinds are told one by one)")
+    offer: Offer
+    verdict: SessionVerdictView | None
 
 
 class NginxRtmpPublishDone(BaseModel):

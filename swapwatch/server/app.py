@@ -15,17 +15,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
+from swapwatch.events.model import Event
 from swapwatch.server.api_models import (
     AnswerModel,
     EventFeedQuery,
     EventsStatus,
     Health,
+    NewSession,
     NewStream,
     NewStreamAnswer,
     NginxRtmpPublish,
     NginxRtmpPublishDone,
     Ready,
     Removed,
+    Session,
     Stream,
     StreamList,
     WebRtcAnswer,
@@ -46,6 +49,8 @@ from swapwatch.server.manager import (
 )
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.nginx_rtmp import HooksDisabled, NginxRtmpHooks, PublishRefused
+from swapwatch.server.session_api import new_session_policy
+from swapwatch.server.sessions import SessionBusy, SessionNotFound, SessionRegistry
 from swapwatch.server.state import StateStore, state_path
 from swapwatch.server.streams import StreamPlacer
 from swapwatch.server.webrtc import WebRtcSessions
@@ -80,11 +85,25 @@ class Service:
             self.state,
             placer(self.events.flushed) if placer is not None else None,
         )
-        self.webrtc = WebRtcSessions(self.manager)
+        outbox = events_path(config.events)
+        self.sessions = SessionRegistry(
+            outbox.with_name(f"{outbox.stem}-fingerprints.sqlite"),
+            self._publish_verdict,
+            self._run_of,
+        )
+        self.webrtc = WebRtcSessions(self.manager, self.sessions)
         self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.publish)
+
+    def _publish_verdict(self, event: Event) -> None:
+        self.events.publish(event)
+
+    def _run_of(self, stream_id: str) -> str | None:
+        worker = self.manager.workers.get(stream_id)
+        run = None if worker is None else worker.to_json().get("run")
+        return run if isinstance(run, str) else None
 
     async def start(self) -> None:
         """Open the state file and the outbox; close the runs a crash left open, then resume
@@ -108,6 +127,7 @@ class Service:
         await self.manager.close()
         await self.events.close(max(0.0, deadline - loop.time()))
         await self.loop_lag.stop()
+        await self.sessions.close()
         await asyncio.to_thread(self.state.close)
 
 
@@ -128,11 +148,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         return error_response(exc.status, exc.reason, "http")
-    except (StreamNotFound, HooksDisabled) as exc:
+    except (StreamNotFound, HooksDisabled, SessionNotFound) as exc:
         return error_response(404, str(exc), "not_found")
     except PublishRefused as exc:
         return error_response(403, str(exc), "forbidden")
-    except StreamExists as exc:
+    except (StreamExists, SessionBusy) as exc:
         return error_response(409, str(exc), "conflict")
     except TooManyStreams as exc:
         return error_response(429, str(exc), "limit")
@@ -263,8 +283,25 @@ async def webrtc_offer(request: web.Request) -> web.Response:
     offer = parse(
         WebRtcOffer, await read_json(request, service.config.ingest.webrtc.max_offer_bytes)
     )
-    reply = await service.webrtc.answer(offer.sdp, offer.type, offer.id, offer.policy)
+    reply = await service.webrtc.answer(
+        offer.sdp, offer.type, offer.id, offer.policy, offer.session
+    )
     return answer(WebRtcAnswer.model_validate(reply))
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """A KYC session: its policy in, its id and offer endpoint out."""
+    service = request.app[SERVICE]
+    body = parse(NewSession, await read_json(request, service.config.http.max_body_bytes))
+    session = service.sessions.create(new_session_policy(body))
+    created = answer(Session.model_validate(session.to_json()), status=201)
+    created.headers["Location"] = f"/v1/sessions/{session.id}"
+    return created
+
+
+async def get_session(request: web.Request) -> web.Response:
+    session = request.app[SERVICE].sessions.get(request.match_info["session_id"])
+    return answer(Session.model_validate(session.to_json()))
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -352,6 +389,18 @@ def page(name: str) -> Handler:
     return serve_page
 
 
+def script(name: str) -> Handler:
+    text = resources.files("swapwatch.server").joinpath(f"pages/{name}").read_text("utf-8")
+
+    async def serve_script(request: web.Request) -> web.Response:
+        response = web.Response(text=text, content_type="text/javascript", charset="utf-8")
+        response.headers["Access-Control-Allow-Origin"] = "*"  # vendors' pages include it
+        return response
+
+    serve_script.__name__ = serve_script.__qualname__ = "kyc_client_script"
+    return serve_script
+
+
 def _html(summary: str, name: str) -> Route:
     path = "/" if name == "dashboard.html" else f"/{name.removesuffix('.html')}"
     reply = Reply("The page", media_type="text/html", schema={"type": "string"})
@@ -378,6 +427,14 @@ ROUTES: tuple[Route, ...] = (
     _html("The dashboard: streams and alerts", "dashboard.html"),
     _html("Try it: send this browser's camera over WebRTC", "try.html"),
     _html("The API, with a form for each operation", "docs.html"),
+    Route(
+        "GET",
+        "/kyc.js",
+        script("kyc.js"),
+        "The KYC session client a vendor's page includes (SwapwatchKyc.run)",
+        "pages",
+        {200: Reply("The script", media_type="text/javascript", schema={"type": "string"})},
+    ),
     Route("GET", "/healthz", healthz, "Liveness", "service", {200: Reply("Alive", Health)}),
     Route(
         "GET",
@@ -467,6 +524,31 @@ ROUTES: tuple[Route, ...] = (
         body=WebRtcOffer,
     ),
     Route(
+        "POST",
+        "/v1/sessions",
+        create_session,
+        "Create a KYC session: a random challenge sequence under this policy; connect to it "
+        "with POST /v1/webrtc/offer and its id as `session`. Its verdict ends it (GET it, or "
+        "the session.completed event)",
+        "sessions",
+        {201: Reply("The session, waiting for its connection", Session)},
+        errors=(400, 413),
+        body=NewSession,
+        body_examples={
+            "default": {},
+            "two turns": {"count": 2, "kinds": ["turn_left", "turn_right"], "window_s": 5},
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/sessions/{session_id}",
+        get_session,
+        "A KYC session: its state and, once completed, its verdict with reasons and evidence",
+        "sessions",
+        {200: Reply("The session", Session)},
+        errors=(404,),
+    ),
+    Route(
         "GET",
         "/v1/events",
         events_feed,
@@ -530,7 +612,8 @@ def build_app(service: Service) -> web.Application:
             )
     # CORS plumbing, not operations: preflights (answered by cors_middleware) and the 404/405
     # of paths no route takes.
-    for path in ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer"):
+    preflighted = ("/v1/streams", "/v1/streams/{stream_id}", "/v1/webrtc/offer", "/v1/sessions")
+    for path in preflighted:
         app.router.add_route("OPTIONS", path, _preflight_fallback, expect_handler=answer_expect)
     add_catch_all(app.router)
     return app

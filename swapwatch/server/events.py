@@ -167,6 +167,10 @@ class ServiceEvents:
             log.warning("event %s of %s after shutdown: not recorded", kind, event.stream)
             return
         stream_id = event.stream
+        if event.type is EventType.SESSION_COMPLETED:
+            # A verdict belongs to no run of its own: it neither opens nor closes one.
+            self._writer.submit(self._write, event)
+            return
         if self._runs.get(stream_id) != event.run:
             self._runs[stream_id] = event.run
             self._writer.submit(self._keep_run, stream_id, event.run, True)

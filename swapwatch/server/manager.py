@@ -296,7 +296,10 @@ class StreamManager:
         factory: SourceFactory,
         policy: Policy | None,
         on_result: Callable[[FrameResult], None] | None = None,
+        score_past_pose_gate: bool = False,
     ) -> ManagedStream:
+        """A stream fed by the caller's source (WebRTC). `score_past_pose_gate`: a KYC
+        session's, whose challenges turn the head past the gate."""
         self._here_only(f"a {kind} stream")
         async with self._lock:
             sid = self._new_id(stream_id)
@@ -308,7 +311,7 @@ class StreamManager:
                 live=True,
                 reconnect=False,
             )
-            return self._start(spec, factory, on_result)
+            return self._start(spec, factory, on_result, score_past_pose_gate)
 
     def _here_only(self, what: str) -> None:
         if self.placer is not None:
@@ -330,6 +333,7 @@ class StreamManager:
         spec: StreamSpec,
         factory: SourceFactory,
         on_result: Callable[[FrameResult], None] | None = None,
+        score_past_pose_gate: bool = False,
     ) -> ManagedStream:
         if self.closing:
             raise TooManyStreams("the service is shutting down")
@@ -362,6 +366,7 @@ class StreamManager:
                 self.settings.analysis.signals,
                 self.settings.analysis.quality.gate,
                 on_finished=lambda: self._finished(spec),
+                score_past_pose_gate=score_past_pose_gate,
             )
         self.workers[spec.stream_id] = worker
         worker.start()

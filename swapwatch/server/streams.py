@@ -113,11 +113,17 @@ class ServiceStream:
         signals: Sequence[str] = (),
         quality: QualityConfig | None = None,
         on_finished: Callable[[], None] | None = None,
+        score_past_pose_gate: bool = False,
     ) -> None:
         self.spec = spec
         self._on_finished = on_finished  # called when the stream ends or fails by itself
         observer = StreamObserver(metrics, spec.stream_id)
-        settings = AnalysisSettings(decision=decision, quality=quality, signals=tuple(signals))
+        settings = AnalysisSettings(
+            decision=decision,
+            quality=quality,
+            signals=tuple(signals),
+            score_past_pose_gate=score_past_pose_gate,
+        )
 
         def analyzer() -> StreamAnalyzer:
             return build_analyzer(engine, settings, observer.stage_timer())

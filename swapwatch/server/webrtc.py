@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from functools import partial
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from swapwatch.errors import ConfigError, EndOfStream, SourceUnreadable
-from swapwatch.fusion import Policy
+from swapwatch.fusion import AlarmChange, Policy
 from swapwatch.server.manager import StreamManager
+from swapwatch.server.sessions import KycSession, SessionRegistry
 from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.rate import RateCap
@@ -47,12 +48,29 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or f"malformed ({type(exc).__name__})"
 
 
-class TrackSource(FrameSource):
-    """A `FrameSource` over a remote aiortc video track, newest frame first."""
+StampObserver = Callable[[int | None, float], None]  # RTP capture stamp, arrival (s)
+ImageObserver = Callable[[float, np.ndarray], None]  # media time, RGB picture (worker thread)
 
-    def __init__(self, track: MediaStreamTrack, name: str, rate: float) -> None:
+
+class TrackSource(FrameSource):
+    """A `FrameSource` over a remote aiortc video track, newest frame first.
+
+    `on_stamp` sees every frame that arrives (its RTP capture stamp and arrival time, on the
+    event loop: keep it O(1)); `on_image` every frame delivered for analysis, in the thread
+    that converts it."""
+
+    def __init__(
+        self,
+        track: MediaStreamTrack,
+        name: str,
+        rate: float,
+        on_stamp: StampObserver | None = None,
+        on_image: ImageObserver | None = None,
+    ) -> None:
         self.track = track
         self.name = name
+        self._on_stamp = on_stamp
+        self._on_image = on_image
         self.counters = SourceCounters()
         self._cap = RateCap(rate)
         self._latest: Any = None
@@ -91,6 +109,8 @@ class TrackSource(FrameSource):
                 if self._latest is not None:
                     self.counters.dropped += 1
                 self._latest, self._arrival = frame, time.monotonic()
+                if self._on_stamp is not None:
+                    self._on_stamp(frame.pts, self._arrival)
                 self._fresh.set()
         except MediaStreamError:
             pass
@@ -122,9 +142,15 @@ class TrackSource(FrameSource):
             self.counters.delivered += 1
             # the decoded frames arrive before their conversion; convert only those analysed
             image: np.ndarray = await asyncio.get_running_loop().run_in_executor(
-                None, partial(frame.to_ndarray, format="rgb24")
+                None, self._convert, frame, t
             )
             return Frame(image=image, index=self.counters.decoded - 1, time=t, arrival=arrival)
+
+    def _convert(self, frame: Any, t: float) -> np.ndarray:
+        image: np.ndarray = frame.to_ndarray(format="rgb24")
+        if self._on_image is not None:
+            self._on_image(t, image)
+        return image
 
     async def aclose(self) -> None:
         if self._pump_task is not None:
@@ -132,6 +158,11 @@ class TrackSource(FrameSource):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
         self.track.stop()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a session's ending failed", exc_info=task.exception())
 
 
 def hint_start_bitrate(sdp: str, kbps: int = START_BITRATE_KBPS) -> str:
@@ -166,15 +197,33 @@ def _has_fmtp(lines: list[str], payload: str) -> bool:
 class WebRtcSessions:
     """Offer/answer for browsers and SDKs; each session becomes a `webrtc` stream."""
 
-    def __init__(self, manager: StreamManager) -> None:
+    def __init__(self, manager: StreamManager, sessions: SessionRegistry | None = None) -> None:
         self.manager = manager
+        self.sessions = sessions
         self.peers: dict[str, RTCPeerConnection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def answer(
-        self, sdp: str, kind: str, stream_id: str | None, policy: Policy | None
+        self,
+        sdp: str,
+        kind: str,
+        stream_id: str | None,
+        policy: Policy | None,
+        session_id: str | None = None,
     ) -> dict[str, Any]:
+        """The answer to an offer; with `session_id`, the connection runs that KYC session
+        (its stream id is the session's, its policy kyc)."""
         if kind != "offer":
             raise ConfigError("type must be 'offer'")
+        kyc: KycSession | None = None
+        if session_id is not None:
+            if stream_id is not None or policy is not None:
+                raise ConfigError(
+                    "a session's offer takes no 'id' or 'policy': its session has them"
+                )
+            if self.sessions is None:
+                raise ConfigError("this service runs no sessions")
+            self.sessions.get(session_id)  # 404 before the offer is read
         try:
             media = SessionDescription.parse(sdp).media
         except SDP_PARSE_ERRORS as exc:
@@ -184,6 +233,10 @@ class WebRtcSessions:
             raise ConfigError(
                 "the offer has no video: send a camera track (recvonly is not enough)"
             )
+        if session_id is not None:
+            assert self.sessions is not None
+            kyc = self.sessions.claim(session_id)
+            stream_id, policy = kyc.id, Policy.KYC
         peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         channel: dict[str, Any] = {}
         last_sent = [0.0]
@@ -194,7 +247,13 @@ class WebRtcSessions:
             if dc is not None and dc.readyState == "open":
                 dc.send(json.dumps(message))
 
+        def resend(messages: list[dict[str, Any]]) -> None:
+            for message in messages:
+                send(message)
+
         def on_result(result: FrameResult) -> None:
+            if kyc is not None:
+                self._follow_session(kyc, result, send)
             now = time.monotonic()
             if not result.alerts and now - last_sent[0] < 1.0 / UPDATES_PER_SECOND:
                 return
@@ -230,6 +289,10 @@ class WebRtcSessions:
         @peer.on("datachannel")
         def on_datachannel(dc: Any) -> None:
             channel["dc"] = dc
+            if kyc is not None:
+                dc.on("message", kyc.on_client_message)
+                # Prompts drawn before the channel opened are sent again once it is.
+                dc.on("open", lambda: resend(kyc.sent))
 
         started = asyncio.get_running_loop().create_future()
 
@@ -247,11 +310,16 @@ class WebRtcSessions:
                             track,
                             f"webrtc:{session.get('id', '?')}",
                             self.manager.settings.analysis.rate,
+                            None if kyc is None else kyc.signals.clock.update,
+                            None if kyc is None else kyc.observe_image,
                         ),
                         policy,
                         on_result,
+                        score_past_pose_gate=kyc is not None,
                     )
                     session["id"] = worker.spec.stream_id
+                    if kyc is not None:
+                        kyc.stream_id = worker.spec.stream_id
                     self.peers[worker.spec.stream_id] = peer
                     started.set_result(worker.spec.stream_id)
                 except Exception as exc:
@@ -263,6 +331,8 @@ class WebRtcSessions:
         async def on_state() -> None:
             if peer.connectionState in ("failed", "closed"):
                 sid = session.get("id")
+                if kyc is not None and kyc.verdict is None and self.sessions is not None:
+                    await self.sessions.complete(kyc)  # the person left: judged as it stands
                 if sid and sid in self.manager.workers:
                     with contextlib.suppress(ConfigError):
                         await self.manager.remove(sid)
@@ -282,10 +352,63 @@ class WebRtcSessions:
             await peer.setLocalDescription(answer)
         except BaseException:
             await peer.close()
+            if kyc is not None:
+                kyc.state = "waiting"  # no connection came of it: the session may try again
             raise
         local = peer.localDescription
-        return {"type": local.type, "sdp": hint_start_bitrate(local.sdp), "stream": sid}
+        answer_body = {"type": local.type, "sdp": hint_start_bitrate(local.sdp), "stream": sid}
+        if kyc is not None:
+            answer_body["session"] = kyc.id
+            # Judged when its time is up even if its frames stop coming (a stalled sender).
+            limit = kyc.policy.max_duration_s + FIRST_FRAME_TIMEOUT
+            self._spawn(self._finish(kyc, send, after_s=limit))
+        return answer_body
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def _follow_session(
+        self, kyc: KycSession, result: FrameResult, send: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """One analysed frame of a session: prompts and results to the person; at its end,
+        the verdict, then the stream stops."""
+        if kyc.verdict is not None or kyc.course.done:
+            return
+        info = self.manager.engine.info
+        face = kyc.main_face(result, info.temperature, self.manager.decision(Policy.KYC))
+        alarm = any(a.type is AlarmChange.RAISED for a in result.alerts)
+        for message in kyc.course.observe(result.time, face, alarm):
+            kyc.sent.append(message)
+            send(message)
+        if kyc.course.done:
+            self._spawn(self._finish(kyc, send))
+
+    async def _finish(
+        self, kyc: KycSession, send: Callable[[dict[str, Any]], None], after_s: float = 0.0
+    ) -> None:
+        assert self.sessions is not None
+        if after_s:
+            await asyncio.sleep(after_s)
+            if kyc.verdict is not None:
+                return
+            log.info("session %s: out of time, judged as it stands", kyc.id)
+        verdict = await self.sessions.complete(kyc)
+        send({"type": "verdict", "session": kyc.id, "event": kyc.event_id, **verdict.to_json()})
+        await asyncio.sleep(0.5)  # let the verdict leave before the connection goes
+        sid = kyc.stream_id
+        if sid is not None and sid in self.manager.workers:
+            with contextlib.suppress(ConfigError):
+                await self.manager.remove(sid)
+        peer = self.peers.pop(sid or "", None)
+        if peer is not None:
+            await peer.close()
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self.peers.values()), return_exceptions=True)
         self.peers.clear()

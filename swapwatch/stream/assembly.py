@@ -23,6 +23,7 @@ class AnalysisSettings:
     signals: Sequence[str] = ()  # plugin signals, `NAME[:WEIGHT]`
     quiet: bool = True  # keep the face models' native log lines off stderr
     warmup: bool = False  # run the face models once before the first frame
+    score_past_pose_gate: bool = False  # KYC sessions: see StreamAnalyzer.score_past_pose_gate
 
 
 def build_analyzer(
@@ -49,7 +50,9 @@ def build_analyzer(
         for item in signals:
             item.signal.close()
         raise
-    return StreamAnalyzer(engine, settings.decision, faces, timer, signals)
+    analyzer = StreamAnalyzer(engine, settings.decision, faces, timer, signals)
+    analyzer.score_past_pose_gate = settings.score_past_pose_gate
+    return analyzer
 
 
 def close_analyzer(analyzer: StreamAnalyzer, quiet: bool = True) -> None:

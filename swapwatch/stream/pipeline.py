@@ -13,6 +13,7 @@ from swapwatch.engines import Engine
 from swapwatch.engines.base import detector_logits
 from swapwatch.errors import EngineError
 from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.faces.quality import QualityReport, SkipReason
 from swapwatch.fusion import Alert, DecisionConfig, TrackDecision, TrackUpdate
 from swapwatch.plugins.signals import Signal, load_signals, parse_signal
 from swapwatch.stream.frames import Frame
@@ -31,6 +32,7 @@ class FaceResult:
     logit: float | None  # the detector's
     update: TrackUpdate | None  # the track's decision state after this frame, when scored
     signals: tuple[tuple[str, float], ...] = ()  # extra signals' logits, by name
+    points: np.ndarray | None = None  # (468, 3) landmarks in frame pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,10 @@ class StreamAnalyzer:
         self.tracks: dict[int, TrackDecision] = {}
         # Frames are unrelated still pictures: each searched for a face that fills it.
         self.still_pictures = False
+        # A KYC session asks for turned heads: faces past the pose gate alone (bright and sharp
+        # enough) are scored too, their logit reported, but kept out of the track's decision,
+        # whose threshold was set on faces within the gate.
+        self.score_past_pose_gate = False
 
     def analyse(self, frame: Frame) -> FrameResult:
         if self.still_pictures:
@@ -109,10 +115,11 @@ class StreamAnalyzer:
             batch = self.faces.analyse(frame.image)
             boxes = batch.boxes
         usable = batch.usable
+        scored = usable | self._past_pose_gate(batch.quality)
         logits = np.full(len(batch), np.nan, np.float32)
-        if usable.any():
+        if scored.any():
             with timed(self._timer, "engine"):
-                logits[usable] = detector_logits(self.engine, batch.crops[usable])
+                logits[scored] = detector_logits(self.engine, batch.crops[scored])
         extra: np.ndarray | None = None  # (signals, faces) logits, only when there are signals
         if usable.any() and self.signals:
             extra = np.zeros((len(self.signals), len(batch)), np.float32)
@@ -128,9 +135,13 @@ class StreamAnalyzer:
                 x0, y0, x1, y1 = (float(v) for v in boxes[i])
                 box = (x0, y0, x1, y1)
                 report = batch.quality[i]
+                points = batch.points[i]
                 if not usable[i]:
                     assert report.reason is not None
-                    faces.append(FaceResult(track_id, box, report.reason.value, None, None))
+                    logit = float(logits[i]) if scored[i] else None
+                    faces.append(
+                        FaceResult(track_id, box, report.reason.value, logit, None, points=points)
+                    )
                     continue
                 decision = self.tracks.get(track_id)
                 if decision is None:
@@ -149,7 +160,9 @@ class StreamAnalyzer:
                         for item, (_, logit) in zip(self.signals, named, strict=True)
                     )
                 update = decision.update(evidence, frame.time)
-                faces.append(FaceResult(track_id, box, None, float(logits[i]), update, named))
+                faces.append(
+                    FaceResult(track_id, box, None, float(logits[i]), update, named, points)
+                )
                 if update.change is not None:
                     alerts.append(
                         Alert(update.change, track_id, frame.time, update.score, update.cusum)
@@ -164,6 +177,20 @@ class StreamAnalyzer:
             crops=batch.crops,
             alerts=tuple(alerts),
         )
+
+    def _past_pose_gate(self, quality: Sequence[QualityReport]) -> np.ndarray:
+        """(N,) bool: faces refused for their pose alone, when those are to be scored."""
+        gate = self.faces.quality_config
+        return np.array(
+            [
+                self.score_past_pose_gate
+                and q.reason is SkipReason.EXTREME_POSE
+                and q.brightness >= gate.min_brightness
+                and q.sharpness >= gate.min_sharpness
+                for q in quality
+            ],
+            dtype=bool,
+        ).reshape(-1)
 
     def _forget_dropped_tracks(self) -> None:
         """A track the tracker let go never comes back under its id: its decision goes too."""
