@@ -188,13 +188,3 @@ def test_the_same_session_with_its_camera_not_allowed_is_a_retry_for_injection(
     (event,) = delivered
     assert event["detail"]["verdict"] == "retry"
     assert event["detail"]["reasons"] == ["injection_suspected"]
-
-
-def test_the_client_script_is_served_for_other_origins(
-    config: ServiceConfig, fake_model: Path
-) -> None:
-    with running_service(config) as service:
-        reply = service.request("GET", "/kyc.js")
-    assert reply.status == 200 and "SwapwatchKyc" in reply.body
-    assert reply.headers["Content-Type"].startswith("text/javascript")
-    assert reply.headers["Access-Control-Allow-Origin"] == "*"
