@@ -81,7 +81,7 @@ def test_the_security_documented_is_what_the_service_enforces(
     guarded: RunningService, document: dict[str, Any]
 ) -> None:
     for path, item in document["paths"].items():
-        url = path.format(stream_id="nobody")
+        url = path.format(stream_id="nobody", session_id="nobody")
         for method, operation in item.items():
             if method == "parameters":
                 continue
