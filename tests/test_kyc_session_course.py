@@ -3,15 +3,21 @@ compliance, the swap evidence by moment, and the rule that combines the parts.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from media import Placement, face_landmarks, render_frame
+from media import Placement, face_landmarks, render_frame, write_linear_model
 from test_kyc_challenges import turned
 
+from swapwatch.engines import create_engine
+from swapwatch.faces.quality import QualityConfig
 from swapwatch.kyc.challenges import Challenge, ChallengeKind, ChallengePolicy
 from swapwatch.kyc.combination import Verdict, assess_injection
 from swapwatch.kyc.readings import Contribution, SignalReading
 from swapwatch.kyc.session import Reason, SessionCourse, SessionFace, SessionPolicy
+from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
+from swapwatch.stream.frames import Frame
 
 RATE = 15.0
 
@@ -146,3 +152,26 @@ def test_the_time_limit_ends_a_session_with_its_open_challenges_missed(
 def test_a_policy_too_short_for_its_challenges_is_refused() -> None:
     with pytest.raises(ValueError, match="max_duration_s"):
         SessionPolicy(ChallengePolicy(count=3, window_s=10.0), max_duration_s=20.0)
+
+
+@pytest.mark.parametrize("session", [False, True])
+def test_a_session_scores_faces_past_the_pose_gate_outside_the_tracks_decision(
+    session: bool, tmp_path: Path
+) -> None:
+    """The gate here refuses every face for its pose (max_yaw near 0): a session's analyzer
+    still scores it, and keeps it out of the track's CUSUM; a plain stream's does neither."""
+    engine = create_engine("onnxruntime", write_linear_model(tmp_path / "m.onnx", bias=2.0), "cpu")
+    settings = AnalysisSettings(quality=QualityConfig(max_yaw=0.001), score_past_pose_gate=session)
+    analyzer = build_analyzer(engine, settings)
+    try:
+        image = render_frame(640, 480, [Placement(0.5, 0.5, 300, sway=0.0)], 0.0)
+        result = analyzer.analyse(Frame(image=image, index=0, time=0.0, arrival=0.0))
+    finally:
+        analyzer.close()
+    (face,) = result.faces
+    assert face.skip_reason == "extreme_pose" and face.update is None
+    assert face.points is not None and face.points.shape == (468, 3)
+    assert (face.logit is not None) is session
+    if session:
+        assert face.logit == pytest.approx(2.0, abs=1e-4)
+    assert not analyzer.tracks  # no decision was started for it
