@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,249 @@ def test_grafana_loads_the_dashboard_from_the_folder_compose_mounts_it_in() -> N
     assert (DEPLOY / source).resolve() == (GRAFANA / "swapwatch-dashboard.json").resolve()
     assert Path(target).parent == Path(provider["options"]["path"])
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+# The cluster on Ray (deploy/kubernetes/cluster): core kinds as above, the RayCluster's pod
+# templates as Pods, and the RayCluster's own fields against the KubeRay v1 fields it uses.
+CLUSTER = KUBERNETES / "cluster"
+CLUSTER_MANIFESTS = sorted(p for p in CLUSTER.glob("*.yaml") if p.name != "kustomization.yaml")
+CORE_CLUSTER_MANIFESTS = [p for p in CLUSTER_MANIFESTS if p.name != "raycluster.yaml"]
+
+
+def closed(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An object with exactly these fields known: a misspelt one is an error."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# The template itself is checked as a Pod by kubernetes-validate.
+POD_TEMPLATE = closed({"metadata": {"type": "object"}, "spec": {"type": "object"}}, ("spec",))
+# KubeRay v1's RayCluster (ray.io/v1, KubeRay 1.1+), the fields deploy/ fills in.
+RAY_CLUSTER_SCHEMA = closed(
+    {
+        "apiVersion": {"const": "ray.io/v1"},
+        "kind": {"const": "RayCluster"},
+        "metadata": closed(
+            {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "labels": STRING_MAP,
+                "annotations": STRING_MAP,
+            },
+            ("name", "namespace"),
+        ),
+        "spec": closed(
+            {
+                "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+                "enableInTreeAutoscaling": {"type": "boolean"},
+                "autoscalerOptions": closed(
+                    {
+                        "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
+                        "idleTimeoutSeconds": {"type": "integer", "minimum": 0},
+                        "resources": {"type": "object"},  # a container's, checked below
+                        "securityContext": {"type": "object"},  # likewise
+                        "image": {"type": "string"},
+                        "imagePullPolicy": {"type": "string"},
+                    }
+                ),
+                "headGroupSpec": closed(
+                    {
+                        "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                        "rayStartParams": STRING_MAP,
+                        "template": POD_TEMPLATE,
+                    },
+                    ("rayStartParams", "template"),
+                ),
+                "workerGroupSpecs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": closed(
+                        {
+                            "groupName": {"type": "string"},
+                            "replicas": {"type": "integer", "minimum": 0},
+                            "minReplicas": {"type": "integer", "minimum": 0},
+                            "maxReplicas": {"type": "integer", "minimum": 1},
+                            "rayStartParams": STRING_MAP,
+                            "template": POD_TEMPLATE,
+                        },
+                        ("groupName", "rayStartParams", "template"),
+                    ),
+                },
+            },
+            ("rayVersion", "headGroupSpec", "workerGroupSpecs"),
+        ),
+    },
+    ("apiVersion", "kind", "metadata", "spec"),
+)
+
+
+def ray_cluster() -> dict[str, Any]:
+    (document,) = documents(CLUSTER / "raycluster.yaml")
+    return document
+
+
+def ray_pod_templates(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = cluster["spec"]
+    groups = {f"worker:{g['groupName']}": g for g in spec["workerGroupSpecs"]}
+    return {"head": spec["headGroupSpec"], **groups}
+
+
+def ray_cluster_errors(cluster: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(RAY_CLUSTER_SCHEMA)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(cluster)]
+
+
+@pytest.mark.parametrize("path", CORE_CLUSTER_MANIFESTS, ids=lambda p: p.name)
+def test_every_cluster_manifest_of_a_core_kind_fits_the_kubernetes_schema(path: Path) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for document in documents(path):
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("group", ["head", "worker:streams"])
+def test_each_ray_pod_template_fits_the_kubernetes_schema_as_a_pod(group: str) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    template = ray_pod_templates(ray_cluster())[group]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, **template}
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    # The autoscaler's container settings are a container's too.
+    options = ray_cluster()["spec"]["autoscalerOptions"]
+    container = {"name": "autoscaler", "image": "i", **options}
+    for field in ("upscalingMode", "idleTimeoutSeconds"):
+        del container[field]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    pod["spec"] = {"containers": [container]}
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_ray_cluster_fits_the_kuberay_fields_it_uses() -> None:
+    assert ray_cluster_errors(ray_cluster()) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "misspelt"),
+    [
+        (("spec",), "enableInTreeAutoScaling"),
+        (("spec", "headGroupSpec"), "rayStartParam"),
+        (("spec", "workerGroupSpecs", 0), "maxReplica"),
+        (("spec", "autoscalerOptions"), "idleTimeoutSecond"),
+    ],
+)
+def test_a_misspelt_ray_cluster_field_is_caught(
+    where: tuple[str | int, ...], misspelt: str
+) -> None:
+    cluster = ray_cluster()
+    node: Any = cluster
+    for key in where:
+        node = node[key]
+    node[misspelt] = node.get(misspelt, 1)
+    errors = ray_cluster_errors(cluster)
+    assert any(misspelt in e for e in errors), errors
+
+
+def test_a_misspelt_field_in_a_ray_pod_template_is_caught() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    template = ray_pod_templates(ray_cluster())["worker:streams"]["template"]
+    template["spec"]["containers"][0]["readinesProbe"] = {}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, **template}
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def cluster_resources() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for p in CLUSTER_MANIFESTS for d in documents(p)}
+
+
+def declared_resources(group: dict[str, Any]) -> dict[str, float]:
+    """rayStartParams' resources as `ray start` gets them: KubeRay puts the value into a shell
+    command line as it is (`--resources=VALUE`), so it is quoted for the shell."""
+    (value,) = shlex.split(group["rayStartParams"].get("resources", "{}"))
+    parsed: dict[str, float] = json.loads(value)
+    return parsed
+
+
+def test_the_ray_cluster_offers_what_the_fronts_cluster_settings_ask_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    found = cluster_resources()
+    config = accepted(dict(found[("ConfigMap", "swapwatch-settings")]["data"]), caplog).cluster
+    cluster = ray_cluster()
+    head = cluster["spec"]["headGroupSpec"]
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+
+    # Streams go only to the workers, each filling its CPUs with as many slots as it has.
+    assert config.stream_resource is not None
+    assert config.stream_resource not in declared_resources(head)
+    slots = declared_resources(workers)[config.stream_resource]
+    assert slots >= 1
+    assert float(workers["rayStartParams"]["num-cpus"]) == slots * config.stream_cpus
+    (worker_container,) = workers["template"]["spec"]["containers"]
+    assert float(worker_container["resources"]["limits"]["cpu"]) >= slots * config.stream_cpus
+    # max_streams is what the group holds at its largest.
+    assert config_limits(found, caplog).max_streams == workers["maxReplicas"] * slots
+
+    # The detector fits the head, the one node with its resource.
+    assert config.detector_resource is not None
+    assert declared_resources(head) == {config.detector_resource: 1}
+    assert config.detector_cpus <= float(head["rayStartParams"]["num-cpus"])
+    assert config.detector_resource not in declared_resources(workers)
+
+    # The front reaches the head's Service (KubeRay's name for it) on the Ray Client port.
+    assert config.address == f"ray://{cluster['metadata']['name']}-head-svc:10001"
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert 10001 in {p["containerPort"] for p in head_container["ports"]}
+
+
+def config_limits(
+    found: dict[tuple[str, str], dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> Any:
+    return accepted(dict(found[("ConfigMap", "swapwatch-settings")]["data"]), caplog).limits
+
+
+def test_the_cluster_kustomization_applies_everything_but_the_example_secret() -> None:
+    listed = documents(CLUSTER / "kustomization.yaml")[0]["resources"]
+    assert sorted(listed) == sorted(
+        p.name for p in CLUSTER_MANIFESTS if p.name != "secret.example.yaml"
+    )
+
+
+def test_the_front_alone_holds_the_outbox_and_everything_shares_one_namespace() -> None:
+    found = cluster_resources()
+    (namespace,) = [name for kind, name in found if kind == "Namespace"]
+    assert all(
+        d["metadata"]["namespace"] == namespace
+        for (kind, _), d in found.items()
+        if kind != "Namespace"
+    )
+    front = found[("Deployment", "swapwatch")]["spec"]["template"]["spec"]
+    (container,) = front["containers"]
+    token = next(e for e in container["env"] if e["name"] == "SWAPWATCH_AUTH_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "swapwatch-token", "key": "token"}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in front["volumes"]}
+    claim = volumes[mounts["/var/lib/swapwatch"]]["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in found
+    # No Ray pod mounts a claim: what a worker makes is recorded only once the front commits it.
+    for group, spec in ray_pod_templates(ray_cluster()).items():
+        pod = spec["template"]["spec"]
+        assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v], group
+        assert pod["securityContext"]["runAsNonRoot"] is True, group
+        for ray_container in pod["containers"]:
+            assert ray_container["image"] == container["image"], group  # one image for all
+            assert {"readinessProbe", "livenessProbe"} <= set(ray_container), group
+            assert {"cpu", "memory"} <= set(ray_container["resources"]["limits"]), group
+    # The Service reaches the front, not the Ray pods.
+    selector = found[("Service", "swapwatch")]["spec"]["selector"]
+    assert (
+        selector.items()
+        <= found[("Deployment", "swapwatch")]["spec"]["template"]["metadata"]["labels"].items()
+    )
+    for spec in ray_pod_templates(ray_cluster()).values():
+        assert not selector.items() <= spec["template"]["metadata"]["labels"].items()
