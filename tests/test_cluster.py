@@ -214,3 +214,55 @@ def test_streams_resume_after_a_process_crash_and_a_node_loss_and_no_alarm_is_lo
     assert all(len(ids) == 1 for ids in ids_of.values()), ids_of
     ended = [e for e in delivered if e["type"] == "stream.ended"]
     assert {e["stream"] for e in ended} == {"cam-a", "cam-b"}
+
+
+@pytest.fixture
+def client_cluster() -> Iterator[tuple[Cluster, int]]:
+    """A head with the detector and the Ray Client server (as KubeRay starts it), and one
+    worker node with two stream slots."""
+    port = free_port()
+    head = {
+        "num_cpus": 1,
+        "resources": {"detector": 1},
+        "_system_config": HEALTH_CHECKS,
+        "ray_client_server_port": port,
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        cluster.add_node(num_cpus=1, resources={"stream_slots": 2})
+        yield cluster, port
+    finally:
+        cluster.shutdown()
+
+
+# Ray's head leaves its client server's log files open in this (the test's) process.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_front_joined_through_ray_client_places_and_restores_streams(
+    tmp_path: Path,
+    client_cluster: tuple[Cluster, int],
+    feed: LiveFeed,
+    receiver: Receiver,
+    fake_model: Path,
+) -> None:
+    """The front of deploy/kubernetes/cluster runs in its own pod and joins as a Ray Client."""
+    pytest.importorskip("grpc", reason="Ray Client needs ray[client]: pip install 'swapwatch[ray]'")
+    cluster, port = client_cluster
+    (worker,) = cluster.worker_nodes
+    front = Front(tmp_path, f"ray://127.0.0.1:{port}", fake_model, receiver)
+    front.start()
+    try:
+        reply = front.api.request("POST", "/v1/streams", {"url": feed.url, "id": "cam-a"})
+        assert reply.status == 201, reply.body
+        front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 90, "a first alarm")
+        before = front.stream("cam-a")
+        assert before["cluster"]["node_id"] == worker.node_id  # the node with the slots
+        os.kill(before["cluster"]["pid"], signal.SIGKILL)
+        process_s = front.wait("cam-a", resumed(1), PROCESS_RESUME_S * 3, "resumed")
+        print(f"\nthrough Ray Client: resumed after the process crash in {process_s:.2f} s")
+        assert process_s < PROCESS_RESUME_S
+        assert front.api.request("DELETE", "/v1/streams/cam-a").status == 204
+        ids = {e["id"] for e in front.outbox_events()}
+        assert receiver.wait_for(ids, 30), ids - set(receiver.ids())
+    finally:
+        front.stop()
+    assert any(json.loads(d.body)["type"] == "alert.raised" for d in receiver.deliveries)
