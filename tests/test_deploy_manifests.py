@@ -448,3 +448,11 @@ def test_the_front_alone_holds_the_outbox_and_everything_shares_one_namespace() 
     )
     for spec in ray_pod_templates(ray_cluster()).values():
         assert not selector.items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_only_pods_of_the_namespace_reach_the_ray_pods() -> None:
+    policy = cluster_resources()[("NetworkPolicy", "swapwatch-ray-in-namespace-only")]["spec"]
+    selector = policy["podSelector"]["matchLabels"].items()
+    for group, spec in ray_pod_templates(ray_cluster()).items():
+        assert selector <= spec["template"]["metadata"]["labels"].items(), group
+    assert policy["ingress"] == [{"from": [{"podSelector": {}}]}]  # no namespaceSelector: this one
