@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from swapwatch.errors import SwapwatchError
 from swapwatch.events.outbox import EventLog
 
 # Runs `swapwatch scan` in a child process that signals itself once it has analysed five frames:
@@ -111,10 +111,11 @@ def test_sigterm_while_waiting_for_a_publisher_ends_at_once(
         env=_env(),
     )
     try:
+        # stream.started comes when a publisher connects: wait for the listening socket.
         deadline = time.monotonic() + 60
-        while not _recorded(outbox) and time.monotonic() < deadline:
+        while not _listening(free_port) and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(1.0)  # into the listen
+        assert _listening(free_port), "scan --listen never listened"
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=20)
     finally:
@@ -126,14 +127,15 @@ def test_sigterm_while_waiting_for_a_publisher_ends_at_once(
     assert last.type.value == "stream.ended" and last.detail == {"reason": "interrupted"}
 
 
-def _recorded(outbox: Path) -> bool:
-    if not outbox.exists():
-        return False
-    try:
-        with EventLog(outbox) as log:
-            return bool(log.read_after(0, 1))
-    except SwapwatchError:  # the child is still creating it
-        return False
+def _listening(port: int) -> bool:
+    """Whether a TCP socket of this machine listens on `port` (Linux /proc/net)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
 
 
 def _env() -> dict[str, str]:
