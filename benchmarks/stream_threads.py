@@ -19,9 +19,7 @@ import collections
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from machine import result_header  # noqa: E402
-from streams import REAL_CLIP, REMUX, WARMUP_S, free_port, http  # noqa: E402
+from streams import REAL_CLIP, http, live_service  # noqa: E402
 
 THREAD_NAMES = REPO / "benchmarks" / "thread_names"
 # One kind per thread name: the stream id, counters and pool suffixes are dropped.
@@ -62,57 +60,14 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
 
 
 def measure(streams: int, seconds: float, clip: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as state:
-        port, low = free_port(), free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(THREAD_NAMES), str(REPO)]),
-            "SWAPWATCH_EVENTS_PATH": str(Path(state) / "events.sqlite"),
-            "SWAPWATCH_HTTP_PORT": str(port),
-            "SWAPWATCH_LIMITS_MAX_STREAMS": str(streams + 1),
-            "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
-            "SWAPWATCH_INGEST_RTMP_PORTS": f"{low},{low + streams + 5}",
-        }
-        service = subprocess.Popen(
-            [str(REPO / ".venv/bin/swapwatch"), "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        publishers: list[subprocess.Popen[bytes]] = []
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http(base, "/readyz")["status"] == "ready":
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("service did not become ready")
-                time.sleep(0.3)
-            for i in range(streams):
-                url = http(base, "/v1/streams", {"ingest": "rtmp", "id": f"s{i}"})["ingest_url"]
-                publishers.append(
-                    subprocess.Popen(
-                        [sys.executable, "-c", REMUX, str(clip), url, str(WARMUP_S + seconds + 5)],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-            time.sleep(WARMUP_S)
-            before, first = thread_cpu(service.pid), http(base, "/v1/streams")["streams"]
-            started = time.monotonic()
-            time.sleep(seconds)
-            after, last = thread_cpu(service.pid), http(base, "/v1/streams")["streams"]
-            elapsed = time.monotonic() - started
-        finally:
-            for p in publishers:
-                p.kill()
-            service.terminate()
-            service.wait(30)
-    by_kind: collections.Counter[str] = collections.Counter()
+    names = {"PYTHONPATH": os.pathsep.join([str(THREAD_NAMES), str(REPO)])}
+    with live_service(streams, clip, seconds, environ=names) as (service, base):
+        before, first = thread_cpu(service.pid), http(base, "/v1/streams")["streams"]
+        started = time.monotonic()
+        time.sleep(seconds)
+        after, last = thread_cpu(service.pid), http(base, "/v1/streams")["streams"]
+        elapsed = time.monotonic() - started
+    by_kind: dict[str, float] = collections.defaultdict(float)
     for tid, (name, cpu) in after.items():
         by_kind[kind_of(name)] += cpu - before.get(tid, (name, 0.0))[1]
     analysed = sum(s["frames_analysed"] for s in last) - sum(s["frames_analysed"] for s in first)
@@ -125,7 +80,8 @@ def measure(streams: int, seconds: float, clip: Path) -> dict[str, Any]:
         "frames_analysed_per_stream_second": round(analysed / elapsed / streams, 2),
         "cpu_ms_per_stream_second": round(sum(by_kind.values()) * per, 1),
         "by_thread_kind_ms_per_stream_second": {
-            kind: round(cpu * per, 1) for kind, cpu in by_kind.most_common()
+            kind: round(cpu * per, 1)
+            for kind, cpu in sorted(by_kind.items(), key=lambda kv: -kv[1])
         },
     }
 

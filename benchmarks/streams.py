@@ -28,6 +28,7 @@ A count is "held" when every stream meets all three targets. Targets: docs/desig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,57 +169,74 @@ def latency_p95(
     return None, buckets
 
 
+@contextlib.contextmanager
+def live_service(
+    count: int,
+    clip: Path,
+    seconds: float,
+    model: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A fresh `swapwatch serve` (with `environ` on top of ours) holding `count` RTMP push
+    ingests, each fed `clip` at media speed for the warm-up plus `seconds`: (service, base URL),
+    after the warm-up. It has its own outbox and saved-stream state in a temporary folder, so
+    streams of an earlier run (the service resumes what it saved) never come back in this one."""
+    with tempfile.TemporaryDirectory() as state:
+        port, low = free_port(), free_port()
+        env = {
+            **os.environ,
+            **(environ or {}),
+            "SWAPWATCH_EVENTS_PATH": str(Path(state) / "events.sqlite"),
+            "SWAPWATCH_HTTP_PORT": str(port),
+            "SWAPWATCH_LIMITS_MAX_STREAMS": str(count + 1),
+            "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
+            "SWAPWATCH_INGEST_RTMP_PORTS": f"{low},{low + count + 5}",
+        }
+        command = [str(REPO / ".venv/bin/swapwatch"), "serve"]
+        if model is not None:
+            command += ["--model", str(model)]
+        service = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        base = f"http://127.0.0.1:{port}"
+        publishers: list[subprocess.Popen[bytes]] = []
+        feed_seconds = WARMUP_S + seconds + 5
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http(base, "/readyz")["status"] == "ready":
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("service did not become ready")
+                time.sleep(0.3)
+            for i in range(count):
+                ingest = http(base, "/v1/streams", {"ingest": "rtmp", "id": f"s{i}"})["ingest_url"]
+                publishers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", REMUX, str(clip), ingest, str(feed_seconds)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            time.sleep(WARMUP_S)
+            yield service, base
+        finally:
+            for p in publishers:
+                p.kill()
+            service.terminate()
+            try:
+                service.wait(30)
+            except subprocess.TimeoutExpired:
+                service.kill()
+
+
 def run_count(
     count: int, clip: Path, fps: float, seconds: float, model: Path | None
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as state:
-        return _run_count(count, clip, fps, seconds, model, Path(state))
-
-
-def _run_count(
-    count: int, clip: Path, fps: float, seconds: float, model: Path | None, state: Path
-) -> dict[str, Any]:
-    """One fresh service with its own outbox and saved-stream state in `state`, so streams of
-    an earlier run (the service resumes what it saved) never come back in this one."""
-    port = free_port()
-    low = free_port()
-    env = {
-        **os.environ,
-        "SWAPWATCH_EVENTS_PATH": str(state / "events.sqlite"),
-        "SWAPWATCH_HTTP_PORT": str(port),
-        "SWAPWATCH_LIMITS_MAX_STREAMS": str(count + 1),
-        "SWAPWATCH_INGEST_RTMP_HOST": "127.0.0.1",
-        "SWAPWATCH_INGEST_RTMP_PORTS": f"{low},{low + count + 5}",
-    }
-    command = [str(REPO / ".venv/bin/swapwatch"), "serve"]
-    if model is not None:
-        command += ["--model", str(model)]
-    service = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    publishers: list[subprocess.Popen[bytes]] = []
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http(base, "/readyz")["status"] == "ready":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("service did not become ready")
-            time.sleep(0.3)
-        for i in range(count):
-            ingest = http(base, "/v1/streams", {"ingest": "rtmp", "id": f"s{i}"})["ingest_url"]
-            publishers.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", REMUX, str(clip), ingest, str(WARMUP_S + seconds + 5)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        time.sleep(WARMUP_S)
+    with live_service(count, clip, seconds, model) as (service, base):
         first = {s["id"]: s for s in http(base, "/v1/streams")["streams"]}
         _, buckets0 = latency_p95(http(base, "/metrics"), {})
         cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
@@ -266,14 +285,6 @@ def _run_count(
             ),
             "per_stream": streams,
         }
-    finally:
-        for p in publishers:
-            p.kill()
-        service.terminate()
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
 
 
 def run_footage(
