@@ -40,6 +40,18 @@ def outbox_events(path: Path) -> list[Event]:
         return [stored.event() for stored in log.read_after(0, 10_000)]
 
 
+def events_once_ended(path: Path, streams: set[str], timeout: float = 10.0) -> list[Event]:
+    """The outbox's events once each stream's stream.ended is in it: a stream's status says
+    ended as the event goes to the outbox writer, a moment before it is committed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = outbox_events(path)
+        ended = {e.stream for e in events if e.type is EventType.STREAM_ENDED}
+        if streams <= ended or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
 def add_file_stream(service: RunningService, clip: Path, stream_id: str) -> None:
     reply = service.request("POST", "/v1/streams", {"url": clip.as_uri(), "id": stream_id})
     assert reply.status == 201, reply.body
@@ -99,7 +111,7 @@ def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
         with running_service(config) as service:
             add_file_stream(service, clip, "cam-1")
             service.wait_for(lambda s: s["state"] == "ended", "cam-1", timeout=60)
-            events = outbox_events(outbox)
+            events = events_once_ended(outbox, {"cam-1"})
             kinds = [e.type for e in events]
             assert kinds[0] is EventType.STREAM_STARTED and kinds[-1] is EventType.STREAM_ENDED
             assert EventType.ALERT_RAISED in kinds
@@ -203,7 +215,7 @@ def test_service_killed_with_sigkill_mid_delivery_loses_no_event(
             add_file_stream(running, clip, name)
         for name in ("a", "b"):
             running.wait_for(lambda s: s["state"] == "ended", name, timeout=60)
-        recorded = outbox_events(outbox)
+        recorded = events_once_ended(outbox, {"a", "b"})
         assert len(recorded) >= 6  # started, raised, ended for each stream
         assert len(receiver.ids()) < len(recorded)  # still delivering
         os.kill(service.pid, signal.SIGKILL)
