@@ -109,7 +109,11 @@ class Front:
 
     def start(self) -> None:
         self.process = serve_process(self.config_file, self.log)
-        wait_until_ready(self.api.base, self.process, timeout=180)
+        try:
+            wait_until_ready(self.api.base, self.process, timeout=180)
+        except AssertionError as exc:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+            raise AssertionError(f"{exc}; its log ends:\n{tail}") from None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

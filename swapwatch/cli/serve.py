@@ -120,6 +120,7 @@ async def serve_on_cluster(
         settings.detector_cpus,
         settings.detector_gpus,
         settings.detector_resource,
+        settings.join_timeout_s,
     )
     await asyncio.to_thread(cluster.connect)
     try:

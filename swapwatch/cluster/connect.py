@@ -19,17 +19,13 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from swapwatch.cluster.actor import StreamActor
 from swapwatch.cluster.detector import DetectorService, RemoteEngine
+from swapwatch.cluster.join import ClusterError, join_with_retries
 from swapwatch.engines.base import Engine, ModelInfo
-from swapwatch.errors import SwapwatchError
 
 log = logging.getLogger(__name__)
 
 DETECTOR_START_S = 300.0  # placing it (a node may have to be added), loading and warming up
 DETECTOR_THREADS = 64  # calls one detector actor takes at once (the batching queue's callers)
-
-
-class ClusterError(SwapwatchError):
-    """The Ray cluster cannot be reached or cannot run what it is asked to."""
 
 
 class RayCluster:
@@ -44,8 +40,10 @@ class RayCluster:
         detector_cpus: float,
         detector_gpus: float,
         detector_resource: str | None,
+        join_timeout_s: float = 120.0,
     ) -> None:
         self.address = address
+        self.join_timeout_s = join_timeout_s
         self.namespace = namespace
         self.stream_cpus = stream_cpus
         self.stream_resource = stream_resource
@@ -54,13 +52,17 @@ class RayCluster:
         self.detector_resource = detector_resource
 
     def connect(self) -> None:
-        """Blocks while it connects."""
-        try:
-            ray.init(address=self.address, namespace=self.namespace, configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ClusterError(f"cannot join the Ray cluster at {self.address}: {exc}") from exc
+        """Blocks while it joins, trying again until `join_timeout_s` has passed."""
+        join_with_retries(self._join_once, self.address, self.join_timeout_s)
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
         log.info("joined the Ray cluster at %s: %d nodes", self.address, len(nodes))
+
+    def _join_once(self) -> None:
+        try:
+            ray.init(address=self.address, namespace=self.namespace, configure_logging=False)
+        except BaseException:
+            ray.shutdown()  # a Ray Client that half connected must not stay set up
+            raise
 
     def start_detector(
         self, make_engine: Callable[[], Engine], max_batch: int, max_wait: float

@@ -268,6 +268,12 @@ class ClusterConfig(Section):
     checkpoint_s: float = Field(
         default=2.0, gt=0, le=60, description="seconds between a stream's checkpoints"
     )
+    join_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="seconds the front keeps trying to join the cluster before it gives up",
+    )
 
 
 class ServiceConfig(Section):
