@@ -33,6 +33,13 @@ class RunEvents:
         self.lifecycle_count = 0  # numbers the run's stream events
         self.alarm_count = 0  # numbers its alarm events: a repeated media time keeps them apart
 
+    @classmethod
+    def of_run(cls, stream: str, run: str) -> RunEvents:
+        """The events of one run whose id the caller chose (the outbox API, `StreamEvents`)."""
+        events = cls(stream)
+        events.run = run
+        return events
+
     def begin_run(self) -> str:
         """A new run (a new connection of the source); its id."""
         self.number += 1
@@ -116,6 +123,20 @@ class RunEvents:
         events.lifecycle_count = int(state["lifecycle_count"])
         events.alarm_count = int(state["alarm_count"])
         return events
+
+
+def crashed_event(stream: str, run: str) -> Event:
+    """The `stream.ended` (reason `crashed`) that closes a run after the process running it
+    died; its id is fixed by the run, so closing it again after another crash repeats it, never
+    adds a second one."""
+    return Event(
+        id=derived_id(stream, run, EventType.STREAM_ENDED.value, "crashed"),
+        type=EventType.STREAM_ENDED,
+        time=utc_now(),
+        stream=stream,
+        run=run,
+        detail={"reason": "crashed"},
+    )
 
 
 def event_id(

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from swapwatch.errors import ConfigError
 from swapwatch.events.delivery import Dispatcher, Route, SinkStats
-from swapwatch.events.emit import StreamEvents
 from swapwatch.events.errors import OutboxCorrupt, OutboxError
 from swapwatch.events.model import Event, EventType
 from swapwatch.events.outbox import EventLog, Retention, StoredEvent
+from swapwatch.events.run import crashed_event
 from swapwatch.events.sinks.base import parse_sink
 from swapwatch.events.sinks.factory import create_routes
 from swapwatch.events.sinks.live import LiveFeed, LiveSink, sse_response
@@ -205,7 +205,7 @@ class ServiceEvents:
             open_run.stream_id,
             open_run.run,
         )
-        event = StreamEvents(None, open_run.stream_id, run=open_run.run).crashed_event()
+        event = crashed_event(open_run.stream_id, open_run.run)
         if self._write(event):
             self._keep_run(open_run.stream_id, open_run.run, False)
 
