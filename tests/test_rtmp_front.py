@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import pytest
 from publisher import primed_publisher, push_to, start_publisher
 
-from swapwatch.server.rtmp_front import RtmpFront, key_digest
-from swapwatch.server.rtmp_wire import (
+from swapwatch.stream.frames import VideoInfo
+from swapwatch.stream.rtmp_front import RtmpFront, key_digest
+from swapwatch.stream.rtmp_wire import (
     AMF0_COMMAND,
     ChunkReader,
     Message,
@@ -26,7 +27,6 @@ from swapwatch.server.rtmp_wire import (
     chunked,
     command,
 )
-from swapwatch.stream.frames import VideoInfo
 from swapwatch.stream.source import AvSource, SourceOptions
 
 pytestmark = pytest.mark.network

@@ -28,7 +28,6 @@ from swapwatch.server.config import (
 )
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.pull_urls import check_pull_url
-from swapwatch.server.rtmp_front import RtmpFront, key_digest
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
     ManagedStream,
@@ -40,6 +39,14 @@ from swapwatch.server.streams import (
 )
 from swapwatch.stream.assembly import AnalysisSettings
 from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.rtmp_front import (
+    NoFreePort,
+    RtmpFront,
+    key_digest,
+    listen_on_first_free,
+    private_listen_url,
+    private_port,
+)
 from swapwatch.stream.source import AvSource, SourceOptions, classify
 from swapwatch.stream.status import LiveFigures
 
@@ -47,8 +54,6 @@ log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "tcp")
 STREAM_KEY_BYTES = 24  # 192 random bits: 32 URL-safe characters
-# FFmpeg's listener behind a front takes any stream name: it is given this one, not the key.
-PRIVATE_STREAM_NAME = "ingest"
 SAVED_KINDS = ("pull", "nginx-rtmp", "rtmp")  # WebRTC sessions die with their peer connection
 # A publisher of the key that comes before its stream's decoder listens waits for it: through
 # the worker's reconnect delay (between publishers), plus this for its start (the face models).
@@ -210,17 +215,10 @@ class StreamManager:
         and save it; the worker and the port publishers push to."""
         self._here_only("an RTMP push ingest")
         self._release_fronts()
-        upstream = _private_port()
+        upstream = private_port()
         front = await self._open_front(sid, digest, upstream, port)
-        listen_url = f"rtmp://127.0.0.1:{upstream}/live/{PRIVATE_STREAM_NAME}"
-        options = SourceOptions(
-            live=True,
-            listen=True,
-            max_rate=self.settings.analysis.rate,
-            open_timeout=3600.0,
-            read_timeout=self.settings.ingest.read_timeout_s,
-            hwaccel=self.settings.decode.hwaccel,
-        )
+        listen_url = private_listen_url(upstream)
+        options = self._push_options()
         spec = StreamSpec(
             sid,
             listen_url,
@@ -251,35 +249,46 @@ class StreamManager:
         """A front on `wanted` if it can be had, else on the first free port of the range."""
         used = {front.port for front in self._fronts.values()}
         low, high = self.settings.ingest.rtmp.ports
-        host = self.settings.rtmp_listen_host
         refused = self.metrics.rtmp_refused
-        problem = "every port is taken by another stream"
         tries = [next(self._rtmp_ports) for _ in range(high - low + 1)]
         if wanted is not None and low <= wanted <= high:
             tries.insert(0, wanted)
-        for port in tries:
-            if port in used:
-                continue
-            front = RtmpFront(
+
+        def front_on(port: int) -> RtmpFront:
+            return RtmpFront(
                 sid,
-                host,
+                self.settings.rtmp_listen_host,
                 port,
                 digest,
                 upstream,
                 lambda r: refused.labels(r).inc(),
-                ready_timeout=self.settings.ingest.reconnect_max_s + DECODER_START_S,
+                ready_timeout=self.ready_timeout(),
             )
-            try:
-                await front.start()
-            except OSError as exc:
-                problem = f"{host}:{port}: {exc.strerror or exc}"
-                continue
-            if wanted is not None and port != wanted:
-                log.warning(
-                    "stream %s: its RTMP ingest moved from port %d to %d", sid, wanted, port
-                )
-            return front
-        raise TooManyStreams(f"no free RTMP ingest port left ({problem})")
+
+        try:
+            front = await listen_on_first_free((p for p in tries if p not in used), front_on)
+        except NoFreePort as exc:
+            raise TooManyStreams(str(exc)) from None
+        if wanted is not None and front.port != wanted:
+            log.warning(
+                "stream %s: its RTMP ingest moved from port %d to %d", sid, wanted, front.port
+            )
+        return front
+
+    def ready_timeout(self) -> float:
+        """How long a push ingest holds a publisher of its key for its decoder to listen."""
+        return self.settings.ingest.reconnect_max_s + DECODER_START_S
+
+    def _push_options(self) -> SourceOptions:
+        """The decoder's of a push ingest: it listens for the one publisher its front lets in."""
+        return SourceOptions(
+            live=True,
+            listen=True,
+            max_rate=self.settings.analysis.rate,
+            open_timeout=3600.0,
+            read_timeout=self.settings.ingest.read_timeout_s,
+            hwaccel=self.settings.decode.hwaccel,
+        )
 
     def _release_fronts(self, everything: bool = False) -> None:
         """Close the fronts of streams that ended or were replaced (their ports come free)."""
@@ -472,10 +481,3 @@ class StreamManager:
 def url_host(host: str) -> str:
     """A host as it is written in a URL: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _private_port() -> int:
-    """A loopback port free now, for FFmpeg's listener behind a front."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

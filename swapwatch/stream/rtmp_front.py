@@ -24,10 +24,12 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
-from swapwatch.server.rtmp_wire import (
+from swapwatch.errors import SourceError
+from swapwatch.stream.rtmp_wire import (
     SET_PEER_BANDWIDTH,
     WINDOW_ACK_SIZE,
     ChunkReader,
@@ -56,7 +58,14 @@ TIMEOUT = "timeout"
 BUSY = "busy"
 NOT_READY = "not_ready"
 
+# FFmpeg's listener behind a front takes any stream name: it is given this one, not the key.
+PRIVATE_STREAM_NAME = "ingest"
+
 Connection: TypeAlias = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class NoFreePort(SourceError):
+    """No port of the ingest's range could be listened on."""
 
 
 def key_digest(key: str) -> bytes:
@@ -274,6 +283,34 @@ class RtmpFront:
         self.refused += 1
         self._on_refused(reason)
         log.warning("rtmp ingest %s: refused %s: %s", self.name, peer, detail)
+
+
+async def listen_on_first_free(
+    ports: Iterable[int], make_front: Callable[[int], RtmpFront]
+) -> RtmpFront:
+    """The front of `make_front(port)` listening on the first of `ports` it can have."""
+    problem = "every port is taken by another stream"
+    for port in ports:
+        front = make_front(port)
+        try:
+            await front.start()
+        except OSError as exc:
+            problem = f"{front.host}:{port}: {exc.strerror or exc}"
+            continue
+        return front
+    raise NoFreePort(f"no free RTMP ingest port left ({problem})")
+
+
+def private_port() -> int:
+    """A loopback port free now, for FFmpeg's listener behind a front."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def private_listen_url(port: int) -> str:
+    """What the stream's decoder listens on behind its front."""
+    return f"rtmp://127.0.0.1:{port}/live/{PRIVATE_STREAM_NAME}"
 
 
 async def _status(
