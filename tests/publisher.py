@@ -29,8 +29,11 @@ def publish(
     face: int = 220,
     connect_timeout: float = 20.0,
     hold: float = 0.0,
+    face_period: float = 0.0,
 ) -> int:
-    """Frames sent of a `face`-pixel astronaut at `fps`, 640x360, in real time."""
+    """Frames sent of a `face`-pixel astronaut at `fps`, 640x360, in real time; with
+    `face_period`, the face shows for the first two thirds of every `face_period` s (each
+    appearance a new track)."""
     deadline = time.monotonic() + connect_timeout
     while True:
         out = av.open(url, mode="w", format=container)
@@ -50,8 +53,10 @@ def publish(
     with out:
         start = time.monotonic()
         for i in range(int(seconds * fps)):
+            t = i / fps
+            shown = face and (not face_period or t % face_period < face_period * 2 / 3)
             frame = av.VideoFrame.from_ndarray(
-                render_frame(640, 360, [Placement(0.5, 0.5, face)] if face else [], i / fps),
+                render_frame(640, 360, [Placement(0.5, 0.5, face)] if shown else [], t),
                 format="rgb24",
             )
             frame.pts = i
@@ -72,6 +77,7 @@ def start_publisher(
     hold: float = 0.0,
     connect_timeout: float = 20.0,
     face: int = 220,
+    face_period: float = 0.0,
 ) -> subprocess.Popen[str]:
     """Run `publish` in its own process, trying to connect again while nothing listens there for
     `connect_timeout` seconds (as an encoder that reconnects does); `finished` waits for it."""
@@ -85,6 +91,7 @@ def start_publisher(
             str(hold),
             str(connect_timeout),
             str(face),
+            str(face_period),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -130,5 +137,14 @@ if __name__ == "__main__":
         hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
         retry_for = float(sys.argv[5]) if len(sys.argv) > 5 else 20.0
         face = int(sys.argv[6]) if len(sys.argv) > 6 else 220
-        sent = publish(target, duration, container, connect_timeout=retry_for, hold=hold, face=face)
+        period = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
+        sent = publish(
+            target,
+            duration,
+            container,
+            connect_timeout=retry_for,
+            hold=hold,
+            face=face,
+            face_period=period,
+        )
         print(sent, flush=True)

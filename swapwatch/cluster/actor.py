@@ -9,6 +9,7 @@ incarnation, not started) wherever resources allow, and the front starts it from
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swapwatch.cluster.ledger import Checkpoint, PendingEvents
+from swapwatch.cluster.push import NodeIngest, PushListen, open_on_node
 from swapwatch.engines.base import Engine
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
@@ -33,7 +35,8 @@ class StreamJob:
     """What a stream actor runs; sent by the front (cloudpickled, so factories travel)."""
 
     config: WorkerConfig
-    source_factory: Callable[[], FrameSource]
+    # A pulled stream's source, or the push ingest the actor opens on its node for its source.
+    source: Callable[[], FrameSource] | PushListen
     analysis: AnalysisSettings
     engine: Engine  # the shared detector, reached through `detector.RemoteEngine`
     checkpoint_s: float  # seconds between checkpoints (one is also taken at each alarm)
@@ -46,6 +49,7 @@ class Placement:
     node_id: str
     node_ip: str
     pid: int
+    ingest_port: int | None = None  # where its push ingest listens on node_ip (rtmp kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class Report:
     checkpoint: Checkpoint | None  # taken since the previous poll
     status: dict[str, Any] | None  # `worker_report`, and the video's redacted URL
     done: bool  # the worker has finished (ended, failed or stopped)
+    refused: list[str]  # reasons of the publishes its push ingest refused since the last poll
 
 
 def current_placement() -> Placement:
@@ -81,11 +86,29 @@ class StreamActor:
         self._checkpoint: Checkpoint | None = None
         self._checkpoint_s = 0.0
         self._checkpointed_at = 0.0
+        self._ingest: NodeIngest | None = None
+        self._refused: list[str] = []
 
-    async def start(self, job: StreamJob, checkpoint: Checkpoint | None) -> Placement:
-        """Run `job` from `checkpoint` (a repeated call changes nothing)."""
+    async def start(
+        self, job: StreamJob, checkpoint: Checkpoint | None, ingest_port: int | None = None
+    ) -> Placement:
+        """Run `job` from `checkpoint` (a repeated call changes nothing). A push ingest listens
+        on `ingest_port` if it can have it (raises `NoFreePort` when no port of its range is)."""
         if self._worker is not None:
             return self._placement
+        source = job.source
+        if isinstance(source, PushListen):
+            self._ingest = await open_on_node(
+                source,
+                job.config.stream_id,
+                self._placement.node_ip,
+                ingest_port,
+                self._refused.append,
+            )
+            self._placement = dataclasses.replace(
+                self._placement, ingest_port=self._ingest.front.port
+            )
+            source = self._ingest.source_factory
         self._events = PendingEvents(checkpoint.upto if checkpoint is not None else 0)
         self._checkpoint_s = job.checkpoint_s
         engine, analysis = job.engine, job.analysis
@@ -93,14 +116,15 @@ class StreamActor:
         def analyzer() -> StreamAnalyzer:
             return build_analyzer(engine, analysis)
 
-        worker = StreamWorker(
-            job.config, job.source_factory, analyzer, self._events, on_result=self._on_result
-        )
+        worker = StreamWorker(job.config, source, analyzer, self._events, on_result=self._on_result)
         if checkpoint is not None:
             worker.restore(checkpoint.state)
         self._worker = worker
         self._checkpointed_at = time.monotonic()
-        self._task = asyncio.get_running_loop().create_task(worker.run())
+        task = asyncio.get_running_loop().create_task(worker.run())
+        self._task = task
+        if self._ingest is not None:
+            self._ingest.front.decoder_alive = lambda: not task.done()
         log.info("stream %s started on node %s", job.config.stream_id, self._placement.node_id)
         return self._placement
 
@@ -121,6 +145,7 @@ class StreamActor:
         if done and task is not None and not task.cancelled() and task.exception() is not None:
             log.error("stream worker failed: %s", task.exception())
         checkpoint, self._checkpoint = self._checkpoint, None
+        refused, self._refused[:] = list(self._refused), []
         status = None
         if worker is not None:
             video = worker.status.video
@@ -133,9 +158,13 @@ class StreamActor:
             checkpoint=checkpoint,
             status=status,
             done=done,
+            refused=refused,
         )
 
     async def stop(self, timeout: float, reason: str) -> None:
-        """See `StreamWorker.stop`; the events it makes go out with the next poll."""
+        """See `StreamWorker.stop`; the events it makes go out with the next poll. Its push
+        ingest, if any, stops listening first: its publisher is cut off."""
+        if self._ingest is not None:
+            self._ingest.front.close()
         if self._worker is not None:
             await self._worker.stop(self._task, timeout, reason)

@@ -229,7 +229,9 @@ class Stream(AnswerModel):
     url: str = Field(description="what the stream reads, credentials and keys hidden")
     ingest_url: str | None = Field(
         description="where to push (rtmp ingest): rtmp://HOST:PORT/live/KEY in the answer that "
-        "creates the stream, rtmp://HOST:PORT/live/*** afterwards"
+        "creates the stream, rtmp://HOST:PORT/live/*** afterwards. On a cluster HOST is the "
+        "node the stream runs on: null while its worker is lost, and a new address after it "
+        "moved (cluster.moves), where the publisher must reconnect"
     )
     policy: Policy
     state: StreamState

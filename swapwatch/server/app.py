@@ -292,6 +292,7 @@ async def webrtc_offer(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     """A KYC session: its policy in, its id and offer endpoint out."""
     service = request.app[SERVICE]
+    service.manager.check_webrtc_here()
     body = parse(NewSession, await read_json(request, service.config.http.max_body_bytes))
     session = service.sessions.create(new_session_policy(body))
     created = answer(Session.model_validate(session.to_json()), status=201)

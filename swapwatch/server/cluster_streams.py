@@ -7,6 +7,10 @@ waits until they are committed, acknowledges them on the next poll, and only the
 checkpoint that came with them. When the actor's process or node dies Ray makes it again; the
 front sees a fresh incarnation and starts it from that checkpoint, so events made again carry
 their first ids and the outbox and receivers drop the repeats.
+
+An RTMP push stream's actor opens its ingest on its own node (`cluster.push`): its address is
+the node's, shown in `ingest_url` once the actor has started and again, changed, after the actor
+was made on another node; its publisher must then reconnect there.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from swapwatch.cluster.actor import Placement, Report, StreamJob
 from swapwatch.cluster.connect import RayCluster
 from swapwatch.cluster.detector import RemoteEngine
 from swapwatch.cluster.ledger import Checkpoint
+from swapwatch.cluster.push import PushListen
 from swapwatch.events.model import Event
 from swapwatch.events.run import new_epoch
+from swapwatch.server.manager import url_host
 from swapwatch.server.streams import ManagedStream, SourceFactory, StreamSpec
 from swapwatch.stream.assembly import AnalysisSettings
 from swapwatch.stream.lifecycle import StreamState
@@ -68,6 +74,7 @@ class ClusterStream:
         sink: EventSink,
         committed: Committed,
         on_finished: Callable[[], None],
+        on_refused: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.spec = spec
         self._job = job
@@ -75,6 +82,8 @@ class ClusterStream:
         self._sink = sink
         self._committed = committed
         self._on_finished = on_finished
+        self._on_refused = on_refused
+        self._started = asyncio.Event()  # its first incarnation has started
         self.status = ClusterStatus()
         self._state = StreamState.STARTING
         self._handle: Any = None
@@ -164,8 +173,15 @@ class ClusterStream:
         if report.started:  # a previous start of this incarnation whose answer was lost
             self._incarnation = report.incarnation
             return
+        # Made again on the same node, a push ingest keeps its port: its publisher's URL holds.
+        same_node = self._placement is not None and self._placement.node_id == (
+            report.placement.node_id
+        )
+        port = self._placement.ingest_port if same_node and self._placement else None
         try:
-            placement: Placement = await self._handle.start.remote(self._job, self._checkpoint)
+            placement: Placement = await self._handle.start.remote(
+                self._job, self._checkpoint, port
+            )
         except RayError as exc:
             log.warning("stream %s: start failed (%s), trying again", self.spec.stream_id, exc)
             await asyncio.sleep(POLL_S)
@@ -191,12 +207,15 @@ class ClusterStream:
         self._incarnation = report.incarnation
         self._placement = placement
         self.status.report = None  # the figures of the worker that was
+        self._started.set()
 
     async def _take(self, report: Report) -> None:
         """Publish the new events, wait until they are committed, then acknowledge them (at
         the next poll) and keep the checkpoint that came with them."""
         self._lost_since = None
         self.status.lost = False
+        for reason in report.refused:
+            self._on_refused(reason)
         if report.status is not None:
             self.status.report = report.status
             self._state = StreamState(report.status["state"])
@@ -214,6 +233,21 @@ class ClusterStream:
     def live(self) -> LiveFigures:
         return self.status.live()
 
+    async def ingest_address(self, timeout: float) -> str:
+        """`rtmp://NODE_IP:PORT/live`, where the push ingest listens once its actor started;
+        raises TimeoutError when it has not within `timeout` s."""
+        await asyncio.wait_for(self._started.wait(), timeout)
+        address = self._ingest_address()
+        assert address is not None, "a push stream's actor started without its ingest"
+        return address
+
+    def _ingest_address(self) -> str | None:
+        """Where its publisher pushes now: none while its actor is lost or not started."""
+        placement = self._placement
+        if placement is None or placement.ingest_port is None or self._lost_since is not None:
+            return None
+        return f"rtmp://{url_host(placement.node_ip)}:{placement.ingest_port}/live"
+
     def to_json(self) -> dict[str, Any]:
         # Before its first report (or while its actor is lost): a worker that has not started.
         report = self.status.report or status_report(WorkerStatus(), self._state, None)
@@ -223,7 +257,7 @@ class ClusterStream:
             "id": self.spec.stream_id,
             "kind": self.spec.kind,
             "url": report.get("url") or redact_url(self.spec.url),
-            "ingest_url": self.spec.ingest_url,
+            "ingest_url": self._ingest_url(),
             "policy": self.spec.policy.value,
             **{k: v for k, v in report.items() if k != "url"},
             "state": self._state.value,
@@ -242,6 +276,12 @@ class ClusterStream:
             },
         }
 
+    def _ingest_url(self) -> str | None:
+        if not isinstance(self._job.source, PushListen):
+            return self.spec.ingest_url
+        address = self._ingest_address()
+        return f"{address}/***" if address is not None else None
+
 
 class ClusterPlacer:
     """Runs the service's pulled streams as actors on `cluster`, sharing `engine`."""
@@ -257,12 +297,13 @@ class ClusterPlacer:
     def stream(
         self,
         spec: StreamSpec,
-        source_factory: SourceFactory,
+        source: SourceFactory | PushListen,
         analysis: AnalysisSettings,
         max_size: tuple[int, int],
         backoff: tuple[float, float],
         sink: EventSink,
         on_finished: Callable[[], None],
+        on_refused: Callable[[str], None],
     ) -> ManagedStream:
         # The epoch is fixed here, not in the actor: a worker made again before its first
         # checkpoint gives its first run the same id, and so its events.
@@ -273,5 +314,10 @@ class ClusterPlacer:
             max_size=max_size,
             epoch=new_epoch(),
         )
-        job = StreamJob(config, source_factory, analysis, self.engine, self.checkpoint_s)
-        return ClusterStream(spec, job, self.cluster, sink, self.committed, on_finished)
+        job = StreamJob(config, source, analysis, self.engine, self.checkpoint_s)
+        return ClusterStream(spec, job, self.cluster, sink, self.committed, on_finished, on_refused)
+
+    async def ingest_address(self, stream: ManagedStream, timeout: float) -> str:
+        """Where the publisher of `stream` (an RTMP push stream of this placer) pushes."""
+        assert isinstance(stream, ClusterStream)
+        return await stream.ingest_address(timeout)

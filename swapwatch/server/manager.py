@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from swapwatch.cluster.push import PushListen
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError
 from swapwatch.events.model import Event, EventType
@@ -58,6 +59,15 @@ SAVED_KINDS = ("pull", "nginx-rtmp", "rtmp")  # WebRTC sessions die with their p
 # A publisher of the key that comes before its stream's decoder listens waits for it: through
 # the worker's reconnect delay (between publishers), plus this for its start (the face models).
 DECODER_START_S = 30.0
+# How long a new push stream on a cluster may take to be placed and listening on its node.
+CLUSTER_INGEST_START_S = 30.0
+
+WEBRTC_ON_A_CLUSTER = (
+    "WebRTC cannot run on the cluster: a WebRTC session's media ends at the one process that "
+    "answered its offer, so it cannot move to another node, and a session is short (a lost one "
+    "is retried by its client). Send WebRTC offers and KYC sessions to a swapwatch serve "
+    'without cluster.address; on the cluster, push RTMP ({"ingest": "rtmp"}) or pull a URL'
+)
 
 EventListener = Callable[[Event], None]
 
@@ -198,22 +208,42 @@ class StreamManager:
 
         FFmpeg's listener takes any key, so it listens on a private loopback port behind an
         `RtmpFront` that lets only this stream's key through (see `rtmp_front`). The service
-        keeps only the key's digest: the key is in this answer and nowhere else."""
+        keeps only the key's digest: the key is in this answer and nowhere else. On a cluster
+        the stream's actor opens both on its node: the answer waits until it has."""
         async with self._lock:
             sid = self._new_id(stream_id)
             key = secrets.token_urlsafe(STREAM_KEY_BYTES)
             worker, port = await self._push(
                 sid, policy or self.settings.analysis.policy, key_digest(key)
             )
+        if port is not None:
             ingest = f"rtmp://{self._ingest_host()}:{port}/live"
-            return PushIngest(worker, key, f"{ingest}/{key}")
+        else:
+            ingest = await self._cluster_ingest(worker)
+        return PushIngest(worker, key, f"{ingest}/{key}")
+
+    async def _cluster_ingest(self, worker: ManagedStream) -> str:
+        """Where the cluster put the push ingest of `worker`; a stream no node took in time is
+        removed."""
+        assert self.placer is not None
+        try:
+            return await self.placer.ingest_address(worker, CLUSTER_INGEST_START_S)
+        except TimeoutError:
+            await self.remove(worker.spec.stream_id)
+            raise TooManyStreams(
+                f"no cluster node opened the RTMP ingest within {CLUSTER_INGEST_START_S:.0f} s "
+                "(no free cluster.stream_resource slot, or no free port of ingest.rtmp.ports "
+                "on the nodes that have one)"
+            ) from None
 
     async def _push(
         self, sid: str, policy: Policy, digest: bytes, port: int | None = None
-    ) -> tuple[ManagedStream, int]:
+    ) -> tuple[ManagedStream, int | None]:
         """Open the push ingest of `sid` for the key of `digest` (on `port` when it can be had)
-        and save it; the worker and the port publishers push to."""
-        self._here_only("an RTMP push ingest")
+        and save it; the worker and the port publishers push to (None on a cluster: the
+        stream's actor opens it on the node Ray places it on)."""
+        if self.placer is not None:
+            return await self._push_on_cluster(sid, policy, digest), None
         self._release_fronts()
         upstream = private_port()
         front = await self._open_front(sid, digest, upstream, port)
@@ -242,6 +272,20 @@ class StreamManager:
         front.decoder_alive = lambda: not worker.done
         self._fronts[worker] = front
         return worker, front.port
+
+    async def _push_on_cluster(self, sid: str, policy: Policy, digest: bytes) -> ManagedStream:
+        """A push stream whose actor listens on its own node: saved with no port (each node
+        has its own), so that a restarted front resumes it on whichever node takes it."""
+        await self._save(SavedStream(sid, "rtmp", policy.value, None, digest.hex(), None))
+        listen = PushListen(
+            digest,
+            self.settings.ingest.rtmp.host,
+            self.settings.ingest.rtmp.ports,
+            self._push_options(),
+            self.ready_timeout(),
+        )
+        spec = StreamSpec(sid, f"rtmp-push:{sid}", "rtmp", policy, live=True, reconnect=True)
+        return self._start(spec, listen)
 
     async def _open_front(
         self, sid: str, digest: bytes, upstream: int, wanted: int | None = None
@@ -309,7 +353,7 @@ class StreamManager:
     ) -> ManagedStream:
         """A stream fed by the caller's source (WebRTC). `score_past_pose_gate`: a KYC
         session's, whose challenges turn the head past the gate."""
-        self._here_only(f"a {kind} stream")
+        self.check_webrtc_here()
         async with self._lock:
             sid = self._new_id(stream_id)
             spec = StreamSpec(
@@ -322,12 +366,10 @@ class StreamManager:
             )
             return self._start(spec, factory, on_result, score_past_pose_gate)
 
-    def _here_only(self, what: str) -> None:
+    def check_webrtc_here(self) -> None:
+        """Refuse WebRTC (and KYC sessions, which are WebRTC) on a cluster, saying why."""
         if self.placer is not None:
-            raise ConfigError(
-                f"{what} cannot run on the cluster yet: pull the stream instead (a URL, or "
-                "through nginx-rtmp), or run a service without cluster.address"
-            )
+            raise ConfigError(WEBRTC_ON_A_CLUSTER)
 
     def _ingest_host(self) -> str:
         """Where publishers are told to push: from the configuration only (a request's Host
@@ -340,7 +382,7 @@ class StreamManager:
     def _start(
         self,
         spec: StreamSpec,
-        factory: SourceFactory,
+        source: SourceFactory | PushListen,
         on_result: Callable[[FrameResult], None] | None = None,
         score_past_pose_gate: bool = False,
     ) -> ManagedStream:
@@ -358,13 +400,22 @@ class StreamManager:
                 quality=self.settings.analysis.quality.gate,
                 signals=tuple(self.settings.analysis.signals),
             )
+            refused = self.metrics.rtmp_refused
             worker = self.placer.stream(
-                spec, factory, analysis, max_size, backoff, self, lambda: self._finished(spec)
+                spec,
+                source,
+                analysis,
+                max_size,
+                backoff,
+                self,
+                lambda: self._finished(spec),
+                lambda reason: refused.labels(reason).inc(),
             )
         else:
+            assert not isinstance(source, PushListen), "a push ingest listens here, not so"
             worker = ServiceStream(
                 spec,
-                factory,
+                source,
                 self.engine,
                 self.decision(spec.policy),
                 self.metrics,

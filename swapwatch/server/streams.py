@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from swapwatch.cluster.push import PushListen
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError
 from swapwatch.faces.quality import QualityConfig
@@ -87,13 +88,19 @@ class StreamPlacer(Protocol):
     def stream(
         self,
         spec: StreamSpec,
-        source_factory: SourceFactory,
+        source: SourceFactory | PushListen,
         analysis: AnalysisSettings,
         max_size: tuple[int, int],
         backoff: tuple[float, float],
         sink: EventSink,
         on_finished: Callable[[], None],
-    ) -> ManagedStream: ...
+        on_refused: Callable[[str], None],
+    ) -> ManagedStream:
+        """A stream reading `source`, or the RTMP push ingest it opens where it runs."""
+
+    async def ingest_address(self, stream: ManagedStream, timeout: float) -> str:
+        """`rtmp://HOST:PORT/live` where the push ingest of `stream` listens, once it does
+        (TimeoutError after `timeout` s)."""
 
 
 class ServiceStream:

@@ -213,6 +213,7 @@ class WebRtcSessions:
     ) -> dict[str, Any]:
         """The answer to an offer; with `session_id`, the connection runs that KYC session
         (its stream id is the session's, its policy kyc)."""
+        self.manager.check_webrtc_here()
         if kind != "offer":
             raise ConfigError("type must be 'offer'")
         kyc: KycSession | None = None
