@@ -2,12 +2,15 @@
 listens on its own node, a real publisher pushes a face video to the URL the API gave out and
 its alarm reaches a webhook receiver; the node is removed, the API shows the ingest's new
 address on the other node, the publisher reconnects there (as RTMP encoders do) and the next
-alarm arrives too, each alarm under one id. WebRTC stays refused on a cluster, saying why.
+alarm arrives too, each alarm under one id; its process killed there, it listens at the same
+address again. WebRTC stays refused on a cluster, saying why.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ ray = pytest.importorskip(
     "ray", reason="the cluster test needs Ray: pip install 'swapwatch[ray]' (make test-cluster)"
 )
 from ray.cluster_utils import Cluster  # noqa: E402
-from test_cluster import HEALTH_CHECKS, NODE_RESUME_S, Front  # noqa: E402
+from test_cluster import HEALTH_CHECKS, NODE_RESUME_S, Front, resumed  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -129,6 +132,20 @@ def test_a_push_ingest_moves_with_its_node_and_its_publisher_reconnects_to_the_n
         before = alarm_ids(receiver)
         publishers.append(push(moved["ingest_url"].replace("***", key)))
         wait_for_a_new_alarm(receiver, before, 120)
+
+        # Its process dies on the one node left: made again there, it listens at the same
+        # address, so the publisher's reconnect to the URL it had is taken.
+        os.kill(moved["cluster"]["pid"], signal.SIGKILL)
+
+        def made_again(stream: dict[str, Any]) -> bool:
+            return stream["cluster"]["restarts"] >= 2 and stream["ingest_url"] is not None
+
+        front.wait("studio", made_again, NODE_RESUME_S * 2, "made again after its crash")
+        again = front.stream("studio")
+        assert again["ingest_url"] == moved["ingest_url"] and again["cluster"]["moves"] == 1
+        publishers[1].kill()
+        publishers.append(push(moved["ingest_url"].replace("***", key)))
+        front.wait("studio", resumed(2), 60, "analysing the publish to the same URL")
 
         assert front.api.request("DELETE", "/v1/streams/studio").status == 204
         ids = {e["id"] for e in front.outbox_events()}

@@ -74,7 +74,7 @@ class ClusterStream:
         sink: EventSink,
         committed: Committed,
         on_finished: Callable[[], None],
-        on_refused: Callable[[str], None] = lambda reason: None,
+        on_refused: Callable[[str], None],
     ) -> None:
         self.spec = spec
         self._job = job
@@ -83,7 +83,6 @@ class ClusterStream:
         self._committed = committed
         self._on_finished = on_finished
         self._on_refused = on_refused
-        self._started = asyncio.Event()  # its first incarnation has started
         self.status = ClusterStatus()
         self._state = StreamState.STARTING
         self._handle: Any = None
@@ -174,10 +173,9 @@ class ClusterStream:
             self._incarnation = report.incarnation
             return
         # Made again on the same node, a push ingest keeps its port: its publisher's URL holds.
-        same_node = self._placement is not None and self._placement.node_id == (
-            report.placement.node_id
-        )
-        port = self._placement.ingest_port if same_node and self._placement else None
+        previous = self._placement
+        same_node = previous is not None and previous.node_id == report.placement.node_id
+        port = previous.ingest_port if previous is not None and same_node else None
         try:
             placement: Placement = await self._handle.start.remote(
                 self._job, self._checkpoint, port
@@ -207,7 +205,6 @@ class ClusterStream:
         self._incarnation = report.incarnation
         self._placement = placement
         self.status.report = None  # the figures of the worker that was
-        self._started.set()
 
     async def _take(self, report: Report) -> None:
         """Publish the new events, wait until they are committed, then acknowledge them (at
@@ -234,11 +231,11 @@ class ClusterStream:
         return self.status.live()
 
     async def ingest_address(self, timeout: float) -> str:
-        """`rtmp://NODE_IP:PORT/live`, where the push ingest listens once its actor started;
-        raises TimeoutError when it has not within `timeout` s."""
-        await asyncio.wait_for(self._started.wait(), timeout)
-        address = self._ingest_address()
-        assert address is not None, "a push stream's actor started without its ingest"
+        """`rtmp://NODE_IP:PORT/live`, where the push ingest listens, once its actor has
+        started; raises TimeoutError when it has not within `timeout` s."""
+        async with asyncio.timeout(timeout):
+            while (address := self._ingest_address()) is None:
+                await asyncio.sleep(POLL_S / 4)
         return address
 
     def _ingest_address(self) -> str | None:
@@ -284,7 +281,8 @@ class ClusterStream:
 
 
 class ClusterPlacer:
-    """Runs the service's pulled streams as actors on `cluster`, sharing `engine`."""
+    """Runs the service's streams (pulled, and RTMP pushed) as actors on `cluster`, sharing
+    `engine`."""
 
     def __init__(
         self, cluster: RayCluster, engine: RemoteEngine, committed: Committed, checkpoint_s: float
