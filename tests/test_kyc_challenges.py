@@ -220,19 +220,20 @@ def test_moving_closer(mesh: np.ndarray) -> None:
     assert not run(closer, observations(head_turn(mesh, 40.0))).result().met
 
 
-HAND = Challenge(ChallengeKind.HAND_OVER_FACE, 0.5, 5.0)
+HAND = Challenge(ChallengeKind.HAND_OVER_FACE, 0.06, 5.0)
 
 
 def test_a_hand_across_the_face_lowers_the_detector_then_the_face_is_back(mesh: np.ndarray) -> None:
     scores = iter([0.9] * 10 + [0.6, 0.3, 0.1, 0.2] + [0.9] * 10)
     result = run(HAND, observations((mesh for _ in range(24)), scores=scores)).result()
-    assert result.met and result.measured == pytest.approx(0.1)
+    # No crops fed: the colour change (tests/test_kyc_hand.py) was not measured.
+    assert result.met and result.measured is None
 
 
 def test_a_face_lost_under_a_hand_and_found_again_is_compliance(mesh: np.ndarray) -> None:
     frames = [mesh] * 8 + [None] * 6 + [mesh] * 8
     result = run(HAND, observations(iter(frames))).result()
-    assert result.met and result.measured == 0.0
+    assert result.met
 
 
 def test_a_face_never_covered_or_never_back_is_not_compliance(mesh: np.ndarray) -> None:

@@ -13,6 +13,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from swapwatch.kyc.occlusion import COVER_CHANGE
+
 
 class ChallengeKind(enum.StrEnum):
     """Directions are the person's own (left = their left), whatever the preview mirrors."""
@@ -29,7 +31,7 @@ UNITS = {
     ChallengeKind.TURN_LEFT: "degrees of yaw",
     ChallengeKind.TURN_RIGHT: "degrees of yaw",
     ChallengeKind.LOOK_UP: "degrees of pitch",
-    ChallengeKind.HAND_OVER_FACE: "face detector confidence",
+    ChallengeKind.HAND_OVER_FACE: "colour change of the face",
     ChallengeKind.MOVE_CLOSER: "face size ratio",
 }
 
@@ -43,8 +45,9 @@ class ChallengePolicy:
     window_s: float = 5.0  # from the prompt to the end of the challenge's time
     turn_deg: float = 25.0  # yaw from where the head was at the prompt
     look_up_deg: float = 12.0  # pitch from where the head was at the prompt
-    # The face detector's confidence below which the face counts as covered.
-    covered_below: float = 0.5
+    # How far the face's colours move from the prompt's before it counts as covered
+    # (swapwatch.kyc.occlusion; a face lost and found again counts too).
+    cover_change: float = COVER_CHANGE
     closer_ratio: float = 1.25  # face height against its height at the prompt
 
     def __post_init__(self) -> None:
@@ -61,8 +64,8 @@ class ChallengePolicy:
             problems.append(f"turn_deg {self.turn_deg} is not within 5-80")
         if not 5.0 <= self.look_up_deg <= 60.0:
             problems.append(f"look_up_deg {self.look_up_deg} is not within 5-60")
-        if not 0.0 < self.covered_below < 1.0:
-            problems.append(f"covered_below {self.covered_below} is not within (0, 1)")
+        if not 0.01 <= self.cover_change <= 0.5:
+            problems.append(f"cover_change {self.cover_change} is not within 0.01-0.5")
         if not 1.05 <= self.closer_ratio <= 3.0:
             problems.append(f"closer_ratio {self.closer_ratio} is not within 1.05-3")
         if problems:
@@ -73,7 +76,7 @@ class ChallengePolicy:
             ChallengeKind.TURN_LEFT: self.turn_deg,
             ChallengeKind.TURN_RIGHT: self.turn_deg,
             ChallengeKind.LOOK_UP: self.look_up_deg,
-            ChallengeKind.HAND_OVER_FACE: self.covered_below,
+            ChallengeKind.HAND_OVER_FACE: self.cover_change,
             ChallengeKind.MOVE_CLOSER: self.closer_ratio,
         }[kind]
 

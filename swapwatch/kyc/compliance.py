@@ -3,10 +3,14 @@
 Turns and looking up are measured as the change of head pose (`swapwatch.kyc.pose`) from where
 the head was when the prompt came: cameras sit above or below screens, so an absolute angle
 would fail people for their desk. Moving closer is the growth of the face's height (forehead to
-chin, which a turn does not shorten). A hand across the face is the face detector losing its
-confidence in the face (or the tracker losing the face) while the track persists, then the same
-face back uncovered: the landmark model alone keeps fitting a face under a hand, so the detector's
-confidence is what a worker feeds during this challenge.
+chin, which a turn does not shorten). A hand across the face is either of:
+- the face's colours covered (`swapwatch.kyc.occlusion`: the aligned crop against the same face
+  at the prompt) for HOLD_OBSERVATIONS frames, then uncovered as long: under a real hand the
+  landmarks usually stay on the face and the face detector keeps its confidence, so this is the
+  rule that sees real hands (benchmarks/hand_occlusion.py);
+- the face lost (or the face detector's confidence, where a caller feeds it, below
+  DETECTOR_COVERED_BELOW) while the track persists, then the same face back: a hand over the
+  whole face.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from swapwatch.faces.geometry import CHIN, FOREHEAD, box_iou
 from swapwatch.kyc.challenges import Challenge, ChallengeKind
+from swapwatch.kyc.occlusion import colour_change, face_colours, reference_colours
 from swapwatch.kyc.pose import HeadPose, head_pose
 
 # The head's position at the prompt: the observations of the first BASELINE_S seconds (people
@@ -25,6 +30,7 @@ from swapwatch.kyc.pose import HeadPose, head_pose
 BASELINE_S = 0.3
 HOLD_OBSERVATIONS = 2  # in a row past the threshold: one landmark glitch is not a turn
 SAME_PLACE_IOU = 0.3  # a face back after a cover, under a new track id, where the old one was
+DETECTOR_COVERED_BELOW = 0.5  # the face detector's confidence under a hand over the whole face
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +39,14 @@ class FaceObservation:
 
     `track_id` and `points` are None when no face is followed in this frame. `detector_score`
     is the face detector's confidence for this face when it ran on this frame (None if it did
-    not), 0 when it ran and found no face there."""
+    not), 0 when it ran and found no face there. `crop` is the face's aligned crop
+    (`swapwatch.faces.geometry.aligned_square`, any size), for the hand-over-face challenge."""
 
     time_s: float
     track_id: int | None = None
     points: np.ndarray | None = None  # (468, 3) landmarks in pixels
     detector_score: float | None = None
+    crop: np.ndarray | None = None  # (S, S, 3) RGB uint8
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +96,24 @@ class ComplianceTracker:
         self._met_after_s: float | None = None
         # hand over face
         self._last_box: np.ndarray | None = None
-        self._covered = False
-        self._lowest_score: float | None = None
+        self._covered = False  # lost, or the detector's confidence fell, at some point
+        self._colour_baseline: list[np.ndarray] = []
+        self._colour_reference: np.ndarray | None = None
+        self._colour_held = 0  # observations in a row on the current side of the threshold
+        self._colours_covered = False  # the colours were covered for HOLD_OBSERVATIONS
+        self._covered_now = False
+        self._largest_change: float | None = None
         self._faces_seen = 0
 
     @property
     def met(self) -> bool:
         return self._met_after_s is not None
+
+    @property
+    def covered_now(self) -> bool:
+        """The face is under a hand in the latest frame, by its colours (hand challenge only):
+        its picture is not the face's, so its swap evidence does not count."""
+        return self._covered_now
 
     def finished(self, now_s: float) -> bool:
         """Met, or its window is over."""
@@ -147,14 +166,13 @@ class ComplianceTracker:
             self._held = 0
 
     def _update_cover(self, seen: FaceObservation, elapsed: float) -> None:
-        threshold = self.challenge.threshold
         face_here = seen.points is not None and seen.track_id is not None
         if face_here and self._track is None:
             self._track = seen.track_id
         if not face_here:
+            self._covered_now = False
             if self._track is not None:  # followed before, gone now: covered (or gone)
                 self._covered = True
-                self._lowest_score = 0.0
             return
         assert seen.points is not None
         box = _box(seen.points)
@@ -165,11 +183,11 @@ class ComplianceTracker:
         if not same_face:
             return
         self._faces_seen += 1
+        if seen.crop is not None and self._colours(seen.crop, elapsed):
+            self._met_after_s = elapsed
+            return
         score = seen.detector_score
-        if score is not None:
-            lowest = self._lowest_score
-            self._lowest_score = score if lowest is None else min(lowest, score)
-        if score is not None and score < threshold:
+        if score is not None and score < DETECTOR_COVERED_BELOW:
             self._covered = True
             return
         if self._covered:
@@ -177,10 +195,30 @@ class ComplianceTracker:
         self._last_box = box
         self._track = seen.track_id
 
+    def _colours(self, crop: np.ndarray, elapsed: float) -> bool:
+        """Follow the face's colours against its reference; True once covered, then uncovered."""
+        layout = face_colours(crop)
+        if self._colour_reference is None:
+            self._colour_baseline.append(layout)
+            if elapsed < BASELINE_S:
+                return False
+            self._colour_reference = reference_colours(self._colour_baseline)
+        change = colour_change(self._colour_reference, layout)
+        largest = self._largest_change
+        self._largest_change = change if largest is None else max(largest, change)
+        covered = change >= self.challenge.threshold
+        if covered != self._covered_now:
+            self._colour_held = 0
+        self._covered_now = covered
+        self._colour_held += 1
+        if covered and self._colour_held >= HOLD_OBSERVATIONS:
+            self._colours_covered = True
+        return self._colours_covered and not covered and self._colour_held >= HOLD_OBSERVATIONS
+
     def result(self) -> ComplianceResult:
         """The outcome so far (final once `finished`)."""
         kind = self.challenge.kind
-        measured = self._lowest_score if kind is ChallengeKind.HAND_OVER_FACE else self._extreme
+        measured = self._largest_change if kind is ChallengeKind.HAND_OVER_FACE else self._extreme
         if self.met:
             explanation = f"done after {self._met_after_s:.1f} s"
         elif not self._faces_seen:
@@ -188,7 +226,7 @@ class ComplianceTracker:
         elif kind is ChallengeKind.HAND_OVER_FACE:
             explanation = (
                 "the face was covered but did not come back"
-                if self._covered
+                if self._covered or self._colours_covered
                 else "the face was never covered"
             )
         elif measured is None:

@@ -102,21 +102,23 @@ class KycSession:
         """The main face of an analysed frame (the largest), as the course takes it."""
         clip = decision.evidence_clip
         best = None
-        for face in result.faces:
+        for index, face in enumerate(result.faces):
             if face.points is None:
                 continue
             x0, y0, x1, y1 = face.box
             area = (x1 - x0) * (y1 - y0)
             if best is None or area > best[0]:
-                best = (area, face)
+                best = (area, index)
         if best is None:
             return None
-        face = best[1]
+        index = best[1]
+        face = result.faces[index]
         assert face.points is not None
         evidence = None
         if face.logit is not None:
             evidence = float(np.clip(face.logit / temperature, -clip, clip))
-        return SessionFace(result.time, face.track_id, face.points, evidence)
+        crop = result.crops[index] if index < len(result.crops) else None
+        return SessionFace(result.time, face.track_id, face.points, evidence, crop)
 
     def on_client_message(self, text: str | bytes) -> None:
         """What the page reports over the data channel: its camera, and format probes."""
