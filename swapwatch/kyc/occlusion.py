@@ -28,8 +28,9 @@ import numpy as np
 # The centre of the aligned crop that holds face, not background (the crop is 1.3x the face).
 INNER_SHARE = 0.6875
 CELLS = 24  # per side
-# Measured on 31 recordings (benchmarks/hand_occlusion.py): 2 % of frames without a hand
-# changed by more than 0.057 from the face at the prompt; fingers over the mouth reached 0.08-0.17.
+# Measured on 31 recordings (benchmarks/hand_occlusion.py): 2 % of frames without a hand changed
+# by more than 0.058 from the face at the prompt; fingers over a mouth, 0.073-0.183 (5th-95th
+# percentile, one person).
 COVER_CHANGE = 0.06
 
 
