@@ -216,3 +216,39 @@ def test_evidence_under_the_hand_stays_out_of_the_session_pool(
     assert swap["by_moment"]["covered"]["faces"] > 0
     assert swap["by_moment"]["covered"]["weight"] == 0.0
     assert swap["weighted_mean"] == pytest.approx(-3.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "covered"),
+    [
+        (lambda c: c * 0.6, False),  # the exposure drops
+        (lambda c: c * np.array([1.15, 1.0, 0.85]), False),  # warmer light over the whole face
+        (lambda c: c, False),  # unchanged
+        (lambda c: _with_hand(c), True),  # the test's hand over the lower face
+    ],
+)
+def test_light_over_the_whole_face_cancels_and_a_hand_over_part_of_it_does_not(
+    aligned: np.ndarray, change: Callable[[np.ndarray], np.ndarray], covered: bool
+) -> None:
+    crop = aligned
+    moved = np.clip(change(crop.astype(np.float32)), 0, 255).astype(np.uint8)
+    value = colour_change(face_colours(crop), face_colours(moved))
+    assert (value >= COVER_CHANGE) is covered, value
+
+
+@pytest.fixture(scope="module")
+def aligned() -> np.ndarray:
+    """The rendered face's aligned crop, as the detector sees it."""
+    frame = face_frame(0.0)
+    return warp(frame, aligned_square(face_landmarks(frame)), 224)
+
+
+def _with_hand(crop: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(crop, dtype=np.uint8)
+    draw_hand(out, 112, 150, 120)
+    return out
+
+
+def test_a_crop_that_is_not_a_square_rgb_picture_is_refused() -> None:
+    with pytest.raises(ValueError, match="square RGB"):
+        face_colours(np.zeros((224, 200, 3), np.uint8))
