@@ -8,13 +8,14 @@ import contextlib
 import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swapwatch.errors import ConfigError
 
 if TYPE_CHECKING:
+    from swapwatch.cluster.connect import RayCluster
     from swapwatch.engines.base import Engine
     from swapwatch.server.app import Service
     from swapwatch.server.config import EngineConfig, ServiceConfig
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 REQUESTS_SHUTDOWN_S = 2.0  # what a request still in flight at the end of a stop gets
+CONNECTION_CHECK_S = 2.0  # how often a cluster front checks that its connection holds
 
 
 def add_serve_parser(commands: Any) -> None:
@@ -137,15 +139,34 @@ async def serve_on_cluster(
             metrics,
             lambda committed: ClusterPlacer(cluster, engine, committed, settings.checkpoint_s),
         )
-        return await run_service(service, ready)
+        return await run_service(
+            service, ready, failure=functools.partial(connection_lost, cluster)
+        )
     finally:
         await asyncio.to_thread(cluster.close)
 
 
+async def connection_lost(cluster: RayCluster) -> str:
+    """Returns once the front's connection to the cluster is gone for good.
+
+    A Ray Client front whose client server on the head went (the head restarted) has lost the
+    driver that owned its actors, and with it their streams; Ray Client gives up reconnecting
+    after RAY_CLIENT_RECONNECT_GRACE_PERIOD (30 s). Only a new connection, that is a restart of
+    the front, resumes the saved streams.
+    """
+    while await asyncio.to_thread(cluster.connected):
+        await asyncio.sleep(CONNECTION_CHECK_S)
+    return f"lost its connection to the Ray cluster at {cluster.address}"
+
+
 async def run_service(
-    service: Service, ready: asyncio.Event | None, warmup: Callable[[], None] | None = None
+    service: Service,
+    ready: asyncio.Event | None,
+    warmup: Callable[[], None] | None = None,
+    failure: Callable[[], Coroutine[Any, Any, str]] | None = None,
 ) -> int:
-    """Serve HTTP until SIGINT or SIGTERM, then drain."""
+    """Serve HTTP until SIGINT or SIGTERM (exit status 0), or until `failure()` returns why the
+    service cannot go on (status 1, for its supervisor to start it again); then drain."""
     from aiohttp import web
 
     from swapwatch.server.app import build_app
@@ -167,6 +188,7 @@ async def run_service(
     host, port = config.http.host, config.http.port
     site = web.TCPSite(runner, host, port)
     listening = False
+    status = 0
     try:
         await service.start()  # the outbox is open before a request can add a stream
         try:
@@ -190,14 +212,32 @@ async def run_service(
         )
         if ready is not None:
             ready.set()
-        await stop.wait()
+        why = await first_of(stop, failure)
+        if why is not None:
+            log.error("%s: stopping, for the supervisor to start it again", why)
+            status = 1
     finally:
         log.info("shutting down: draining %d streams", len(service.manager.workers))
         if listening:
             await site.stop()  # no new connections while the streams drain
         await service.close()
         await runner.cleanup()
-    return 0
+    return status
+
+
+async def first_of(
+    stop: asyncio.Event, failure: Callable[[], Coroutine[Any, Any, str]] | None
+) -> str | None:
+    """Waits until `stop` is set (None) or `failure()` returns why the service cannot go on."""
+    if failure is None:
+        await stop.wait()
+        return None
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(failure())
+    done, _ = await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
+    return failed.result() if failed in done else None
 
 
 def build_engine(config: EngineConfig, model: Path | None) -> Engine:

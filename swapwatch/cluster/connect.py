@@ -64,6 +64,13 @@ class RayCluster:
             ray.shutdown()  # a Ray Client that half connected must not stay set up
             raise
 
+    def connected(self) -> bool:
+        """False once the connection is gone for good (may block while Ray Client reconnects)."""
+        try:
+            return bool(ray.is_initialized())
+        except ConnectionError:  # Ray Client's, once it has given up
+            return False
+
     def start_detector(
         self, make_engine: Callable[[], Engine], max_batch: int, max_wait: float
     ) -> RemoteEngine:

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often the front fetches a stream's events (the most an alarm waits here)
 POLL_TIMEOUT_S = 5.0  # a poll that takes longer counts as a lost actor
+# What a call to an actor raises when it fails: Ray's errors, and Ray Client's ConnectionError
+# once its connection to the cluster is gone (the front then stops: see cli.serve).
+CALL_FAILED = (RayError, ConnectionError)
 STOP_GRACE_S = 5.0  # beyond the drain time, for the last events of a stopping actor
 
 Committed = Callable[[], Awaitable[None]]
@@ -116,7 +119,7 @@ class ClusterStream:
         self._stopping = True
         try:
             await asyncio.wait_for(self._handle.stop.remote(timeout, reason), timeout)
-        except (RayError, TimeoutError) as exc:
+        except (*CALL_FAILED, TimeoutError) as exc:
             log.warning("stream %s: its actor did not stop cleanly: %s", self.spec.stream_id, exc)
         if self._task is not None and not self._task.done():
             try:  # the supervisor commits the last events, then sees the worker done
@@ -129,7 +132,7 @@ class ClusterStream:
         if self._handle is not None:
             try:
                 self._cluster.end_stream(self._handle)
-            except RayError as exc:
+            except CALL_FAILED as exc:
                 log.warning("stream %s: its actor not ended: %s", self.spec.stream_id, exc)
             self._handle = None
 
@@ -158,7 +161,7 @@ class ClusterStream:
             report: Report = await asyncio.wait_for(
                 self._handle.poll.remote(self._acknowledged), POLL_TIMEOUT_S
             )
-        except (RayError, TimeoutError) as exc:
+        except (*CALL_FAILED, TimeoutError) as exc:
             if self._lost_since is None:
                 self._lost_since = time.monotonic()
                 self.status.lost = True
@@ -180,7 +183,7 @@ class ClusterStream:
             placement: Placement = await self._handle.start.remote(
                 self._job, self._checkpoint, port
             )
-        except RayError as exc:
+        except CALL_FAILED as exc:
             log.warning("stream %s: start failed (%s), trying again", self.spec.stream_id, exc)
             await asyncio.sleep(POLL_S)
             return

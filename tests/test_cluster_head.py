@@ -1,6 +1,10 @@
-"""The head's GCS lost and restarted (marker `cluster`, run by .ci/run after make test): with
-Ray's GCS fault tolerance on an external Redis, a stream on a worker node goes on analysing,
-`/v1/streams` goes on answering, and every alarm reaches the webhook receiver once.
+"""Losing parts of the Ray head (marker `cluster`, run by .ci/run after make test).
+
+- Its GCS, restarted: with Ray's GCS fault tolerance on an external Redis, a stream on a worker
+  node goes on analysing, `/v1/streams` goes on answering, and every alarm reaches the webhook
+  receiver once.
+- Its Ray Client server, which a front joined with `ray://` goes through: the front exits for
+  its supervisor, and started again resumes its saved stream.
 
 The Redis is Debian's `redis-server` on a free loopback port; the GCS is switched to it the way
 `ray start --head` is (`RAY_REDIS_ADDRESS`), killed with SIGKILL and started again on the same
@@ -26,10 +30,12 @@ from live_ts import LiveFeed, write_live_clip
 from media import Placement
 from receivers import Receiver
 from redis_server import RedisServer
+from service import free_port
 
 ray = pytest.importorskip(
     "ray", reason="the cluster test needs Ray: pip install 'swapwatch[ray]' (make test-cluster)"
 )
+from ray._private import ray_constants  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from test_cluster import CLIP_S, HEALTH_CHECKS, Front, resumed  # noqa: E402
 
@@ -39,6 +45,7 @@ pytestmark = pytest.mark.cluster
 # well within the 60 s (`gcs_rpc_server_reconnect_timeout_s`) after which Ray's processes exit.
 DOWN_AT_LEAST_S = 5.0
 STEADY_S = 6.0  # watched before the kill, for comparison
+CLIENT_GRACE_S = 10  # RAY_CLIENT_RECONNECT_GRACE_PERIOD of the Ray Client front (Ray's: 30)
 
 
 def face_4_s_of_10(t: float) -> list[Placement]:
@@ -237,3 +244,89 @@ def test_a_stream_goes_on_through_a_restart_of_the_heads_gcs_kept_in_redis(
     delivered = [json.loads(d.body) for d in receiver.deliveries]
     counts = Counter(e["id"] for e in delivered if e["type"].startswith("alert."))
     assert all(counts[e["id"]] == 1 for e in during + after_up), counts
+
+
+@pytest.fixture
+def client_head() -> Iterator[tuple[Cluster, int]]:
+    """A head with the detector and the Ray Client server (as KubeRay starts it), and one
+    worker node with two stream slots."""
+    port = free_port()
+    head = {
+        "num_cpus": 1,
+        "resources": {"detector": 1},
+        "_system_config": HEALTH_CHECKS,
+        "ray_client_server_port": port,
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        cluster.add_node(num_cpus=1, resources={"stream_slots": 2})
+        yield cluster, port
+    finally:
+        cluster.shutdown()
+
+
+# Ray's head leaves its client server's log files open in this (the test's) process.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resumes_the_stream(
+    tmp_path: Path,
+    client_head: tuple[Cluster, int],
+    feed: LiveFeed,
+    receiver: Receiver,
+    fake_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The head's Ray Client server dies (and with it the driver that owned the front's actors):
+    the front gives up once Ray Client stops reconnecting, exits with status 1 for its
+    supervisor, and started again resumes the saved stream as a new run; every event it had
+    recorded reaches the receiver."""
+    pytest.importorskip("grpc", reason="Ray Client needs ray[client]: pip install 'swapwatch[ray]'")
+    monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CLIENT_GRACE_S))  # the front's
+    cluster, port = client_head
+    front = Front(tmp_path, f"ray://127.0.0.1:{port}", fake_model, receiver)
+    front.start()
+    assert front.process is not None
+    try:
+        reply = front.api.request("POST", "/v1/streams", {"url": feed.url, "id": "cam-a"})
+        assert reply.status == 201, reply.body
+        front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 90, "a first alarm")
+        before = front.stream("cam-a")
+
+        # SIGKILL, as a crash; Ray's own tests stop head processes this way.
+        cluster.head_node._kill_process_type(
+            ray_constants.PROCESS_TYPE_RAY_CLIENT_SERVER, check_alive=False, wait=True
+        )
+        dropped_at = time.monotonic()
+        exit_status = front.process.wait(timeout=CLIENT_GRACE_S + 60)
+        exited_s = time.monotonic() - dropped_at
+        log = front.log.read_text()
+        assert exit_status == 1, log[-3000:]
+        assert "lost its connection to the Ray cluster" in log, log[-3000:]
+
+        # Its supervisor starts it again once the head (here its client server) is back.
+        began = time.monotonic()
+        cluster.head_node.start_ray_client_server()
+        client_server_s = time.monotonic() - began
+        restarted_at = time.monotonic()
+        front.start()
+        front.wait(
+            "cam-a",
+            lambda s: s["run"] != before["run"] and s["latency_ms"] is not None,
+            120,
+            "cam-a resumed by the restarted front",
+        )
+        resumed_s = time.monotonic() - restarted_at
+        front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 60, "an alarm in the new run")
+        assert front.api.request("DELETE", "/v1/streams/cam-a").status == 204
+        recorded = front.outbox_events()
+        assert receiver.wait_for({e["id"] for e in recorded}, 30)
+    finally:
+        front.stop()
+    print(
+        f"\nthrough Ray Client: the front exited (status 1) {exited_s:.1f} s after the head's "
+        f"client server died (reconnect grace {CLIENT_GRACE_S} s); the client server started "
+        f"again in {client_server_s:.1f} s; the front, started again, analysed the stream "
+        f"{resumed_s:.1f} s after its start"
+    )
+    # The cut run is closed as crashed by the restarted front, which resumed the stream.
+    ended = [e for e in recorded if e["run"] == before["run"] and e["type"] == "stream.ended"]
+    assert [e["detail"]["reason"] for e in ended] == ["crashed"], ended
