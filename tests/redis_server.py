@@ -1,5 +1,5 @@
 """A real Redis (Debian's `redis-server`) on a free loopback port, in its own process: the
-external store of Ray's GCS fault tolerance in tests/test_cluster.py."""
+external store of Ray's GCS fault tolerance in tests/test_cluster_head.py."""
 
 from __future__ import annotations
 
