@@ -39,6 +39,7 @@ class Reason(enum.StrEnum):
     CHALLENGE_FAILED = "challenge_failed"
     NO_FACE = "no_face"
     QUALITY = "quality"
+    INTERRUPTED = "interrupted"  # the service stopped during the session: nothing was judged
 
 
 # Weights of the detector's evidence by moment, against frontal faces' (1), as

@@ -134,6 +134,13 @@ class NewSession(RequestModel):
         max_length=16,
         description="camera label fragments (case-insensitive) not counted as virtual cameras",
     )
+    join_within_s: float = Field(
+        default=600.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds from creation within which its connection must be offered; a "
+        "restart of the service does not change it",
+    )
 
 
 class Offer(AnswerModel):
@@ -144,7 +151,14 @@ class Offer(AnswerModel):
 class SessionVerdictView(AnswerModel):
     verdict: Literal["pass", "fail", "retry"]
     reasons: list[
-        Literal["swap_suspected", "injection_suspected", "challenge_failed", "no_face", "quality"]
+        Literal[
+            "swap_suspected",
+            "injection_suspected",
+            "challenge_failed",
+            "no_face",
+            "quality",
+            "interrupted",
+        ]
     ]
     evidence: dict[str, Any] = Field(
         description="challenges, swap evidence by moment, injection readings, frames"
@@ -154,8 +168,11 @@ class SessionVerdictView(AnswerModel):
 
 class Session(AnswerModel):
     id: str
-    state: Literal["waiting", "running", "completed"]
+    state: Literal["waiting", "running", "completed", "expired"] = Field(
+        description="expired: waiting past `expires`, never joined"
+    )
     created: str
+    expires: str = Field(description="until when a waiting session can be joined")
     stream: str | None = Field(description="the stream of its connection, once connected")
     challenges: int = Field(description="how many (their kinds are told one by one)")
     offer: Offer

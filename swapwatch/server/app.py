@@ -87,9 +87,11 @@ class Service:
         )
         outbox = events_path(config.events)
         self.sessions = SessionRegistry(
+            outbox.with_name(f"{outbox.stem}-sessions.sqlite"),
             outbox.with_name(f"{outbox.stem}-fingerprints.sqlite"),
             self._publish_verdict,
             self._run_of,
+            self.events.flushed,
         )
         self.webrtc = WebRtcSessions(self.manager, self.sessions)
         self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
@@ -112,6 +114,7 @@ class Service:
         await self.events.start()
         self.loop_lag.start()
         self.events.close_crashed_runs(await asyncio.to_thread(self.state.open_runs))
+        await self.sessions.start()
         saved = await asyncio.to_thread(self.state.streams)
         await self.manager.resume(saved)
         self.nginx_rtmp.restore(saved)
@@ -123,6 +126,7 @@ class Service:
         self.ready = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.limits.drain_timeout_s
+        await self.sessions.interrupt_running()
         await self.webrtc.close()
         await self.manager.close()
         await self.events.close(max(0.0, deadline - loop.time()))
@@ -294,14 +298,14 @@ async def create_session(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     service.manager.check_webrtc_here()
     body = parse(NewSession, await read_json(request, service.config.http.max_body_bytes))
-    session = service.sessions.create(new_session_policy(body))
+    session = await service.sessions.create(new_session_policy(body), body.join_within_s)
     created = answer(Session.model_validate(session.to_json()), status=201)
     created.headers["Location"] = f"/v1/sessions/{session.id}"
     return created
 
 
 async def get_session(request: web.Request) -> web.Response:
-    session = request.app[SERVICE].sessions.get(request.match_info["session_id"])
+    session = await request.app[SERVICE].sessions.get(request.match_info["session_id"])
     return answer(Session.model_validate(session.to_json()))
 
 

@@ -1,9 +1,12 @@
 """KYC sessions of the service: created through the API, run over a WebRTC connection, ended by
 one durable `session.completed` event.
 
-A session lives in memory from `POST /v1/sessions` until it is forgotten (the newest
-MAX_SESSIONS are kept); its verdict is also in the outbox, so a restart loses only sessions
-still running, whose connections the restart cut anyway.
+Each session is kept in `<outbox>-sessions.sqlite` (`session_store`) from its creation, so a
+restart loses none: a completed session is still answered for with its verdict, a waiting one
+can still be joined until it expires, and one that was running when the service stopped is
+judged `retry` for `interrupted` (at shutdown, or at the next start after a crash). Running
+sessions' measurements live in memory only: the connection that fed them is gone with the
+process anyway. The newest MAX_SESSIONS are also held in memory.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,16 +32,24 @@ from swapwatch.fusion import DecisionConfig
 from swapwatch.kyc.camera_label import CameraReport, capabilities_reading, label_reading
 from swapwatch.kyc.capture_format import CaptureFormat, FormatProbe, format_reading
 from swapwatch.kyc.challenges import Challenge, challenge_sequence
-from swapwatch.kyc.combination import assess_injection
+from swapwatch.kyc.combination import Verdict, assess_injection
 from swapwatch.kyc.readings import SignalReading
 from swapwatch.kyc.replay_store import ReplayStore, ReplayStoreError, replay_reading
-from swapwatch.kyc.session import SessionCourse, SessionFace, SessionPolicy, SessionVerdict
+from swapwatch.kyc.session import (
+    Reason,
+    SessionCourse,
+    SessionFace,
+    SessionPolicy,
+    SessionVerdict,
+)
 from swapwatch.kyc.stream_signals import StreamSignals
+from swapwatch.server.session_store import SessionStore, SessionStoreError, StoredSession
 from swapwatch.stream.pipeline import FrameResult
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-MAX_SESSIONS = 1000
+MAX_SESSIONS = 1000  # held in memory; the sessions file keeps more
 MAX_PROBES = 8  # format probes a client may report
 MAX_MESSAGE_BYTES = 16_384  # of one data-channel message from the client
 
@@ -57,9 +69,11 @@ class KycSession:
     id: str
     policy: SessionPolicy
     challenges: tuple[Challenge, ...]
-    created: str
+    created_at: float  # unix time
+    expires_at: float  # unix time after which a waiting session can no longer be joined
     state: str = "waiting"  # waiting -> running -> completed
     stream_id: str | None = None
+    running_since: float | None = None  # unix time its connection was taken
     camera: CameraReport | None = None
     probes: list[FormatProbe] = field(default_factory=list)
     verdict: SessionVerdict | None = None
@@ -73,11 +87,16 @@ class KycSession:
         self.course = SessionCourse(self.policy, self.challenges)
         self.signals = StreamSignals()
 
+    @property
+    def expired(self) -> bool:
+        return self.state == "waiting" and time.time() > self.expires_at
+
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
-            "state": self.state,
-            "created": self.created,
+            "state": "expired" if self.expired else self.state,
+            "created": _time(self.created_at),
+            "expires": _time(self.expires_at),
             "stream": self.stream_id,
             # The kinds stay unknown until each is prompted: a sequence known in advance could
             # be pre-recorded.
@@ -156,6 +175,26 @@ class KycSession:
         return readings
 
 
+def _time(unix: float) -> str:
+    return format_time(datetime.fromtimestamp(unix, UTC))
+
+
+def interrupted_verdict(running_since: float | None, noticed: float, by: str) -> SessionVerdict:
+    """The verdict of a session whose service stopped under it: its measurements are gone with
+    the process, so nothing was judged and the person may try again."""
+    return SessionVerdict(
+        Verdict.RETRY,
+        (Reason.INTERRUPTED,),
+        {
+            "interrupted": {
+                "by": by,
+                "running_since": None if running_since is None else _time(running_since),
+                "noticed": _time(noticed),
+            }
+        },
+    )
+
+
 def _format(data: Any) -> CaptureFormat:
     if not isinstance(data, dict):
         raise ValueError("a format is an object")
@@ -164,46 +203,119 @@ def _format(data: Any) -> CaptureFormat:
 
 
 class SessionRegistry:
-    """The service's sessions, and what ends one: its verdict, recorded and announced."""
+    """The service's sessions, kept in the sessions file, and what ends one: its verdict,
+    recorded and announced."""
 
     def __init__(
         self,
+        store_path: Path | None,
         replay_path: Path | None,
         publish: Callable[[Event], None],
         run_of: Callable[[str], str | None],
+        flushed: Callable[[], Awaitable[None]],
     ) -> None:
+        """`flushed` returns once the outbox has committed every event published so far."""
         self._sessions: OrderedDict[str, KycSession] = OrderedDict()
+        self._running: dict[str, KycSession] = {}
+        self._store_path = store_path
+        self._store: SessionStore | None = None
         self._replay_path = replay_path
         self._replay: ReplayStore | None = None
         self._publish = publish
         self._run_of = run_of  # a stream's current run id
+        self._flushed = flushed
         self._lock = asyncio.Lock()
-        # SQLite connections stay on the thread that made them: the store has one of its own.
-        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="replay-store")
+        # SQLite connections stay on the thread that made them: the stores have this one.
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="session-store")
 
-    def create(self, policy: SessionPolicy) -> KycSession:
-        session_id = "kyc-" + secrets.token_hex(10)
+    async def _in_store(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, work, *args)
+
+    async def start(self) -> None:
+        """Open the sessions file; judge the sessions a stopped process left running, and
+        announce again verdicts whose events the outbox may lack."""
+        self._store = await self._in_store(self._open_store)
+        if self._store is None:
+            return
+        store = self._store
+        noticed = time.time()
+        for stored in await self._in_store(store.interrupted):
+            session = self._remember(self._from_stored(stored))
+            log.warning("session %s: interrupted by a restart, judged retry", session.id)
+            verdict = interrupted_verdict(stored.running_since, noticed, "restart")
+            await self._judge(session, verdict)
+        for stored in await self._in_store(store.unannounced):
+            if stored.event is not None:
+                self._publish(Event.decode(stored.event))
+        await self._flushed()
+        for stored in await self._in_store(store.unannounced):
+            await self._in_store(store.announced, stored.id)
+
+    def _open_store(self) -> SessionStore | None:
+        if self._store_path is None:
+            return None
+        try:
+            return SessionStore(self._store_path)
+        except SessionStoreError as exc:
+            log.error("sessions are kept in memory only (a restart loses them): %s", exc)
+            return None
+
+    async def create(self, policy: SessionPolicy, join_within_s: float) -> KycSession:
+        now = time.time()
         session = KycSession(
-            session_id, policy, challenge_sequence(policy.challenges), format_time(utc_now())
+            "kyc-" + secrets.token_hex(10),
+            policy,
+            challenge_sequence(policy.challenges),
+            now,
+            now + join_within_s,
         )
-        self._sessions[session_id] = session
+        if self._store is not None:
+            await self._in_store(self._store.add, self._to_stored(session))
+        return self._remember(session)
+
+    def _remember(self, session: KycSession) -> KycSession:
+        self._sessions[session.id] = session
+        self._sessions.move_to_end(session.id)
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
         return session
 
-    def get(self, session_id: str) -> KycSession:
+    async def get(self, session_id: str) -> KycSession:
         session = self._sessions.get(session_id)
-        if session is None:
+        if session is not None:
+            return session
+        stored = None
+        if self._store is not None:
+            stored = await self._in_store(self._store.get, session_id)
+        if stored is None:
             raise SessionNotFound(f"no session {session_id!r}")
-        return session
+        # Another request may have loaded it meanwhile: one object per session.
+        session = self._sessions.get(session_id)
+        return session if session is not None else self._remember(self._from_stored(stored))
 
-    def claim(self, session_id: str) -> KycSession:
+    async def claim(self, session_id: str) -> KycSession:
         """The session an offer is for; each session takes one connection."""
-        session = self.get(session_id)
+        session = await self.get(session_id)
+        if session.expired:
+            raise SessionBusy(f"session {session_id!r} has expired: create a new one")
         if session.state != "waiting":
             raise SessionBusy(f"session {session_id!r} is {session.state}: create a new one")
         session.state = "running"
+        session.running_since = time.time()
+        self._running[session.id] = session
+        if self._store is not None:
+            await self._in_store(self._store.running, session.id, session.id, session.running_since)
         return session
+
+    async def release(self, session: KycSession) -> None:
+        """No connection came of the offer: the session may be joined again."""
+        if session.state != "running" or session.verdict is not None:
+            return
+        session.state = "waiting"
+        session.running_since = None
+        self._running.pop(session.id, None)
+        if self._store is not None:
+            await self._in_store(self._store.waiting, session.id)
 
     async def complete(self, session: KycSession) -> SessionVerdict:
         """Judge the session (once), record its verdict as an event, remember its fingerprint."""
@@ -211,34 +323,61 @@ class SessionRegistry:
             if session.verdict is not None:
                 return session.verdict
             session.course.stop()
-            loop = asyncio.get_running_loop()
-            store = await loop.run_in_executor(self._store_thread, self._open_replay)
-            readings = await loop.run_in_executor(self._store_thread, session.readings, store)
+            store = await self._in_store(self._open_replay)
+            readings = await self._in_store(session.readings, store)
             verdict = session.course.verdict(assess_injection(readings))
             hashes = session.signals.fingerprint.hashes
             if store is not None and len(hashes):
                 try:
-                    await loop.run_in_executor(
-                        self._store_thread, store.add, session.id, hashes, time.time()
-                    )
+                    await self._in_store(store.add, session.id, hashes, time.time())
                 except ReplayStoreError as exc:
                     log.error("session %s: fingerprint not kept: %s", session.id, exc)
-            session.verdict = verdict
-            session.state = "completed"
-            event = self._event(session, verdict)
-            session.event_id = event.id
-            self._publish(event)
-            return verdict
+            return await self._judge(session, verdict)
+
+    async def interrupt_running(self) -> None:
+        """At shutdown: the sessions still running are judged `retry` for `interrupted`."""
+        noticed = time.time()
+        async with self._lock:
+            for session in list(self._running.values()):
+                if session.verdict is None:
+                    session.course.stop()
+                    verdict = interrupted_verdict(session.running_since, noticed, "shutdown")
+                    await self._judge(session, verdict)
+
+    async def _judge(self, session: KycSession, verdict: SessionVerdict) -> SessionVerdict:
+        """Keep the verdict and its event in the sessions file, then publish the event; once
+        the outbox has it, the file says so."""
+        session.verdict = verdict
+        session.state = "completed"
+        self._running.pop(session.id, None)
+        event = self._event(session, verdict)
+        session.event_id = event.id
+        if self._store is not None:
+            try:
+                await self._in_store(
+                    self._store.completed, session.id, verdict.to_json(), event.encode()
+                )
+            except SessionStoreError as exc:
+                log.error("session %s: verdict not kept in the sessions file: %s", session.id, exc)
+        self._publish(event)
+        if self._store is not None:
+            await self._flushed()
+            try:
+                await self._in_store(self._store.announced, session.id)
+            except SessionStoreError as exc:
+                log.error("session %s: %s", session.id, exc)
+        return verdict
 
     def _event(self, session: KycSession, verdict: SessionVerdict) -> Event:
         stream = session.stream_id or session.id
+        frames = verdict.evidence.get("frames")
         return Event(
             id=derived_id(EventType.SESSION_COMPLETED.value, session.id),
             type=EventType.SESSION_COMPLETED,
             time=utc_now(),
             stream=stream,
             run=self._run_of(stream) or session.id,
-            media_time=verdict.evidence["frames"]["duration_s"],
+            media_time=None if frames is None else frames["duration_s"],
             evidence=verdict.evidence,
             detail={
                 "session": session.id,
@@ -246,6 +385,38 @@ class SessionRegistry:
                 "reasons": [r.value for r in verdict.reasons],
             },
         )
+
+    @staticmethod
+    def _to_stored(session: KycSession) -> StoredSession:
+        return StoredSession(
+            session.id,
+            session.created_at,
+            session.expires_at,
+            session.state,
+            session.policy,
+            session.challenges,
+        )
+
+    @staticmethod
+    def _from_stored(stored: StoredSession) -> KycSession:
+        session = KycSession(
+            stored.id,
+            stored.policy,
+            stored.challenges,
+            stored.created,
+            stored.expires,
+            state=stored.state,
+            stream_id=stored.stream,
+            running_since=stored.running_since,
+        )
+        if stored.verdict is not None:
+            session.verdict = SessionVerdict(
+                Verdict(stored.verdict["verdict"]),
+                tuple(Reason(r) for r in stored.verdict["reasons"]),
+                stored.verdict["evidence"],
+            )
+            session.event_id = None if stored.event is None else Event.decode(stored.event).id
+        return session
 
     def _open_replay(self) -> ReplayStore | None:
         if self._replay is None and self._replay_path is not None:
@@ -257,13 +428,16 @@ class SessionRegistry:
         return self._replay
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._store_thread, self._close_replay)
+        await self._in_store(self._close_stores)
         self._store_thread.shutdown()
 
-    def _close_replay(self) -> None:
+    def _close_stores(self) -> None:
         if self._replay is not None:
             self._replay.close()
             self._replay = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def check_session_id(value: Any) -> str:

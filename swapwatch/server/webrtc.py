@@ -224,7 +224,7 @@ class WebRtcSessions:
                 )
             if self.sessions is None:
                 raise ConfigError("this service runs no sessions")
-            self.sessions.get(session_id)  # 404 before the offer is read
+            await self.sessions.get(session_id)  # 404 before the offer is read
         try:
             media = SessionDescription.parse(sdp).media
         except SDP_PARSE_ERRORS as exc:
@@ -236,7 +236,7 @@ class WebRtcSessions:
             )
         if session_id is not None:
             assert self.sessions is not None
-            kyc = self.sessions.claim(session_id)
+            kyc = await self.sessions.claim(session_id)
             stream_id, policy = kyc.id, Policy.KYC
         peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         channel: dict[str, Any] = {}
@@ -353,8 +353,8 @@ class WebRtcSessions:
             await peer.setLocalDescription(answer)
         except BaseException:
             await peer.close()
-            if kyc is not None:
-                kyc.state = "waiting"  # no connection came of it: the session may try again
+            if kyc is not None and self.sessions is not None:
+                await self.sessions.release(kyc)  # no connection came of it: it may try again
             raise
         local = peer.localDescription
         answer_body = {"type": local.type, "sdp": hint_start_bitrate(local.sdp), "stream": sid}
