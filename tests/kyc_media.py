@@ -62,6 +62,20 @@ def right_to_left(t: float) -> tuple[float, float, int]:
     return 0.75 - 0.1 * min(t, 5.0), 0.5 + 0.1 * math.sin(t), 200
 
 
+def moves_and_pauses(t: float) -> tuple[float, float, int]:
+    """A person in front of a camera: a quick move, a pause, a slow sway, a pause, again."""
+    phase = t % 2.0
+    if phase < 0.4:  # quick: ~10 px a frame at 640 px, 30 fps
+        x = 0.3 + 0.75 * phase
+    elif phase < 0.9:
+        x = 0.6
+    elif phase < 1.5:  # slow: ~1.5 px a frame
+        x = 0.6 - 0.08 * (phase - 0.9)
+    else:
+        x = 0.552
+    return x, 0.5, 200
+
+
 def session_frames(
     path: Path_, seconds: float, fps: float, size: tuple[int, int] = (640, 360), seed: int = 0
 ) -> Iterator[tuple[float, np.ndarray]]:

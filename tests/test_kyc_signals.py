@@ -10,6 +10,7 @@ from kyc_media import (
     decoded,
     encode,
     left_to_right,
+    moves_and_pauses,
     scene,
     sensor_stamps,
     session_frames,
@@ -22,7 +23,7 @@ from swapwatch.kyc.capture_format import CaptureFormat, FormatProbe, format_read
 from swapwatch.kyc.duplicates import DuplicateFrames
 from swapwatch.kyc.frame_clock import FrameClock
 from swapwatch.kyc.readings import Contribution, SignalReading
-from swapwatch.kyc.sensor_noise import NoiseMeter, noise_sigma
+from swapwatch.kyc.sensor_noise import FACE_SMOOTHER_BELOW, NoiseMeter, noise_sigma
 from swapwatch.kyc.stream_signals import StreamSignals
 
 NONE, WEAK, STRONG = Contribution.NONE, Contribution.WEAK, Contribution.STRONG
@@ -174,6 +175,46 @@ def test_one_jump_in_the_picture_does_not_turn_later_frames_into_duplicates(
     assert reading.contribution is NONE, reading
 
 
+@pytest.mark.parametrize("every", [1, 3])  # every frame (a plain stream), 10 Hz (a session)
+def test_a_person_who_pauses_and_moves_is_not_taken_for_duplicates(
+    tmp_path: Path, every: int
+) -> None:
+    """Pauses and a slow sway after quick movement, with a camera's noise, through H.264.
+    Failed before (46 % of frames read as repeats, strong, at either rate): the running
+    average of past differences stayed high after the quick movement, so the slow frames and
+    the first frames of each pause read as repeats."""
+    frames = session_frames(moves_and_pauses, 4.0, 30)
+    path = encode(tmp_path / "pauses.mp4", frames, 30, crf=23)
+    meter = DuplicateFrames()
+    for n, (_, image) in enumerate(decoded(path)):
+        if n % every == 0:
+            meter.update(image)
+    reading = meter.reading()
+    assert reading.contribution is NONE, reading
+    assert reading.value is not None and reading.value < 0.02
+
+
+def test_a_head_swaying_by_a_few_pixels_is_not_taken_for_duplicates(tmp_path: Path) -> None:
+    """Through an encoder, a sway of whole pixels alternates one-pixel steps with unchanged
+    frames (the camera's noise wiped): those are no repeats of a moving scene."""
+    frames = (
+        (i / 30, with_camera_noise(scene(640, 360, 0.5 + 3 * np.sin(i / 7) / 640, 0.5, 200), i))
+        for i in range(90)
+    )
+    reading = duplicates_in(encode(tmp_path / "sway.mp4", frames, 30, crf=23))
+    assert reading.value == 0.0, reading
+
+
+def test_repeats_at_a_third_of_the_rate_are_duplicates(tmp_path: Path) -> None:
+    """A 10 fps source through a 30 fps virtual camera: each picture three times. Missed before
+    (4 % read as repeats): the repeats raised the running average they were compared with."""
+    filmed = list(session_frames(left_to_right, 3.0, 10))
+    tripled = ((i / 30, image) for i, (_, f) in enumerate(filmed) for image in (f, f, f))
+    reading = duplicates_in(encode(tmp_path / "tripled.mp4", tripled, 30, crf=18))
+    assert reading.contribution is STRONG, reading
+    assert reading.value == pytest.approx(2 / 3, abs=0.05)
+
+
 FACE = np.array([250, 100, 390, 260])  # the test scene's head at the centre, 200 px
 
 
@@ -224,7 +265,10 @@ def test_a_face_without_noise_in_a_noisy_frame_reads_smoother_than_a_filmed_one(
     flat = [f.copy() for f in filmed]
     for frame in flat:
         frame[100:260, 250:390] = 128
-    assert noise_of(flat).face_reading().contribution is WEAK
+    reading = noise_of(flat).face_reading()
+    assert reading.value is not None and reading.value < FACE_SMOOTHER_BELOW
+    # Reported, never counted: on real recordings it separates nothing (benchmarks/README.md).
+    assert reading.contribution is NONE and "smoother" in reading.explanation
 
 
 def test_noise_meter_on_a_plain_stream_without_faces() -> None:

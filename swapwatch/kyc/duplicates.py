@@ -4,17 +4,29 @@ A virtual camera runs at its own rate and repeats its latest picture when its so
 (a 25 fps video through a 30 fps virtual camera repeats one frame in six); a looped or stalled
 injection repeats pictures too. A real sensor never delivers the same picture twice: its noise
 alone makes consecutive frames differ. Compared cheaply: each frame's luma is shrunk to
-THUMB_SIZE (area averaging), and its mean absolute difference from the previous one is compared
-with the typical difference between frames (a running average of the frames that were not
-duplicates): a repeat that went through an encoder differs from its original by the encoder's
-residual (measured 0.08-0.12 grey levels, against ~1.1 between consecutive frames of a moving,
-noisy test scene at CRF 18). A frame is a duplicate when its difference is below SAME_SHARE of
-the typical one while the scene moves (typical difference at least MOVING_FROM grey levels).
-A still scene cannot show a repeat: through an encoder a still, noisy camera picture gives
-consecutive frames that differ by under 0.02 grey levels (measured at CRF 30), as a repeated
-picture does, so nothing counts until the scene moves.
+THUMB_SIZE (area averaging), and its mean absolute difference from the previous one is taken.
 
-O(1) memory: the previous thumbnail, a running average and two counters.
+A frame repeats the one before when both hold:
+- the pictures are the same beyond what a camera's noise allows: the difference is below
+  REPEAT_BELOW grey levels. A repeat that went through an encoder differs from its original by
+  the encoder's residual (0.08-0.12 measured at CRF 18; 0.00-0.12 for the repeats in the
+  recordings of ../shared/data), while consecutive frames of a real studio camera with a
+  person holding still differ by 0.12-0.37 (MEAD, benchmarks/kyc_still_scenes.py);
+- the scene otherwise moves, right there: the repeat is one frame or a run of at most MAX_RUN
+  (a source at a third of the camera's rate) between two differences of at least MOVING_FROM,
+  each at least 1 / SAME_SHARE times the repeat's. Through an encoder a still, noisy camera
+  picture gives consecutive frames that differ by 0.00-0.02 grey levels (measured at CRF 23
+  and 30), as a repeated picture does, so only motion around a frame tells a repeat: a person
+  who pauses makes a longer run of small differences, which says nothing, and a head that
+  sways by whole pixels through an encoder alternates one-pixel steps (0.6 grey levels) with
+  unchanged frames, hence MOVING_FROM above a one-pixel step. The repeats in the recordings lie
+  between differences of 0.7-14.
+The earlier rule compared each difference with a running average of past ones: after a fast
+movement the average stayed high, and ordinary frames (1-8 grey levels apart) read as repeats,
+as did the first frames of every pause (real studio recordings 4-6 %, real streamers at 10 Hz up
+to 14 %; benchmarks/README.md).
+
+O(1) memory: the previous thumbnail, the difference before the current run, and counters.
 """
 
 from __future__ import annotations
@@ -25,10 +37,10 @@ import numpy as np
 from swapwatch.kyc.readings import Contribution, SignalReading
 
 THUMB_SIZE = (64, 36)
-MOVING_FROM = 0.3  # typical mean absolute difference, grey levels
-SAME_SHARE = 0.25  # of the typical difference between consecutive frames
-TYPICAL_WEIGHT = 0.1  # of each new difference in the running average
-JUMP_FACTOR = 3.0  # a difference counts in the average as at most this times the typical one
+REPEAT_BELOW = 0.15  # mean absolute difference, grey levels: the same picture
+MOVING_FROM = 1.0  # the differences around a repeat, grey levels
+SAME_SHARE = 0.25  # a repeat's difference against the smaller of those around it
+MAX_RUN = 2  # repeated frames in a row that still count (a longer run is a still scene)
 WEAK_FROM = 0.05  # share of frames that repeat the previous one
 STRONG_FROM = 0.15
 MIN_FRAMES = 30
@@ -41,37 +53,36 @@ def luma_thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 class DuplicateFrames:
-    """Fed every delivered frame in order."""
+    """Fed every delivered frame in order. A repeat is known once the frame after it has
+    come (the scene must move on), so `duplicates` lags by up to MAX_RUN + 1 frames."""
 
     def __init__(self) -> None:
         self._previous: np.ndarray | None = None
-        self._typical: float | None = None
+        self._before: float | None = None  # the last difference that was not a repeat's
+        self._run = 0  # differences below REPEAT_BELOW since then
+        self._run_max = 0.0
         self.frames = 0
         self.duplicates = 0
 
-    def update(self, image: np.ndarray) -> bool:
-        """One frame (RGB uint8 or grey); True if it repeats the previous picture."""
+    def update(self, image: np.ndarray) -> None:
+        """One frame (RGB uint8 or grey)."""
         thumb = luma_thumbnail(image)
-        same = False
         if self._previous is not None:
-            difference = float(np.abs(thumb - self._previous).mean())
-            typical = self._typical
-            same = (
-                typical is not None and typical >= MOVING_FROM and difference < SAME_SHARE * typical
-            )
-            # Every frame moves the typical difference, one jump (a cut, a hand across the
-            # face, the camera switching modes) by at most JUMP_FACTOR times it: counting only
-            # frames that were not repeats let one jump raise it for good, after which every
-            # ordinary frame read as a repeat (91 % of a session's frames in the browser test).
-            if typical is None:
-                self._typical = difference
-            else:
-                step = min(difference, JUMP_FACTOR * typical) - typical
-                self._typical = typical + TYPICAL_WEIGHT * step
+            self._difference(float(np.abs(thumb - self._previous).mean()))
         self._previous = thumb
         self.frames += 1
-        self.duplicates += int(same)
-        return same
+
+    def _difference(self, difference: float) -> None:
+        if difference < REPEAT_BELOW:
+            self._run += 1
+            self._run_max = max(self._run_max, difference)
+            return
+        before, run = self._before, self._run
+        if before is not None and 1 <= run <= MAX_RUN:
+            around = min(before, difference)
+            if around >= MOVING_FROM and self._run_max < SAME_SHARE * around:
+                self.duplicates += run
+        self._before, self._run, self._run_max = difference, 0, 0.0
 
     @property
     def share(self) -> float | None:
