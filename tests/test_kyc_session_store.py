@@ -1,16 +1,21 @@
-"""The sessions file: what it keeps of a session, its bounds, and files that are not one."""
+"""The sessions file: what it keeps of a session, its bounds, and files that are not one; the
+registry that keeps sessions in it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
 
+from swapwatch.events.model import Event
 from swapwatch.kyc.challenges import ChallengeKind, ChallengePolicy, challenge_sequence
 from swapwatch.kyc.session import SessionPolicy
+from swapwatch.server import sessions
 from swapwatch.server.session_store import SessionStore, SessionStoreError, StoredSession
+from swapwatch.server.sessions import SessionRegistry
 
 POLICY = SessionPolicy(
     ChallengePolicy(count=2, kinds=(ChallengeKind.TURN_LEFT, ChallengeKind.LOOK_UP)),
@@ -80,3 +85,29 @@ def test_a_file_that_is_not_a_sessions_file_is_refused(tmp_path: Path) -> None:
     garbage.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(SessionStoreError, match="not readable"):
         SessionStore(garbage)
+
+
+def test_a_running_session_is_shown_as_it_runs_after_leaving_the_memory_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 1)
+    published: list[Event] = []
+
+    async def flushed() -> None:
+        return None
+
+    async def course() -> None:
+        registry = SessionRegistry(
+            tmp_path / "s.sqlite", None, published.append, lambda _: None, flushed
+        )
+        await registry.start()
+        running = await registry.claim((await registry.create(POLICY, 600.0)).id)
+        await registry.create(POLICY, 600.0)  # pushes the running one out of the cache
+        assert await registry.get(running.id) is running
+        await registry.complete(running)
+        shown = await registry.get(running.id)
+        assert shown.state == "completed" and shown.verdict is not None
+        assert [e.detail["session"] for e in published if e.detail] == [running.id]
+        await registry.close()
+
+    asyncio.run(course())

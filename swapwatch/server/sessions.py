@@ -286,7 +286,8 @@ class SessionRegistry:
         return session
 
     async def get(self, session_id: str) -> KycSession:
-        session = self._sessions.get(session_id)
+        # A running session may have left the memory cache; its live object is the one to show.
+        session = self._running.get(session_id) or self._sessions.get(session_id)
         if session is not None:
             return session
         stored = None
@@ -355,6 +356,7 @@ class SessionRegistry:
         session.verdict = verdict
         session.state = "completed"
         self._running.pop(session.id, None)
+        self._remember(session)
         event = self._event(session, verdict)
         session.event_id = event.id
         if self._store is not None:
