@@ -154,9 +154,6 @@ def test_sessions_outlive_a_crash_and_a_stop(
         peers.join(api, finished)
         judged = wait_for_session(api, finished, lambda s: s["state"] == "completed", 60)
         verdict_event(receiver, finished)
-        readings = {r["name"]: r for r in judged["verdict"]["evidence"]["injection"]["readings"]}
-        # The session's noise meter is given its face: the ratio is measured (reported only).
-        assert readings["face_noise_ratio"]["value"] is not None, readings["face_noise_ratio"]
         peers.join(api, cut)
         assert get(api, cut)["state"] == "running"
         time.sleep(1.0)  # frames flow: the session is under way

@@ -79,7 +79,6 @@ class KycSession:
     verdict: SessionVerdict | None = None
     event_id: str | None = None
     ignored_messages: int = 0
-    face_box: np.ndarray | None = None  # the main face's, in the last analysed frame
     sent: list[dict[str, Any]] = field(default_factory=list)  # prompts and results so far
     course: SessionCourse = field(init=False)
     signals: StreamSignals = field(init=False)
@@ -113,9 +112,7 @@ class KycSession:
         """A frame delivered for analysis (in the converting thread): the picture signals.
         The frame clock is fed from every arriving frame instead (`signals.clock`)."""
         self.signals.duplicates.update(image)
-        # The face moves little between analysed frames: the last box places it well enough
-        # for the face-to-background noise ratio.
-        self.signals.noise.update(image, self.face_box)
+        self.signals.noise.update(image)
         self.signals.fingerprint.update(time_s, image)
 
     def main_face(
@@ -132,11 +129,9 @@ class KycSession:
             if best is None or area > best[0]:
                 best = (area, index)
         if best is None:
-            self.face_box = None
             return None
         index = best[1]
         face = result.faces[index]
-        self.face_box = np.asarray(face.box, np.float64)
         assert face.points is not None
         evidence = None
         if face.logit is not None:
