@@ -244,12 +244,14 @@ class SessionRegistry:
             log.warning("session %s: interrupted by a restart, judged retry", session.id)
             verdict = interrupted_verdict(stored.running_since, noticed, "restart")
             await self._judge(session, verdict)
-        for stored in await self._in_store(store.unannounced):
+        unannounced = await self._in_store(store.unannounced)
+        for stored in unannounced:
             if stored.event is not None:
                 self._publish(Event.decode(stored.event))
-        await self._flushed()
-        for stored in await self._in_store(store.unannounced):
-            await self._in_store(store.announced, stored.id)
+        if unannounced:
+            await self._flushed()
+            for stored in unannounced:
+                await self._in_store(store.announced, stored.id)
 
     def _open_store(self) -> SessionStore | None:
         if self._store_path is None:
