@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swapwatch.cluster.ledger import Checkpoint, PendingEvents
-from swapwatch.cluster.push import NodeIngest, PushListen, open_on_node
+from swapwatch.cluster.push import NodeIngest, PushListen, open_on_node, publish_host
 from swapwatch.engines.base import Engine
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
@@ -49,7 +49,8 @@ class Placement:
     node_id: str
     node_ip: str
     pid: int
-    ingest_port: int | None = None  # where its push ingest listens on node_ip (rtmp kind)
+    ingest_port: int | None = None  # where its push ingest listens (rtmp kind)
+    ingest_host: str | None = None  # where publishers reach it: ingest.rtmp.host or node_ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,9 @@ class StreamActor:
                 self._refused.append,
             )
             self._placement = dataclasses.replace(
-                self._placement, ingest_port=self._ingest.front.port
+                self._placement,
+                ingest_port=self._ingest.front.port,
+                ingest_host=publish_host(self._ingest.front.host, self._placement.node_ip),
             )
             source = self._ingest.source_factory
         self._events = PendingEvents(checkpoint.upto if checkpoint is not None else 0)

@@ -81,3 +81,12 @@ async def open_on_node(
     front = await listen_on_first_free(ports_to_try(push.ports, wanted), front_on)
     url, options = private_listen_url(upstream), push.options
     return NodeIngest(front, lambda: AvSource(url, options))
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def publish_host(listen_host: str, node_ip: str) -> str:
+    """Where publishers reach an ingest listening on `listen_host`: that address, or the node's
+    IP when it listens on every interface."""
+    return node_ip if listen_host in WILDCARDS else listen_host

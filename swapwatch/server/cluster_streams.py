@@ -246,7 +246,8 @@ class ClusterStream:
         placement = self._placement
         if placement is None or placement.ingest_port is None or self._lost_since is not None:
             return None
-        return f"rtmp://{url_host(placement.node_ip)}:{placement.ingest_port}/live"
+        host = placement.ingest_host or placement.node_ip
+        return f"rtmp://{url_host(host)}:{placement.ingest_port}/live"
 
     def to_json(self) -> dict[str, Any]:
         # Before its first report (or while its actor is lost): a worker that has not started.
