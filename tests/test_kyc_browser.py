@@ -139,15 +139,17 @@ def test_a_face_that_never_turns_fails_its_turn_challenges(
     with running_service(config) as service, chromium(camera, tmp_path / "profile") as browser:
         page = run_check(browser, service, query)
         session = session_of(service, page)
-    assert page["verdict"] == "fail", session["verdict"]
-    assert page["reasons"] == "challenge_failed", session["verdict"]
-    challenges = session["verdict"]["evidence"]["challenges"]
+    evidence = session["verdict"]["evidence"]
+    why = json.dumps({k: evidence.get(k) for k in ("challenges", "injection", "frames")})
+    assert page["verdict"] == "fail", why
+    assert page["reasons"] == "challenge_failed", why
+    challenges = evidence["challenges"]
     assert [c["kind"] for c in challenges] in (
         ["turn_left", "turn_right"],
         ["turn_right", "turn_left"],
     )
-    assert not any(c["met"] for c in challenges)
-    assert all(c["measured"] is not None and c["measured"] < 25 for c in challenges)
+    assert not any(c["met"] for c in challenges), why
+    assert all(c["measured"] is not None and c["measured"] < 25 for c in challenges), why
 
 
 @pytest.mark.usefixtures("loopback_ice")
