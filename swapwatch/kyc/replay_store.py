@@ -8,8 +8,6 @@ kept, hence the bound.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,10 @@ from swapwatch.kyc.fingerprint import (
     spread_bits,
 )
 from swapwatch.kyc.readings import Contribution, SignalReading
-from swapwatch.sqlite_layout import create_layout
+from swapwatch.sqlite_layout import open_private_file
 
 APPLICATION_ID = 0x53575250  # "SWRP"
 LAYOUT_VERSION = 1
-FILE_MODE = 0o600
 _LAYOUT = """
 CREATE TABLE fingerprints (
     session TEXT PRIMARY KEY,
@@ -64,35 +61,15 @@ class ReplayStore:
         self.path = path
         self.max_sessions = max_sessions
         self.max_age_s = max_age_s
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise ReplayStoreError(f"cannot open the fingerprint file {path}: {exc}") from exc
-        try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._check_and_create()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise ReplayStoreError(f"the fingerprint file {path} is not readable: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _check_and_create(self) -> None:
-        conn = self._conn
-        tables = int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-        if not tables:
-            create_layout(conn, _LAYOUT, APPLICATION_ID, LAYOUT_VERSION)
-            return
-        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
-            raise ReplayStoreError(f"{self.path} is an SQLite file but not a fingerprint file")
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version != LAYOUT_VERSION:
-            raise ReplayStoreError(
-                f"the fingerprint file {self.path} has layout {version}, expected {LAYOUT_VERSION}"
-            )
+        self._conn = open_private_file(
+            path,
+            _LAYOUT,
+            APPLICATION_ID,
+            LAYOUT_VERSION,
+            "fingerprint file",
+            ReplayStoreError,
+            synchronous_full=False,
+        )
 
     def best_match(self, hashes: np.ndarray, now: float | None = None) -> ReplayMatch | None:
         """The kept session that `hashes` lies on best (matched or not); None if none kept."""

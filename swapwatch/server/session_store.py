@@ -13,7 +13,6 @@ not yet announced. Verdict evidence is measurements, never pictures.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -25,11 +24,10 @@ from typing import Any
 from swapwatch.errors import SwapwatchError
 from swapwatch.kyc.challenges import Challenge, ChallengeKind, ChallengePolicy
 from swapwatch.kyc.session import SessionPolicy
-from swapwatch.sqlite_layout import create_layout
+from swapwatch.sqlite_layout import open_private_file
 
 APPLICATION_ID = 0x53575353  # "SWSS"
 LAYOUT_VERSION = 1
-FILE_MODE = 0o600
 _LAYOUT = """
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
@@ -103,36 +101,15 @@ class SessionStore:
         self.path = path
         self.max_sessions = max_sessions
         self.max_age_s = max_age_s
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise SessionStoreError(f"cannot open the sessions file {path}: {exc}") from exc
-        try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._check_and_create()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise SessionStoreError(f"the sessions file {path} is not readable: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _check_and_create(self) -> None:
-        conn = self._conn
-        tables = int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-        if not tables:
-            create_layout(conn, _LAYOUT, APPLICATION_ID, LAYOUT_VERSION)
-            return
-        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
-            raise SessionStoreError(f"{self.path} is an SQLite file but not a sessions file")
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version != LAYOUT_VERSION:
-            raise SessionStoreError(
-                f"the sessions file {self.path} has layout {version}, expected {LAYOUT_VERSION}"
-            )
+        self._conn = open_private_file(
+            path,
+            _LAYOUT,
+            APPLICATION_ID,
+            LAYOUT_VERSION,
+            "sessions file",
+            SessionStoreError,
+            synchronous_full=True,
+        )
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
