@@ -9,6 +9,7 @@ over TCP; the detector (a test model that calls every face fake) is the cluster'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -217,10 +218,10 @@ def test_streams_resume_after_a_process_crash_and_a_node_loss_and_no_alarm_is_lo
     assert {e["stream"] for e in ended} == {"cam-a", "cam-b"}
 
 
-@pytest.fixture
-def client_cluster() -> Iterator[tuple[Cluster, int]]:
+@contextlib.contextmanager
+def head_with_client_server() -> Iterator[tuple[Cluster, int]]:
     """A head with the detector and the Ray Client server (as KubeRay starts it), and one
-    worker node with two stream slots."""
+    worker node with two stream slots: the cluster and the client server's port."""
     port = free_port()
     head = {
         "num_cpus": 1,
@@ -234,6 +235,12 @@ def client_cluster() -> Iterator[tuple[Cluster, int]]:
         yield cluster, port
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture
+def client_cluster() -> Iterator[tuple[Cluster, int]]:
+    with head_with_client_server() as running:
+        yield running
 
 
 # Ray's head leaves its client server's log files open in this (the test's) process.

@@ -30,14 +30,19 @@ from live_ts import LiveFeed, write_live_clip
 from media import Placement
 from receivers import Receiver
 from redis_server import RedisServer
-from service import free_port
 
 ray = pytest.importorskip(
     "ray", reason="the cluster test needs Ray: pip install 'swapwatch[ray]' (make test-cluster)"
 )
 from ray._private import ray_constants  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from test_cluster import CLIP_S, HEALTH_CHECKS, Front, resumed  # noqa: E402
+from test_cluster import (  # noqa: E402
+    CLIP_S,
+    HEALTH_CHECKS,
+    Front,
+    head_with_client_server,
+    resumed,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -248,21 +253,8 @@ def test_a_stream_goes_on_through_a_restart_of_the_heads_gcs_kept_in_redis(
 
 @pytest.fixture
 def client_head() -> Iterator[tuple[Cluster, int]]:
-    """A head with the detector and the Ray Client server (as KubeRay starts it), and one
-    worker node with two stream slots."""
-    port = free_port()
-    head = {
-        "num_cpus": 1,
-        "resources": {"detector": 1},
-        "_system_config": HEALTH_CHECKS,
-        "ray_client_server_port": port,
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        cluster.add_node(num_cpus=1, resources={"stream_slots": 2})
-        yield cluster, port
-    finally:
-        cluster.shutdown()
+    with head_with_client_server() as running:
+        yield running
 
 
 # Ray's head leaves its client server's log files open in this (the test's) process.
