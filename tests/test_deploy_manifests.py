@@ -456,3 +456,22 @@ def test_only_pods_of_the_namespace_reach_the_ray_pods() -> None:
     for group, spec in ray_pod_templates(ray_cluster()).items():
         assert selector <= spec["template"]["metadata"]["labels"].items(), group
     assert policy["ingress"] == [{"from": [{"podSelector": {}}]}]  # no namespaceSelector: this one
+
+
+def test_publishers_reach_the_stream_pods_on_the_rtmp_ports_alone() -> None:
+    resources = cluster_resources()
+    policy = resources[("NetworkPolicy", "swapwatch-rtmp-push-to-stream-pods")]["spec"]
+    selector = policy["podSelector"]["matchLabels"].items()
+    groups = ray_pod_templates(ray_cluster())
+    chosen = {
+        name: group
+        for name, group in groups.items()
+        if selector <= group["template"]["metadata"]["labels"].items()
+    }
+    assert chosen and "head" not in chosen  # the head's Ray ports stay namespace-only
+    assert all(declared_resources(group).get("stream_slots") for group in chosen.values())
+    (rule,) = policy["ingress"]
+    (ports,) = rule["ports"]
+    config = resources[("ConfigMap", "swapwatch-settings")]["data"]
+    low, high = (int(p) for p in config["SWAPWATCH_INGEST_RTMP_PORTS"].split(","))
+    assert (ports["protocol"], ports["port"], ports["endPort"]) == ("TCP", low, high)
