@@ -241,6 +241,11 @@ class ComplianceTracker:
             )
         elif measured is None:
             explanation = "the head's position at the prompt was not measured"
+        elif measured >= self.challenge.threshold:
+            explanation = (
+                f"reached {measured:.2f} of {self.challenge.threshold:g} {self.challenge.unit}, "
+                f"but never for {HOLD_OBSERVATIONS} observations in a row"
+            )
         else:
             explanation = (
                 f"reached {measured:.2f} of {self.challenge.threshold:g} {self.challenge.unit}"
