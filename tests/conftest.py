@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fuzzing import load_profile
 from media import Placement, write_linear_model, write_video
+from receivers import Receiver
 
 load_profile()  # before the test modules import: their @settings build on it
 
@@ -59,3 +61,13 @@ def real_model(media_dir: Path) -> Path:
 def redness_model(media_dir: Path) -> Path:
     """Logit grows with how much redder than blue the crop is: it reacts to what it is shown."""
     return write_linear_model(media_dir / "redness.onnx", weights=(8.0, 0.0, -8.0), bias=-1.0)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free loopback port, recording every delivery."""
+    hook = Receiver().start()
+    try:
+        yield hook
+    finally:
+        hook.stop()

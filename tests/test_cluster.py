@@ -73,13 +73,6 @@ def feed(tmp_path: Path) -> Iterator[LiveFeed]:
     feed.stop()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
-
-
 class Front:
     """`swapwatch serve --cluster ADDRESS` in its own process."""
 

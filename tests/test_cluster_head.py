@@ -68,13 +68,6 @@ def feed(tmp_path: Path) -> Iterator[LiveFeed]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
         pytest.skip("GCS fault tolerance needs Redis: apt-get install redis-server")

@@ -47,13 +47,6 @@ def cluster() -> Iterator[Cluster]:
         cluster.shutdown()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
-
-
 def alarm_ids(receiver: Receiver) -> set[str]:
     delivered = [json.loads(d.body) for d in receiver.deliveries]
     return {e["id"] for e in delivered if e["type"] == "alert.raised"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +64,6 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver().start()
-    try:
-        yield hook
-    finally:
-        hook.stop()
 
 
 def run_check(browser: WebDriver, service: RunningService, query: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from receivers import Receiver
 from service import running_service
 from test_browser import CHROMEDRIVER, CHROMIUM, chromium, loopback_ice  # noqa: F401
-from test_kyc_browser import ALLOWED, receiver, run_check, session_of  # noqa: F401
+from test_kyc_browser import ALLOWED, run_check, session_of
 
 from swapwatch.server.config import ServiceConfig
 
@@ -58,7 +58,7 @@ def swap_half_as_y4m(source: Path, target: Path) -> Path:
 
 @pytest.mark.usefixtures("loopback_ice")
 def test_a_live_swap_recording_fails_for_its_swap_as_the_replay_predicts(
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     camera = swap_half_as_y4m(RECORDING, tmp_path / ALLOWED)

@@ -100,13 +100,6 @@ def peers() -> Iterator[Peers]:
     peers.close()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
-
-
 def get(api: RunningService, session: str) -> dict[str, Any]:
     reply = api.request("GET", f"/v1/sessions/{session}")
     assert reply.status == 200, reply.body
