@@ -67,8 +67,10 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
     from swapwatch.engines.batching import BatchingEngine
     from swapwatch.server.app import Service
     from swapwatch.server.metrics import ServiceMetrics
+    from swapwatch.stream.assembly import share_cores_between_streams
     from swapwatch.stream.pipeline import extra_signals
 
+    share_cores_between_streams()
     for extra in extra_signals(config.analysis.signals):  # a missing plugin stops us here
         extra.signal.close()
     metrics = ServiceMetrics()

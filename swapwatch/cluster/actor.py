@@ -21,7 +21,11 @@ from typing import Any
 from swapwatch.cluster.ledger import Checkpoint, PendingEvents
 from swapwatch.cluster.push import NodeIngest, PushListen, open_on_node, publish_host
 from swapwatch.engines.base import Engine
-from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
+from swapwatch.stream.assembly import (
+    AnalysisSettings,
+    build_analyzer,
+    share_cores_between_streams,
+)
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.report import worker_report
 from swapwatch.stream.source import FrameSource
@@ -79,6 +83,7 @@ class StreamActor:
     """Made with `ray.remote` by `connect.RayCluster.place_stream`; an async actor."""
 
     def __init__(self) -> None:
+        share_cores_between_streams()  # a node runs many stream actors side by side
         self.incarnation = uuid.uuid4().hex
         self._placement = current_placement()
         self._events = PendingEvents()

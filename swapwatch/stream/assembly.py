@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
+
 from swapwatch.engines.base import Engine
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
@@ -24,6 +26,13 @@ class AnalysisSettings:
     quiet: bool = True  # keep the face models' native log lines off stderr
     warmup: bool = False  # run the face models once before the first frame
     score_past_pose_gate: bool = False  # KYC sessions: see StreamAnalyzer.score_past_pose_gate
+
+
+def share_cores_between_streams() -> None:
+    """Keep OpenCV's work (crop and landmark warps, quality gates) on the calling thread. A
+    process that runs many streams is parallel across its streams already; OpenCV's own thread
+    pool on top of that cost 9 % more analysis CPU at 8 real streams (benchmarks/README)."""
+    cv2.setNumThreads(1)
 
 
 def build_analyzer(
