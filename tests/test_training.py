@@ -270,6 +270,44 @@ def test_a_few_steps_on_self_blends_lower_the_loss(
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_with_its_early_stages_frozen_the_detector_still_learns_and_keeps_them(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    torch.manual_seed(0)
+    pool = build_pool(face_items[2:], cache)
+    images, labels = PairSampler(pool, train=False).batch(4, np.random.default_rng(0))
+    model = SwapDetector()
+    load_imagenet(model)
+    imagenet = {k: v.clone() for k, v in model.state_dict().items()}
+    model.freeze_early_stages(2)  # the stem, stage 1 (one block) and stage 2 (two blocks)
+    model.train()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    x, y = to_tensor(images, "cpu"), torch.from_numpy(labels)
+    losses = []
+    for _ in range(12):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    after = model.state_dict()
+    frozen = ("stem.", "blocks.0.", "blocks.1.", "blocks.2.")
+    kept = [k for k in after if k.startswith(frozen)]
+    assert any("running_mean" in k for k in kept)  # batch-norm statistics are kept too
+    for name in kept:
+        assert torch.equal(after[name], imagenet[name]), name
+    learnt = "blocks.3.project.0.weight"
+    assert not torch.equal(after[learnt], imagenet[learnt])
+    # Scoring is unchanged by the freezing: the same weights give the same logits either way.
+    plain = SwapDetector()
+    plain.load_state_dict(after)
+    model.eval()
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x))
+
+
 def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     face_items: list[MediaItem],
     cache: CropCache,
@@ -326,6 +364,27 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     assert main(["train", *tune, "--steps", "3", "--resume", "--init", str(source)]) == 0
     assert main(["train", *tune, "--steps", "4", "--resume", "--init", str(out / "x.pt")]) == 2
     assert "this run started from" in capsys.readouterr().err
+
+    # Early stages frozen: recorded with the run, kept through a resume, never changed by it.
+    frozen_run = tmp_path / "frozen"
+    frozen = [*common[:2], str(frozen_run), *common[3:], "--frozen-stages", "2"]
+    assert main(["train", *frozen, "--steps", "2"]) == 0
+    assert main(["train", *frozen, "--steps", "3", "--resume"]) == 0
+    kept = torch.load(frozen_run / "last.pt", weights_only=False)
+    assert kept["config"]["frozen_stages"] == 2 and kept["step"] == 3
+    imagenet = SwapDetector()
+    load_imagenet(imagenet)
+    for name, tensor in imagenet.state_dict().items():
+        if name.startswith(("stem.", "blocks.2.")):
+            assert torch.equal(kept["model"][name], tensor), name
+            assert torch.equal(kept["training_model"][name], tensor), name
+    capsys.readouterr()
+    unfrozen = [*common[:2], str(frozen_run), *common[3:]]
+    assert main(["train", *unfrozen, "--steps", "4", "--resume"]) == 2
+    assert "started with --frozen-stages 2" in capsys.readouterr().err
+    random_start = [*common[:2], str(tmp_path / "random"), *common[3:], "--no-imagenet"]
+    assert main(["train", *random_start, "--steps", "1", "--frozen-stages", "1"]) == 2
+    assert "needs ImageNet's or --init's" in capsys.readouterr().err
     tuned_model = tmp_path / "tuned.onnx"
     export(tuned / "last.pt", tuned_model, [], cache)
     tuned_engine = OnnxRuntimeEngine(tuned_model, device="cpu")

@@ -142,6 +142,15 @@ def add_train_parser(commands: Any) -> None:
     parser.add_argument(
         "--no-imagenet", action="store_true", help="start from random weights (tests only)"
     )
+    parser.add_argument(
+        "--frozen-stages",
+        type=int,
+        choices=range(8),
+        default=0,
+        metavar="N",
+        help="keep the stem and the backbone's first N of 7 stages at their initial (ImageNet or "
+        "--init) weights and statistics, with no backward pass through them (default 0)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_train)
 
@@ -169,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         recorded_pair_share=args.recorded_share,
         leave_out=args.leave_out,
+        frozen_stages=args.frozen_stages,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )
     cache = CropCache(args.cache_dir, every=args.every)

@@ -74,6 +74,8 @@ class InvertedBottleneck(nn.Module):
 class SwapDetector(nn.Module):
     """(N, 3, S, S) normalised RGB -> (N,) fake logit."""
 
+    frozen_blocks = 0  # leading blocks that, with the stem, keep their weights and statistics
+
     def __init__(self, dropout: float = 0.2) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, STEM_CHANNELS, 3, stride=2), nn.ReLU6(inplace=True))
@@ -91,8 +93,35 @@ class SwapDetector(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(HEAD_CHANNELS, 1)
 
+    def freeze_early_stages(self, stages: int) -> None:
+        """Keep the stem and the first `stages` stages as they are (weights and batch-norm
+        statistics): they are trained no further and need no backward pass."""
+        if not 0 <= stages <= len(LITE0_STAGES):
+            raise ValueError(f"stages must be 0-{len(LITE0_STAGES)}, got {stages}")
+        self.frozen_blocks = sum(stage.repeats for stage in LITE0_STAGES[:stages])
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if not self.frozen_blocks:
+            return []
+        return [self.stem, *list(self.blocks)[: self.frozen_blocks]]
+
+    def train(self, mode: bool = True) -> SwapDetector:
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        features: torch.Tensor = self.head(self.blocks(self.stem(x)))
+        if self.frozen_blocks and torch.is_grad_enabled():
+            with torch.no_grad():
+                x = self.blocks[: self.frozen_blocks](self.stem(x))
+            x = self.blocks[self.frozen_blocks :](x)
+        else:
+            x = self.blocks(self.stem(x))
+        features: torch.Tensor = self.head(x)
         return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,9 @@ class TrainConfig:
     init: Path | None = None
     recorded_pair_share: float = 0.3
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
+    # The stem and this many of the backbone's first stages keep their initial weights and
+    # batch-norm statistics (a recipe option: the early ImageNet layers frozen).
+    frozen_stages: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -189,12 +192,18 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         init_record = state.get("init")
         _check_same_init(config.init, init_record)
         _check_same_split(split, state, "this run was started", "--resume")
+        _check_same_frozen_stages(config.frozen_stages, state)
     elif config.init is not None:
         init_record = load_initial_weights(model, config.init, split)
     else:
         init_record = None
         if config.imagenet:
             load_imagenet(model)
+        elif config.frozen_stages:
+            raise ConfigError(
+                "--frozen-stages keeps the early layers' initial weights: it needs ImageNet's "
+                "or --init's, not random ones"
+            )
     config.out.mkdir(parents=True, exist_ok=True)
     train_items, validation_items = split.apply(items)
     log.info(
@@ -216,11 +225,14 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     )
 
     model.to(config.device)
+    model.freeze_early_stages(config.frozen_stages)
     ema = copy.deepcopy(model).eval()
     for parameter in ema.parameters():
         parameter.requires_grad_(False)
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     rng = np.random.default_rng(config.seed)
     step = 0
@@ -379,6 +391,15 @@ def _check_same_init(requested: Path | None, recorded: dict[str, Any] | None) ->
         raise ConfigError(
             f"this run started from {started or 'ImageNet weights'}; --resume goes on from "
             f"there, so --init {requested} does not apply (drop --init, or use another --out)"
+        )
+
+
+def _check_same_frozen_stages(requested: int, state: dict[str, Any]) -> None:
+    recorded = int((state.get("config") or {}).get("frozen_stages", 0))
+    if recorded != requested:
+        raise ConfigError(
+            f"this run was started with --frozen-stages {recorded}; --resume needs the same, "
+            f"not {requested} (or use another --out)"
         )
 
 
