@@ -8,7 +8,7 @@ The recordings are the live face-swap tool's (DeepFaceLive, ../shared/data/dfl):
 of each is the real streamer, the right half the live swap of the same moment, so both classes
 make the same movements. Each recording is analysed at 15 Hz over its whole length with the pose
 and blur gates open (every face the tracker follows is scored, however turned). Per face: head
-pose in degrees (swapwatch.kyc.pose), the face detector's own confidence for that face (run on
+pose in degrees (swapwatch.faces.pose), the face detector's own confidence for that face (run on
 every analysed frame: a hand or an object over the face lowers it while the landmark tracker
 still follows), and the bundled detector's evidence (logit / T, clipped to +-4 as the CUSUM adds
 it).
@@ -57,9 +57,9 @@ from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.faces.detection import FaceDetector  # noqa: E402
 from swapwatch.faces.geometry import aligned_square, box_iou, warp  # noqa: E402
 from swapwatch.faces.landmarks import LandmarkModel  # noqa: E402
+from swapwatch.faces.pose import head_pose, width_over_height  # noqa: E402
 from swapwatch.faces.quality import yaw_ratio  # noqa: E402
 from swapwatch.faces.tracking import FaceTracker  # noqa: E402
-from swapwatch.kyc.pose import head_pose, width_over_height  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
 EVIDENCE_CLIP = 4.0
@@ -85,7 +85,7 @@ class Faces:
     logit: list[float]  # calibrated: logit / T, not clipped
     yaw: list[float]
     yaw_ratio: list[float]
-    width: list[float]  # width over height in the image plane (swapwatch.kyc.pose)
+    width: list[float]  # width over height in the image plane (swapwatch.faces.pose)
     pitch: list[float]
     detection: list[float]
     near_loss: list[bool]

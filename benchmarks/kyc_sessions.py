@@ -43,9 +43,9 @@ from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
 from swapwatch.datasets.splits import Part, split  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import Engine  # noqa: E402
+from swapwatch.faces.pose import head_pose  # noqa: E402
 from swapwatch.kyc.challenges import Challenge, ChallengeKind, ChallengePolicy  # noqa: E402
 from swapwatch.kyc.combination import Verdict, assess_injection  # noqa: E402
-from swapwatch.kyc.pose import head_pose  # noqa: E402
 from swapwatch.kyc.session import SessionCourse, SessionFace, SessionPolicy  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer  # noqa: E402

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from media import Placement, face_landmarks, render_frame
 
+from swapwatch.faces.pose import head_pose
 from swapwatch.faces.quality import yaw_ratio
 from swapwatch.kyc.challenges import (
     Challenge,
@@ -20,7 +21,6 @@ from swapwatch.kyc.challenges import (
     challenge_sequence,
 )
 from swapwatch.kyc.compliance import ComplianceTracker, FaceObservation
-from swapwatch.kyc.pose import head_pose
 
 RATE = 15.0  # observations per second, as a worker analyses
 

@@ -36,7 +36,8 @@ class QualityConfig:
     min_brightness: float = 35.0  # mean luma (0-255) of the face centre
     min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
     # |nose offset between the cheeks|: 0 frontal, 1 full profile. 0.75 is a turn of about 27
-    # degrees and 0.85 about 30 (measured in degrees on the live-swap footage, swapwatch.kyc.pose).
+    # degrees and 0.85 about 30 (measured in degrees on the live-swap footage,
+    # swapwatch.faces.pose).
     max_yaw: float = 0.85
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 

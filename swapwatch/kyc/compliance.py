@@ -1,6 +1,6 @@
 """Whether the person did what a challenge asked, from the face track frame by frame.
 
-Turns and looking up are measured as the change of head pose (`swapwatch.kyc.pose`) from where
+Turns and looking up are measured as the change of head pose (`swapwatch.faces.pose`) from where
 the head was when the prompt came: cameras sit above or below screens, so an absolute angle
 would fail people for their desk. Moving closer is the growth of the face's height (forehead to
 chin, which a turn does not shorten). A hand across the face is either of:
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from swapwatch.faces.geometry import CHIN, FOREHEAD, box_iou
+from swapwatch.faces.pose import HeadPose, head_pose
 from swapwatch.kyc.challenges import Challenge, ChallengeKind
 from swapwatch.kyc.occlusion import colour_change, face_colours, reference_colours
-from swapwatch.kyc.pose import HeadPose, head_pose
 
 # The head's position at the prompt: the observations of the first BASELINE_S seconds (people
 # take longer than this to start moving after a prompt).

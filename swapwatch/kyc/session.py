@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from swapwatch.faces.pose import head_pose
 from swapwatch.kyc.challenges import Challenge, ChallengePolicy
 from swapwatch.kyc.combination import InjectionAssessment, Verdict, worse
 from swapwatch.kyc.compliance import ComplianceResult, ComplianceTracker, FaceObservation
-from swapwatch.kyc.pose import head_pose
 
 
 class Reason(enum.StrEnum):
