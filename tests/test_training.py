@@ -248,25 +248,35 @@ def test_pairs_share_every_augmentation(face_items: list[MediaItem], cache: Crop
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
 
 
-def test_a_few_steps_on_self_blends_lower_the_loss(
-    face_items: list[MediaItem], cache: CropCache
-) -> None:
-    torch.manual_seed(0)
+def fixed_pairs(face_items: list[MediaItem], cache: CropCache) -> tuple[Any, Any]:
+    """Four fixed, unaugmented self-blend pairs as tensors: a memorisation check's batch."""
     pool = build_pool(face_items[2:], cache)
-    sampler = PairSampler(pool, train=False)  # fixed, unaugmented pairs: a memorisation check
-    images, labels = sampler.batch(4, np.random.default_rng(0))
-    model = SwapDetector()
-    load_imagenet(model)
+    images, labels = PairSampler(pool, train=False).batch(4, np.random.default_rng(0))
+    return to_tensor(images, "cpu"), torch.from_numpy(labels)
+
+
+def losses_of_a_few_steps(model: SwapDetector, x: Any, y: Any, steps: int = 12) -> list[float]:
     model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = to_tensor(images, "cpu"), torch.from_numpy(labels)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=1e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(steps):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
+    return losses
+
+
+def test_a_few_steps_on_self_blends_lower_the_loss(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    torch.manual_seed(0)
+    x, y = fixed_pairs(face_items, cache)
+    model = SwapDetector()
+    load_imagenet(model)
+    losses = losses_of_a_few_steps(model, x, y)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -274,22 +284,12 @@ def test_with_its_early_stages_frozen_the_detector_still_learns_and_keeps_them(
     face_items: list[MediaItem], cache: CropCache
 ) -> None:
     torch.manual_seed(0)
-    pool = build_pool(face_items[2:], cache)
-    images, labels = PairSampler(pool, train=False).batch(4, np.random.default_rng(0))
+    x, y = fixed_pairs(face_items, cache)
     model = SwapDetector()
     load_imagenet(model)
     imagenet = {k: v.clone() for k, v in model.state_dict().items()}
     model.freeze_early_stages(2)  # the stem, stage 1 (one block) and stage 2 (two blocks)
-    model.train()
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    x, y = to_tensor(images, "cpu"), torch.from_numpy(labels)
-    losses = []
-    for _ in range(12):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = losses_of_a_few_steps(model, x, y)
     assert losses[-1] < 0.5 * losses[0]
     after = model.state_dict()
     frozen = ("stem.", "blocks.0.", "blocks.1.", "blocks.2.")
