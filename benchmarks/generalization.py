@@ -40,7 +40,7 @@ DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results"
 LEDGER = RESULTS / "lockbox-ledger.json"
 
-from machine import write_results  # noqa: E402
+from machine import results_text, write_results  # noqa: E402
 
 from swapwatch.datasets.lists import IMAGE_SUFFIXES, MediaItem, read_list  # noqa: E402
 from swapwatch.datasets.splits import (  # noqa: E402
@@ -56,6 +56,7 @@ from swapwatch.errors import SourceError  # noqa: E402
 from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
 from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
 from swapwatch.evaluation.verdict_point import (  # noqa: E402
+    MIN_OWN_REALS,
     Delivery,
     Outcome,
     called_fake,
@@ -200,13 +201,27 @@ def score_condition(
     return out, rows
 
 
+def is_picture(name: str) -> bool:
+    return name.split("#")[0].lower().endswith(tuple(IMAGE_SUFFIXES))
+
+
 def rejudged(
-    items: list[Judged], rows: list[dict[str, Any]], threshold: float, h: float | None
+    items: list[Judged], rows: list[dict[str, Any]], point: dict[str, Any]
 ) -> list[Judged]:
-    """The items' verdicts at another operating point (video threshold, CUSUM h)."""
+    """The items' verdicts at another operating point: recordings at its video threshold and
+    CUSUM h, pictures at its picture threshold (a point from before pictures had their own
+    judges them at the video threshold, as the model then did)."""
     out = []
     for j, row in zip(items, rows, strict=True):
         if not j.decided:
+            out.append(j)
+            continue
+        if is_picture(j.name):
+            threshold = point.get("picture_threshold") or point["threshold"]
+            h = math.inf
+        else:
+            threshold, h = point["threshold"], point["h"]
+        if threshold is None:  # no point for this medium: its verdict stands
             out.append(j)
             continue
         delivery = Outcome(j.fake, (Delivery(j.score, row["peak_cusum"]),))
@@ -225,8 +240,7 @@ def compact(rows: list[dict[str, Any]]) -> dict[str, Any]:
     kept: list[list[Any]] = []
     pictures: dict[str, list[list[Any]]] = {}
     for row in rows:
-        is_picture = row["name"].split("#")[0].lower().endswith(tuple(IMAGE_SUFFIXES))
-        if row["label"] == "real" and is_picture:
+        if row["label"] == "real" and is_picture(row["name"]):
             pictures.setdefault(row["family"], []).append(
                 [row["score"], row["verdict"], row["why"]]
             )
@@ -274,19 +288,81 @@ def operating_point(
             tuple(
                 Delivery(j.score if j.decided else None, row["peak_cusum"]) for j, row in deliveries
             ),
+            picture=is_picture(name),
         )
-        for deliveries in by_item.values()
+        for name, deliveries in by_item.items()
     ]
     point = choose(outcomes, TARGET_REAL_CALLED_FAKE)
     entry["operating_point"] = {
         "set_on": f"{scored} part, {len(outcomes)} items, each delivered as "
-        f"{' and '.join(conditions)}; a real item counts as called fake if it is in either",
+        f"{' and '.join(conditions)}; a real item counts as called fake if it is in either; "
+        "recordings and pictures each at most the target on their own reals (a medium with "
+        f"fewer than {MIN_OWN_REALS} also on every real item)",
         **point,
     }
     print(
         f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: {point}"
     )
     return point
+
+
+def stored_outcomes(entry: dict[str, Any]) -> list[Outcome]:
+    """Each item of a results file's detector entry over its deliveries, from the stored rows:
+    a row for every fake and real recording, the real pictures by family in scoring order
+    (the same order in every condition)."""
+    rows: dict[str, list[tuple[dict[str, Any], float | None]]] = {}
+    pictures: dict[tuple[str, int], list[float | None]] = {}
+    for condition in entry["conditions"].values():
+        stored = condition["items"]
+        for values in stored["rows"]:
+            row = dict(zip(stored["fields"], values, strict=True))
+            decided = row["verdict"] in ("fake", "real")
+            rows.setdefault(f"{row['name']}|{row['label']}", []).append(
+                (row, row["score"] if decided else None)
+            )
+        for family, found in stored["real_pictures"].items():
+            for i, (score, verdict, _why) in enumerate(found):
+                decided = verdict in ("fake", "real")
+                pictures.setdefault((family, i), []).append(score if decided else None)
+    outcomes = [
+        Outcome(
+            deliveries[0][0]["label"] == "fake",
+            tuple(Delivery(score, row["peak_cusum"]) for row, score in deliveries),
+            picture=is_picture(deliveries[0][0]["name"]),
+        )
+        for deliveries in rows.values()
+    ]
+    outcomes += [
+        Outcome(False, tuple(Delivery(score, 0.0) for score in scores), picture=True)
+        for scores in pictures.values()
+    ]
+    return outcomes
+
+
+def rechoose(path: Path) -> int:
+    text = path.read_text()
+    results = json.loads(text)
+    second = text.splitlines()[1]
+    indent = len(second) - len(second.lstrip())  # written as it was
+    for name, entry in results["detectors"].items():
+        point = entry.get("operating_point")
+        if (
+            not point
+            or "set_on" not in point
+            or isinstance(entry["conditions"]["plain"]["items"], str)
+        ):
+            continue  # chose none, or judged at another run's point, or rows not kept
+        chosen = choose(stored_outcomes(entry), TARGET_REAL_CALLED_FAKE)
+        entry["operating_point"] = {
+            "set_on": f"{point['set_on'].split(';')[0]}; recordings and pictures each at most "
+            f"the target on their own reals (a medium with fewer than {MIN_OWN_REALS} also on "
+            f"every real item; chosen again from the stored rows, {time.strftime('%Y-%m-%d')})",
+            **chosen,
+        }
+        print(f"{name}: {json.dumps(entry['operating_point'])}")
+    path.write_text(results_text(results, indent, flat_lists=True))
+    print(f"wrote {path}")
+    return 0
 
 
 def main() -> int:
@@ -322,7 +398,17 @@ def main() -> int:
         "of the same model chose (its results file)",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--rechoose",
+        type=Path,
+        metavar="RESULTS.json",
+        help="choose the operating point of each detector in a validation run's results file "
+        "again from its stored per-item rows (recordings and pictures each on their own reals), "
+        "and write it back; scores nothing",
+    )
     args = parser.parse_args()
+    if args.rechoose:
+        return rechoose(args.rechoose)
     if args.leave_out and args.part != Part.VALIDATION.value:
         parser.error("--leave-out scores its own set: leave --part out")
     models = args.model or [DEFAULT_DETECTOR]
@@ -380,16 +466,14 @@ def main() -> int:
         if point is not None and point["threshold"] is not None:
             for c in conditions:
                 at_point = rejudged(
-                    entry["conditions"][c]["judged"],
-                    entry["conditions"][c]["items"],
-                    point["threshold"],
-                    point["h"],
+                    entry["conditions"][c]["judged"], entry["conditions"][c]["items"], point
                 )
                 table = yardstick(at_point)
                 entry["conditions"][c]["table_at_operating_point"] = table
                 text = format_table(
                     table,
-                    f"{name}, {c} ({scored}) at threshold {point['threshold']}, h {point['h']}",
+                    f"{name}, {c} ({scored}) at threshold {point['threshold']}, h {point['h']}, "
+                    f"pictures {point.get('picture_threshold') or point['threshold']}",
                 )
                 texts.append(text)
                 print(text, flush=True)

@@ -57,9 +57,13 @@ def write_results(
     `flat_lists` writes each list of plain values on one line (long per-item tables)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {**result_header(benchmark), **fields}
+    path.write_text(results_text(document, indent, flat_lists))
+    print(f"wrote {path}")
+
+
+def results_text(document: dict[str, Any], indent: int = 2, flat_lists: bool = False) -> str:
     text = json.dumps(document, indent=indent)
     if flat_lists:
         # A newline in JSON text is always layout (strings escape theirs).
         text = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\n\s*", "", m.group(0)), text)
-    path.write_text(text + "\n")
-    print(f"wrote {path}")
+    return text + "\n"

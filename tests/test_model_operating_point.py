@@ -7,8 +7,9 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import pytest
-from media import write_linear_model
+from media import Placement, render_frame, write_linear_model
 
 from swapwatch.cli.main import main
 from swapwatch.engines import create_engine
@@ -25,8 +26,23 @@ RATE = 15.0
 K = 0.5  # the CUSUM's allowance: a frame of logit 3 adds 2.5
 
 
-def results_for(model: Path, threshold: float, h: float | None, name: str | None = None) -> dict:  # type: ignore[type-arg]
+def results_for(  # type: ignore[type-arg]
+    model: Path,
+    threshold: float,
+    h: float | None,
+    name: str | None = None,
+    picture_threshold: float | None = None,
+) -> dict:
     """What generalization.py writes after a validation run that measured `model`."""
+    pictures = {
+        "picture_threshold": picture_threshold,
+        "pictures": {
+            "real_pictures": 1500,
+            "reals_called_fake": 70,
+            "real_called_fake_rate": 0.0467,
+            "real_called_fake_upper_95": 0.0568,
+        },
+    }
     return {
         "benchmark": "generalization",
         "detectors": {
@@ -42,15 +58,24 @@ def results_for(model: Path, threshold: float, h: float | None, name: str | None
                     "reals_called_fake": 1,
                     "real_called_fake_rate": 0.0333,
                     "real_called_fake_upper_95": 0.1503,
+                    **(pictures if picture_threshold is not None else {}),
                 },
             }
         },
     }
 
 
-def set_point(tmp_path: Path, model: Path, threshold: float, h: float | None) -> int:
+def set_point(
+    tmp_path: Path,
+    model: Path,
+    threshold: float,
+    h: float | None,
+    picture_threshold: float | None = None,
+) -> int:
     results = tmp_path / f"results-{model.stem}.json"
-    results.write_text(json.dumps(results_for(model, threshold, h)))
+    results.write_text(
+        json.dumps(results_for(model, threshold, h, picture_threshold=picture_threshold))
+    )
     return main(["set-point", str(model), "--results", str(results)])
 
 
@@ -69,6 +94,7 @@ def test_scan_judges_by_the_models_operating_point_and_an_option_overrides_it(
     assert before["model"]["verdict_settings"]["from"] == {
         "video_threshold": "default",
         "cusum_h": "default",
+        "picture_threshold": "default",
     }
 
     assert set_point(tmp_path, model, threshold=0.7, h=20.0) == 0
@@ -78,11 +104,38 @@ def test_scan_judges_by_the_models_operating_point_and_an_option_overrides_it(
     assert after["model"]["verdict_settings"] == {
         "video_threshold": 0.7,
         "cusum_h": 20.0,
-        "from": {"video_threshold": "model", "cusum_h": "model"},
+        "picture_threshold": 0.7,  # a point without a picture threshold of its own
+        "from": {"video_threshold": "model", "cusum_h": "model", "picture_threshold": "model"},
     }
     told = scan(capsys, one_face_video, model, "--video-threshold", "0.6")
     assert told["verdict"] == "fake"
     assert told["model"]["verdict_settings"]["from"]["video_threshold"] == "option"
+
+
+def test_a_picture_is_judged_by_the_models_picture_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_face_video: Path
+) -> None:
+    picture = tmp_path / "face.jpg"
+    cv2.imwrite(str(picture), render_frame(1280, 720, [Placement(0.5, 0.5, 400, sway=0.0)], 0.0))
+    # Every face scores sigmoid(0.5) = 0.62: above the picture threshold, below the video one.
+    model = write_linear_model(tmp_path / "mild.onnx", bias=0.5)
+    assert set_point(tmp_path, model, threshold=0.7, h=20.0, picture_threshold=0.6) == 0
+    point = create_engine("onnxruntime", model).info.operating_point
+    assert point is not None and point.picture_threshold == 0.6 and point.real_pictures == 1500
+    capsys.readouterr()
+    as_picture = scan(capsys, picture, model)
+    assert as_picture["verdict"] == "fake" and as_picture["score"] == pytest.approx(0.62, abs=0.01)
+    assert as_picture["model"]["verdict_settings"]["picture_threshold"] == 0.6
+    assert scan(capsys, one_face_video, model)["verdict"] == "real"
+    # A threshold given as an option is every medium's.
+    told = scan(capsys, picture, model, "--video-threshold", "0.65")
+    assert told["verdict"] == "real"
+    assert told["model"]["verdict_settings"]["from"]["picture_threshold"] == "option"
+    # The Python API judges a picture the same way.
+    from swapwatch import Detector
+
+    with Detector(model=model) as detector:
+        assert detector.check_picture(picture).verdict.value == "fake"
 
 
 def test_the_models_cusum_h_sets_when_a_face_alarms(
@@ -195,6 +248,9 @@ def test_the_bundled_detector_carries_a_point_set_for_at_most_5_percent_of_reals
     finally:
         engine.close()
     assert point is not None, f"{path.name} carries no operating point: see `swapwatch set-point`"
+    # Recordings and pictures each within 5 % of their own real items.
     assert point.reals_called_fake <= 0.05 * point.real_recordings
-    assert point.real_recordings >= 1000 and "validation" in point.set_on
+    assert point.picture_threshold is not None and point.real_pictures >= 1000
+    assert point.pictures_called_fake <= 0.05 * point.real_pictures
+    assert "validation" in point.set_on
     assert point.model_sha256  # which file was measured

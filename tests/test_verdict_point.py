@@ -61,6 +61,52 @@ def test_a_real_recording_counts_once_whatever_the_deliveries() -> None:
     )
 
 
+def picture(fake: bool, score: float | None) -> Outcome:
+    return Outcome(fake, (Delivery(score, 0.0),), picture=True)
+
+
+def test_each_medium_meets_the_target_on_its_own_reals() -> None:
+    """Thousands of real pictures beside twenty real recordings: a shared point could call 3
+    of the 20 recordings fake (15 %) while the pooled rate stayed under 5 %."""
+    pictures = [picture(False, s) for s in np.linspace(0.01, 0.69, 2000)]
+    pictures += [picture(True, 0.72), picture(True, 0.5)]
+    recordings = [one(False, s) for s in np.linspace(0.05, 0.45, 17)]
+    recordings += [one(False, 0.75), one(False, 0.8), one(False, 0.85)]
+    recordings += [one(True, 0.78), one(True, 0.95)]
+    point = choose(pictures + recordings, target=0.05)
+    # Below 0.81 two real recordings are called fake; 0.81-0.95 catch the same one fake, and
+    # 0.86-0.95 call no real recording fake: the highest of those leaves the most margin.
+    assert point["real_recordings"] == 20 and point["reals_called_fake"] == 0
+    assert point["threshold"] == 0.95 and point["fake_deliveries_caught"] == 1
+    assert point["real_called_fake_upper_95"] == pytest.approx(
+        clopper_pearson_upper(point["reals_called_fake"], 20), abs=1e-4
+    )
+    # Pictures keep their own, lower threshold: at most 100 of 2,000 reals, the 0.72 fake caught.
+    assert point["picture_threshold"] <= 0.72
+    assert point["pictures"]["real_pictures"] == 2000
+    assert point["pictures"]["reals_called_fake"] <= 100
+    assert point["pictures"]["fake_deliveries_caught"] == 1
+    # A list of recordings only has no picture point, and the other way round.
+    assert choose(recordings)["picture_threshold"] is None
+    only_pictures = choose(pictures)
+    assert only_pictures["threshold"] is None and only_pictures["h"] is None
+
+
+def test_a_few_real_recordings_can_only_make_their_point_stricter() -> None:
+    """Twenty real recordings allow one called fake: a threshold chosen on them alone follows
+    their noise. Below 60 they must also keep every real item within the target."""
+    pictures = [picture(False, s) for s in np.linspace(0.01, 0.69, 2000)]
+    few = [one(False, s) for s in np.linspace(0.05, 0.30, 20)] + [one(True, 0.5)]
+    point = choose(pictures + few, target=0.05)
+    # At 0.5 no real recording is called fake, but 28 % of all reals would be.
+    assert point["threshold"] >= 0.66 and point["fake_deliveries_caught"] == 0
+    assert point["chosen_on"] == "own reals and every real item"
+    many = [one(False, s) for s in np.linspace(0.05, 0.30, 60)] + [one(True, 0.5)]
+    point = choose(pictures + many, target=0.05)
+    assert point["threshold"] == 0.5 and point["fake_deliveries_caught"] == 1
+    assert point["chosen_on"] == "own reals"
+
+
 def test_items_without_a_verdict_are_never_called_fake() -> None:
     reals = [one(False, None)] * 5 + [one(False, 0.1)] * 5
     fakes = [one(True, None), one(True, 0.9)]

@@ -19,7 +19,7 @@ from swapwatch.api.results import PictureResult, WatchSummary
 from swapwatch.engines import load_detector
 from swapwatch.errors import ConfigError, SwapwatchError, UnsupportedSource
 from swapwatch.faces.quality import QualityConfig
-from swapwatch.fusion import DecisionConfig, Policy, VideoConfig
+from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.models import resolve_detector
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
@@ -87,9 +87,7 @@ class Detector:
             decision = DecisionConfig(
                 h=self.verdict_settings.cusum_h, min_frames=min_frames, policy=chosen_policy
             )
-            self._video = VideoConfig(
-                threshold=self.verdict_settings.video_threshold, min_frames=min_frames
-            )
+            self._video = self.verdict_settings.video_config(min_frames)
         except (ValueError, TypeError) as exc:
             self._engine.close()
             raise ConfigError(str(exc)) from exc

@@ -217,6 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             quality=quality_from_args(args),
             reencode_kbps=args.reencode_kbps,
             video_threshold=settings.video_threshold,
+            picture_threshold=settings.picture_threshold,
             quiet=args.verbose < 2,
         )
     except ValueError as exc:

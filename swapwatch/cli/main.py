@@ -105,7 +105,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     from swapwatch.cli.interrupt import Interrupted, StoppableSource, run_until_signalled
-    from swapwatch.fusion import VideoConfig
     from swapwatch.stream.scan import scan
 
     source = source_from_args(args.source, args)
@@ -141,10 +140,7 @@ def _scan(args: argparse.Namespace) -> int:
                 scan(
                     stoppable,
                     analyzer,
-                    VideoConfig(
-                        threshold=settings.video_threshold,
-                        min_frames=analyzer.decision_config.min_frames,
-                    ),
+                    settings.video_config(analyzer.decision_config.min_frames),
                     keep_thumbnails=args.report is not None,
                     on_result=(lambda r: progress.update(r, source)) if progress else None,
                     model_description=model_description(engine, settings),

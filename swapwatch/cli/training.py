@@ -269,9 +269,16 @@ def cmd_set_point(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"set-point needs the 'train' extra: {exc}") from exc
     point = stamp(args.model, args.results, args.detector)
+    pictures = (
+        f"; picture threshold {point.picture_threshold:g} ({point.pictures_called_fake} of "
+        f"{point.real_pictures} real pictures called fake, 95 % upper bound "
+        f"{point.picture_called_fake_upper_95 or 0:.1%})"
+        if point.picture_threshold is not None
+        else ""
+    )
     print(
         f"{args.model}: video threshold {point.video_threshold:g}, CUSUM h {point.cusum_h:g} "
         f"({point.reals_called_fake} of {point.real_recordings} real recordings called fake, "
-        f"95 % upper bound {point.real_called_fake_upper_95:.1%}; {point.set_on})"
+        f"95 % upper bound {point.real_called_fake_upper_95:.1%}){pictures}; {point.set_on}"
     )
     return 0

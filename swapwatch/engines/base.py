@@ -12,15 +12,18 @@ from swapwatch.errors import EngineError, ModelError
 
 # Key under which a model file carries its ModelInfo as JSON (ONNX metadata_props).
 METADATA_KEY = "swapwatch"
-METADATA_VERSION = 2  # 2 adds the operating point; version 1 files are still read
-READABLE_VERSIONS = (1, 2)
+# 2 adds the operating point, 3 its picture threshold; older files are still read.
+METADATA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True, slots=True)
 class OperatingPoint:
     """The verdict settings chosen for this model on held-out real footage, which `scan`,
     `watch`, `eval` and the service use unless told otherwise: a recording is called fake when
-    its video score reaches `video_threshold` or a face track's CUSUM reaches `cusum_h`."""
+    its video score reaches `video_threshold` or a face track's CUSUM reaches `cusum_h`; a
+    still picture when its score reaches `picture_threshold` (`video_threshold` in a point set
+    before pictures had their own)."""
 
     video_threshold: float
     cusum_h: float
@@ -29,14 +32,25 @@ class OperatingPoint:
     reals_called_fake: int
     real_called_fake_upper_95: float  # one-sided 95 % Clopper-Pearson bound of the rate
     model_sha256: str = ""  # the file it was measured on: same weights, metadata without it
+    picture_threshold: float | None = None
+    real_pictures: int = 0
+    pictures_called_fake: int = 0
+    picture_called_fake_upper_95: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.video_threshold < 1:
-            raise ModelError(f"operating point threshold {self.video_threshold} not within (0, 1)")
+        for threshold in (self.video_threshold, self.picture_threshold):
+            if threshold is not None and not 0 < threshold < 1:
+                raise ModelError(f"operating point threshold {threshold} not within (0, 1)")
         if not self.cusum_h > 0:
             raise ModelError(f"operating point cusum_h must be positive, got {self.cusum_h}")
         if not 0 <= self.reals_called_fake <= self.real_recordings:
             raise ModelError("operating point: reals called fake outside 0..real_recordings")
+        if not 0 <= self.pictures_called_fake <= self.real_pictures:
+            raise ModelError("operating point: pictures called fake outside 0..real_pictures")
+
+    @property
+    def threshold_for_pictures(self) -> float:
+        return self.video_threshold if self.picture_threshold is None else self.picture_threshold
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ class EvalConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     reencode_kbps: int | None = None  # re-encode recordings to H.264 at this bitrate first
     video_threshold: float = field(default_factory=lambda: VideoConfig().threshold)  # scan's
+    picture_threshold: float | None = None  # a still picture's own; None: video_threshold
     quiet: bool = True  # keep MediaPipe's and LiteRT's native log lines off stderr
 
     def __post_init__(self) -> None:
@@ -68,12 +69,16 @@ class EvalConfig:
             raise ValueError("rate must be positive and every at least 1")
         if self.reencode_kbps is not None and not 16 <= self.reencode_kbps <= 100_000:
             raise ValueError("reencode_kbps must be within 16-100000")
-        VideoConfig(threshold=self.video_threshold)  # refuses a threshold outside (0, 1)
+        _ = self.video  # refuses a threshold outside (0, 1)
 
     @property
     def video(self) -> VideoConfig:
         # as `scan` builds it
-        return VideoConfig(threshold=self.video_threshold, min_frames=self.decision.min_frames)
+        return VideoConfig(
+            threshold=self.video_threshold,
+            picture_threshold=self.picture_threshold,
+            min_frames=self.decision.min_frames,
+        )
 
 
 class ItemStatus(StrEnum):

@@ -21,6 +21,7 @@ class VideoConfig:
     # Video score at or above which the verdict is fake: the calibrated midpoint, 0.08 above the
     # highest held-out real recording's score with the shipped detector (benchmarks/accuracy.py).
     threshold: float = 0.5
+    picture_threshold: float | None = None  # a still picture's own; None: `threshold`
     min_frames: int = 10  # scored frames a track needs to count, or
     min_seconds: float = 1.0  # a second's worth of them at the analysis rate, if fewer
     main_track_fraction: float = 0.2  # of the longest track's scored frames
@@ -29,6 +30,8 @@ class VideoConfig:
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise ValueError(f"video threshold {self.threshold} is not within (0, 1)")
+        if self.picture_threshold is not None and not 0 < self.picture_threshold < 1:
+            raise ValueError(f"picture threshold {self.picture_threshold} is not within (0, 1)")
         if self.min_frames < 1 or not 0 <= self.main_track_fraction <= 1:
             raise ValueError("min_frames >= 1 and main_track_fraction 0-1 required")
         if not self.min_seconds > 0:
@@ -97,6 +100,9 @@ def video_decision(
         return None, Verdict.INCONCLUSIVE
     scores = [track_score(t.evidence, config.trim) for t in main]
     score = max(s for s in scores if s is not None)
-    if score >= config.threshold or any(t.alarmed for t in tracks):
+    threshold = config.threshold
+    if still and config.picture_threshold is not None:
+        threshold = config.picture_threshold
+    if score >= threshold or any(t.alarmed for t in tracks):
         return score, Verdict.FAKE
     return score, Verdict.REAL

@@ -18,19 +18,34 @@ DEFAULT_VIDEO = VideoConfig()
 
 @dataclass(frozen=True, slots=True)
 class VerdictSettings:
-    """The video threshold and CUSUM `h` a run uses, and where each came from: `option` (given),
-    `model` (the model's operating point) or `default`."""
+    """The video threshold, CUSUM `h` and picture threshold a run uses, and where each came
+    from: `option` (given), `model` (the model's operating point) or `default`. A threshold
+    given as an option is every medium's."""
 
     video_threshold: float
     cusum_h: float
     video_threshold_from: str
     cusum_h_from: str
+    picture_threshold: float | None = None  # None: the video threshold
+    picture_threshold_from: str = "default"
+
+    def video_config(self, min_frames: int) -> VideoConfig:
+        return VideoConfig(
+            threshold=self.video_threshold,
+            picture_threshold=self.picture_threshold,
+            min_frames=min_frames,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "video_threshold": self.video_threshold,
             "cusum_h": self.cusum_h,
-            "from": {"video_threshold": self.video_threshold_from, "cusum_h": self.cusum_h_from},
+            "picture_threshold": self.picture_threshold or self.video_threshold,
+            "from": {
+                "video_threshold": self.video_threshold_from,
+                "cusum_h": self.cusum_h_from,
+                "picture_threshold": self.picture_threshold_from,
+            },
         }
 
 
@@ -50,6 +65,14 @@ def verdict_settings(
         cusum_h=cusum_h if cusum_h is not None else point.cusum_h if point else DEFAULT_DECISION.h,
         video_threshold_from=_origin(video_threshold, point is not None),
         cusum_h_from=_origin(cusum_h, point is not None),
+        picture_threshold=(
+            video_threshold
+            if video_threshold is not None
+            else point.threshold_for_pictures
+            if point
+            else None
+        ),
+        picture_threshold_from=_origin(video_threshold, point is not None),
     )
 
 

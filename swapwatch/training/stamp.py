@@ -56,6 +56,20 @@ def measured_point(results: Path, detector: str) -> tuple[dict[str, Any], str]:
     return point, str(entry.get("sha256", ""))
 
 
+def _picture_point(chosen: dict[str, Any]) -> dict[str, Any]:
+    """The picture threshold and its figures, where the run chose them (runs before pictures
+    had their own chose one threshold for both)."""
+    pictures = chosen.get("pictures") or {}
+    if chosen.get("picture_threshold") is None or not pictures.get("real_pictures"):
+        return {}
+    return {
+        "picture_threshold": float(chosen["picture_threshold"]),
+        "real_pictures": int(pictures["real_pictures"]),
+        "pictures_called_fake": int(pictures["reals_called_fake"]),
+        "picture_called_fake_upper_95": float(pictures["real_called_fake_upper_95"]),
+    }
+
+
 def stamp(model: Path, results: Path, detector: str | None = None) -> OperatingPoint:
     """Write the point into `model` in place (atomically) and return it. Refused unless the
     results measured this very model: the same file, or the same weights stamped before."""
@@ -80,6 +94,7 @@ def stamp(model: Path, results: Path, detector: str | None = None) -> OperatingP
         reals_called_fake=int(chosen["reals_called_fake"]),
         real_called_fake_upper_95=float(chosen["real_called_fake_upper_95"]),
         model_sha256=measured_sha,
+        **_picture_point(chosen),
     )
     props = {p.key: p.value for p in proto.metadata_props}
     props[METADATA_KEY] = replace(info, operating_point=point).to_json()
