@@ -197,9 +197,10 @@ def add_verdict_options(verdict: argparse._ArgumentGroup) -> None:
         type=open_probability,
         default=None,
         metavar="P",
-        help="video score at or above which the verdict is fake (an alarm makes it fake "
-        "anyway); `eval` recommends one from real recordings (default: the model's operating "
-        f"point, else {DEFAULT_VIDEO.threshold:g})",
+        help="score at or above which the verdict is fake, for recordings and pictures alike "
+        "(an alarm makes it fake anyway); `eval` recommends one from real recordings (default: "
+        "the model's operating point, which has one for each, else "
+        f"{DEFAULT_VIDEO.threshold:g})",
     )
 
 
