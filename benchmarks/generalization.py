@@ -42,7 +42,7 @@ LEDGER = RESULTS / "lockbox-ledger.json"
 
 from machine import results_text, write_results  # noqa: E402
 
-from swapwatch.datasets.lists import IMAGE_SUFFIXES, MediaItem, read_list  # noqa: E402
+from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
 from swapwatch.datasets.splits import (  # noqa: E402
     FakeKind,
     Part,
@@ -55,6 +55,7 @@ from swapwatch.engines.base import Engine, detector_logits  # noqa: E402
 from swapwatch.errors import SourceError  # noqa: E402
 from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
 from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
+from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes  # noqa: E402
 from swapwatch.evaluation.verdict_point import (  # noqa: E402
     MIN_OWN_REALS,
     Delivery,
@@ -201,10 +202,6 @@ def score_condition(
     return out, rows
 
 
-def is_picture(name: str) -> bool:
-    return name.split("#")[0].lower().endswith(tuple(IMAGE_SUFFIXES))
-
-
 def rejudged(
     items: list[Judged], rows: list[dict[str, Any]], point: dict[str, Any]
 ) -> list[Judged]:
@@ -230,30 +227,6 @@ def rejudged(
     return out
 
 
-ROW_FIELDS = ("name", "label", "family", "group", "score", "verdict", "why", "peak_cusum")
-
-
-def compact(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-item results as a results file keeps them: a row (ROW_FIELDS) for every fake and
-    every real recording; for the many real pictures their family, score, verdict and reason
-    only, which is what the tables are made of."""
-    kept: list[list[Any]] = []
-    pictures: dict[str, list[list[Any]]] = {}
-    for row in rows:
-        if row["label"] == "real" and is_picture(row["name"]):
-            pictures.setdefault(row["family"], []).append(
-                [row["score"], row["verdict"], row["why"]]
-            )
-        else:
-            kept.append([row[f] for f in ROW_FIELDS])
-    return {
-        "fields": list(ROW_FIELDS),
-        "rows": kept,
-        "real_picture_fields": ["score", "verdict", "why"],
-        "real_pictures": pictures,
-    }
-
-
 def operating_point(
     args: argparse.Namespace,
     name: str,
@@ -277,21 +250,8 @@ def operating_point(
             return None
         entry["operating_point"] = {**chosen, "from": str(args.operating_point)}
         return dict(chosen)
-    by_item: dict[str, list[tuple[Judged, dict[str, Any]]]] = {}
-    for c in conditions:
-        pairs = zip(entry["conditions"][c]["judged"], entry["conditions"][c]["items"], strict=True)
-        for j, row in pairs:
-            by_item.setdefault(j.name, []).append((j, row))
-    outcomes = [
-        Outcome(
-            deliveries[0][0].fake,
-            tuple(
-                Delivery(j.score if j.decided else None, row["peak_cusum"]) for j, row in deliveries
-            ),
-            picture=is_picture(name),
-        )
-        for name, deliveries in by_item.items()
-    ]
+    # From the rows as the results file keeps them, so `--rechoose` reads the same outcomes.
+    outcomes = stored_outcomes([compact(entry["conditions"][c]["items"]) for c in conditions])
     point = choose(outcomes, TARGET_REAL_CALLED_FAKE)
     entry["operating_point"] = {
         "set_on": f"{scored} part, {len(outcomes)} items, each delivered as "
@@ -304,39 +264,6 @@ def operating_point(
         f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: {point}"
     )
     return point
-
-
-def stored_outcomes(entry: dict[str, Any]) -> list[Outcome]:
-    """Each item of a results file's detector entry over its deliveries, from the stored rows:
-    a row for every fake and real recording, the real pictures by family in scoring order
-    (the same order in every condition)."""
-    rows: dict[str, list[tuple[dict[str, Any], float | None]]] = {}
-    pictures: dict[tuple[str, int], list[float | None]] = {}
-    for condition in entry["conditions"].values():
-        stored = condition["items"]
-        for values in stored["rows"]:
-            row = dict(zip(stored["fields"], values, strict=True))
-            decided = row["verdict"] in ("fake", "real")
-            rows.setdefault(f"{row['name']}|{row['label']}", []).append(
-                (row, row["score"] if decided else None)
-            )
-        for family, found in stored["real_pictures"].items():
-            for i, (score, verdict, _why) in enumerate(found):
-                decided = verdict in ("fake", "real")
-                pictures.setdefault((family, i), []).append(score if decided else None)
-    outcomes = [
-        Outcome(
-            deliveries[0][0]["label"] == "fake",
-            tuple(Delivery(score, row["peak_cusum"]) for row, score in deliveries),
-            picture=is_picture(deliveries[0][0]["name"]),
-        )
-        for deliveries in rows.values()
-    ]
-    outcomes += [
-        Outcome(False, tuple(Delivery(score, 0.0) for score in scores), picture=True)
-        for scores in pictures.values()
-    ]
-    return outcomes
 
 
 def rechoose(path: Path) -> int:
@@ -352,7 +279,8 @@ def rechoose(path: Path) -> int:
             or isinstance(entry["conditions"]["plain"]["items"], str)
         ):
             continue  # chose none, or judged at another run's point, or rows not kept
-        chosen = choose(stored_outcomes(entry), TARGET_REAL_CALLED_FAKE)
+        stored = [condition["items"] for condition in entry["conditions"].values()]
+        chosen = choose(stored_outcomes(stored), TARGET_REAL_CALLED_FAKE)
         entry["operating_point"] = {
             "set_on": f"{point['set_on'].split(';')[0]}; recordings and pictures each at most "
             f"the target on their own reals (a medium with fewer than {MIN_OWN_REALS} also on "

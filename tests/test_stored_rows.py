@@ -1,0 +1,59 @@
+"""The yardstick's rows as a results file keeps them, read back into each item's outcome: the
+operating point chosen again from a results file is the one the run chose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes
+from swapwatch.evaluation.verdict_point import Delivery, Outcome, choose
+
+
+def row(name: str, label: str, score: float | None, peak: float = 0.0, **kw: Any) -> dict[str, Any]:
+    verdict = None if score is None else ("fake" if score >= 0.5 else "real")
+    return {
+        "name": name,
+        "label": label,
+        "family": kw.get("family", "real-image" if is_picture(name) else "real-video"),
+        "group": kw.get("group", name),
+        "score": score,
+        "verdict": verdict,
+        "why": None if verdict else "no face",
+        "peak_cusum": peak,
+    }
+
+
+def test_outcomes_read_back_from_stored_rows_are_the_runs_own() -> None:
+    plain = [
+        row("a.jpg", "real", 0.2),
+        row("b.jpg", "real", 0.6),
+        row("c.jpg", "real", None),  # no verdict: never called fake
+        row("rec.mp4#0;0;0.5;1", "real", 0.1, 3.0),
+        row("rec.mp4#0.5;0;1;1", "fake", 0.9, 80.0, family="live-swap"),
+        row("swap.png", "fake", 0.7, family="swap-simswap"),
+        row("talk.mp4", "real", 0.3, 12.0),
+    ]
+    poor = [
+        row("a.jpg", "real", 0.25),
+        row("b.jpg", "real", 0.4),
+        row("c.jpg", "real", 0.3),
+        row("rec.mp4#0;0;0.5;1", "real", 0.2, 5.0),
+        row("rec.mp4#0.5;0;1;1", "fake", None, 0.0, family="live-swap"),
+        row("swap.png", "fake", 0.55, family="swap-simswap"),
+        row("talk.mp4", "real", 0.8, 30.0),
+    ]
+    stored = [compact(plain), compact(poor)]
+    # The real pictures are kept as family lists, without names.
+    assert all(len(s["real_pictures"]["real-image"]) == 3 for s in stored)
+    got = stored_outcomes(stored)
+    by_hand = [
+        Outcome(False, (Delivery(0.1, 3.0), Delivery(0.2, 5.0))),
+        Outcome(True, (Delivery(0.9, 80.0), Delivery(None, 0.0))),
+        Outcome(True, (Delivery(0.7, 0.0), Delivery(0.55, 0.0)), picture=True),
+        Outcome(False, (Delivery(0.3, 12.0), Delivery(0.8, 30.0))),
+        Outcome(False, (Delivery(0.2, 0.0), Delivery(0.25, 0.0)), picture=True),
+        Outcome(False, (Delivery(0.6, 0.0), Delivery(0.4, 0.0)), picture=True),
+        Outcome(False, (Delivery(None, 0.0), Delivery(0.3, 0.0)), picture=True),
+    ]
+    assert got == by_hand
+    assert choose(got, target=0.5) == choose(by_hand, target=0.5)
