@@ -214,7 +214,8 @@ def rejudged(
             out.append(j)
             continue
         if is_picture(j.name):
-            threshold = point.get("picture_threshold") or point["threshold"]
+            # A point from before pictures had their own judged them at the video threshold.
+            threshold = point["picture_threshold"] if "pictures" in point else point["threshold"]
             h = math.inf
         else:
             threshold, h = point["threshold"], point["h"]
@@ -287,6 +288,9 @@ def rechoose(path: Path) -> int:
             f"every real item; chosen again from the stored rows, {time.strftime('%Y-%m-%d')})",
             **chosen,
         }
+        for condition in entry["conditions"].values():
+            # Its tables were judged at the old point; the rows stay for choosing again.
+            condition.pop("table_at_operating_point", None)
         print(f"{name}: {json.dumps(entry['operating_point'])}")
     path.write_text(results_text(results, indent, flat_lists=True))
     print(f"wrote {path}")

@@ -123,7 +123,9 @@ def test_a_picture_is_judged_by_the_models_picture_threshold(
     point = create_engine("onnxruntime", model).info.operating_point
     assert point is not None and point.picture_threshold == 0.6 and point.real_pictures == 1500
     capsys.readouterr()
-    as_picture = scan(capsys, picture, model)
+    report = tmp_path / "report.html"
+    as_picture = scan(capsys, picture, model, "--report", str(report))
+    assert "picture threshold 0.6" in report.read_text()
     assert as_picture["verdict"] == "fake" and as_picture["score"] == pytest.approx(0.62, abs=0.01)
     assert as_picture["model"]["verdict_settings"]["picture_threshold"] == 0.6
     assert scan(capsys, one_face_video, model)["verdict"] == "real"
@@ -178,6 +180,7 @@ def test_the_service_alarms_at_the_models_h_unless_configured(tmp_path: Path) ->
         ("no-h", "raises no live alarm"),
         ("not-validation", "chose no operating point"),
         ("no-detector", "has no detector"),
+        ("no-picture-point", "no picture threshold"),
     ],
 )
 def test_set_point_refuses_a_point_not_measured_on_this_model(
@@ -194,6 +197,9 @@ def test_set_point_refuses_a_point_not_measured_on_this_model(
         del entry["operating_point"]["set_on"]
     elif change == "no-detector":
         results["detectors"] = {"someone-else": entry}
+    elif change == "no-picture-point":  # real pictures, but no threshold kept them within 5 %
+        entry["operating_point"]["pictures"] = {"real_pictures": 100, "reals_called_fake": 0}
+        entry["operating_point"]["picture_threshold"] = None
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     untouched = model.read_bytes()

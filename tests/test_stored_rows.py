@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes
 from swapwatch.evaluation.verdict_point import Delivery, Outcome, choose
 
@@ -57,3 +59,10 @@ def test_outcomes_read_back_from_stored_rows_are_the_runs_own() -> None:
     ]
     assert got == by_hand
     assert choose(got, target=0.5) == choose(by_hand, target=0.5)
+
+
+def test_conditions_that_kept_different_pictures_cannot_be_matched() -> None:
+    plain = [row("a.jpg", "real", 0.2), row("b.jpg", "real", 0.6)]
+    poor = [row("a.jpg", "real", 0.25)]  # b.jpg failed to deliver in this condition
+    with pytest.raises(ValueError, match="different numbers of real pictures"):
+        stored_outcomes([compact(plain), compact(poor)])

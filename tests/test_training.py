@@ -47,6 +47,7 @@ from swapwatch.training.train import (  # noqa: E402
     _check_same_split,
     learning_rate,
     to_tensor,
+    update_ema,
 )
 
 torch.set_num_threads(1)
@@ -306,6 +307,25 @@ def test_with_its_early_stages_frozen_the_detector_still_learns_and_keeps_them(
     plain.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), plain(x))
+
+
+def test_the_weight_average_keeps_frozen_weights_exactly() -> None:
+    model = SwapDetector()
+    model.freeze_early_stages(2)
+    ema = SwapDetector()
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)  # as training keeps its average
+    start = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.01)
+    for _ in range(200):
+        update_ema(ema, model, 0.995)
+    after = ema.state_dict()
+    assert torch.equal(after["stem.0.0.weight"], start["stem.0.0.weight"])
+    assert torch.equal(after["blocks.2.project.0.weight"], start["blocks.2.project.0.weight"])
+    assert not torch.equal(after["blocks.3.project.0.weight"], start["blocks.3.project.0.weight"])
 
 
 def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(

@@ -66,8 +66,9 @@ class Detector:
         """Load `model` (an ONNX file from `swapwatch export`; default: the bundled detector)
         on `device` (cpu, gpu, auto or tensorrt) with `threads` CPU threads. `policy` is
         monitoring (alarms clear) or kyc (alarms stand); `cusum_h` (alarm threshold) and
-        `video_threshold` (video score at which the verdict is fake) default to the model's
-        own operating point; `quality` sets the face quality gate.
+        `video_threshold` (score at which the verdict is fake, for recordings and pictures
+        alike) default to the model's own operating point, which has a threshold for each;
+        `quality` sets the face quality gate.
 
         Raises ConfigError for a bad setting, ModelNotInstalled, ModelError or EngineError
         when the model cannot be loaded.

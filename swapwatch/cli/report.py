@@ -124,7 +124,7 @@ def _header(r: ScanResult) -> str:
         ("Video", video),
         ("Frames", frames),
         ("Time", f"{r.media_seconds:.2f} s of media analysed in {r.elapsed:.2f} s"),
-        ("Policy", f"{r.policy}; video threshold {r.video_config.threshold:g}"),
+        ("Policy", f"{r.policy}; {'picture' if r.still else 'video'} threshold {r.threshold:g}"),
     ]
     table = "".join(f"<tr><th>{k}</th><td>{escape(val)}</td></tr>" for k, val in rows)
     return (
@@ -160,7 +160,7 @@ def _track(r: ScanResult, t: TrackRecord, axis: tuple[float, float]) -> str:
     )
     alerts = [a for a in r.alerts if a.track_id == t.track_id]
     plot = (
-        _timeline(t, alerts, axis, r.video_config.threshold)
+        _timeline(t, alerts, axis, r.threshold)
         if t.times
         else "<p class=muted>No frame of this face was good enough to score.</p>"
     )

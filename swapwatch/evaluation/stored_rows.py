@@ -43,7 +43,12 @@ def compact(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def stored_outcomes(conditions: Sequence[dict[str, Any]]) -> list[Outcome]:
     """Each item over its deliveries, from the compacted rows of every condition it was
     delivered in. Real pictures are matched by family and position (every condition scores
-    the items in the same order)."""
+    the items in the same order); conditions that kept different numbers of a family's
+    pictures cannot be matched and are refused. Scores are read as stored (4 decimals, peaks
+    3), so an item within 1e-4 of a threshold may count differently than it did in the run."""
+    counts = [{f: len(p) for f, p in stored["real_pictures"].items()} for stored in conditions]
+    if any(c != counts[0] for c in counts):
+        raise ValueError("the conditions kept different numbers of real pictures per family")
     rows: dict[tuple[str, str], list[tuple[dict[str, Any], float | None]]] = {}
     pictures: dict[tuple[str, int], list[float | None]] = {}
     for stored in conditions:

@@ -5,12 +5,14 @@ A recording is called fake when its video score reaches the threshold or any of 
 tracks alarms (its CUSUM reaches `h`); a picture when its one face's score reaches the picture
 threshold. Each medium's settings are chosen on its own held-out items whose label is known:
 among the settings that call at most `target` of that medium's real items fake, the one that
-catches the most of its fakes (ties: the higher threshold, then the higher `h`, which leave more
-margin). A picture's score is one crop's, a recording's a trimmed mean over many frames, so
-their real scores spread differently; and with thousands of real pictures beside a few dozen
-real recordings, one shared point could call many real recordings fake while the pooled rate
-stayed under the target. Each rate comes with its one-sided 95 % Clopper-Pearson upper bound,
-which says how far the true rate may lie above the measured one on this many items.
+catches the most of its fakes (ties: the one calling fewest of its reals fake, then the higher
+threshold, then the higher `h`, which leave more margin). A medium with few real items must
+also keep every real item within the target (see `choose`). A picture's score is one crop's, a
+recording's a trimmed mean over many frames, so their real scores spread differently; and with
+thousands of real pictures beside a few dozen real recordings, one shared point could call many
+real recordings fake while the pooled rate stayed under the target. Each rate comes with its
+one-sided 95 % Clopper-Pearson upper bound, which says how far the true rate may lie above the
+measured one on this many items.
 """
 
 from __future__ import annotations

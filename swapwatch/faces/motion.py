@@ -68,10 +68,12 @@ def _rotate_onto(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
     """`shape` (centred, unit size) rotated and scaled to fit `target` best (least squares)."""
     u, s, vt = np.linalg.svd(shape.T @ target)
     rotation = u @ vt
+    scale = s.sum()
     if np.linalg.det(rotation) < 0:  # a reflection is not a head movement
         u[:, -1] *= -1
         rotation = u @ vt
-    return np.asarray(shape @ rotation * s.sum())
+        scale -= 2 * s[-1]
+    return np.asarray(shape @ rotation * scale)
 
 
 def _distance(a: np.ndarray, i: int, j: int) -> np.ndarray:

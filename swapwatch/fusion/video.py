@@ -39,6 +39,12 @@ class VideoConfig:
         if not 0 <= self.trim < 0.5:
             raise ValueError(f"trim {self.trim} is not within 0-0.5")
 
+    def threshold_for(self, still: bool) -> float:
+        """The score at which a still picture (`still`) or a recording is called fake."""
+        if still and self.picture_threshold is not None:
+            return self.picture_threshold
+        return self.threshold
+
 
 @dataclass(frozen=True, slots=True)
 class TrackEvidence:
@@ -100,9 +106,6 @@ def video_decision(
         return None, Verdict.INCONCLUSIVE
     scores = [track_score(t.evidence, config.trim) for t in main]
     score = max(s for s in scores if s is not None)
-    threshold = config.threshold
-    if still and config.picture_threshold is not None:
-        threshold = config.picture_threshold
-    if score >= threshold or any(t.alarmed for t in tracks):
+    if score >= config.threshold_for(still) or any(t.alarmed for t in tracks):
         return score, Verdict.FAKE
     return score, Verdict.REAL

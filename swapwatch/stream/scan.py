@@ -159,6 +159,16 @@ class ScanResult:
     analysis_rate: float | None = None  # frames analysed per second of media
     no_verdict_reason: NoVerdictReason | None = None  # why there is no score, when there is none
 
+    @property
+    def still(self) -> bool:
+        """Judged as a picture: a still source, or a recording of one frame."""
+        return self.video.still or self.counters.decoded == 1
+
+    @property
+    def threshold(self) -> float:
+        """The score at which this result is called fake."""
+        return self.video_config.threshold_for(self.still)
+
     def to_json(self) -> dict[str, Any]:
         """The documented `scan --json` object."""
         return {
@@ -349,7 +359,7 @@ def _result(
     tracks = sorted(recorder.tracks.values(), key=lambda t: t.track_id)
     evidence = [TrackEvidence(t.track_id, t.evidence, t.alarmed) for t in tracks]
     # A recording of one frame is a picture too.
-    still = info.still or source.counters.decoded == 1
+    still = info.still or source.counters.decoded == 1  # as ScanResult.still reads it
     rate = recorder.analysis_rate
     score, verdict = video_decision(evidence, video_config, rate, still)
     main = main_tracks(evidence, video_config, rate, still)

@@ -60,8 +60,13 @@ def _picture_point(chosen: dict[str, Any]) -> dict[str, Any]:
     """The picture threshold and its figures, where the run chose them (runs before pictures
     had their own chose one threshold for both)."""
     pictures = chosen.get("pictures") or {}
-    if chosen.get("picture_threshold") is None or not pictures.get("real_pictures"):
+    if not pictures.get("real_pictures"):
         return {}
+    if chosen.get("picture_threshold") is None:
+        raise ConfigError(
+            "the run found no picture threshold that calls at most its target of the real "
+            "pictures fake; judged at the video threshold they would miss it (stamp refused)"
+        )
     return {
         "picture_threshold": float(chosen["picture_threshold"]),
         "real_pictures": int(pictures["real_pictures"]),

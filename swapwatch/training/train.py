@@ -405,6 +405,9 @@ def _check_same_frozen_stages(requested: int, state: dict[str, Any]) -> None:
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+        if not current.requires_grad:  # frozen: averaging would only add rounding
+            averaged.copy_(current)
+            continue
         averaged.mul_(decay).add_(current.detach(), alpha=1.0 - decay)
     for kept, buffer in zip(ema.buffers(), model.buffers(), strict=True):
         kept.copy_(buffer)  # batch-norm statistics are taken as they are
