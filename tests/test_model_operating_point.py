@@ -133,6 +133,13 @@ def test_a_picture_is_judged_by_the_models_picture_threshold(
     told = scan(capsys, picture, model, "--video-threshold", "0.65")
     assert told["verdict"] == "real"
     assert told["model"]["verdict_settings"]["from"]["picture_threshold"] == "option"
+    # eval judges a listed picture the same way and says at which threshold.
+    listing = tmp_path / "pictures.csv"
+    listing.write_text(f"file,label\n{picture.name},real\n")
+    assert main(["eval", str(listing), "--model", str(model), "--json", "--bootstrap", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["analysis"]["picture_threshold"] == 0.6
+    assert report["items"][0]["verdict"] == "fake"
     # The Python API judges a picture the same way.
     from swapwatch import Detector
 

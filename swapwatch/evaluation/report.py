@@ -50,6 +50,7 @@ def build_report(
     config = config or ReportConfig()
     results = run.results
     threshold = run.config.video_threshold  # the one the run's verdicts were given at
+    pictures = run.config.picture_threshold  # ... for pictures, where it differs
     families = sorted({r.item.family for r in results})
     model = run.model
     return {
@@ -70,6 +71,7 @@ def build_report(
             "policy": run.config.decision.policy.value,
             "cusum_h": run.config.decision.h,
             "video_threshold": run.config.video_threshold,
+            "picture_threshold": run.config.video.threshold_for(still=True),
             "min_frames": run.config.decision.min_frames,
             "min_face": run.config.quality.min_face_px,
             "quality_gate": asdict(run.config.quality),
@@ -81,9 +83,9 @@ def build_report(
             "seed": config.seed,
         },
         "counts": _counts(results),
-        "pooled": summarise(results, config, threshold),
+        "pooled": summarise(results, config, threshold, pictures),
         "families": {
-            f: summarise([r for r in results if r.item.family == f], config, threshold)
+            f: summarise([r for r in results if r.item.family == f], config, threshold, pictures)
             for f in families
         },
         # h for a false-alarm budget, and a video threshold, from this list's real recordings
@@ -111,9 +113,11 @@ def summarise(
     results: Sequence[ItemResult],
     config: ReportConfig,
     threshold: float = VideoConfig().threshold,
+    picture_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Figures of one set of results (a family, or all of them); `threshold` is the video
-    score probability of the verdicts, and is applied to frame probabilities too."""
+    score probability of the verdicts (pictures': `picture_threshold`, where it is set), and
+    is applied to frame probabilities too."""
     scored = [r for r in results if r.status is ItemStatus.SCORED]
     video = _level(
         scores=np.array([r.score for r in scored], np.float64),
@@ -125,6 +129,7 @@ def summarise(
         probability=lambda s: s,
     )
     video["decision"] = "verdict"  # APCER/BPCER at the threshold: scan's verdict (alarm = fake)
+    video["at_threshold"]["picture_threshold"] = picture_threshold
     framed = [r for r in results if r.faces_scored]
     frame_scores, frame_labels = np.zeros(0), np.zeros(0, bool)
     if framed:
@@ -425,8 +430,12 @@ def _section(title: str, summary: dict[str, Any]) -> list[str]:
     row("EER", video["eer"], frame["eer"])
     threshold = video["at_threshold"]["threshold"]
     at = video["at_threshold"], frame["at_threshold"]
-    row(f"APCER at {threshold:g}", at[0]["apcer"], at[1]["apcer"])
-    row(f"BPCER at {threshold:g}", at[0]["bpcer"], at[1]["bpcer"])
+    pictures = video["at_threshold"].get("picture_threshold")
+    at_label = f"{threshold:g}" + (
+        f" (pict. {pictures:g})" if pictures is not None and pictures != threshold else ""
+    )
+    row(f"APCER at {at_label}", at[0]["apcer"], at[1]["apcer"])
+    row(f"BPCER at {at_label}", at[0]["bpcer"], at[1]["bpcer"])
     for v_op, f_op in zip(video["operating_points"], frame["operating_points"], strict=True):
         key = "bpcer" if v_op["fixed"] == "apcer" else "apcer"
         row(v_op["name"], v_op[key], f_op[key])
