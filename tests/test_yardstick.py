@@ -103,3 +103,20 @@ def test_reasons_for_missing_verdicts_are_listed() -> None:
         Judged("f1", True, "f", "live-swap", "g", None, None, "extreme_pose"),
     ]
     assert yardstick(items)["without_verdict"] == {"live-swap: extreme_pose": 1}
+
+
+def test_a_kind_is_also_ranked_against_the_reals_of_its_own_medium() -> None:
+    """Talking-head recordings that beat the real recordings but lose to real photos: pooled at
+    chance, against the recordings they would be judged beside, every time."""
+    items = [
+        item("webcam.mp4", False, 0.1, "real"),
+        item("studio.mp4", False, 0.2, "real"),
+        item("photo1.jpg", False, 0.8, "fake"),
+        item("photo2.jpg", False, 0.9, "fake"),
+        item("talk.mp4", True, 0.5, "fake", family="talking-x"),
+        item("still.png", True, 0.85, "fake", family="talking-y"),
+    ]
+    talking = yardstick(items)["kinds"]["talking-head"]
+    assert talking["auc"] == pytest.approx(5 / 8)  # talk beats 2 of 4 reals, still 3 of 4
+    # talk.mp4 beats both real recordings; still.png beats one of the two real photos.
+    assert talking["auc_same_medium"] == pytest.approx((2 + 1) / 4)

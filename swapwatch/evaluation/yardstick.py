@@ -13,7 +13,10 @@ reals apart):
   5 % / 10 % of fakes pass), each with the score threshold that gives it.
 
 A kind's or family's fakes are ranked against every real of the list, and a family's reals against
-every fake; its verdict counts are of its own items. A fake family's AUC says how its fakes rank
+every fake; its verdict counts are of its own items. A kind also gives, as a secondary figure,
+its AUC against the reals of its own medium only (recordings against real recordings, pictures
+against real pictures), the comparison its verdicts make now that each medium has its own
+operating point. A fake family's AUC says how its fakes rank
 among all the reals a user would meet, not only among the real halves of its own recordings
 (the pairs figure, which it replaces).
 """
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from swapwatch.evaluation.metrics import DetCurve, roc_auc
+from swapwatch.evaluation.stored_rows import is_picture
 
 # Scores given to items without a verdict so that they rank as errors (scores lie in [0, 1]).
 _REAL_WITHOUT_VERDICT = 2.0
@@ -128,9 +132,12 @@ def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
     def against_others(part: list[Judged]) -> dict[str, Any]:
         return summary(part, reals if part[0].fake else fakes)
 
+    def kind_row(part: list[Judged]) -> dict[str, Any]:
+        return {**against_others(part), "auc_same_medium": _round(auc_same_medium(part, reals))}
+
     return {
         "pooled": summary(items),
-        "kinds": {k: against_others(v) for k, v in sorted(by_kind.items())},
+        "kinds": {k: kind_row(v) for k, v in sorted(by_kind.items())},
         "families": {
             f"{family} ({'fake' if fake else 'real'})": {
                 "kind": v[0].kind,
@@ -142,6 +149,21 @@ def yardstick(items: Sequence[Judged]) -> dict[str, Any]:
             Counter(f"{j.kind}: {j.why or 'no verdict'}" for j in items if not j.decided)
         ),
     }
+
+
+def auc_same_medium(fakes: Sequence[Judged], reals: Sequence[Judged]) -> float | None:
+    """AUC over the (fake, real) pairs of one medium: each fake recording against the real
+    recordings, each fake picture against the real pictures (items without a verdict ranked as
+    errors; ties count half)."""
+    wins = pairs = 0.0
+    for picture in (False, True):
+        f = np.array([j.ranked_score for j in fakes if is_picture(j.name) == picture])
+        r = np.array([j.ranked_score for j in reals if is_picture(j.name) == picture])
+        if not len(f) or not len(r):
+            continue
+        wins += float((f[:, None] > r[None, :]).sum() + 0.5 * (f[:, None] == r[None, :]).sum())
+        pairs += len(f) * len(r)
+    return wins / pairs if pairs else None
 
 
 def format_table(table: dict[str, Any], title: str) -> str:
