@@ -92,8 +92,10 @@ def write_linear_model(
     size: int = 224,
     temperature: float = 1.0,
     trained: bool = False,
+    crop_size: int = 0,
 ) -> Path:
     """A tiny ONNX detector: logit = bias + weights . (mean normalised colour of the crop).
+    With `crop_size`, faces are cut at that side and shrunk to `size` for it.
 
     Built with onnx.helper, so its output is known exactly: a constant model (zero weights) or one
     that reacts to the colour of the face it is given.
@@ -124,6 +126,7 @@ def write_linear_model(
         std=(0.5, 0.5, 0.5),
         temperature=temperature,
         trained=trained,
+        crop_size=crop_size,
     )
     helper.set_model_props(model, {METADATA_KEY: info.to_json()})
     onnx.checker.check_model(model)

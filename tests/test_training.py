@@ -402,6 +402,24 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     unfrozen = [*common[:2], str(frozen_run), *common[3:]]
     assert main(["train", *unfrozen, "--steps", "4", "--resume"]) == 2
     assert "started with --frozen-stages 2" in capsys.readouterr().err
+    # A smaller input: trained on crops shrunk to it, exported at it, fed 224 crops by the engine.
+    small_run = tmp_path / "small"
+    small = [*common[:2], str(small_run), *common[3:], "--input-size", "128"]
+    assert main(["train", *small, "--steps", "2"]) == 0
+    assert (
+        main(["train", *common[:2], str(small_run), *common[3:], "--steps", "3", "--resume"]) == 2
+    )
+    assert "started with --input-size 128" in capsys.readouterr().err
+    small_model = tmp_path / "small.onnx"
+    export(small_run / "last.pt", small_model, [], cache)  # checks ONNX against PyTorch
+    dims = onnx.load(str(small_model)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [3, 128, 128]
+    engine = OnnxRuntimeEngine(small_model, device="cpu", threads=1)
+    try:
+        assert (engine.info.input_size, engine.info.cut_size) == (128, CROP_SIZE)
+        assert engine.infer(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape == (2,)
+    finally:
+        engine.close()
     random_start = [*common[:2], str(tmp_path / "random"), *common[3:], "--no-imagenet"]
     assert main(["train", *random_start, "--steps", "1", "--frozen-stages", "1"]) == 2
     assert "needs ImageNet's or --init's" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from swapwatch.errors import EngineError, ModelError
@@ -58,7 +59,7 @@ class ModelInfo:
     """What a detector needs around it: how to feed it and how to read its output."""
 
     name: str
-    input_size: int  # square crop side in pixels
+    input_size: int  # square side of the network's input, pixels
     mean: tuple[float, float, float]  # per-channel, applied to RGB scaled to 0-1
     std: tuple[float, float, float]
     temperature: float = 1.0  # calibration: evidence = logit / temperature
@@ -66,14 +67,24 @@ class ModelInfo:
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data summary, metrics, command
     operating_point: OperatingPoint | None = None  # None: the rule's built-in defaults
+    # Side the face crops are cut at when it is larger than the input: they are shrunk to the
+    # input by pixel-area averaging, in training and here alike. 0: cut at the input size.
+    crop_size: int = 0
 
     def __post_init__(self) -> None:
         if not 32 <= self.input_size <= 1024:
             raise ModelError(f"model input_size {self.input_size} out of range 32-1024")
+        if self.crop_size and not self.input_size <= self.crop_size <= 1024:
+            raise ModelError(f"model crop_size {self.crop_size} not within input_size-1024")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ModelError("model mean/std must be three numbers, std positive")
         if not self.temperature > 0:
             raise ModelError(f"model temperature must be positive, got {self.temperature}")
+
+    @property
+    def cut_size(self) -> int:
+        """The side face crops are cut at for this model."""
+        return self.crop_size or self.input_size
 
     def to_json(self) -> str:
         return json.dumps({"version": METADATA_VERSION, **asdict(self)}, sort_keys=True)
@@ -114,11 +125,23 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def shrunk(crops: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, 3) crops shrunk to size x size by pixel-area averaging (as training does)."""
+    if crops.shape[1] == size:
+        return crops
+    out = np.empty((len(crops), size, size, crops.shape[3]), crops.dtype)
+    for i, crop in enumerate(crops):
+        out[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def normalise(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """uint8 NHWC crops -> float32 NCHW tensor as the model was trained on."""
-    if crops.ndim != 4 or crops.shape[1:] != (info.input_size, info.input_size, 3):
-        side = info.input_size
+    """uint8 NHWC crops (cut at the model's cut size) -> float32 NCHW tensor as the model was
+    trained on."""
+    side = info.cut_size
+    if crops.ndim != 4 or crops.shape[1:] != (side, side, 3):
         raise ModelError(f"crops of shape {crops.shape} do not fit model input {side}x{side}")
+    crops = shrunk(crops, info.input_size)
     # (c / 255 - mean) / std == c * a + b, per channel. The uint8 crops are transposed to NCHW
     # as they are widened to float (one copy), not after (a second, four times larger).
     inv_std = 1.0 / np.asarray(info.std, np.float32)

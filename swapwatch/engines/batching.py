@@ -75,7 +75,7 @@ class BatchingEngine:
         # An engine that says nothing of its providers is taken to be ready after its warmup.
         providers: Sequence[str] = getattr(self.engine, "providers", ())
         sizes = warmup_batch_sizes(providers, self.max_batch)
-        side = self.info.input_size
+        side = self.info.cut_size
         for size in sizes:
             self.engine.infer(np.zeros((size, side, side, 3), np.uint8))
         self.warmed_sizes = sizes

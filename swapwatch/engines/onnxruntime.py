@@ -101,7 +101,7 @@ class OnnxRuntimeEngine:
         return logits[:, 0]
 
     def warmup(self) -> None:
-        size = self.info.input_size
+        size = self.info.cut_size
         self.infer(np.zeros((1, size, size, 3), np.uint8))
 
     def close(self) -> None:

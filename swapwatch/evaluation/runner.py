@@ -190,7 +190,7 @@ class ItemEvaluator:
             self._stack.callback(self.engine.close)
             with native_stderr_silenced(config.quiet):
                 self.faces = FaceAnalyzer(
-                    crop_size=self.engine.info.input_size,
+                    crop_size=self.engine.info.cut_size,
                     quality=config.quality,
                     quiet=config.quiet,
                 )

@@ -44,7 +44,7 @@ def build_analyzer(
     try:
         with native_stderr_silenced(settings.quiet):
             faces = FaceAnalyzer(
-                crop_size=engine.info.input_size,
+                crop_size=engine.info.cut_size,
                 quality=settings.quality,
                 timer=timer,
                 quiet=settings.quiet,

@@ -96,8 +96,8 @@ class StreamAnalyzer:
         self.signals = tuple(signals)
         self.decision_config = decision or DecisionConfig()
         self._timer = timer or NullTimer()
-        self.faces = faces or FaceAnalyzer(crop_size=engine.info.input_size, timer=self._timer)
-        if self.faces.crop_size != engine.info.input_size:
+        self.faces = faces or FaceAnalyzer(crop_size=engine.info.cut_size, timer=self._timer)
+        if self.faces.crop_size != engine.info.cut_size:
             raise ValueError("face crop size and model input size differ")
         self.tracks: dict[int, TrackDecision] = {}
         # Frames are unrelated still pictures: each searched for a face that fills it.

@@ -106,6 +106,7 @@ def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
     state, _ = read_checkpoint(path)
     model = SwapDetector()
     load_weights(model, state["model"], path)
+    model.input_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
     model.eval()
     return model, state
 
@@ -193,7 +194,8 @@ def export(
 
     info = ModelInfo(
         name=name,
-        input_size=CROP_SIZE,
+        input_size=model.input_size,
+        crop_size=CROP_SIZE if model.input_size != CROP_SIZE else 0,
         mean=INPUT_MEAN,
         std=INPUT_STD,
         temperature=round(temperature, 4),
@@ -241,9 +243,10 @@ def export(
 
 
 def _export_onnx(model: SwapDetector, path: Path) -> None:
+    side = model.input_size
     torch.onnx.export(
         model,
-        (torch.zeros(1, 3, CROP_SIZE, CROP_SIZE),),
+        (torch.zeros(1, 3, side, side),),
         str(path),
         input_names=["crops"],
         output_names=["logits"],

@@ -75,6 +75,8 @@ class SwapDetector(nn.Module):
     """(N, 3, S, S) normalised RGB -> (N,) fake logit."""
 
     frozen_blocks = 0  # leading blocks that, with the stem, keep their weights and statistics
+    # Side of the input it is trained and exported at; crops are cut at 224 and shrunk to it.
+    input_size = 224
 
     def __init__(self, dropout: float = 0.2) -> None:
         super().__init__()

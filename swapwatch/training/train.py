@@ -22,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from swapwatch.datasets.crops import CropCache, centre_window
+from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.datasets.splits import SPLIT_SEED, FakeKind, TrainingSplit, fake_kind
+from swapwatch.engines.base import shrunk
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
@@ -62,6 +63,9 @@ class TrainConfig:
     # The stem and this many of the backbone's first stages keep their initial weights and
     # batch-norm statistics (a recipe option: the early ImageNet layers frozen).
     frozen_stages: int = 0
+    # The network's input side: crops (cut at CROP_SIZE) are shrunk to it by area averaging,
+    # as the engine does at inference (a cheaper detector; benchmarks/README).
+    input_size: int = CROP_SIZE
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -131,6 +135,7 @@ def selection_figure(figures: dict[str, float | None]) -> float:
 @torch.no_grad()
 def predict(model: SwapDetector, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
     model.eval()
+    images = shrunk(images, model.input_size)
     out = [
         model(to_tensor(images[i : i + batch], device)).float().cpu().numpy()
         for i in range(0, len(images), batch)
@@ -193,6 +198,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_init(config.init, init_record)
         _check_same_split(split, state, "this run was started", "--resume")
         _check_same_frozen_stages(config.frozen_stages, state)
+        recorded_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
+        if recorded_size != config.input_size:
+            raise ConfigError(
+                f"this run was started with --input-size {recorded_size}; --resume needs the "
+                f"same, not {config.input_size} (or use another --out)"
+            )
     elif config.init is not None:
         init_record = load_initial_weights(model, config.init, split)
     else:
@@ -225,6 +236,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     )
 
     model.to(config.device)
+    model.input_size = config.input_size
     model.freeze_early_stages(config.frozen_stages)
     ema = copy.deepcopy(model).eval()
     for parameter in ema.parameters():
@@ -290,7 +302,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config)
         images, labels = sampler.batch(config.pairs_per_batch, rng)
-        logits = model(to_tensor(images, config.device))
+        logits = model(to_tensor(shrunk(images, config.input_size), config.device))
         loss = F.binary_cross_entropy_with_logits(
             logits, torch.from_numpy(labels).to(config.device)
         )
