@@ -279,3 +279,23 @@ def test_an_error_right_after_opening_reaches_the_reader(
 
     for _ in range(10):
         asyncio.run(read_once())
+
+
+def test_frames_keep_ffmpeg_colours_through_a_kept_converter(tmp_path: Path) -> None:
+    """The source converts with one scaler context per stream and one thread; the pixels must be
+    FFmpeg's own conversion of each frame, across full- and limited-range video and a size change
+    in the middle of a stream."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from swapwatch.stream.source import upright_rgb
+
+    rng = np.random.default_rng(0)
+    reformatter = VideoReformatter()
+    for pix_fmt, (width, height) in [("yuvj420p", (322, 180)), ("yuv420p", (640, 362))]:
+        frame = av.VideoFrame.from_ndarray(
+            rng.integers(0, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
+        ).reformat(format=pix_fmt)
+        expected = frame.to_ndarray(format="rgb24")
+        assert np.array_equal(upright_rgb(frame, reformatter), expected)
+        assert np.array_equal(upright_rgb(frame), expected)

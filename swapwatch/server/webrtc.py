@@ -20,6 +20,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
+from av.video.reformatter import VideoReformatter
 
 from swapwatch.errors import ConfigError, EndOfStream, SourceUnreadable
 from swapwatch.fusion import AlarmChange, Policy
@@ -28,7 +29,7 @@ from swapwatch.server.sessions import KycSession, SessionRegistry
 from swapwatch.stream.frames import Frame, SourceCounters, VideoInfo
 from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.rate import RateCap
-from swapwatch.stream.source import FrameSource
+from swapwatch.stream.source import FrameSource, upright_rgb
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class TrackSource(FrameSource):
         self._on_image = on_image
         self.counters = SourceCounters()
         self._cap = RateCap(rate)
+        self._reformatter = VideoReformatter()
         self._latest: Any = None
         self._arrival = 0.0
         self._fresh = asyncio.Event()
@@ -147,7 +149,7 @@ class TrackSource(FrameSource):
             return Frame(image=image, index=self.counters.decoded - 1, time=t, arrival=arrival)
 
     def _convert(self, frame: Any, t: float) -> np.ndarray:
-        image: np.ndarray = frame.to_ndarray(format="rgb24")
+        image = upright_rgb(frame, self._reformatter)
         if self._on_image is not None:
             self._on_image(t, image)
         return image

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import av
 import av.error
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from swapwatch.errors import (
     EndOfStream,
@@ -336,6 +337,7 @@ class AvSource(FrameSource):
         wall_start = time.monotonic()
         cap = RateCap(opts.max_rate if self.live else None)
         stride = opts.stride or (max(1, round(fps / opts.max_rate)) if opts.max_rate else 1)
+        reformatter = VideoReformatter()
         for packet in self._packets(container, stream):
             try:
                 decoded = packet.decode()
@@ -373,7 +375,7 @@ class AvSource(FrameSource):
                 elif index % stride:
                     counters.skipped += 1
                     continue
-                image = upright_rgb(av_frame)
+                image = upright_rgb(av_frame, reformatter)
                 if opts.crop is not None:
                     image = crop_fraction(image, opts.crop)
                 yield Frame(image=image, index=index, time=t, arrival=time.monotonic())
@@ -517,11 +519,15 @@ def is_still_picture(demuxer: str) -> bool:
     return demuxer in ("image2", "image2pipe") or demuxer.endswith("_pipe")
 
 
-def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """The frame as RGB, turned as it is meant to be shown: phones store portrait video and
     photos sideways with a rotation (display matrix, EXIF orientation), and a face on its side
-    is not found."""
-    image = frame.to_ndarray(format="rgb24")
+    is not found. A source converting frame after frame passes its own `reformatter`, which
+    keeps FFmpeg's scaler context between frames."""
+    # One scaling thread: FFmpeg's default starts a slice thread per core for every conversion,
+    # 0.47 CPU-ms a 720p frame against 0.35 (same pixels), and streams already run side by side.
+    converted = (reformatter or VideoReformatter()).reformat(frame, format="rgb24", threads=1)
+    image = converted.to_ndarray()
     turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
