@@ -23,6 +23,7 @@ from swapwatch.cli.main import main  # noqa: E402
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
 from swapwatch.datasets.splits import FakeKind, TrainingSplit  # noqa: E402
+from swapwatch.engines.base import shrunk  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
@@ -278,6 +279,21 @@ def test_a_few_steps_on_self_blends_lower_the_loss(
     model = SwapDetector()
     load_imagenet(model)
     losses = losses_of_a_few_steps(model, x, y)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_on_crops_shrunk_to_a_128_px_input_the_detector_still_learns(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """The 128 px recipe: the same 224 px pairs shrunk by area averaging, as training does."""
+    torch.manual_seed(0)
+    pool = build_pool(face_items[2:], cache)
+    images, labels = PairSampler(pool, train=False).batch(4, np.random.default_rng(0))
+    small = shrunk(images, 128)
+    assert small.shape[1:3] == (128, 128)
+    model = SwapDetector()
+    load_imagenet(model)
+    losses = losses_of_a_few_steps(model, to_tensor(small, "cpu"), torch.from_numpy(labels))
     assert losses[-1] < 0.5 * losses[0]
 
 
