@@ -1,6 +1,7 @@
 """Where a live stream's CPU goes: the service's CPU time per thread kind, per stream-second.
 
     .venv/bin/python benchmarks/stream_threads.py [--streams 8] [--seconds 15] [--clip FILE]
+                                                  [--model FILE.onnx]
                                                   [--out benchmarks/results/stream_threads.json]
 
 A fresh `swapwatch serve` takes N RTMP push ingests of real camera footage (as streams.py
@@ -59,9 +60,9 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return found
 
 
-def measure(streams: int, seconds: float, clip: Path) -> dict[str, Any]:
+def measure(streams: int, seconds: float, clip: Path, model: Path | None) -> dict[str, Any]:
     names = {"PYTHONPATH": os.pathsep.join([str(THREAD_NAMES), str(REPO)])}
-    with live_service(streams, clip, seconds, environ=names) as (service, base):
+    with live_service(streams, clip, seconds, model, environ=names) as (service, base):
         before, first = thread_cpu(service.pid), http(base, "/v1/streams")["streams"]
         started = time.monotonic()
         time.sleep(seconds)
@@ -91,11 +92,12 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clip", type=Path, default=REAL_CLIP)
+    parser.add_argument("--model", type=Path, help="detector ONNX (default: the bundled one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/stream_threads.json")
     args = parser.parse_args()
     if not args.clip.is_file():
         parser.error(f"no clip at {args.clip} (see ../shared/data/README.md)")
-    result = measure(args.streams, args.seconds, args.clip)
+    result = measure(args.streams, args.seconds, args.clip, args.model)
     print(
         f"{result['streams']} streams of {args.clip.name}: "
         f"{result['cpu_ms_per_stream_second']} CPU-ms per stream-second, "
@@ -105,7 +107,15 @@ def main() -> int:
         print(f"  {kind:28s} {ms:7.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({**result_header("stream_threads"), "clip": args.clip.name, **result}, indent=1)
+        json.dumps(
+            {
+                **result_header("stream_threads"),
+                "clip": args.clip.name,
+                "model": str(args.model or "bundled"),
+                **result,
+            },
+            indent=1,
+        )
         + "\n"
     )
     print(f"wrote {args.out}")
