@@ -292,7 +292,8 @@ def test_frames_keep_ffmpeg_colours_through_a_kept_converter(tmp_path: Path) -> 
 
     rng = np.random.default_rng(0)
     reformatter = VideoReformatter()
-    for pix_fmt, (width, height) in [("yuvj420p", (322, 180)), ("yuv420p", (640, 362))]:
+    sizes = [("yuvj420p", (322, 180)), ("yuv420p", (1280, 720)), ("yuv420p", (640, 362))]
+    for pix_fmt, (width, height) in [*sizes, ("rgb24", (64, 48))]:
         frame = av.VideoFrame.from_ndarray(
             rng.integers(0, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
         ).reformat(format=pix_fmt)

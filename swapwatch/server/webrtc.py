@@ -74,6 +74,8 @@ class TrackSource(FrameSource):
         self._on_image = on_image
         self.counters = SourceCounters()
         self._cap = RateCap(rate)
+        # One conversion at a time: recv() awaits each before the next, and a cancelled recv()
+        # ends the stream, so two executor threads never share it.
         self._reformatter = VideoReformatter()
         self._latest: Any = None
         self._arrival = 0.0
