@@ -436,6 +436,15 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
         assert engine.infer(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape == (2,)
     finally:
         engine.close()
+    # Sharpness-aware steps: recorded with the run; a resume with another radius is refused.
+    sam_run = tmp_path / "sam"
+    with_sam = [*common[:2], str(sam_run), *common[3:], "--sam", "0.05"]
+    assert main(["train", *with_sam, "--steps", "2"]) == 0
+    assert json.loads((sam_run / "training.json").read_text())["config"]["sam_rho"] == 0.05
+    capsys.readouterr()
+    without = [*common[:2], str(sam_run), *common[3:], "--steps", "3", "--resume"]
+    assert main(["train", *without]) == 2
+    assert "started with --sam 0.05" in capsys.readouterr().err
     random_start = [*common[:2], str(tmp_path / "random"), *common[3:], "--no-imagenet"]
     assert main(["train", *random_start, "--steps", "1", "--frozen-stages", "1"]) == 2
     assert "needs ImageNet's or --init's" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from swapwatch.training.augment import AugmentConfig
 from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
+from swapwatch.training.sam import SharpnessAware, batch_norm_statistics_kept
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class TrainConfig:
     # The network's input side: crops (cut at CROP_SIZE) are shrunk to it by area averaging,
     # as the engine does at inference (a cheaper detector; benchmarks/README).
     input_size: int = CROP_SIZE
+    # Sharpness-aware minimisation's radius (0: off): each step's gradient is taken at weights
+    # moved this far uphill (swapwatch.training.sam), at twice the cost of a step.
+    sam_rho: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -198,6 +202,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_init(config.init, init_record)
         _check_same_split(split, state, "this run was started", "--resume")
         _check_same_frozen_stages(config.frozen_stages, state)
+        recorded_rho = float((state.get("config") or {}).get("sam_rho", 0.0))
+        if recorded_rho != config.sam_rho:
+            raise ConfigError(
+                f"this run was started with --sam {recorded_rho:g}; --resume needs the same, "
+                f"not {config.sam_rho:g} (or use another --out)"
+            )
         recorded_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
         if recorded_size != config.input_size:
             raise ConfigError(
@@ -246,6 +256,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
+    sam = SharpnessAware(list(model.parameters()), config.sam_rho) if config.sam_rho else None
     rng = np.random.default_rng(config.seed)
     step = 0
     history: list[dict[str, Any]] = []
@@ -302,12 +313,18 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config)
         images, labels = sampler.batch(config.pairs_per_batch, rng)
-        logits = model(to_tensor(shrunk(images, config.input_size), config.device))
-        loss = F.binary_cross_entropy_with_logits(
-            logits, torch.from_numpy(labels).to(config.device)
-        )
+        x = to_tensor(shrunk(images, config.input_size), config.device)
+        y = torch.from_numpy(labels).to(config.device)
+        loss = F.binary_cross_entropy_with_logits(model(x), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
+        if sam is not None:
+            sam.ascend()
+            optimiser.zero_grad(set_to_none=True)
+            with batch_norm_statistics_kept(model):
+                moved = F.binary_cross_entropy_with_logits(model(x), y)
+            moved.backward()  # type: ignore[no-untyped-call]
+            sam.descend()
         optimiser.step()
         update_ema(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         losses.append(loss.item())
