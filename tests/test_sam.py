@@ -45,12 +45,13 @@ def test_a_pass_inside_leaves_batch_norm_statistics_alone() -> None:
     x = torch.randn(4, 3, 8, 8) + 3.0
     net(x)  # materialise the lazy layer
     norm = net[1]
-    kept = norm.running_mean.clone()
+    kept = norm.running_mean.clone(), norm.running_var.clone()
     with batch_norm_statistics_kept(net):
         net(x)
-    assert torch.equal(norm.running_mean, kept) and norm.momentum == 0.1
+    assert torch.equal(norm.running_mean, kept[0]) and torch.equal(norm.running_var, kept[1])
+    assert norm.momentum == 0.1
     net(x)
-    assert not torch.equal(norm.running_mean, kept)
+    assert not torch.equal(norm.running_mean, kept[0])
 
 
 def test_sam_steps_lower_the_loss_of_a_batch() -> None:

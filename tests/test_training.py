@@ -349,6 +349,7 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     cache: CropCache,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rows = ["file,label,group,family,crop"]
     pair = face_items[0].path
@@ -436,10 +437,32 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
         assert engine.infer(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape == (2,)
     finally:
         engine.close()
-    # Sharpness-aware steps: recorded with the run; a resume with another radius is refused.
+    # Sharpness-aware steps: each step moves every trainable weight uphill before the second
+    # pass and back exactly before the optimiser; recorded with the run; a resume with another
+    # radius is refused.
+    import swapwatch.training.train as training
+
+    moves: list[tuple[bool, bool]] = []
+
+    class Spy(training.SharpnessAware):
+        def ascend(self) -> None:
+            self.before = [p.detach().clone() for p in self.parameters]
+            super().ascend()
+            moved = any(
+                not torch.equal(p, b) for p, b in zip(self.parameters, self.before, strict=True)
+            )
+            moves.append((moved, False))
+
+        def descend(self) -> None:
+            super().descend()
+            back = all(torch.equal(p, b) for p, b in zip(self.parameters, self.before, strict=True))
+            moves[-1] = (moves[-1][0], back)
+
+    monkeypatch.setattr(training, "SharpnessAware", Spy)
     sam_run = tmp_path / "sam"
     with_sam = [*common[:2], str(sam_run), *common[3:], "--sam", "0.05"]
     assert main(["train", *with_sam, "--steps", "2"]) == 0
+    assert moves == [(True, True), (True, True)]
     assert json.loads((sam_run / "training.json").read_text())["config"]["sam_rho"] == 0.05
     capsys.readouterr()
     without = [*common[:2], str(sam_run), *common[3:], "--steps", "3", "--resume"]

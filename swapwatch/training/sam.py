@@ -4,7 +4,8 @@ Each step takes its gradient at weights moved uphill: first the batch's gradient
 gradient at w + rho * g / |g|, which the optimiser applies to w. Minima whose loss stays low in a
 neighbourhood of radius rho are favoured over sharp ones, a published aid to generalisation;
 self-blended-image training (Shiohara & Yamasaki, CVPR 2022) used it with rho 0.05. A step costs
-two forward and backward passes.
+two forward and backward passes. The second pass draws its own dropout mask, as the published
+implementations do.
 """
 
 from __future__ import annotations

@@ -271,6 +271,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         ema.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:  # dropout's draws go on where they stopped, not from the seed
+            torch.set_rng_state(state["torch_rng"])
         step, history = state["step"], state["history"]
         if (config.out / "best.pt").is_file() and "best" in state:
             best.update(state["best"])
@@ -285,6 +287,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "training_model": model.state_dict(),
                 "optimiser": optimiser.state_dict(),
                 "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "history": history,
                 "commands": commands,
@@ -320,11 +323,13 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         loss.backward()  # type: ignore[no-untyped-call]
         if sam is not None:
             sam.ascend()
-            optimiser.zero_grad(set_to_none=True)
-            with batch_norm_statistics_kept(model):
-                moved = F.binary_cross_entropy_with_logits(model(x), y)
-            moved.backward()  # type: ignore[no-untyped-call]
-            sam.descend()
+            try:
+                optimiser.zero_grad(set_to_none=True)
+                with batch_norm_statistics_kept(model):
+                    moved = F.binary_cross_entropy_with_logits(model(x), y)
+                moved.backward()  # type: ignore[no-untyped-call]
+            finally:
+                sam.descend()
         optimiser.step()
         update_ema(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         losses.append(loss.item())
