@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from service import running_service
 
+import swapwatch.engines
 from swapwatch.cli.serve import build_engine
 from swapwatch.engines import create_engine
 from swapwatch.engines.base import Engine
@@ -30,19 +31,27 @@ from swapwatch.server.config import EngineConfig, ServiceConfig
 from swapwatch.server.config_sources import load_config
 
 
-def test_the_engine_section_becomes_tensorrts_provider_options(tmp_path: Path) -> None:
+def test_the_engine_section_becomes_tensorrts_provider_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "swapwatch.toml"
     path.write_text(
         "[engine]\ndevice = 'tensorrt'\nmax_batch = 8\n"
         f"[engine.tensorrt]\nfp16 = true\ncache_dir = '{tmp_path / 'trt'}'\nworkspace_mb = 1024\n"
     )
-    engine = load_config(path, environ={}).engine
-    options = TensorRtOptions(
-        max_batch=engine.max_batch,
-        fp16=engine.tensorrt.fp16,
-        cache_dir=engine.tensorrt.cache_dir,
-        workspace_mb=engine.tensorrt.workspace_mb,
-    )
+    # The service's own assembly (`build_engine`) up to the engine factory, which would need a
+    # GPU to go further: what it is handed is what reaches ONNX Runtime.
+    handed: dict[str, object] = {}
+
+    def engine_factory(kind: str, model: Path, **options: object) -> object:
+        handed.update(options, kind=kind, model=model)
+        return object()
+
+    monkeypatch.setattr(swapwatch.engines, "create_engine", engine_factory)
+    build_engine(load_config(path, environ={}).engine, None)
+    assert handed["device"] == "tensorrt" and handed["kind"] == "onnxruntime"
+    options = handed["tensorrt"]
+    assert isinstance(options, TensorRtOptions)
     # Names and formats as ONNX Runtime documents them: every value a string, the profile
     # shapes as NAME:NxCxHxW for the model's one input.
     assert options.provider_options("input", 224) == {

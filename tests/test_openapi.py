@@ -209,6 +209,8 @@ def test_what_the_schemas_accept_the_service_takes(
                 "200",
                 guarded.request("GET", "/v1/events/status", token=TOKEN),
             ),
+            # The running configuration, secrets hidden, is the documented ServiceConfig.
+            ("/v1/config", "get", "200", guarded.request("GET", "/v1/config", token=TOKEN)),
             ("/healthz", "get", "200", guarded.request("GET", "/healthz")),
             ("/readyz", "get", "200", guarded.request("GET", "/readyz")),
             (

@@ -36,7 +36,13 @@ from swapwatch.server.api_models import (
     parse,
 )
 from swapwatch.server.apidoc import FORM, Handler, Reply, Route, openapi_document
-from swapwatch.server.config import AuthConfig, HttpConfig, ServiceConfig, public_view
+from swapwatch.server.config import (
+    AuthConfig,
+    HttpConfig,
+    PublicServiceConfig,
+    ServiceConfig,
+    public_view,
+)
 from swapwatch.server.events import ServiceEvents, events_path
 from swapwatch.server.expect import add_catch_all, answer_expect
 from swapwatch.server.loop_lag import LoopLagMonitor
@@ -472,7 +478,7 @@ ROUTES: tuple[Route, ...] = (
         config_view,
         "The running configuration by section (token and sink targets hidden)",
         "service",
-        {200: Reply("Configuration", schema={"type": "object"})},
+        {200: Reply("Configuration", model=PublicServiceConfig)},
     ),
     Route(
         "GET",

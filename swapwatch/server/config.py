@@ -313,6 +313,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class PublicAuthConfig(AuthConfig):
+    token: Literal["***"] | None = Field(
+        default=None, description="'***' when a bearer token is set: it is never shown"
+    )
+
+
+class PublicServiceConfig(ServiceConfig):
+    """What `public_view` answers (`GET /v1/config`), as documented in `/openapi.json`: the
+    configuration with the token hidden and each sink shown as `TYPE:***`."""
+
+    auth: PublicAuthConfig = PublicAuthConfig()
+
+
 def public_view(config: ServiceConfig) -> dict[str, Any]:
     """The configuration as JSON, the token hidden and sinks shown by type only (their targets
     and options may carry credentials: user:pass@, secret=...)."""
