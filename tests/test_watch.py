@@ -35,12 +35,19 @@ def fake_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_watch_prints_alerts_with_media_times_and_a_summary(
-    video: Path, fake_model: Path, capsys: pytest.CaptureFixture[str]
+    video: Path,
+    fake_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(watch_module, "STATUS_EVERY_S", 0.5)
     started = time.monotonic()
     assert main(["watch", str(video), "--model", str(fake_model)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^alert\.raised face \d+ at \d+\.\d\ds", out, flags=re.M)
+    # Status lines show the worker's tracks: the face, its score, CUSUM and state.
+    faces = re.findall(r"^status .*\| face (\d+) (\d\.\d\d) cusum ([\d.]+)h (\w+)", out, re.M)
+    assert faces and faces[-1][3] == "ALARM" and float(faces[-1][1]) > 0.9
     assert re.search(r"^summary: stream ended after \d+\.\d\ds of media", out, flags=re.M)
     assert "\x1b[" not in out  # no terminal codes in logs
     assert time.monotonic() - started >= 1.5  # played at media speed, not as fast as it decodes

@@ -38,7 +38,6 @@ from swapwatch.stream.worker import StreamWorker, WorkerConfig
 REFRESH_S = 0.25  # terminal redraw period (at most 4 per second)
 STATUS_EVERY_S = 2.0  # status line period when not on a terminal
 RATE_WINDOW_S = 2.0  # frame rates are measured over this much wall time
-TRACK_TIMEOUT_S = 3.0  # media seconds a face's row stays after it was last seen
 ALERTS_SHOWN = 5
 BAR_WIDTH = 10
 CLEAR, HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[2J", "\x1b[H", "\x1b[K", "\x1b[J"
@@ -72,12 +71,12 @@ def track_score(track: TrackStatus) -> float | None:
 
 
 class WatchView:
-    """Folds frame results into what the screen shows, and draws it."""
+    """Draws a worker's status: its track table, counters and the alerts it raised."""
 
     def __init__(self, out: TextIO, tty: bool, h: float, counters: SourceCounters) -> None:
         self.out, self.tty, self.h, self.counters = out, tty, h, counters
         self.info: VideoInfo | None = None
-        self.rows = TrackTable(TRACK_TIMEOUT_S)
+        self.rows = TrackTable()  # until `follow` gives it the worker's own
         self.alerts: list[Alert] = []
         self.media_time = 0.0
         self.faces = 0
@@ -86,6 +85,10 @@ class WatchView:
         self._in, self._analysed = RateMeter(), RateMeter()
         self._started = time.monotonic()
         self._last_status = self._started
+
+    def follow(self, tracks: TrackTable) -> None:
+        """Show `tracks`, the table the worker keeps (and checkpoints) for its status."""
+        self.rows = tracks
 
     def start(self, info: VideoInfo, paced: bool) -> None:
         self.info = info
@@ -99,7 +102,6 @@ class WatchView:
         self.analysed += 1
         self.media_time = result.time
         self.faces = len(result.faces)
-        self.rows.fold(result)
         self.alerts.extend(result.alerts)
         if not self.tty:
             for alert in result.alerts:
@@ -218,6 +220,7 @@ async def _watch(
         end_detail=end_detail,
         on_open=lambda info: view.start(info, paced),
     )
+    view.follow(worker.status.tracks)
     stream = asyncio.create_task(worker.run())
     ticker = asyncio.create_task(_tick(view))
     try:
