@@ -31,7 +31,6 @@ from av.video.reformatter import ColorRange
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.engines.base import Engine, ModelInfo
 from swapwatch.errors import SourceError, SourceUnreadable
-from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.quality import QualityConfig
 from swapwatch.fusion import (
     AlarmChange,
@@ -40,8 +39,8 @@ from swapwatch.fusion import (
     VideoConfig,
     rate_weighted,
 )
-from swapwatch.native_logs import native_stderr_silenced
-from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
+from swapwatch.stream.assembly import AnalysisSettings, build_analyzer, close_analyzer
+from swapwatch.stream.pipeline import FrameResult
 from swapwatch.stream.scan import scan
 from swapwatch.stream.source import AvSource, SourceOptions
 
@@ -180,7 +179,7 @@ def evaluate(
 
 
 class ItemEvaluator:
-    """One engine and one face analyzer, reused item after item (the tracker is reset)."""
+    """One engine and one stream analyzer, reused item after item (its tracks reset)."""
 
     def __init__(self, engine_factory: EngineFactory, config: EvalConfig) -> None:
         self.config = config
@@ -188,14 +187,17 @@ class ItemEvaluator:
         try:
             self.engine = engine_factory()
             self._stack.callback(self.engine.close)
-            with native_stderr_silenced(config.quiet):
-                self.faces = FaceAnalyzer(
-                    crop_size=self.engine.info.cut_size,
+            # The analyzer `scan` and the service assemble, reused item after item (reset).
+            self.analyzer = build_analyzer(
+                self.engine,
+                AnalysisSettings(
+                    decision=config.decision,
                     quality=config.quality,
                     quiet=config.quiet,
-                )
-                self.faces.warmup()
-            self._stack.callback(self._close_faces)
+                    warmup=True,
+                ),
+            )
+            self._stack.callback(close_analyzer, self.analyzer, config.quiet)
             self.reencoder = (
                 self._stack.enter_context(Reencoder(config.reencode_kbps, config.max_seconds))
                 if config.reencode_kbps
@@ -213,10 +215,6 @@ class ItemEvaluator:
 
     def close(self) -> None:
         self._stack.close()
-
-    def _close_faces(self) -> None:
-        with native_stderr_silenced(self.config.quiet):
-            self.faces.close()
 
     def evaluate(self, item: MediaItem) -> ItemResult:
         started = time.perf_counter()
@@ -250,8 +248,8 @@ class ItemEvaluator:
             crop=item.crop,
         )
         source = AvSource(str(path), options)
-        self.faces.reset()
-        analyzer = StreamAnalyzer(self.engine, cfg.decision, self.faces)
+        analyzer = self.analyzer
+        analyzer.reset()
         temperature = self.engine.info.temperature
         logits: list[float] = []
 
