@@ -81,7 +81,8 @@ def make_swaps(
     a group weighs as much as it has faces."""
     rng = np.random.default_rng(seed)
     layout = landmarks.reshape(len(landmarks), -1)
-    targets, fakes = [], []
+    targets: list[int] = []
+    fakes: list[np.ndarray] = []
     while len(fakes) < count:
         target = int(rng.integers(len(crops)))
         others = np.flatnonzero(groups != groups[target])
@@ -162,10 +163,11 @@ def main() -> int:
     targets, fakes = make_swaps(crops, landmarks, groups, args.swaps, args.seed)
     reals = crops[targets]
     models = args.model or [DEFAULT_DETECTOR]
-    detectors: list[tuple[str, Callable[[], Engine]]] = [
-        (str(m), lambda m=m: create_engine("onnxruntime", m, device="cpu", threads=1))
-        for m in models
-    ]
+
+    def engine_of(model: Path) -> Callable[[], Engine]:
+        return lambda: create_engine("onnxruntime", model, device="cpu", threads=1)
+
+    detectors: list[tuple[str, Callable[[], Engine]]] = [(str(m), engine_of(m)) for m in models]
     if not args.no_mesonet:
         from swapwatch.evaluation.mesonet import MesoNetEngine
 
