@@ -116,7 +116,7 @@ def analyse(
     from swapwatch.datasets.crops import crop_fraction, upright_rgb
 
     tracker = FaceTracker(detector, landmarks)
-    size = engine.info.input_size
+    size = engine.info.cut_size
     rows: dict[int, list[tuple[float, ...]]] = {}
     frames: dict[int, list[int]] = {}
     crops: dict[int, list[np.ndarray]] = {}

@@ -449,7 +449,7 @@ def face_crops(items: list[MediaItem], engine: Engine) -> Any:
     from swapwatch.stream.source import crop_fraction
 
     crops = []
-    faces = FaceAnalyzer(crop_size=engine.info.input_size, quiet=True)
+    faces = FaceAnalyzer(crop_size=engine.info.cut_size, quiet=True)
     try:
         for item in items:
             if not item.is_image or item.is_fake:

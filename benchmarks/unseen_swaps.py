@@ -99,7 +99,7 @@ def make_swaps(
 
 
 def score(engine: Engine, crops: np.ndarray) -> np.ndarray:
-    side = engine.info.input_size
+    side = engine.info.cut_size  # the engine shrinks to a smaller input itself
     windows = centre_window(crops)
     if windows.shape[1] != side:
         windows = np.stack(
