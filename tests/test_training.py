@@ -22,7 +22,7 @@ from media import Placement, write_video  # noqa: E402
 from swapwatch.cli.main import main  # noqa: E402
 from swapwatch.datasets.crops import CONTEXT_SIZE, CROP_SIZE, CropCache, FaceCrops  # noqa: E402
 from swapwatch.datasets.lists import Label, MediaItem  # noqa: E402
-from swapwatch.datasets.splits import FakeKind, TrainingSplit  # noqa: E402
+from swapwatch.datasets.splits import FakeKind, Part, TrainingSplit, part_of  # noqa: E402
 from swapwatch.engines.base import shrunk  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
@@ -35,7 +35,12 @@ from swapwatch.training.dataset import (  # noqa: E402
     match_pairs,
     pose_partners,
 )
-from swapwatch.training.export import export, fit_temperature, training_split  # noqa: E402
+from swapwatch.training.export import (  # noqa: E402
+    export,
+    fit_temperature,
+    refit_batch_norm,
+    training_split,
+)
 from swapwatch.training.model import (  # noqa: E402
     SwapDetector,
     imagenet_name_map,
@@ -539,6 +544,66 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     finally:
         float_engine.close()
         int8_engine.close()
+
+
+def test_weights_trained_at_224_are_exported_at_a_smaller_input_with_refit_statistics(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    names = [f"person-{i}" for i in range(100)]
+    held_out = next(n for n in names if part_of(n) is Part.VALIDATION)
+    trained_on = next(n for n in names if part_of(n) is Part.TRAIN)
+    pair, real = face_items[0].path, face_items[2].path
+    listing = tmp_path / "list.csv"
+    listing.write_text(
+        "file,label,group,family,crop\n"
+        f"{pair},pair,{trained_on},rec,\n{real},real,{trained_on},video,\n"
+        f"{real},real,{held_out},video,\n"
+    )
+    data = ["--list", str(listing), "--cache-dir", str(cache.directory), "--every", "3"]
+    run = tmp_path / "run"
+    train = ["train", "--out", str(run), "--steps", "1", "--pairs", "2", "--threads", "1"]
+    assert main([*train, *data[2:], str(listing)]) == 0
+    resized = tmp_path / "resized.onnx"
+    export_cli = ["export", str(run / "last.pt"), "--out", str(resized), *data]
+    assert main([*export_cli, "--input-size", "96", "--refit-batch-norm", "8"]) == 0
+    engine = OnnxRuntimeEngine(resized, device="cpu", threads=1)
+    try:
+        assert (engine.info.input_size, engine.info.cut_size) == (96, CROP_SIZE)
+        assert engine.info.training["input_size_trained"] == CROP_SIZE
+        assert engine.info.training["batch_norm_refit_crops"] == 8
+        assert engine.infer(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape == (1,)
+    finally:
+        engine.close()
+    capsys.readouterr()
+    assert main([*export_cli, "--input-size", "300"]) == 2
+    assert "--input-size must be within 64-224" in capsys.readouterr().err
+
+
+def test_batch_norm_statistics_are_refit_to_the_crops_at_the_input_size() -> None:
+    model = SwapDetector()
+    model.input_size = 96
+    crops = np.random.default_rng(3).integers(0, 256, (16, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen: list[torch.Tensor] = []
+    hook = norm.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach()))
+    try:
+        model.eval()
+        with torch.no_grad():  # what the first batch-norm layer is given at 96 px
+            model(to_tensor(shrunk(crops, 96), "cpu"))
+    finally:
+        hook.remove()
+    momentum = norm.momentum
+    refit_batch_norm(model, crops, batch=8)
+    inputs = seen[0]
+    torch.testing.assert_close(norm.running_mean, inputs.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    # The variance is the average of the two batches' unbiased variances.
+    halves = [inputs[:8], inputs[8:]]
+    unbiased = torch.stack([h.var(dim=(0, 2, 3), unbiased=True) for h in halves]).mean(0)
+    torch.testing.assert_close(norm.running_var, unbiased, rtol=1e-4, atol=1e-5)
+    assert norm.momentum == momentum and not model.training and not norm.training
 
 
 def test_a_checkpoint_runs_no_code_when_exported(tmp_path: Path) -> None:

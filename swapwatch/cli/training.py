@@ -232,6 +232,21 @@ def add_export_parser(commands: Any) -> None:
     )
     parser.add_argument("--name", default="swapwatch-detector")
     parser.add_argument("--description", default="")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        metavar="PX",
+        help="run the trained weights at this input side (64-224; crops are still cut at 224 "
+        "and shrunk to it); default: the size the run trained at",
+    )
+    parser.add_argument(
+        "--refit-batch-norm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-estimate the batch-norm statistics on N crops of the training groups (reals "
+        "and their self-blends) at the input size first; needs the training data",
+    )
     add_data_options(parser, lists_positional=False, validation_default=None)
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_export)
@@ -246,6 +261,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"export needs the 'train' extra: {exc}") from exc
     from swapwatch.datasets.crops import CropCache
 
+    if args.input_size is not None and not 64 <= args.input_size <= 224:
+        raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
+    if args.refit_batch_norm < 0:
+        raise ConfigError("--refit-batch-norm must not be negative")
     items = items_from_args(args) if (args.lists or args.real or args.fake) else []
     cache = CropCache(args.cache_dir, every=args.every)
     try:
@@ -258,6 +277,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.description,
             args.validation_fraction,
             args.int8,
+            input_size=args.input_size,
+            batch_norm_crops=args.refit_batch_norm,
         )
     finally:
         cache.close()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.datasets.splits import TrainingSplit
-from swapwatch.engines.base import METADATA_KEY, ModelInfo
+from swapwatch.engines.base import METADATA_KEY, ModelInfo, shrunk
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine
 from swapwatch.errors import ModelError
 from swapwatch.evaluation.metrics import roc_auc
@@ -33,7 +33,7 @@ from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
 from swapwatch.training.quantize import QuantizeReport, quantize
-from swapwatch.training.train import predict
+from swapwatch.training.train import predict, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,29 @@ def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
     return model, state
 
 
+def refit_batch_norm(model: SwapDetector, crops: np.ndarray, batch: int = 64) -> None:
+    """Re-estimate every batch-norm layer's running statistics from `crops` (uint8, cut at
+    CROP_SIZE) shrunk to the model's input size: weights trained at one input size meet other
+    statistics at another. The statistics become the plain average over the batches (equal
+    batches: over the crops); nothing else changes."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    images = shrunk(crops, model.input_size)
+    model.eval()  # dropout off; only the batch-norm layers collect statistics
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average rather than an exponential one
+        norm.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                model(to_tensor(np.ascontiguousarray(images[i : i + batch]), "cpu"))
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.eval()
+
+
 def calibration_set(
     items: Sequence[MediaItem], cache: CropCache, split: TrainingSplit, seed: int = 7
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -155,17 +178,29 @@ def export(
     description: str = "",
     validation_fraction: float | None = None,
     int8_out: Path | None = None,
+    input_size: int | None = None,
+    batch_norm_crops: int = 0,
 ) -> ExportReport:
     """Export the checkpoint to `out`; with `int8_out`, also its checked int8 version.
 
     The temperature is fitted on the validation groups of `items`, split as the training run
-    split them unless `validation_fraction` says otherwise.
+    split them unless `validation_fraction` says otherwise. `input_size` runs the trained
+    weights at another input (crops still cut at CROP_SIZE and shrunk to it), and
+    `batch_norm_crops` re-estimates the batch-norm statistics there on that many crops of the
+    training groups (reals and their self-blends) first.
     """
     if int8_out is not None and not items:
         raise ModelError("an int8 export needs the training data (for ranges and the check)")
+    if batch_norm_crops and not items:
+        raise ModelError("re-estimating batch-norm statistics needs the training data")
     model, state = load_checkpoint(checkpoint)
     split = training_split(state, validation_fraction)
     run_record = _run_record(checkpoint)
+    trained_size = model.input_size
+    if input_size is not None:
+        model.input_size = input_size
+    if batch_norm_crops:
+        refit_batch_norm(model, range_crops(items, cache, split, batch_norm_crops, seed=13))
     calibration: dict[str, Any] = {}
     if items:
         images, labels, counts = calibration_set(items, cache, split)
@@ -206,6 +241,8 @@ def export(
             "command": run_record.get("command"),
             "data": run_record.get("data"),
             "init": run_record.get("init"),  # the checkpoint a fine-tune started from
+            "input_size_trained": trained_size,
+            "batch_norm_refit_crops": batch_norm_crops,
             "validation": (state.get("history") or [{}])[-1],
             "calibration": calibration,
         },
