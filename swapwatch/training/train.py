@@ -201,19 +201,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         init_record = state.get("init")
         _check_same_init(config.init, init_record)
         _check_same_split(split, state, "this run was started", "--resume")
-        _check_same_frozen_stages(config.frozen_stages, state)
-        recorded_rho = float((state.get("config") or {}).get("sam_rho", 0.0))
-        if recorded_rho != config.sam_rho:
-            raise ConfigError(
-                f"this run was started with --sam {recorded_rho:g}; --resume needs the same, "
-                f"not {config.sam_rho:g} (or use another --out)"
-            )
-        recorded_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
-        if recorded_size != config.input_size:
-            raise ConfigError(
-                f"this run was started with --input-size {recorded_size}; --resume needs the "
-                f"same, not {config.input_size} (or use another --out)"
-            )
+        _check_same_option(state, "frozen_stages", "--frozen-stages", config.frozen_stages, 0)
+        _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
+        _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
     elif config.init is not None:
         init_record = load_initial_weights(model, config.init, split)
     else:
@@ -428,12 +418,15 @@ def _check_same_init(requested: Path | None, recorded: dict[str, Any] | None) ->
         )
 
 
-def _check_same_frozen_stages(requested: int, state: dict[str, Any]) -> None:
-    recorded = int((state.get("config") or {}).get("frozen_stages", 0))
+def _check_same_option(
+    state: dict[str, Any], key: str, option: str, requested: float, default: float
+) -> None:
+    """A resumed run keeps the recipe setting it started with (older runs: `default`)."""
+    recorded = type(requested)((state.get("config") or {}).get(key, default))
     if recorded != requested:
         raise ConfigError(
-            f"this run was started with --frozen-stages {recorded}; --resume needs the same, "
-            f"not {requested} (or use another --out)"
+            f"this run was started with {option} {recorded:g}; --resume needs the same, "
+            f"not {requested:g} (or use another --out)"
         )
 
 
