@@ -74,11 +74,13 @@ class TrainConfig:
 
 
 def to_tensor(images: np.ndarray, device: str) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW, as `engines.base.normalise` does at inference."""
+    """uint8 NHWC -> normalised float NCHW, as `engines.base.normalise` does at inference.
+    Laid out channels-last: the same values, but the depthwise convolutions train about twice
+    as fast on this CPU in that layout (benchmarks/README, `train_step.py`)."""
     x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(INPUT_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(INPUT_STD, device=device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -235,7 +237,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         else None
     )
 
-    model.to(config.device)
+    model.to(config.device, memory_format=torch.channels_last)  # see `to_tensor`
     model.input_size = config.input_size
     model.freeze_early_stages(config.frozen_stages)
     ema = copy.deepcopy(model).eval()
