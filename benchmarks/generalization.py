@@ -54,7 +54,12 @@ from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import Engine, detector_logits  # noqa: E402
 from swapwatch.errors import SourceError  # noqa: E402
 from swapwatch.evaluation.conditions import CONDITIONS, deliver  # noqa: E402
-from swapwatch.evaluation.runner import EvalConfig, ItemResult, evaluate  # noqa: E402
+from swapwatch.evaluation.runner import (  # noqa: E402
+    EvalConfig,
+    ItemResult,
+    TrackLogits,
+    evaluate,
+)
 from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes  # noqa: E402
 from swapwatch.evaluation.verdict_point import (  # noqa: E402
     MIN_OWN_REALS,
@@ -186,6 +191,10 @@ def score_condition(
     decision = config.decision
     peaks = [peak_cusum(r.track_evidence, decision.k, decision.min_frames) for r in run.results]
     peaks += [0.0] * len(failed)
+    # A recording's face tracks, each as its scored frames' times and calibrated logits, for
+    # cues that read how a score moves from frame to frame (benchmarks/temporal_cues.py).
+    traces = [[track_trace(t) for t in r.track_logits if len(t.times) > 1] for r in run.results]
+    traces += [[]] * len(failed)
     rows = [
         {
             "name": j.name,
@@ -196,10 +205,18 @@ def score_condition(
             "verdict": j.verdict,
             "why": j.why,
             "peak_cusum": round(peak, 3),
+            **({"tracks": tracks} if tracks else {}),
         }
-        for j, peak in zip(out, peaks, strict=True)
+        for j, peak, tracks in zip(out, peaks, traces, strict=True)
     ]
     return out, rows
+
+
+def track_trace(track: TrackLogits) -> dict[str, list[float]]:
+    return {
+        "t": [round(float(v), 2) for v in track.times],
+        "logit": [round(float(v), 2) for v in track.logits],
+    }
 
 
 def rejudged(

@@ -433,6 +433,22 @@ def test_eval_recommends_the_smallest_h_its_real_traffic_does_not_reach(
     assert (video["fakes_at_or_above"], video["fakes"]) == (1, 1)
 
 
+def test_each_recording_keeps_when_its_track_scored_what(
+    capsys: pytest.CaptureFixture[str], traffic_list: Path, redness_model: Path
+) -> None:
+    report = eval_json(capsys, str(traffic_list), "--model", str(redness_model), "--bootstrap", "0")
+    items = {i["name"]: i for i in report["items"]}
+    (track,) = items["real.mp4"]["track_logits"]
+    times, logits = np.asarray(track["times"]), np.asarray(track["logits"])
+    assert len(times) == items["real.mp4"]["faces_scored"] > 30
+    assert np.all(np.diff(times) > 0) and times[0] >= 0 and times[-1] < 5
+    # The white stretch (2-3 s) is where this model's score rose, and nowhere else.
+    white = (times > 2.1) & (times < 2.9)
+    blue = (times < 1.9) | (times > 3.1)
+    assert logits[white].min() > 0 > logits[blue].max()
+    assert sorted(logits) == pytest.approx(sorted(items["real.mp4"]["frame_logits"]), abs=1e-3)
+
+
 def test_the_video_threshold_option_sets_the_verdict(
     capsys: pytest.CaptureFixture[str], traffic_list: Path, redness_model: Path
 ) -> None:

@@ -66,3 +66,18 @@ def test_conditions_that_kept_different_pictures_cannot_be_matched() -> None:
     poor = [row("a.jpg", "real", 0.25)]  # b.jpg failed to deliver in this condition
     with pytest.raises(ValueError, match="different numbers of real pictures"):
         stored_outcomes([compact(plain), compact(poor)])
+
+
+def test_a_recordings_face_tracks_are_kept_and_results_without_them_still_read() -> None:
+    tracks = [{"t": [0.0, 0.07, 0.13], "logit": [-1.2, 0.4, 2.5]}]
+    rows = [
+        row("rec.mp4", "fake", 0.9, 40.0, family="live-swap") | {"tracks": tracks},
+        row("talk.mp4", "real", 0.3, 2.0),  # a recording whose run kept no track
+        row("a.jpg", "real", 0.2),
+    ]
+    stored = compact(rows)
+    kept = [dict(zip(stored["fields"], values, strict=True)) for values in stored["rows"]]
+    assert [r["tracks"] for r in kept] == [tracks, None]
+    # A file written before the tracks were kept has the old fields and reads the same.
+    old = {**stored, "fields": stored["fields"][:-1], "rows": [r[:-1] for r in stored["rows"]]}
+    assert stored_outcomes([old]) == stored_outcomes([stored])

@@ -88,6 +88,22 @@ class ItemStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TrackLogits:
+    """One face track's scored frames: media seconds and calibrated logits (logit / T)."""
+
+    track_id: int
+    times: np.ndarray  # (F,) float64
+    logits: np.ndarray  # (F,) float64
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track_id,
+            "times": [round(float(v), 3) for v in self.times],
+            "logits": [round(float(v), 4) for v in self.logits],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     """What one item gave. Frame logits are calibrated (logit / T) and not clipped: the clip
     is a device of the alarm rule, and would tie confident frames for ranking metrics."""
@@ -107,6 +123,9 @@ class ItemResult:
     # unweighted CUSUM with the rule's k replays the live one), for choosing thresholds from
     # measured footage.
     track_evidence: tuple[np.ndarray, ...] = ()
+    # Recordings: per face track, its scored frames' media times and calibrated logits
+    # (unclipped), for cues that read how a track's score moves from frame to frame.
+    track_logits: tuple[TrackLogits, ...] = ()
     analysis_rate: float | None = None  # analysed frames per second of media
     why: str | None = None  # why there is no score, as `scan --json` says it
 
@@ -137,6 +156,7 @@ class ItemResult:
             "error": self.error,
             "frame_logits": [round(float(v), 4) for v in self.frame_logits],
             "track_evidence": [[round(float(v), 4) for v in t] for t in self.track_evidence],
+            "track_logits": [t.to_json() for t in self.track_logits],
             "analysis_rate": round_or_none(self.analysis_rate),
             "no_verdict_reason": self.why,
         }
@@ -252,9 +272,16 @@ class ItemEvaluator:
         analyzer.reset()
         temperature = self.engine.info.temperature
         logits: list[float] = []
+        traces: dict[int, tuple[list[float], list[float]]] = {}
 
         def keep_logits(result: FrameResult) -> None:
-            logits.extend(f.logit / temperature for f in result.faces if f.logit is not None)
+            for face in result.faces:
+                if face.logit is None:
+                    continue
+                logits.append(face.logit / temperature)
+                times, track = traces.setdefault(face.track_id, ([], []))
+                times.append(result.time)
+                track.append(face.logit / temperature)
 
         scanned = asyncio.run(scan(source, analyzer, cfg.video, on_result=keep_logits))
         if not logits:
@@ -284,6 +311,10 @@ class ItemEvaluator:
                 rate_weighted(t.evidence, t.times, cfg.decision.k, cfg.decision.reference_rate)
                 for t in scanned.tracks
                 if t.evidence
+            ),
+            track_logits=tuple(
+                TrackLogits(track_id, np.asarray(times), np.asarray(values))
+                for track_id, (times, values) in sorted(traces.items())
             ),
             analysis_rate=scanned.analysis_rate,
             why=None if scanned.no_verdict_reason is None else scanned.no_verdict_reason.value,

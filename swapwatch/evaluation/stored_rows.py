@@ -11,6 +11,9 @@ from swapwatch.datasets.lists import IMAGE_SUFFIXES
 from swapwatch.evaluation.verdict_point import Delivery, Outcome
 
 ROW_FIELDS = ("name", "label", "family", "group", "score", "verdict", "why", "peak_cusum")
+# A recording's face tracks ({"t": seconds, "logit": calibrated logits} each), where the run
+# kept them; results written before 2026-12-06 (session 20) have no such field.
+TRACKS_FIELD = "tracks"
 DECIDED = ("fake", "real")  # an item without one (inconclusive, no face, error) has no score
 
 
@@ -20,9 +23,10 @@ def is_picture(name: str) -> bool:
 
 
 def compact(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One delivery condition's rows as a results file keeps them: a row (ROW_FIELDS) for every
-    fake and every real recording; for the many real pictures their family, score, verdict and
-    reason only, in scoring order, which is what the tables are made of."""
+    """One delivery condition's rows as a results file keeps them: a row (ROW_FIELDS, then the
+    face tracks where the row has them) for every fake and every real recording; for the many
+    real pictures their family, score, verdict and reason only, in scoring order, which is what
+    the tables are made of."""
     kept: list[list[Any]] = []
     pictures: dict[str, list[list[Any]]] = {}
     for row in rows:
@@ -31,9 +35,9 @@ def compact(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 [row["score"], row["verdict"], row["why"]]
             )
         else:
-            kept.append([row[f] for f in ROW_FIELDS])
+            kept.append([*(row[f] for f in ROW_FIELDS), row.get(TRACKS_FIELD)])
     return {
-        "fields": list(ROW_FIELDS),
+        "fields": [*ROW_FIELDS, TRACKS_FIELD],
         "rows": kept,
         "real_picture_fields": ["score", "verdict", "why"],
         "real_pictures": pictures,
