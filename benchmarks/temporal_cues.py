@@ -1,0 +1,183 @@
+"""Score flicker, a cue across frames, measured from yardstick runs that kept their face tracks
+(the protocol and the rule that keeps it are in benchmarks/README, written before it ran).
+
+    .venv/bin/python benchmarks/temporal_cues.py RESULTS.json[:DETECTOR] ...
+        [--resamples 2000] [--out benchmarks/results/temporal-cues.json]
+
+For each run, delivery condition and fake kind of recording present: AUC of the video score,
+of the flicker alone and of the fused score (z of the video logit + z of the flicker, both
+against the run's real recordings); fused minus video with a 95 % group-bootstrap interval; as
+controls, the AUC of the longest track's scored-frame count and of its mean logit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO))
+
+from machine import write_results  # noqa: E402
+
+from swapwatch.datasets.splits import fake_kind  # noqa: E402
+from swapwatch.evaluation.flicker import flicker, standardised, video_logit  # noqa: E402
+from swapwatch.evaluation.metrics import (  # noqa: E402
+    group_resamples,
+    percentile_interval,
+    roc_auc,
+)
+from swapwatch.evaluation.stored_rows import DECIDED, TRACKS_FIELD, is_picture  # noqa: E402
+
+# An item without a verdict ranks as an error, as in the yardstick: a real above every fake.
+WITHOUT_VERDICT = {True: -1e9, False: 1e9}
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    name: str
+    fake: bool
+    kind: str  # the fake kind, or "real"
+    group: str
+    logit: float | None  # of the video score; None without a verdict
+    flicker: float | None
+    frames: int  # scored frames of the longest track
+    mean_logit: float | None  # of the longest track
+
+
+def recordings(stored: dict[str, Any]) -> list[Recording]:
+    """A delivery condition's recordings, read from its stored rows."""
+    fields = stored["fields"]
+    if TRACKS_FIELD not in fields:
+        sys.exit("temporal_cues: a results file without face tracks (made before they were kept)")
+    out = []
+    for values in stored["rows"]:
+        row = dict(zip(fields, values, strict=True))
+        if is_picture(row["name"]):
+            continue
+        tracks = row[TRACKS_FIELD] or []
+        longest = max(tracks, key=lambda t: len(t["t"]), default=None)
+        fake = row["label"] == "fake"
+        decided = row["verdict"] in DECIDED and row["score"] is not None
+        out.append(
+            Recording(
+                name=row["name"],
+                fake=fake,
+                kind=fake_kind(row["family"]).value if fake else "real",
+                group=row["group"],
+                logit=video_logit(row["score"]) if decided else None,
+                flicker=flicker(longest["t"], longest["logit"]) if longest else None,
+                frames=len(longest["t"]) if longest else 0,
+                mean_logit=float(np.mean(longest["logit"])) if longest else None,
+            )
+        )
+    return out
+
+
+def scores(items: list[Recording]) -> dict[str, np.ndarray]:
+    """Each ranking the rule compares, one value per recording."""
+    reals = [r for r in items if not r.fake]
+    real_logits = [r.logit for r in reals if r.logit is not None]
+    real_flickers = [r.flicker for r in reals if r.flicker is not None]
+    z_logit = standardised([r.logit if r.logit is not None else 0.0 for r in items], real_logits)
+    z_flicker = standardised(
+        [r.flicker if r.flicker is not None else 0.0 for r in items], real_flickers
+    )
+    video, fused, alone = [], [], []
+    for r, zl, zf in zip(items, z_logit, z_flicker, strict=True):
+        if r.logit is None:
+            video.append(WITHOUT_VERDICT[r.fake])
+            fused.append(WITHOUT_VERDICT[r.fake])
+        else:
+            video.append(r.logit)
+            fused.append(zl + (zf if r.flicker is not None else 0.0))
+        alone.append(r.flicker if r.flicker is not None else float(np.median(real_flickers)))
+    return {
+        "video": np.asarray(video),
+        "fused": np.asarray(fused),
+        "flicker": np.asarray(alone),
+        "frames": np.asarray([float(r.frames) for r in items]),
+        "mean_logit": np.asarray(
+            [r.mean_logit if r.mean_logit is not None else 0.0 for r in items]
+        ),
+    }
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def measure_kind(
+    items: list[Recording], kind: str, resamples: int, seed: int = 0
+) -> dict[str, Any]:
+    chosen = [r for r in items if r.kind in (kind, "real")]
+    labels = np.asarray([r.fake for r in chosen])
+    ranked = scores(chosen)
+    aucs = {name: roc_auc(values, labels) for name, values in ranked.items()}
+
+    def difference(drawn: np.ndarray) -> float | None:
+        fused = roc_auc(ranked["fused"][drawn], labels[drawn])
+        video = roc_auc(ranked["video"][drawn], labels[drawn])
+        return None if fused is None or video is None else fused - video
+
+    groups = [r.group for r in chosen]
+    draws = [difference(d) for d in group_resamples(groups, resamples, seed)]
+    interval = percentile_interval(draws)
+    gain = None if aucs["fused"] is None or aucs["video"] is None else aucs["fused"] - aucs["video"]
+    return {
+        "reals": int((~labels).sum()),
+        "fakes": int(labels.sum()),
+        "fakes_with_flicker": sum(r.flicker is not None for r in chosen if r.fake),
+        "reals_with_flicker": sum(r.flicker is not None for r in chosen if not r.fake),
+        "auc": {name: rounded(value) for name, value in aucs.items()},
+        "fused_minus_video": rounded(gain),
+        "fused_minus_video_95": None
+        if interval is None
+        else [round(interval.low, 4), round(interval.high, 4)],
+        "flicker_by_item": {
+            r.name: None if r.flicker is None else round(r.flicker, 3) for r in chosen
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="RESULTS.json[:DETECTOR]")
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=RESULTS / "temporal-cues.json")
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    for spec in args.runs:
+        path, _, name = spec.partition(":")
+        detectors = json.loads(Path(path).read_text())["detectors"]
+        name = name or next(iter(detectors))
+        if name not in detectors:
+            sys.exit(f"temporal_cues: no detector {name!r} in {path} (it has {sorted(detectors)})")
+        run: dict[str, Any] = {"file": path, "detector": name, "conditions": {}}
+        for condition, entry in detectors[name]["conditions"].items():
+            items = recordings(entry["items"])
+            kinds = sorted({r.kind for r in items if r.fake})
+            measured = {k: measure_kind(items, k, args.resamples) for k in kinds}
+            run["conditions"][condition] = measured
+            for kind, m in measured.items():
+                a = m["auc"]
+                print(
+                    f"{name} {condition} {kind}: {m['fakes']} fakes / {m['reals']} reals; AUC "
+                    f"video {a['video']}, flicker {a['flicker']}, fused {a['fused']} "
+                    f"(fused - video {m['fused_minus_video']} {m['fused_minus_video_95']}); "
+                    f"controls: frames {a['frames']}, mean logit {a['mean_logit']}"
+                )
+        out[spec] = run
+    write_results(args.out, "temporal_cues", {"runs": out}, flat_lists=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
