@@ -71,7 +71,7 @@ def batch_of(images: np.ndarray, layout: torch.memory_format) -> torch.Tensor:
 def timed_steps(
     base: SwapDetector, images: np.ndarray, layout: torch.memory_format, steps: int
 ) -> list[float]:
-    model = copy.deepcopy(base).to(memory_format=layout).train()
+    model = copy.deepcopy(base).to(memory_format=layout).train()  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = batch_of(images, layout)
     y = torch.tensor([0.0, 1.0] * (len(images) // 2))
@@ -89,7 +89,8 @@ def timed_steps(
 def gradients(
     base: SwapDetector, images: np.ndarray, layout: torch.memory_format, dtype: torch.dtype
 ) -> list[torch.Tensor]:
-    model = copy.deepcopy(base).to(dtype=dtype).to(memory_format=layout).train()
+    model = copy.deepcopy(base).to(dtype=dtype)
+    model = model.to(memory_format=layout).train()  # type: ignore[call-overload]
     model.dropout.p = 0.0  # the same function in every run
     x = batch_of(images, layout).to(dtype)
     y = torch.tensor([0.0, 1.0] * (len(images) // 2), dtype=dtype)

@@ -237,7 +237,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         else None
     )
 
-    model.to(config.device, memory_format=torch.channels_last)  # see `to_tensor`
+    model.to(config.device)
+    # See `to_tensor`. torch's stubs lack the keyword Module.to takes at run time.
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.input_size = config.input_size
     model.freeze_early_stages(config.frozen_stages)
     ema = copy.deepcopy(model).eval()
