@@ -44,7 +44,7 @@ bench-accuracy: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet ruff mypy
 	$(BIN)/ruff check swapwatch tests benchmarks
-	$(BIN)/mypy swapwatch
+	$(BIN)/mypy swapwatch benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

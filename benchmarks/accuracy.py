@@ -24,7 +24,7 @@ DATA = REPO.parent / "shared" / "data"
 
 from machine import write_results  # noqa: E402
 
-from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
+from swapwatch.datasets.lists import MediaItem, read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.evaluation.operating_point import OperatingPointConfig, operating_point  # noqa: E402
 from swapwatch.evaluation.report import ReportConfig, build_report  # noqa: E402
@@ -34,7 +34,7 @@ from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 FALSE_ALARM_BUDGET = 0.1  # per stream-hour: one false alarm in ten hours of one face
 
 
-def run_eval(items: list, factory: Any, kbps: int | None, label: str) -> EvalRun:
+def run_eval(items: list[MediaItem], factory: Any, kbps: int | None, label: str) -> EvalRun:
     def progress(done: int, total: int, result: ItemResult) -> None:
         score = "n/a" if result.score is None else f"{result.score:.3f}"
         print(

@@ -74,7 +74,8 @@ def blend_with(
         SelfBlendConfig(),
     )[..., None]
     fake = mask * np.clip(cue(image), 0, 255) + (1.0 - mask) * image
-    return np.clip(np.round(fake), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.round(fake), 0, 255).astype(np.uint8)
+    return out
 
 
 def main() -> int:

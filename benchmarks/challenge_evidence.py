@@ -113,7 +113,7 @@ def analyse(
     the track was not followed (a hand, a turn too far, a landmark failure)."""
     import av
 
-    from swapwatch.datasets.crops import crop_fraction, upright_rgb
+    from swapwatch.stream.source import crop_fraction, upright_rgb
 
     tracker = FaceTracker(detector, landmarks)
     size = engine.info.cut_size
@@ -153,10 +153,10 @@ def analyse(
         return []
     main = max(rows, key=lambda track: len(rows[track]))
     logits = detector_logits(engine, np.stack(crops[main])) / engine.info.temperature
-    seen = np.asarray(frames[main])
-    missing = np.setdiff1d(np.arange(seen[0], seen[-1] + 1), seen)
+    analysed = np.asarray(frames[main])
+    missing = np.setdiff1d(np.arange(analysed[0], analysed[-1] + 1), analysed)
     near_loss = [
-        bool(len(missing)) and bool(np.abs(missing - i).min() <= LOSS_NEIGHBOURS) for i in seen
+        bool(len(missing)) and bool(np.abs(missing - i).min() <= LOSS_NEIGHBOURS) for i in analysed
     ]
     return [
         (float(z), row[1], row[2], row[3], row[4], near, row[5])
@@ -199,7 +199,7 @@ def summarise(faces: Faces) -> list[dict[str, Any]]:
     fake = np.asarray(faces.fake, dtype=bool)
     recording = np.asarray(faces.recording)
     person = np.asarray(faces.person)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, inside in moments(faces).items():
         real, swapped = evidence[inside & ~fake], evidence[inside & fake]
         auc = roc_auc(evidence[inside], fake[inside]) if inside.any() else None
@@ -245,7 +245,7 @@ def proposed_weight(
     measured = min(row["real_recordings"], row["swapped_recordings"]) >= MIN_RECORDINGS
     if not measured or row["d_prime"] is None or not frontal_d_prime:
         return 0.0
-    weight = min(1.0, row["d_prime"] / frontal_d_prime)
+    weight: float = min(1.0, row["d_prime"] / frontal_d_prime)
     rise = None if real_within is None else real_within["median_change"]
     if row["real_share_above_0"] > REAL_ABOVE_0 or (rise is not None and rise > REAL_RISE):
         weight /= 2

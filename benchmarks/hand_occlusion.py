@@ -122,7 +122,7 @@ def follow(path: Path, half: str) -> list[Frame]:
             for index, frame in enumerate(container.decode(stream)):
                 if index % stride:
                     continue
-                image = frame.to_ndarray(format="rgb24")
+                image: np.ndarray = frame.to_ndarray(format="rgb24")
                 if half != "whole":
                     middle = image.shape[1] // 2
                     image = image[:, :middle] if half == "left" else image[:, middle:]
@@ -287,7 +287,7 @@ def main() -> int:
                         chosen.append(value)
             chosen_windows.append((f"{rel}:{half}", labels, chosen))
 
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for name, groups in values.items():
         none = np.asarray(groups.get("none", []))
         over = np.asarray(groups.get("over", []))
@@ -305,7 +305,7 @@ def main() -> int:
                 "measure": name,
                 "threshold_at_2pct_no_hand": round(threshold, 4),
                 "hand_over_face_found": past("over"),
-                "auc_hand_against_no_hand": round(auc, 4),
+                "auc_hand_against_no_hand": None if auc is None else round(auc, 4),
                 "hand_at_edge_past": past("edge"),
                 "swap_side_hand_found": past("over (swap side)"),
                 "median_no_hand": round(float(np.median(none)), 4),

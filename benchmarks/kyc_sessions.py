@@ -74,7 +74,7 @@ def analyse(item: MediaItem, engine: Engine) -> Recording:
     """Every analysed frame's main face (the largest), as a live session sees it."""
     import av
 
-    from swapwatch.datasets.crops import crop_fraction, upright_rgb
+    from swapwatch.stream.source import crop_fraction, upright_rgb
 
     analyzer = build_analyzer(engine, AnalysisSettings(score_past_pose_gate=True))
     faces: list[SessionFace | None] = []

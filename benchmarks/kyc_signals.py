@@ -144,12 +144,12 @@ def recordings() -> list[dict[str, Any]]:
     """The plain-stream signals on each validation live-swap pair, real half and swap half."""
     import av
 
-    from swapwatch.datasets.crops import crop_fraction, upright_rgb
     from swapwatch.datasets.lists import read_list
     from swapwatch.datasets.splits import Part, split
     from swapwatch.faces.detection import FaceDetector
     from swapwatch.faces.landmarks import LandmarkModel
     from swapwatch.faces.tracking import FaceTracker
+    from swapwatch.stream.source import crop_fraction, upright_rgb
 
     items = split(read_list(DATA / "manifest.csv"))[Part.VALIDATION]
     detector = FaceDetector(quiet=True)

@@ -69,11 +69,11 @@ def recordings(series: dict[str, np.ndarray] | None = None) -> list[dict[str, An
     media times are kept there too, to try other rules on (never written inside the repo)."""
     import av
 
-    from swapwatch.datasets.crops import crop_fraction, upright_rgb
     from swapwatch.datasets.lists import read_list
     from swapwatch.faces.detection import FaceDetector
     from swapwatch.faces.landmarks import LandmarkModel
     from swapwatch.faces.tracking import FaceTracker
+    from swapwatch.stream.source import crop_fraction, upright_rgb
 
     items = [
         i
@@ -191,7 +191,8 @@ def main() -> int:
     series: dict[str, np.ndarray] | None = {} if args.series else None
     rows = recordings(series) if (DATA / "manifest.csv").is_file() else []
     if args.series and series:
-        np.savez_compressed(args.series, **series)
+        # numpy's stub reads any keyword as its allow_pickle flag
+        np.savez_compressed(args.series, **series)  # type: ignore[arg-type]
     write_results(
         args.out,
         "kyc_still_scenes",

@@ -69,7 +69,8 @@ def to_linear(srgb: np.ndarray) -> np.ndarray:
 def to_srgb(linear: np.ndarray) -> np.ndarray:
     x = np.clip(linear, 0.0, 1.0)
     encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-    return np.round(encoded * 255.0).astype(np.uint8)
+    out: np.ndarray = np.round(encoded * 255.0).astype(np.uint8)
+    return out
 
 
 def sensor(linear: np.ndarray, light: float, gain: float, rng: np.random.Generator) -> np.ndarray:
@@ -89,7 +90,7 @@ def camera_denoise(srgb: np.ndarray) -> np.ndarray:
     luma, red, blue = cv2.split(cv2.cvtColor(srgb, cv2.COLOR_RGB2YCrCb))
     luma = cv2.bilateralFilter(luma, 5, 12, 3)
     red, blue = (cv2.GaussianBlur(c, (0, 0), 2.0) for c in (red, blue))
-    return cv2.cvtColor(cv2.merge((luma, red, blue)), cv2.COLOR_YCrCb2RGB)  # type: ignore[no-any-return]
+    return cv2.cvtColor(cv2.merge((luma, red, blue)), cv2.COLOR_YCrCb2RGB)
 
 
 def denoised(condition: Relight) -> Relight:
@@ -98,10 +99,10 @@ def denoised(condition: Relight) -> Relight:
 
 def face_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Where a swap tool pastes its face: inside the landmark hull, edges feathered."""
-    mask = np.zeros(shape, np.float32)
+    mask: np.ndarray = np.zeros(shape, np.float32)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points[:, :2]).astype(np.int32)), 1.0)
     mask = cv2.erode(mask, np.ones((7, 7), np.uint8))
-    return cv2.GaussianBlur(mask, (0, 0), 4.0)[..., None]  # type: ignore[no-any-return]
+    return cv2.GaussianBlur(mask, (0, 0), 4.0)[..., None]
 
 
 def scaled(gains: np.ndarray | float) -> Relight:
