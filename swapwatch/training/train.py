@@ -74,13 +74,20 @@ class TrainConfig:
 
 
 def to_tensor(images: np.ndarray, device: str) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW, as `engines.base.normalise` does at inference.
-    Laid out channels-last: the same values, but the depthwise convolutions train about twice
-    as fast on this CPU in that layout (benchmarks/README, `train_step.py`)."""
+    """uint8 NHWC -> normalised float NCHW, as `engines.base.normalise` does at inference."""
     x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(INPUT_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(INPUT_STD, device=device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    return ((x - mean) / std).contiguous()
+
+
+def training_batch(images: np.ndarray, size: int, device: str) -> torch.Tensor:
+    """A training step's input: `to_tensor` of the crops shrunk to `size`, laid out
+    channels-last like the model it trains. The same values, but the depthwise convolutions
+    train 1.5 times as fast on this CPU in that layout (benchmarks/README, `train_step.py`).
+    Export, calibration and batch-norm refits keep the channels-first layout they always had."""
+    x = to_tensor(shrunk(images, size), device)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -238,7 +245,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     )
 
     model.to(config.device)
-    # See `to_tensor`. torch's stubs lack the keyword Module.to takes at run time.
+    # See `training_batch`. torch's stubs lack the keyword Module.to takes at run time.
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.input_size = config.input_size
     model.freeze_early_stages(config.frozen_stages)
@@ -310,7 +317,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config)
         images, labels = sampler.batch(config.pairs_per_batch, rng)
-        x = to_tensor(shrunk(images, config.input_size), config.device)
+        x = training_batch(images, config.input_size, config.device)
         y = torch.from_numpy(labels).to(config.device)
         loss = F.binary_cross_entropy_with_logits(model(x), y)
         optimiser.zero_grad(set_to_none=True)
