@@ -71,10 +71,8 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 def slim(report: dict[str, Any]) -> dict[str, Any]:
     """The report without per-frame numbers (they stay in the run, not in the results file)."""
-    items = [
-        {k: v for k, v in item.items() if k not in ("frame_logits", "track_evidence", "path")}
-        for item in report["items"]
-    ]
+    per_frame = ("frame_logits", "track_evidence", "track_logits", "path")
+    items = [{k: v for k, v in item.items() if k not in per_frame} for item in report["items"]]
     return {**report, "items": items}
 
 

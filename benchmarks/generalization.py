@@ -214,8 +214,8 @@ def score_condition(
 
 def track_trace(track: TrackLogits) -> dict[str, list[float]]:
     return {
-        "t": [round(float(v), 2) for v in track.times],
-        "logit": [round(float(v), 2) for v in track.logits],
+        "t": [round(float(v), 3) for v in track.times],
+        "logit": [round(float(v), 3) for v in track.logits],
     }
 
 

@@ -54,6 +54,8 @@ class Recording:
 
 def recordings(stored: dict[str, Any]) -> list[Recording]:
     """A delivery condition's recordings, read from its stored rows."""
+    if not isinstance(stored, dict) or "rows" not in stored:
+        sys.exit("temporal_cues: a results file without per-item rows (made before they were kept)")
     fields = stored["fields"]
     if TRACKS_FIELD not in fields:
         sys.exit("temporal_cues: a results file without face tracks (made before they were kept)")
@@ -119,7 +121,16 @@ def measure_kind(
 ) -> dict[str, Any]:
     chosen = [r for r in items if r.kind in (kind, "real")]
     labels = np.asarray([r.fake for r in chosen])
-    ranked = scores(chosen)
+    counts = {
+        "reals": int((~labels).sum()),
+        "fakes": int(labels.sum()),
+        "fakes_with_flicker": sum(r.flicker is not None for r in chosen if r.fake),
+        "reals_with_flicker": sum(r.flicker is not None for r in chosen if not r.fake),
+    }
+    try:
+        ranked = scores(chosen)
+    except ValueError as exc:  # too few real recordings with a verdict or a flicker
+        return {**counts, "auc": None, "not_measured": str(exc)}
     aucs = {name: roc_auc(values, labels) for name, values in ranked.items()}
 
     def difference(drawn: np.ndarray) -> float | None:
@@ -132,10 +143,7 @@ def measure_kind(
     interval = percentile_interval(draws)
     gain = None if aucs["fused"] is None or aucs["video"] is None else aucs["fused"] - aucs["video"]
     return {
-        "reals": int((~labels).sum()),
-        "fakes": int(labels.sum()),
-        "fakes_with_flicker": sum(r.flicker is not None for r in chosen if r.fake),
-        "reals_with_flicker": sum(r.flicker is not None for r in chosen if not r.fake),
+        **counts,
         "auc": {name: rounded(value) for name, value in aucs.items()},
         "fused_minus_video": rounded(gain),
         "fused_minus_video_95": None
@@ -167,6 +175,9 @@ def main() -> int:
             measured = {k: measure_kind(items, k, args.resamples) for k in kinds}
             run["conditions"][condition] = measured
             for kind, m in measured.items():
+                if m["auc"] is None:
+                    print(f"{name} {condition} {kind}: not measured: {m['not_measured']}")
+                    continue
                 a = m["auc"]
                 print(
                     f"{name} {condition} {kind}: {m['fakes']} fakes / {m['reals']} reals; AUC "

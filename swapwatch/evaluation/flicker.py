@@ -12,24 +12,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MAX_GAP = 0.2  # seconds between two scored frames that still count as neighbours
+# Seconds between two scored frames that still count as neighbours: at the yardstick's 15 Hz,
+# one analysed frame missed (0.133 s) but not two (0.2 s, which rounding would put either side).
+MAX_GAP = 0.17
 MIN_STEPS = 10  # neighbouring pairs a track needs for a flicker
+# Jumps below this are below any decision's resolution; a still face's reading (a picture shown
+# as video) changes by less, and each such track would otherwise set its own far-off value.
+FLOOR = 0.01
 LOGIT_CLIP = 10.0
 
 
 def flicker(times: Sequence[float], logits: Sequence[float]) -> float | None:
-    """Log of the median absolute change of the calibrated logit between scored frames less
-    than MAX_GAP apart; None with fewer than MIN_STEPS such pairs. A track whose reading never
-    changes between neighbours gets the log of a floor (1e-3), not minus infinity."""
+    """Log of the median absolute change of the calibrated logit between scored frames at most
+    MAX_GAP apart, the median floored at FLOOR; None with fewer than MIN_STEPS such pairs."""
     t = np.asarray(times, np.float64)
     v = np.asarray(logits, np.float64)
     if t.shape != v.shape or t.ndim != 1:
         raise ValueError("times and logits must be two lists of the same length")
-    near = np.diff(t) < MAX_GAP
+    near = np.diff(t) <= MAX_GAP
     if near.sum() < MIN_STEPS:
         return None
     steps = np.abs(np.diff(v))[near]
-    return math.log(max(float(np.median(steps)), 1e-3))
+    return math.log(max(float(np.median(steps)), FLOOR))
 
 
 def video_logit(score: float) -> float:
