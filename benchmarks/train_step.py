@@ -1,7 +1,7 @@
 """What one training step costs on this CPU, with the tensors laid out channels-first (NCHW) and
 channels-last, and what each layout does to the gradient's precision.
 
-    .venv/bin/python benchmarks/train_step.py [--threads 2] [--batch 32] [--steps 6]
+    .venv/bin/python benchmarks/train_step.py [--threads 2] [--batch 32] [--steps 6] [--turns 2]
         [--input-size 224] [--out benchmarks/results/train-step.json]
 
 A step is what `swapwatch train` does per step: forward, binary cross-entropy, backward and an
@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, default=DATA / "manifest.csv")
     parser.add_argument("--out", type=Path, default=RESULTS / "train-step.json")
     args = parser.parse_args()
+    if args.batch < 8 or args.batch % 2:
+        parser.error("--batch must be even and at least 8 (pairs of a real and a fake)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
