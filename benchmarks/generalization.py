@@ -256,17 +256,10 @@ def operating_point(
     other parts are judged at the point their model's validation run chose (--operating-point),
     never at one tuned on themselves."""
     if args.part != Part.VALIDATION.value or args.leave_out:
-        if args.operating_point is None:
+        if args.operating_point is None or name == "mesonet":  # the baseline carries none
             return None
-        chosen = (
-            json.loads(args.operating_point.read_text())["detectors"]
-            .get(name, {})
-            .get("operating_point")
-        )
-        if chosen is None:
-            print(f"{name}: no operating point in {args.operating_point}; verdicts at defaults")
-            return None
-        entry["operating_point"] = {**chosen, "from": str(args.operating_point)}
+        chosen = stored_point(args.operating_point, name)
+        entry["operating_point"] = {**chosen, "from": args.operating_point}
         return dict(chosen)
     # From the rows as the results file keeps them, so `--rechoose` reads the same outcomes.
     outcomes = stored_outcomes([compact(entry["conditions"][c]["items"]) for c in conditions])
@@ -282,6 +275,23 @@ def operating_point(
         f"{name}: operating point for <= {TARGET_REAL_CALLED_FAKE:.0%} reals called fake: {point}"
     )
     return point
+
+
+def stored_point(spec: str, name: str) -> dict[str, Any]:
+    """The operating point a validation run chose, from `RESULTS.json[:DETECTOR]` (the detector
+    named `name` when none is given); one clear line and exit 2 when there is none."""
+    path, _, named = spec.partition(":")
+    try:
+        detectors = json.loads(Path(path).read_text())["detectors"]
+    except (OSError, ValueError, KeyError) as exc:
+        sys.exit(f"generalization: cannot read an operating point from {path}: {exc}")
+    chosen = detectors.get(named or name, {}).get("operating_point")
+    if not chosen or "threshold" not in chosen:
+        sys.exit(
+            f"generalization: no operating point of {named or name!r} in {path} (it has "
+            f"{sorted(detectors)}; name one as FILE:DETECTOR)"
+        )
+    return dict(chosen)
 
 
 def rechoose(path: Path) -> int:
@@ -341,10 +351,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--operating-point",
-        type=Path,
-        metavar="RESULTS.json",
+        metavar="RESULTS.json[:DETECTOR]",
         help="lockbox or leave-out runs: judge again at the operating point a validation run "
-        "of the same model chose (its results file)",
+        "chose (its results file): the same model's, or, for a leave-out model, DETECTOR's "
+        "(the seed of its recipe whose point the rules name)",
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
@@ -390,6 +400,10 @@ def main() -> int:
             ("mesonet", mesonet, {"file": str(args.mesonet), "sha256": sha256(args.mesonet)})
         )
 
+    if args.operating_point and (args.part != Part.VALIDATION.value or args.leave_out):
+        for name, _, _ in detectors:
+            if name != "mesonet":
+                stored_point(args.operating_point, name)  # before hours of scoring, not after
     results: dict[str, Any] = {}
     texts = []
     for name, factory, about in detectors:
