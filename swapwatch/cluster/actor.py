@@ -75,7 +75,7 @@ def current_placement() -> Placement:
     import ray
 
     context = ray.get_runtime_context()
-    ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call, unused-ignore]
     return Placement(context.get_node_id(), ip, os.getpid())
 
 

@@ -54,7 +54,7 @@ class RayCluster:
     def connect(self) -> None:
         """Blocks while it joins, trying again until `join_timeout_s` has passed."""
         join_with_retries(self._join_once, self.address, self.join_timeout_s)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call, unused-ignore]
         log.info("joined the Ray cluster at %s: %d nodes", self.address, len(nodes))
 
     def _join_once(self) -> None:
