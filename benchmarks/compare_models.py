@@ -36,7 +36,7 @@ from swapwatch.evaluation.metrics import (  # noqa: E402
     percentile_interval,
     roc_auc,
 )
-from swapwatch.evaluation.stored_rows import DECIDED  # noqa: E402
+from swapwatch.evaluation.stored_rows import DECIDED, detector_results  # noqa: E402
 from swapwatch.evaluation.yardstick import Judged  # noqa: E402
 
 CONDITIONS = ("plain", "poor-call")
@@ -44,13 +44,10 @@ CONDITIONS = ("plain", "poor-call")
 
 def detector_entry(spec: str) -> tuple[str, dict[str, Any]]:
     """`FILE.json[:NAME]` -> (name, that detector's results); the first detector by default."""
-    path, _, name = spec.partition(":")
-    detectors = json.loads(Path(path).read_text())["detectors"]
-    if not name:
-        name = next(iter(detectors))
-    if name not in detectors:
-        sys.exit(f"compare_models: no detector {name!r} in {path} (it has {sorted(detectors)})")
-    return name, detectors[name]
+    try:
+        return detector_results(spec)
+    except ValueError as exc:
+        sys.exit(f"compare_models: {exc}")
 
 
 def ranked(stored: Any) -> dict[tuple[str, ...], tuple[str, bool, float]]:

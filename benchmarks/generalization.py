@@ -60,7 +60,12 @@ from swapwatch.evaluation.runner import (  # noqa: E402
     TrackLogits,
     evaluate,
 )
-from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes  # noqa: E402
+from swapwatch.evaluation.stored_rows import (  # noqa: E402
+    compact,
+    detector_results,
+    is_picture,
+    stored_outcomes,
+)
 from swapwatch.evaluation.verdict_point import (  # noqa: E402
     MIN_OWN_REALS,
     Delivery,
@@ -280,17 +285,13 @@ def operating_point(
 def stored_point(spec: str, name: str) -> dict[str, Any]:
     """The operating point a validation run chose, from `RESULTS.json[:DETECTOR]` (the detector
     named `name` when none is given); one clear line and exit 2 when there is none."""
-    path, _, named = spec.partition(":")
     try:
-        detectors = json.loads(Path(path).read_text())["detectors"]
-    except (OSError, ValueError, KeyError) as exc:
-        sys.exit(f"generalization: cannot read an operating point from {path}: {exc}")
-    chosen = detectors.get(named or name, {}).get("operating_point")
+        named, entry = detector_results(spec, default=name)
+    except ValueError as exc:
+        sys.exit(f"generalization: {exc}; name one as FILE:DETECTOR")
+    chosen = entry.get("operating_point")
     if not chosen or "threshold" not in chosen:
-        sys.exit(
-            f"generalization: no operating point of {named or name!r} in {path} (it has "
-            f"{sorted(detectors)}; name one as FILE:DETECTOR)"
-        )
+        sys.exit(f"generalization: {named!r} in {spec} carries no operating point")
     return dict(chosen)
 
 

@@ -13,7 +13,6 @@ controls, the AUC of the longest track's scored-frame count and of its mean logi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,13 @@ from swapwatch.evaluation.metrics import (  # noqa: E402
     percentile_interval,
     roc_auc,
 )
-from swapwatch.evaluation.stored_rows import DECIDED, TRACKS_FIELD, is_picture  # noqa: E402
+from swapwatch.evaluation.runner import round_or_none  # noqa: E402
+from swapwatch.evaluation.stored_rows import (  # noqa: E402
+    DECIDED,
+    TRACKS_FIELD,
+    detector_results,
+    is_picture,
+)
 
 # An item without a verdict ranks as an error, as in the yardstick: a real above every fake.
 WITHOUT_VERDICT = {True: -1e9, False: 1e9}
@@ -112,10 +117,6 @@ def scores(items: list[Recording]) -> dict[str, np.ndarray]:
     }
 
 
-def rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 def measure_kind(
     items: list[Recording], kind: str, resamples: int, seed: int = 0
 ) -> dict[str, Any]:
@@ -144,8 +145,8 @@ def measure_kind(
     gain = None if aucs["fused"] is None or aucs["video"] is None else aucs["fused"] - aucs["video"]
     return {
         **counts,
-        "auc": {name: rounded(value) for name, value in aucs.items()},
-        "fused_minus_video": rounded(gain),
+        "auc": {name: round_or_none(value) for name, value in aucs.items()},
+        "fused_minus_video": round_or_none(gain),
         "fused_minus_video_95": None
         if interval is None
         else [round(interval.low, 4), round(interval.high, 4)],
@@ -163,13 +164,12 @@ def main() -> int:
     args = parser.parse_args()
     out: dict[str, Any] = {}
     for spec in args.runs:
-        path, _, name = spec.partition(":")
-        detectors = json.loads(Path(path).read_text())["detectors"]
-        name = name or next(iter(detectors))
-        if name not in detectors:
-            sys.exit(f"temporal_cues: no detector {name!r} in {path} (it has {sorted(detectors)})")
-        run: dict[str, Any] = {"file": path, "detector": name, "conditions": {}}
-        for condition, entry in detectors[name]["conditions"].items():
+        try:
+            name, results = detector_results(spec)
+        except ValueError as exc:
+            sys.exit(f"temporal_cues: {exc}")
+        run: dict[str, Any] = {"file": spec.partition(":")[0], "detector": name, "conditions": {}}
+        for condition, entry in results["conditions"].items():
             items = recordings(entry["items"])
             kinds = sorted({r.kind for r in items if r.fake})
             measured = {k: measure_kind(items, k, args.resamples) for k in kinds}

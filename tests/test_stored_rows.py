@@ -3,11 +3,18 @@ operating point chosen again from a results file is the one the run chose."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from swapwatch.evaluation.stored_rows import compact, is_picture, stored_outcomes
+from swapwatch.evaluation.stored_rows import (
+    compact,
+    detector_results,
+    is_picture,
+    stored_outcomes,
+)
 from swapwatch.evaluation.verdict_point import Delivery, Outcome, choose
 
 
@@ -81,3 +88,15 @@ def test_a_recordings_face_tracks_are_kept_and_results_without_them_still_read()
     # A file written before the tracks were kept has the old fields and reads the same.
     old = {**stored, "fields": stored["fields"][:-1], "rows": [r[:-1] for r in stored["rows"]]}
     assert stored_outcomes([old]) == stored_outcomes([stored])
+
+
+def test_a_detectors_results_are_found_by_name_default_or_first(tmp_path: Path) -> None:
+    results = tmp_path / "run.json"
+    results.write_text(json.dumps({"detectors": {"a": {"x": 1}, "b": {"x": 2}}}))
+    assert detector_results(str(results)) == ("a", {"x": 1})
+    assert detector_results(f"{results}:b") == ("b", {"x": 2})
+    assert detector_results(str(results), default="b") == ("b", {"x": 2})
+    with pytest.raises(ValueError, match=r"no detector 'c' .*\['a', 'b'\]"):
+        detector_results(str(results), default="c")
+    with pytest.raises(ValueError, match="cannot read"):
+        detector_results(str(tmp_path / "missing.json"))

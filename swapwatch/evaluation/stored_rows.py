@@ -4,7 +4,9 @@ later (`benchmarks/generalization.py --rechoose`) alike."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from swapwatch.datasets.lists import IMAGE_SUFFIXES
@@ -15,6 +17,21 @@ ROW_FIELDS = ("name", "label", "family", "group", "score", "verdict", "why", "pe
 # kept them; results written before 2026-12-06 (session 20) have no such field.
 TRACKS_FIELD = "tracks"
 DECIDED = ("fake", "real")  # an item without one (inconclusive, no face, error) has no score
+
+
+def detector_results(spec: str, default: str | None = None) -> tuple[str, dict[str, Any]]:
+    """`RESULTS.json[:DETECTOR]` -> (detector name, its entry in that results file): the named
+    one, else `default`, else the file's first. ValueError, saying what the file holds, when
+    it cannot be read or has no such detector."""
+    path, _, named = spec.partition(":")
+    try:
+        detectors = json.loads(Path(path).read_text())["detectors"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"cannot read detector results from {path}: {exc}") from exc
+    name = named or default or next(iter(detectors), "")
+    if name not in detectors:
+        raise ValueError(f"no detector {name!r} in {path} (it has {sorted(detectors)})")
+    return name, dict(detectors[name])
 
 
 def is_picture(name: str) -> bool:
