@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from swapwatch.evaluation.recipe_rules import (  # noqa: E402
-    CONDITIONS,
+    pooled_auc,
     read_rules,
     seed_figures,
     seed_to_ship,
@@ -34,8 +34,7 @@ from swapwatch.evaluation.stored_rows import detector_results  # noqa: E402
 
 def pooled_pair(spec: str) -> tuple[str, tuple[float, float]]:
     name, entry = detector_results(spec)
-    plain, poor = (entry["conditions"][c]["table"]["pooled"]["auc"] for c in CONDITIONS)
-    return name, (plain, poor)
+    return name, pooled_auc(entry)
 
 
 def main() -> int:
@@ -81,13 +80,10 @@ def main() -> int:
         print(f"rule ({reading.rule}) {'passes' if reading.passed else 'FAILS'}: {reading.why}")
     passed = all(r.passed for r in readings)
     chosen = seed_to_ship(seeds, set(args.cannot_ship)) if passed else None
-    print(
-        f"bundle: {chosen.name}"
-        if chosen
-        else "bundle: none (a rule fails)"
-        if not passed
-        else "bundle: no eligible seed"
-    )
+    if not passed:
+        print("bundle: none (a rule fails)")
+    else:
+        print(f"bundle: {chosen.name}" if chosen else "bundle: no eligible seed")
     if args.out:
         args.out.write_text(
             json.dumps(

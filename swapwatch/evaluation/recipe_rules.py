@@ -78,6 +78,12 @@ def recordings_auc(stored: dict[str, Any]) -> float:
     return auc
 
 
+def pooled_auc(entry: dict[str, Any]) -> tuple[float, float]:
+    """A detector's pooled AUC, plain and poor call, from its entry of a results file."""
+    plain, poor = (entry["conditions"][c]["table"]["pooled"]["auc"] for c in CONDITIONS)
+    return plain, poor
+
+
 def seed_figures(name: str, entry: dict[str, Any]) -> SeedFigures:
     """A detector's entry of a `generalization.py` validation results file."""
     conditions = entry["conditions"]
@@ -91,7 +97,7 @@ def seed_figures(name: str, entry: dict[str, Any]) -> SeedFigures:
     plain, poor = (conditions[c] for c in CONDITIONS)
     return SeedFigures(
         name=name,
-        pooled_auc=(plain["table"]["pooled"]["auc"], poor["table"]["pooled"]["auc"]),
+        pooled_auc=pooled_auc(entry),
         recordings_auc=(recordings_auc(plain["items"]), recordings_auc(poor["items"])),
         reals_called_fake=point["reals_called_fake"] + pictures["reals_called_fake"],
         reals=point["real_recordings"] + pictures["real_pictures"],
