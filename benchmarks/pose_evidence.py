@@ -26,15 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 from machine import write_results  # noqa: E402
 from unseen_swaps import DATA, frame_auc, model_provenance, score  # noqa: E402
 
-from swapwatch.datasets.crops import CropCache  # noqa: E402
+from swapwatch.datasets.crops import TRAINING_MAX_YAW_RATIO, CropCache  # noqa: E402
 from swapwatch.datasets.lists import read_list, split_by_group  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
-from swapwatch.faces.quality import QualityConfig, yaw_ratio  # noqa: E402
+from swapwatch.faces.quality import yaw_ratio  # noqa: E402
 from swapwatch.fusion.rule import DecisionConfig  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 from swapwatch.training.train import TrainConfig  # noqa: E402
 
-YAW_EDGES = (0.0, 0.2, 0.4, 0.6, QualityConfig().max_yaw)
+YAW_EDGES = (0.0, 0.2, 0.4, 0.6, TRAINING_MAX_YAW_RATIO)  # the cached crops' turns
 
 
 class HeldOutFaces(NamedTuple):

@@ -152,7 +152,7 @@ def main() -> int:
     engine = create_engine("onnxruntime", args.model, device="cpu", threads=1)
     # The pose and blur gates open; the blur gate is applied afterwards, as measured. Crops are
     # cut as the yardstick cuts them (a 128 px model's at 224, then shrunk).
-    open_gates = QualityConfig(max_yaw=1.0, min_sharpness=0.0)
+    open_gates = QualityConfig(max_turn=90.0, min_sharpness=0.0)
     faces = FaceAnalyzer(crop_size=engine.info.cut_size, quality=open_gates, quiet=True)
     rng = np.random.default_rng(BLEND_SEED)
     scored: list[ScoredFace] = []

@@ -116,7 +116,7 @@ def test_human_summary_names_the_verdict(
 @pytest.mark.parametrize(
     ("option", "value", "reason"),
     [
-        ("--max-yaw", "0.001", "extreme_pose"),
+        ("--max-turn", "0.001", "extreme_pose"),
         ("--min-brightness", "255", "too_dark"),
         ("--min-sharpness", "1e9", "too_blurred"),
         ("--min-face", "5000", "too_small"),
@@ -142,8 +142,9 @@ def test_the_quality_gate_options_skip_faces_and_say_why(
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--max-yaw", "1.5", "must be above 0 and at most 1"),
-        ("--max-yaw", "0", "must be above 0 and at most 1"),
+        ("--max-turn", "120", "must be above 0 and at most 90 degrees"),
+        ("--max-turn", "0", "must be above 0 and at most 90 degrees"),
+        ("--max-yaw", "0.85", "was replaced by --max-turn DEGREES: 0.85 was a turn of about 30"),
         ("--min-brightness", "-1", "must be within 0-255"),
         ("--min-sharpness", "-2", "must not be negative"),
         ("--min-face", "wide", "not a number"),

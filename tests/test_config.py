@@ -73,15 +73,15 @@ def test_the_quality_gate_is_set_from_the_environment() -> None:
     config = load_config(
         environ={
             "SWAPWATCH_ANALYSIS_QUALITY_MIN_FACE_PX": "96",
-            "SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW": "0.6",
+            "SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN": "45",
             "SWAPWATCH_ANALYSIS_QUALITY_MIN_BRIGHTNESS": "20",
             "SWAPWATCH_ANALYSIS_QUALITY_MIN_SHARPNESS": "0",
         }
     )
     gate = config.analysis.quality.gate
-    assert (gate.min_face_px, gate.max_yaw, gate.min_brightness, gate.min_sharpness) == (
+    assert (gate.min_face_px, gate.max_turn, gate.min_brightness, gate.min_sharpness) == (
         96.0,
-        0.6,
+        45.0,
         20.0,
         0.0,
     )
@@ -91,8 +91,13 @@ def test_the_quality_gate_is_set_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW", "1.5", "analysis.quality.max_yaw = '1.5'"),
-        ("SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW", "0", "analysis.quality.max_yaw = '0'"),
+        ("SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN", "120", "analysis.quality.max_turn = '120'"),
+        ("SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN", "0", "analysis.quality.max_turn = '0'"),
+        (
+            "SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW",
+            "0.85",
+            "did you mean SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN",
+        ),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_FACE_PX", "-5", "min_face_px = '-5': Input should be"),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_BRIGHTNESS", "300", "less than or equal to 255"),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_SHARPNESS", "lots", "min_sharpness = 'lots'"),
@@ -202,16 +207,25 @@ def test_the_flat_keys_of_earlier_releases_still_load_and_name_their_new_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "old.toml"
-    path.write_text('port = 9000\nengine = "onnxruntime"\nmax_yaw = 0.6\nsinks = ["jsonl:-"]\n')
+    path.write_text('port = 9000\nengine = "onnxruntime"\nmin_face_px = 96\nsinks = ["jsonl:-"]\n')
     with caplog.at_level(logging.WARNING):
         config = load_config(path, environ={"SWAPWATCH_RTMP_PORTS": "20000,20010"})
     assert config.http.port == 9000 and config.engine.type == "onnxruntime"
-    assert config.analysis.quality.max_yaw == 0.6 and config.events.sinks == ("jsonl:-",)
+    assert config.analysis.quality.min_face_px == 96 and config.events.sinks == ("jsonl:-",)
     assert config.ingest.rtmp.ports == (20000, 20010)
     warned = caplog.text
     assert "'port' is deprecated: write 'http.port' instead" in warned
-    assert "'max_yaw' is deprecated: write 'analysis.quality.max_yaw' instead" in warned
+    assert "'min_face_px' is deprecated: write 'analysis.quality.min_face_px' instead" in warned
     assert "SWAPWATCH_RTMP_PORTS is deprecated: set SWAPWATCH_INGEST_RTMP_PORTS instead" in warned
+
+
+def test_the_replaced_yaw_ratio_gate_is_refused_with_what_replaced_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text("[analysis.quality]\nmax_yaw = 0.85\n")
+    with pytest.raises(
+        ConfigError, match=r"'analysis.quality.max_yaw' \(did you mean 'analysis.quality.max_turn'"
+    ):
+        load_config(path, environ={})
 
 
 def test_every_setting_has_one_variable_a_description_and_an_old_key_maps_to_a_setting() -> None:

@@ -158,10 +158,10 @@ def test_a_policy_too_short_for_its_challenges_is_refused() -> None:
 def test_a_session_scores_faces_past_the_pose_gate_outside_the_tracks_decision(
     session: bool, tmp_path: Path
 ) -> None:
-    """The gate here refuses every face for its pose (max_yaw near 0): a session's analyzer
+    """The gate here refuses every face for its pose (max_turn near 0): a session's analyzer
     still scores it, and keeps it out of the track's CUSUM; a plain stream's does neither."""
     engine = create_engine("onnxruntime", write_linear_model(tmp_path / "m.onnx", bias=2.0), "cpu")
-    settings = AnalysisSettings(quality=QualityConfig(max_yaw=0.001), score_past_pose_gate=session)
+    settings = AnalysisSettings(quality=QualityConfig(max_turn=0.001), score_past_pose_gate=session)
     analyzer = build_analyzer(engine, settings)
     try:
         image = render_frame(640, 480, [Placement(0.5, 0.5, 300, sway=0.0)], 0.0)

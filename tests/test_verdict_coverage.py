@@ -155,9 +155,10 @@ def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
     import av
 
     from swapwatch.faces.analyzer import FaceAnalyzer
-    from swapwatch.faces.quality import QualityConfig, SkipReason, yaw_ratio
+    from swapwatch.faces.pose import head_pose
+    from swapwatch.faces.quality import QualityConfig, SkipReason
 
-    gate = QualityConfig().max_yaw
+    gate = QualityConfig().max_turn
     faces = FaceAnalyzer(quiet=True)
     turned, turned_skipped_for_pose, beyond, beyond_scored = 0, 0, 0, 0
     try:
@@ -168,8 +169,8 @@ def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
                 image = frame.to_ndarray(format="rgb24")
                 batch = faces.analyse(np.ascontiguousarray(image[:, : image.shape[1] // 2]))
                 for points, quality in zip(batch.points, batch.quality, strict=True):
-                    yaw = abs(yaw_ratio(points))
-                    if 0.6 < yaw <= gate:
+                    yaw = abs(head_pose(points).yaw)
+                    if 20 < yaw <= gate:
                         turned += 1
                         turned_skipped_for_pose += quality.reason is SkipReason.EXTREME_POSE
                     elif yaw > gate:

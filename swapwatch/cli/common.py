@@ -48,11 +48,18 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def turn_ratio(text: str) -> float:
+def turn_degrees(text: str) -> float:
     value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1: {text}")
+    if not 0 < value <= 90:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 90 degrees: {text}")
     return value
+
+
+def replaced_max_yaw(text: str) -> float:
+    raise argparse.ArgumentTypeError(
+        "--max-yaw (the nose's offset between the cheeks, 0-1) was replaced by --max-turn "
+        "DEGREES: 0.85 was a turn of about 30"
+    )
 
 
 def luma(text: str) -> float:
@@ -222,14 +229,15 @@ def add_quality_options(gate: argparse._ArgumentGroup) -> None:
         f"(default {DEFAULT_QUALITY.min_face_px:g})",
     )
     gate.add_argument(
-        "--max-yaw",
-        type=turn_ratio,
-        default=DEFAULT_QUALITY.max_yaw,
-        metavar="RATIO",
-        help="largest head turn scored, as the nose's offset between the cheeks: 0 frontal, "
-        "1 profile (1 scores every turn; the model trained on faces up to 0.85); 0.75 is a "
-        f"turn of about 27 degrees, 0.85 about 30 (default {DEFAULT_QUALITY.max_yaw:g})",
+        "--max-turn",
+        type=turn_degrees,
+        default=DEFAULT_QUALITY.max_turn,
+        metavar="DEGREES",
+        help="largest head turn scored, degrees read from the face mesh: 0 frontal, 90 profile "
+        f"(default {DEFAULT_QUALITY.max_turn:g}; the model trained on faces turned up to about "
+        "30)",
     )
+    gate.add_argument("--max-yaw", type=replaced_max_yaw, help=argparse.SUPPRESS)
     gate.add_argument(
         "--min-brightness",
         type=luma,
@@ -252,7 +260,7 @@ def quality_from_args(args: argparse.Namespace) -> QualityConfig:
     try:
         return QualityConfig(
             min_face_px=args.min_face,
-            max_yaw=args.max_yaw,
+            max_turn=args.max_turn,
             min_brightness=args.min_brightness,
             min_sharpness=args.min_sharpness,
         )

@@ -26,6 +26,7 @@ from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
 from swapwatch.faces.analyzer import FaceAnalyzer
 from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
+from swapwatch.faces.quality import QualityConfig, yaw_ratio
 from swapwatch.stream.source import crop_fraction, upright_rgb
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 CROP_SIZE = 224
 CONTEXT_SIZE = 256
 CACHE_VERSION = 3  # 2: pictures searched again inside a border; 3: keyed on content
+# Training crops keep the head turns every cached crop and trained model so far was made with:
+# the nose's offset between the cheeks at most 0.85 (about 30 degrees), the product's gate
+# until it moved to degrees. Other gates are the product's. Training on more turned faces is a
+# recipe change of its own (and a new CACHE_VERSION).
+TRAINING_MAX_YAW_RATIO = 0.85
+TRAINING_GATE = QualityConfig(max_turn=90.0)
+
+
+def training_analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer(quality=TRAINING_GATE, quiet=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +120,10 @@ def context_square(points: np.ndarray) -> RotatedSquare:
 
 
 def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = None) -> FaceCrops:
-    """Track faces through the item and keep the crops that pass the quality gates."""
+    """Track faces through the item and keep the crops that pass the training gates (the
+    product's, with the turn read as TRAINING_MAX_YAW_RATIO)."""
     own = analyzer is None
-    analyzer = analyzer or FaceAnalyzer(quiet=True)
+    analyzer = analyzer or training_analyzer()
     crops, landmarks, frames, tracks, centres = [], [], [], [], []
     try:
         for index, image in frames_of(item, every):
@@ -122,7 +134,8 @@ def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = Non
             else:
                 batch = analyzer.analyse(image)
             h, w = image.shape[:2]
-            for i in np.flatnonzero(batch.usable):
+            turned = [abs(yaw_ratio(p)) > TRAINING_MAX_YAW_RATIO for p in batch.points]
+            for i in np.flatnonzero(batch.usable & ~np.asarray(turned, bool)):
                 square = context_square(batch.points[i])
                 matrix = square.to_output(CONTEXT_SIZE)
                 pts = batch.points[i, :, :2].astype(np.float64)
@@ -163,7 +176,7 @@ class CropCache:
             with np.load(path) as data:
                 return FaceCrops(*(data[f] for f in FaceCrops.__slots__))
         if self._analyzer is None:
-            self._analyzer = FaceAnalyzer(quiet=True)
+            self._analyzer = training_analyzer()
         self._analyzer.reset()
         crops = extract(item, self.every, self._analyzer)
         self.directory.mkdir(parents=True, exist_ok=True)

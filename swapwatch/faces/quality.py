@@ -16,6 +16,7 @@ from swapwatch.faces.geometry import (
     face_extent,
     landmarks_angle,
 )
+from swapwatch.faces.pose import head_pose
 
 
 class SkipReason(enum.Enum):
@@ -35,10 +36,10 @@ class QualityConfig:
     min_face_px: float = 64.0
     min_brightness: float = 35.0  # mean luma (0-255) of the face centre
     min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
-    # |nose offset between the cheeks|: 0 frontal, 1 full profile. 0.75 is a turn of about 27
-    # degrees and 0.85 about 30 (measured in degrees on the live-swap footage,
-    # swapwatch.faces.pose).
-    max_yaw: float = 0.85
+    # Largest head turn scored: |yaw| in degrees read from the mesh's depth
+    # (swapwatch.faces.pose), 0 frontal, 90 profile. 30 is where the earlier gate on the nose's
+    # offset between the cheeks sat (a ratio of 0.85); benchmarks/pose_gate.py places it.
+    max_turn: float = 30.0
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
     def __post_init__(self) -> None:
@@ -53,8 +54,8 @@ class QualityConfig:
             problems.append(f"min_sharpness {self.min_sharpness} is not a finite number")
         elif not self.min_sharpness >= 0:
             problems.append(f"min_sharpness {self.min_sharpness} must not be negative")
-        if not 0 < self.max_yaw <= 1:
-            problems.append(f"max_yaw {self.max_yaw} is not within (0, 1]")
+        if not 0 < self.max_turn <= 90:
+            problems.append(f"max_turn {self.max_turn} is not within (0, 90] degrees")
         if not 0 <= self.max_outside <= 1:
             problems.append(f"max_outside {self.max_outside} is not within 0-1")
         if problems:
@@ -67,7 +68,7 @@ class QualityReport:
     face_px: float
     brightness: float
     sharpness: float
-    yaw: float
+    yaw: float  # degrees, signed (swapwatch.faces.pose.HeadPose.yaw)
 
     @property
     def usable(self) -> bool:
@@ -75,7 +76,9 @@ class QualityReport:
 
 
 def yaw_ratio(points: np.ndarray) -> float:
-    """Signed horizontal position of the nose tip between the cheeks: 0 frontal, +-1 profile."""
+    """Signed horizontal position of the nose tip between the cheeks: 0 frontal, +-1 profile.
+    It reads x alone and stops changing near 33 degrees of turn (swapwatch.faces.pose), so the
+    gate reads degrees; training still pairs recorded swaps with reals turned alike by it."""
     angle = landmarks_angle(points)
     cos, sin = math.cos(angle), math.sin(angle)
 
@@ -92,17 +95,17 @@ def yaw_ratio(points: np.ndarray) -> float:
 def assess(
     crop: np.ndarray, points: np.ndarray, frame_shape: tuple[int, ...], config: QualityConfig
 ) -> QualityReport:
-    """Check one aligned crop (RGB uint8) with its landmarks in frame pixels."""
+    """Check one aligned crop (RGB uint8) with its (468, 3) landmarks in frame pixels."""
     width, height = face_extent(points)
     face_px = min(width, height)
     brightness, sharpness = exposure(crop)
-    yaw = yaw_ratio(points)
+    yaw = head_pose(points).yaw
     reason: SkipReason | None = None
     if _outside_fraction(points, frame_shape) > config.max_outside:
         reason = SkipReason.OUT_OF_FRAME
     elif face_px < config.min_face_px:
         reason = SkipReason.TOO_SMALL
-    elif abs(yaw) > config.max_yaw:
+    elif abs(yaw) > config.max_turn:
         reason = SkipReason.EXTREME_POSE
     elif brightness < config.min_brightness:
         reason = SkipReason.TOO_DARK

@@ -139,7 +139,12 @@ class QualitySection(Section):
     """The quality gate: faces failing one are not scored (`faces.quality.QualityConfig`)."""
 
     min_face_px: float = Field(default=_QUALITY.min_face_px, gt=0, description="shortest face side")
-    max_yaw: float = Field(default=_QUALITY.max_yaw, gt=0, le=1, description="0 frontal, 1 profile")
+    max_turn: float = Field(
+        default=_QUALITY.max_turn,
+        gt=0,
+        le=90,
+        description="largest head turn scored, degrees (0 frontal, 90 profile)",
+    )
     min_brightness: float = Field(
         default=_QUALITY.min_brightness, ge=0, le=255, description="mean luma of the face centre"
     )
@@ -151,7 +156,7 @@ class QualitySection(Section):
     def gate(self) -> QualityConfig:
         return QualityConfig(
             min_face_px=self.min_face_px,
-            max_yaw=self.max_yaw,
+            max_turn=self.max_turn,
             min_brightness=self.min_brightness,
             min_sharpness=self.min_sharpness,
         )

@@ -58,7 +58,6 @@ LEGACY_KEYS = {
     "cusum_h": "analysis.cusum_h",
     "signals": "analysis.signals",
     "min_face_px": "analysis.quality.min_face_px",
-    "max_yaw": "analysis.quality.max_yaw",
     "min_brightness": "analysis.quality.min_brightness",
     "min_sharpness": "analysis.quality.min_sharpness",
     "engine": "engine.type",
