@@ -403,7 +403,7 @@ def test_the_api_needs_the_token_when_one_is_set(fake_model: Path) -> None:
 def test_the_quality_gate_settings_reach_every_stream(fake_model: Path, clip: Path) -> None:
     # The clip's face is frontal, bright and sharp: only the configured gate can skip it.
     config = load_config(
-        environ={"SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW": "0.001"},
+        environ={"SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN": "0.001"},
         overrides={"analysis.model": fake_model, "ingest.pull.allow_file_urls": True},
     )
     with running_service(config) as service:
