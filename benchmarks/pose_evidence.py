@@ -4,11 +4,12 @@
         [--out benchmarks/results/pose_evidence.json]
 
 Every face crop of the validation groups, real and recorded swap, is scored and binned by the
-absolute yaw ratio of its landmarks (0 frontal; the quality gate skips faces beyond 0.85). Per
-bin: the mean evidence (logit / T, clipped: what the CUSUM adds up) of real and of swapped
-faces, the share of real faces that push towards "fake" (evidence > 0), frame AUC, and how many
-face tracks the bin holds. A turned real face with positive evidence is a false alarm in the
-making; a bin filled by a few tracks says more about those people than about the pose.
+absolute yaw ratio of its landmarks (0 frontal; training crops stop at 0.85, where the quality
+gate was). Per bin: the mean evidence (logit / T, clipped: what the CUSUM adds up) of real and
+of swapped faces, the share of real faces that push towards "fake" (evidence > 0), frame AUC,
+and how many face tracks the bin holds. A turned real face with positive evidence is a false
+alarm in the making; a bin filled by a few tracks says more about those people than about the
+pose.
 """
 
 from __future__ import annotations

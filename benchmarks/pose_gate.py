@@ -6,7 +6,7 @@ gate open; and what the blur gate costs pictures and recordings.
 Every validation-part item (swapwatch.datasets.splits), delivered as in the yardstick's plain
 condition, is analysed with no pose gate: recordings at 15 Hz over their first 20 s, pictures
 once. Each scored face's turn (|yaw| in degrees from the mesh's depth, `swapwatch.faces.pose`;
-the quality gate's `yaw_ratio` stops near 33 degrees, so it cannot tell 35 from 60) and its
+the former gate's `yaw_ratio` stops near 33 degrees, so it cannot tell 35 from 60) and its
 calibrated logit are kept. Every real face is also self-blended once (the training generator,
 `swapwatch.training.selfblend`, seeded per face) and the blend scored: the held-out groups hold
 no recorded swap turned past about 30 degrees, while their real faces turn to 90, so the

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -159,6 +160,20 @@ def test_a_bad_quality_gate_option_is_refused(
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and message in err and "Traceback" not in err
+
+
+def test_a_turn_gate_under_a_degree_runs_but_says_it_looks_like_the_old_ratio(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    one_face_video: Path,
+    fake_model: Path,
+) -> None:
+    args = [str(one_face_video), "--model", str(fake_model), "--max-seconds", "1"]
+    with caplog.at_level(logging.WARNING):
+        (track,) = scan_json(capsys, *args, "--max-turn", "0.85")["tracks"]
+    assert track["frames_skipped"]["extreme_pose"] > 0  # taken as degrees, as asked
+    assert "max_turn 0.85 is in degrees of head turn" in caplog.text
+    assert "0.85 was about 30 degrees" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -93,11 +93,6 @@ def test_the_quality_gate_is_set_from_the_environment() -> None:
     [
         ("SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN", "120", "analysis.quality.max_turn = '120'"),
         ("SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN", "0", "analysis.quality.max_turn = '0'"),
-        (
-            "SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW",
-            "0.85",
-            "did you mean SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN",
-        ),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_FACE_PX", "-5", "min_face_px = '-5': Input should be"),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_BRIGHTNESS", "300", "less than or equal to 255"),
         ("SWAPWATCH_ANALYSIS_QUALITY_MIN_SHARPNESS", "lots", "min_sharpness = 'lots'"),
@@ -219,13 +214,46 @@ def test_the_flat_keys_of_earlier_releases_still_load_and_name_their_new_key(
     assert "SWAPWATCH_RTMP_PORTS is deprecated: set SWAPWATCH_INGEST_RTMP_PORTS instead" in warned
 
 
-def test_the_replaced_yaw_ratio_gate_is_refused_with_what_replaced_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "environ", "overrides", "named"),
+    [
+        ("[analysis.quality]\nmax_yaw = 0.85\n", {}, {}, "analysis.quality.max_yaw"),
+        ("max_yaw = 0.85\n", {}, {}, "max_yaw"),
+        ("", {"SWAPWATCH_ANALYSIS_QUALITY_MAX_YAW": "0.85"}, {}, "analysis.quality.max_yaw"),
+        ("", {"SWAPWATCH_MAX_YAW": "0.85"}, {}, "max_yaw"),
+        ("", {}, {"analysis.quality.max_yaw": 0.85}, "analysis.quality.max_yaw"),
+    ],
+)
+def test_the_replaced_yaw_ratio_gate_is_refused_with_its_new_unit(
+    tmp_path: Path, text: str, environ: dict[str, str], overrides: dict[str, float], named: str
+) -> None:
+    """Renaming the key alone would read 0.85 as degrees and skip every face: the refusal says
+    the unit changed, wherever the old setting came from."""
     path = tmp_path / "old.toml"
-    path.write_text("[analysis.quality]\nmax_yaw = 0.85\n")
-    with pytest.raises(
-        ConfigError, match=r"'analysis.quality.max_yaw' \(did you mean 'analysis.quality.max_turn'"
-    ):
-        load_config(path, environ={})
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ=environ, overrides=overrides)
+    assert f"{named} (the nose's offset between the cheeks, 0-1) was replaced by " in str(
+        refused.value
+    )
+    assert "analysis.quality.max_turn, in degrees" in str(refused.value)
+    assert "0.85 was a turn of about 30" in str(refused.value)
+
+
+def test_a_turn_gate_under_a_degree_is_taken_but_named_as_a_likely_ratio(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "pasted.toml"
+    path.write_text("[analysis.quality]\nmax_turn = 0.85\n")
+    with caplog.at_level(logging.WARNING):
+        assert load_config(path, environ={}).analysis.quality.gate.max_turn == 0.85
+    assert "max_turn 0.85 is in degrees of head turn: under 1 it skips nearly every face" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_config(None, environ={"SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN": "45"})
+    assert "max_turn" not in caplog.text
 
 
 def test_every_setting_has_one_variable_a_description_and_an_old_key_maps_to_a_setting() -> None:

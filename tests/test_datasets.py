@@ -8,9 +8,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from media import Placement, render_frame, write_video
+from media import Placement, face_landmarks, render_frame, write_video
+from test_kyc_challenges import turned
 
-from swapwatch.datasets.crops import CROP_SIZE, CropCache, centre_window, extract
+from swapwatch.datasets.crops import (
+    CROP_SIZE,
+    TRAINING_GATE,
+    CropCache,
+    centre_window,
+    extract,
+    kept_for_training,
+)
 from swapwatch.datasets.lists import (
     LEFT_HALF,
     RIGHT_HALF,
@@ -22,7 +30,8 @@ from swapwatch.datasets.lists import (
     validation_groups,
 )
 from swapwatch.errors import ConfigError
-from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.faces.analyzer import FaceAnalyzer, FaceBatch
+from swapwatch.faces.quality import QualityConfig, QualityReport, SkipReason, assess
 
 
 def touch(path: Path) -> Path:
@@ -225,3 +234,26 @@ def test_pictures_each_get_a_fresh_tracker(tmp_path: Path) -> None:
         cache.close()
     assert len(a) == len(b) == 1
     assert a.centres[0, 0] < 0.5 < b.centres[0, 0]
+
+
+def test_training_keeps_the_turns_every_cached_crop_was_made_with() -> None:
+    """The product's gate reads degrees; training still drops faces by the old ratio (0.85, near
+    33 degrees on this mesh), so the cache and the trained models stay what they were."""
+    frame = render_frame(640, 480, [Placement(0.5, 0.5, 300, sway=0.0)], 0.0)
+    mesh = face_landmarks(frame).astype(np.float32)
+    far = turned(mesh, yaw=60.0)
+    crop = np.full((CROP_SIZE, CROP_SIZE, 3), 128, np.uint8)
+    # The training analyzer lets a turn past the product's gate reach the ratio below.
+    assert assess(crop, far, frame.shape, QualityConfig()).reason is SkipReason.EXTREME_POSE
+    assert assess(crop, far, frame.shape, TRAINING_GATE).reason is not SkipReason.EXTREME_POSE
+
+    faces = [turned(mesh, yaw=25.0), turned(mesh, yaw=38.0), mesh, mesh]
+    reasons = [None, None, SkipReason.TOO_DARK, None]
+    batch = FaceBatch(
+        track_ids=np.arange(4),
+        boxes=np.zeros((4, 4), np.float32),
+        crops=np.zeros((4, CROP_SIZE, CROP_SIZE, 3), np.uint8),
+        quality=tuple(QualityReport(r, 300.0, 128.0, 50.0, 0.0) for r in reasons),
+        points=np.stack(faces),
+    )
+    assert kept_for_training(batch).tolist() == [True, False, False, True]

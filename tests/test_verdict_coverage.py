@@ -156,11 +156,14 @@ def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
 
     from swapwatch.faces.analyzer import FaceAnalyzer
     from swapwatch.faces.pose import head_pose
-    from swapwatch.faces.quality import QualityConfig, SkipReason
+    from swapwatch.faces.quality import QualityConfig, SkipReason, yaw_ratio
 
     gate = QualityConfig().max_turn
     faces = FaceAnalyzer(quiet=True)
     turned, turned_skipped_for_pose, beyond, beyond_scored = 0, 0, 0, 0
+    # Read apart from the gate's own estimate: the nose's offset between the cheeks, past 0.5
+    # a turn of about 20 degrees or more on the test mesh (tests/test_kyc_challenges.py).
+    turned_by_ratio_scored = 0
     try:
         with av.open(str(TURNING_CLIP)) as container:
             for index, frame in enumerate(container.decode(video=0)):
@@ -169,6 +172,7 @@ def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
                 image = frame.to_ndarray(format="rgb24")
                 batch = faces.analyse(np.ascontiguousarray(image[:, : image.shape[1] // 2]))
                 for points, quality in zip(batch.points, batch.quality, strict=True):
+                    turned_by_ratio_scored += abs(yaw_ratio(points)) > 0.5 and quality.usable
                     yaw = abs(head_pose(points).yaw)
                     if 20 < yaw <= gate:
                         turned += 1
@@ -179,4 +183,5 @@ def test_a_turned_face_within_the_pose_gate_is_scored() -> None:
     finally:
         faces.close()
     assert turned >= 5 and turned_skipped_for_pose == 0
-    assert beyond_scored == 0
+    assert turned_by_ratio_scored >= 5
+    assert beyond > 0 and beyond_scored == 0

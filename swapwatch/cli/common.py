@@ -7,11 +7,12 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from swapwatch.engines import DEFAULT_ENGINE, Engine, load_detector
 from swapwatch.engines.base import ModelInfo
 from swapwatch.errors import ConfigError
-from swapwatch.faces.quality import QualityConfig
+from swapwatch.faces.quality import QualityConfig, warn_if_turn_looks_like_a_ratio
 from swapwatch.fusion import DecisionConfig, Policy
 from swapwatch.models import resolve_detector
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
@@ -52,10 +53,11 @@ def turn_degrees(text: str) -> float:
     value = _number(text)
     if not 0 < value <= 90:
         raise argparse.ArgumentTypeError(f"must be above 0 and at most 90 degrees: {text}")
+    warn_if_turn_looks_like_a_ratio(value, log)
     return value
 
 
-def replaced_max_yaw(text: str) -> float:
+def replaced_max_yaw(text: str) -> NoReturn:
     raise argparse.ArgumentTypeError(
         "--max-yaw (the nose's offset between the cheeks, 0-1) was replaced by --max-turn "
         "DEGREES: 0.85 was a turn of about 30"

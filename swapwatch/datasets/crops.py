@@ -24,7 +24,7 @@ import numpy as np
 from swapwatch.datasets.digest import content_digest
 from swapwatch.datasets.lists import MediaItem
 from swapwatch.errors import SourceUnreadable
-from swapwatch.faces.analyzer import FaceAnalyzer
+from swapwatch.faces.analyzer import FaceAnalyzer, FaceBatch
 from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
 from swapwatch.faces.quality import QualityConfig, yaw_ratio
 from swapwatch.stream.source import crop_fraction, upright_rgb
@@ -44,6 +44,14 @@ TRAINING_GATE = QualityConfig(max_turn=90.0)
 
 def training_analyzer() -> FaceAnalyzer:
     return FaceAnalyzer(quality=TRAINING_GATE, quiet=True)
+
+
+def kept_for_training(batch: FaceBatch) -> np.ndarray:
+    """(N,) bool: the faces of a frame that training keeps, those that pass the analyzer's
+    gates and turn no further than TRAINING_MAX_YAW_RATIO."""
+    turned = np.array([abs(yaw_ratio(p)) > TRAINING_MAX_YAW_RATIO for p in batch.points], bool)
+    kept: np.ndarray = batch.usable & ~turned
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,8 @@ def context_square(points: np.ndarray) -> RotatedSquare:
 
 def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = None) -> FaceCrops:
     """Track faces through the item and keep the crops that pass the training gates (the
-    product's, with the turn read as TRAINING_MAX_YAW_RATIO)."""
+    product's, with the turn read as TRAINING_MAX_YAW_RATIO). A given analyzer's own gates
+    apply as well: give one built on TRAINING_GATE, or its turn gate narrows the crops."""
     own = analyzer is None
     analyzer = analyzer or training_analyzer()
     crops, landmarks, frames, tracks, centres = [], [], [], [], []
@@ -134,8 +143,7 @@ def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = Non
             else:
                 batch = analyzer.analyse(image)
             h, w = image.shape[:2]
-            turned = [abs(yaw_ratio(p)) > TRAINING_MAX_YAW_RATIO for p in batch.points]
-            for i in np.flatnonzero(batch.usable & ~np.asarray(turned, bool)):
+            for i in np.flatnonzero(kept_for_training(batch)):
                 square = context_square(batch.points[i])
                 matrix = square.to_output(CONTEXT_SIZE)
                 pts = batch.points[i, :, :2].astype(np.float64)

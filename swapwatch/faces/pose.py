@@ -18,8 +18,8 @@ benchmarks/challenge_evidence.py, `yaw_without_depth`).
 cheeks), without a sign of tilt. Measured on the live-swap recordings
 (benchmarks/challenge_evidence.py, median degrees per band of |yaw ratio|): 0.2-0.4 is 10
 degrees, 0.4-0.6 is 16-18, 0.6-0.75 is 22-25, 0.75-0.85 is 27-28, above 0.85 is 30-33. The
-quality gate's 0.85 is therefore a turn of about 30 degrees (its comment said 35-40 until this
-was measured).
+former quality gate's 0.85 (training crops' limit still) is therefore a turn of about 30
+degrees (its comment said 35-40 until this was measured).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ class QualityConfig:
     min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
     # Largest head turn scored: |yaw| in degrees read from the mesh's depth
     # (swapwatch.faces.pose), 0 frontal, 90 profile. 30 is where the earlier gate on the nose's
-    # offset between the cheeks sat (a ratio of 0.85); benchmarks/pose_gate.py places it.
+    # offset between the cheeks sat (a ratio of 0.85), carried over until
+    # benchmarks/pose_gate.py places it with the shipped model.
     max_turn: float = 30.0
     max_outside: float = 0.15  # fraction of the face box allowed outside the picture
 
@@ -60,6 +62,17 @@ class QualityConfig:
             problems.append(f"max_outside {self.max_outside} is not within 0-1")
         if problems:
             raise ValueError("; ".join(problems))
+
+
+def warn_if_turn_looks_like_a_ratio(max_turn: float, log: logging.Logger) -> None:
+    """A gate under a degree skips nearly every face; it is most likely a ratio of the replaced
+    max_yaw gate copied across, so say so (tests and benchmarks use it on purpose)."""
+    if max_turn < 1:
+        log.warning(
+            "max_turn %g is in degrees of head turn: under 1 it skips nearly every face "
+            "(the replaced max_yaw was a ratio: 0.85 was about 30 degrees)",
+            max_turn,
+        )
 
 
 @dataclass(frozen=True, slots=True)

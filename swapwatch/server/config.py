@@ -9,15 +9,18 @@ dotted name (`http.port`); how a file and SWAPWATCH_* variables become this mode
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from swapwatch.faces.quality import QualityConfig
+from swapwatch.faces.quality import QualityConfig, warn_if_turn_looks_like_a_ratio
 from swapwatch.fusion import Policy
 from swapwatch.stream.rate import LIVE_RATE_HZ
+
+log = logging.getLogger(__name__)
 
 _QUALITY = QualityConfig()
 # A DNS name, an IPv4 address or an IPv6 address (bare or in brackets): no scheme, port or path.
@@ -42,6 +45,15 @@ def _rtmp_url(text: str) -> str:
 
 HostName = Annotated[str, AfterValidator(_host_name)]
 RtmpUrl = Annotated[str, AfterValidator(_rtmp_url)]
+
+
+def _head_turn(value: float) -> float:
+    QualityConfig(max_turn=value)  # its limits and its message, in one place
+    warn_if_turn_looks_like_a_ratio(value, log)
+    return value
+
+
+HeadTurn = Annotated[float, AfterValidator(_head_turn)]
 
 
 class Section(BaseModel):
@@ -139,10 +151,8 @@ class QualitySection(Section):
     """The quality gate: faces failing one are not scored (`faces.quality.QualityConfig`)."""
 
     min_face_px: float = Field(default=_QUALITY.min_face_px, gt=0, description="shortest face side")
-    max_turn: float = Field(
+    max_turn: HeadTurn = Field(
         default=_QUALITY.max_turn,
-        gt=0,
-        le=90,
         description="largest head turn scored, degrees (0 frontal, 90 profile)",
     )
     min_brightness: float = Field(

@@ -74,6 +74,15 @@ LEGACY_KEYS = {
     "max_height": "limits.max_height",
     "drain_timeout_s": "limits.drain_timeout_s",
 }
+# Settings that changed meaning, not only place: refused with what replaced them, since a value
+# copied across would be read in the new unit (a yaw ratio of 0.85 as 0.85 degrees would skip
+# every face).
+_MAX_YAW_GONE = (
+    "{key} (the nose's offset between the cheeks, 0-1) was replaced by "
+    "analysis.quality.max_turn, in degrees of head turn (SWAPWATCH_ANALYSIS_QUALITY_MAX_TURN): "
+    "0.85 was a turn of about 30"
+)
+REPLACED_KEYS = {"analysis.quality.max_yaw": _MAX_YAW_GONE, "max_yaw": _MAX_YAW_GONE}
 # `env:NAME` in a sink's options: a variable the sink reads, whatever its name.
 _SINK_ENV_REFERENCE = re.compile(r"\benv:([A-Za-z_][A-Za-z0-9_]*)")
 _NONE_TEXT = frozenset({"", "none", "null"})
@@ -151,6 +160,7 @@ def _read_file(path: Path, kinds: dict[str, Any], layers: _Layers) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
     for name, value in raw.items():
+        _refuse_replaced(name, str(path))
         # `engine` was the backend's name and is now a table: a string there is the old key.
         if name in LEGACY_KEYS and not (name in ServiceConfig.model_fields and _is_table(value)):
             new = LEGACY_KEYS[name]
@@ -164,7 +174,13 @@ def _is_table(value: Any) -> bool:
     return isinstance(value, dict)
 
 
+def _refuse_replaced(key: str, origin: str) -> None:
+    if key in REPLACED_KEYS:
+        raise ConfigError(f"{origin}: " + REPLACED_KEYS[key].format(key=key))
+
+
 def _read_table(key: str, value: Any, kinds: dict[str, Any], layers: _Layers, origin: str) -> None:
+    _refuse_replaced(key, origin)
     if key in kinds:
         layers.set(key, _unset_or(value, kinds[key]), origin)
     elif any(known.startswith(key + ".") for known in kinds):
@@ -183,6 +199,9 @@ def _read_environment(environ: Mapping[str, str], kinds: dict[str, Any], layers:
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
+        for replaced in REPLACED_KEYS:
+            if name == env_name(replaced):
+                _refuse_replaced(replaced, f"environment {name}")
         key = by_name.get(name)
         if key is None and name in legacy:
             key = legacy[name]
@@ -266,7 +285,10 @@ def _describe_errors(exc: ValidationError, layers: _Layers, kinds: dict[str, Any
         key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":  # from the command line or a caller's dict
-            problems.append(f"unknown setting {key!r}{_closest_key(key, kinds)}")
+            if key in REPLACED_KEYS:
+                problems.append(REPLACED_KEYS[key].format(key=key))
+            else:
+                problems.append(f"unknown setting {key!r}{_closest_key(key, kinds)}")
             continue
         leaf = _leaf_of(key, kinds)
         if leaf is None:  # a rule across settings of a section
