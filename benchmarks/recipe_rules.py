@@ -2,7 +2,7 @@
 from its seeds' validation runs, its talking-head leave-out and the shipped model's runs.
 
     .venv/bin/python benchmarks/recipe_rules.py \\
-        --shipped results/generalization-validation.json:swapwatch-detector \\
+        --shipped results/generalization-validation-v5.json:swapwatch-detector \\
         --seeds S0.json S1.json S2.json --leave-out LOKO.json \\
         --shipped-leave-out results/generalization-leave-out-talking-head.json:swapwatch-detector \\
         [--cannot-ship DETECTOR ...] [--out results/recipe-rules-NAME.json]

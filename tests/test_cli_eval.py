@@ -132,7 +132,7 @@ def test_the_quality_gate_options_apply_to_every_item(
     common = [str(media_list), "--model", str(redness_model), "--family", "swap", "--limit", "2"]
     report = eval_json(capsys, *common, "--bootstrap", "0", "--min-brightness", "250")
     assert report["analysis"]["quality_gate"]["min_brightness"] == 250.0
-    assert report["analysis"]["quality_gate"]["max_turn"] == 30.0  # the others keep defaults
+    assert report["analysis"]["quality_gate"]["max_turn"] == 40.0  # the others keep defaults
     # Every face is darker than that: nothing is scored, and no item is called either way.
     assert [i["faces_scored"] for i in report["items"]] == [0, 0]
     assert [i["status"] for i in report["items"]] == ["no_face", "no_face"]  # none analysable
