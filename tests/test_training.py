@@ -26,6 +26,7 @@ from swapwatch.datasets.splits import FakeKind, Part, TrainingSplit, part_of  # 
 from swapwatch.engines.base import shrunk  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
+from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
 from swapwatch.training.dataset import (  # noqa: E402
     POSE_FALLBACK_PARTNERS,
@@ -35,6 +36,7 @@ from swapwatch.training.dataset import (  # noqa: E402
     match_pairs,
     pose_partners,
 )
+from swapwatch.training.distill import DistillConfig, distillation_loss  # noqa: E402
 from swapwatch.training.export import (  # noqa: E402
     export,
     fit_temperature,
@@ -368,6 +370,124 @@ def test_the_weight_average_keeps_frozen_weights_exactly() -> None:
     assert torch.equal(after["stem.0.0.weight"], start["stem.0.0.weight"])
     assert torch.equal(after["blocks.2.project.0.weight"], start["blocks.2.project.0.weight"])
     assert not torch.equal(after["blocks.3.project.0.weight"], start["blocks.3.project.0.weight"])
+
+
+def test_distillation_pulls_the_student_towards_the_teacher_beside_the_labels() -> None:
+    teacher = torch.tensor([4.0, -4.0])
+    labels = torch.tensor([0.0, 1.0])  # against the teacher: with weight 1 only the teacher counts
+    student = torch.zeros(2, requires_grad=True)
+    distillation_loss(student, teacher, labels, DistillConfig(weight=1.0)).backward()
+    assert student.grad is not None
+    assert student.grad[0] < 0 < student.grad[1]  # a descent step moves each towards the teacher
+    # A student that already agrees with the teacher is pulled no further by it.
+    agreed = teacher.clone().requires_grad_(True)
+    distillation_loss(agreed, teacher, labels, DistillConfig(weight=1.0)).backward()
+    assert agreed.grad is not None
+    torch.testing.assert_close(agreed.grad, torch.zeros(2), atol=1e-6, rtol=0)
+    # Half and half, by hand: (1 - w) BCE(s, y) + w T^2 BCE(s / T, sigmoid(t / T)).
+    s, t, y, temperature = 1.0, 3.0, 1.0, 2.0
+    p = 1 / (1 + math.exp(-s / temperature))
+    q = 1 / (1 + math.exp(-t / temperature))
+    soft = -(q * math.log(p) + (1 - q) * math.log(1 - p))
+    hard = math.log(1 + math.exp(-s))
+    value = distillation_loss(
+        torch.tensor([s]), torch.tensor([t]), torch.tensor([y]), DistillConfig(0.5, temperature)
+    )
+    assert value.item() == pytest.approx(0.5 * hard + 0.5 * temperature**2 * soft, rel=1e-5)
+    for bad in ({"weight": 0.0}, {"weight": 1.5}, {"temperature": 0.0}):
+        with pytest.raises(ConfigError, match="distillation"):
+            DistillConfig(**bad)
+
+
+def test_a_128_px_student_distilled_from_a_224_px_teacher_learns(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """The distilled recipe: the teacher reads the 224 px crops, the student the same crops
+    shrunk to 128 px; the student's loss above what the teacher's uncertainty leaves falls."""
+    torch.manual_seed(0)
+    pool = build_pool(face_items[2:], cache)
+    images, labels = PairSampler(pool, train=False).batch(4, np.random.default_rng(0))
+    y = torch.from_numpy(labels)
+    teacher = SwapDetector()
+    load_imagenet(teacher)
+    losses_of_a_few_steps(teacher, to_tensor(images, "cpu"), y)
+    teacher.eval()
+    with torch.no_grad():
+        taught = teacher(to_tensor(images, "cpu"))
+    assert roc_auc(taught.numpy(), labels) == 1.0
+    student = SwapDetector()
+    load_imagenet(student)
+    student.train()
+    x = to_tensor(shrunk(images, 128), "cpu")
+    optimiser = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        loss = distillation_loss(student(x), taught, y, DistillConfig())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    # The teacher's softened scores are not 0 or 1, so the loss cannot fall below w T^2 times
+    # their entropy; what is above that floor must halve.
+    config = DistillConfig()
+    softened = taught / config.temperature
+    entropy = torch.nn.functional.binary_cross_entropy_with_logits(
+        softened, torch.sigmoid(softened)
+    )
+    floor = config.weight * config.temperature**2 * entropy.item()
+    assert losses[-1] - floor < 0.5 * (losses[0] - floor), (floor, losses)
+
+
+def test_a_run_distils_from_a_teacher_of_its_own_split_and_keeps_it_through_a_resume(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    listing = face_items[0].path.parent / "distil.csv"
+    listing.write_text(
+        "file,label,group,family,crop\n"
+        f"{face_items[0].path.name},pair,p,rec,\n{face_items[2].path.name},real,r,video,\n"
+    )
+    common = [str(listing), "--pairs", "2", "--threads", "1", "--cache-dir"]
+    common += [str(cache.directory), "--every", "3", "--validation-fraction", "0"]
+    teacher_run = tmp_path / "teacher"
+    assert main(["train", *common, "--out", str(teacher_run), "--steps", "2"]) == 0
+    teacher = teacher_run / "last.pt"
+    student_run = tmp_path / "student"
+    student = [*common, "--out", str(student_run), "--input-size", "128"]
+    assert main(["train", *student, "--teacher", str(teacher), "--steps", "2"]) == 0
+    record = json.loads((student_run / "training.json").read_text())
+    assert record["teacher"]["sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert record["teacher"]["input_size"] == CROP_SIZE and record["teacher"]["step"] == 2
+    assert record["config"]["distill_weight"] == 0.5
+    assert record["config"]["distill_temperature"] == 2.0
+    assert main(["train", *student, "--teacher", str(teacher), "--steps", "3", "--resume"]) == 0
+    capsys.readouterr()
+    # A resume that drops the teacher, changes its settings or finds another file at its path
+    # would change the recipe halfway: refused.
+    assert main(["train", *student, "--steps", "4", "--resume"]) == 2
+    assert f"started with --teacher {teacher.resolve()}" in capsys.readouterr().err
+    reweighted = [*student, "--teacher", str(teacher), "--distill-weight", "0.7"]
+    assert main(["train", *reweighted, "--steps", "4", "--resume"]) == 2
+    assert "started with --distill-weight 0.5" in capsys.readouterr().err
+    assert main(["train", *common, "--out", str(teacher_run), "--steps", "3", "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["train", *student, "--teacher", str(teacher), "--steps", "4", "--resume"]) == 2
+    assert "has changed since this run started" in capsys.readouterr().err
+    # A teacher trained on another split (here without talking heads) may have learned this
+    # run's held-out groups or lacks what it trains on: refused before any step.
+    other = tmp_path / "other"
+    leave_out = ["--leave-out", "talking-head", "--steps", "1"]
+    assert main(["train", *common, "--out", str(other), *leave_out]) == 0
+    capsys.readouterr()
+    fresh = [*common, "--out", str(tmp_path / "fresh"), "--steps", "1"]
+    assert main(["train", *fresh, "--teacher", str(other / "last.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "the teacher" in err and "on another split" in err and "--teacher" in err
+    assert not (tmp_path / "fresh" / "last.pt").exists()
+    assert main(["train", *fresh, "--distill-temperature", "4"]) == 2
+    assert "need --teacher" in capsys.readouterr().err
 
 
 def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(

@@ -168,6 +168,29 @@ def add_train_parser(commands: Any) -> None:
         "0.05): each step's gradient is taken at weights moved uphill, at twice the cost of a "
         "step (default 0: off)",
     )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        metavar="CHECKPOINT.pt",
+        help="distil from a trained run's weights (its last.pt, trained on the same split): "
+        "each crop is also scored by that teacher at its own input size, and the student "
+        "learns the teacher's softened scores beside the labels, e.g. a 128 px detector from "
+        "the 224 px one",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="with --teacher: the teacher's share of the loss, (0, 1] (default 0.5)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        metavar="T",
+        help="with --teacher: both logits are divided by T before they are matched (default 2)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_train)
 
@@ -179,6 +202,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sam must be within 0-1, got {args.sam}")
     if not 64 <= args.input_size <= 224:
         raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
+    if args.teacher is None and (args.distill_weight != 0.5 or args.distill_temperature != 2.0):
+        raise ConfigError("--distill-weight and --distill-temperature need --teacher")
+    if not 0 < args.distill_weight <= 1:
+        raise ConfigError(f"--distill-weight must be within (0, 1], got {args.distill_weight}")
+    if not args.distill_temperature > 0:
+        raise ConfigError(f"--distill-temperature must be positive, got {args.distill_temperature}")
     items = items_from_args(args)
     try:
         from swapwatch.training.train import TrainConfig, train
@@ -202,6 +231,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         frozen_stages=args.frozen_stages,
         input_size=args.input_size,
         sam_rho=args.sam,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )
     cache = CropCache(args.cache_dir, every=args.every)

@@ -31,6 +31,7 @@ from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
 from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
+from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss, load_teacher
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
 from swapwatch.training.sam import SharpnessAware, batch_norm_statistics_kept
 
@@ -70,6 +71,11 @@ class TrainConfig:
     # Sharpness-aware minimisation's radius (0: off): each step's gradient is taken at weights
     # moved this far uphill (swapwatch.training.sam), at twice the cost of a step.
     sam_rho: float = 0.0
+    # Knowledge distillation from a trained run (swapwatch.training.distill): its last.pt, the
+    # teacher's share of the loss and the temperature both logits are softened by.
+    teacher: Path | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -213,6 +219,18 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_option(state, "frozen_stages", "--frozen-stages", config.frozen_stages, 0)
         _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
         _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
+        _check_same_teacher(config, state.get("teacher"))
+        if config.teacher is not None:
+            _check_same_option(
+                state, "distill_weight", "--distill-weight", config.distill_weight, 0.5
+            )
+            _check_same_option(
+                state,
+                "distill_temperature",
+                "--distill-temperature",
+                config.distill_temperature,
+                2.0,
+            )
     elif config.init is not None:
         init_record = load_initial_weights(model, config.init, split)
     else:
@@ -224,6 +242,29 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "--frozen-stages keeps the early layers' initial weights: it needs ImageNet's "
                 "or --init's, not random ones"
             )
+    teacher: Teacher | None = None
+    if config.teacher is not None:
+        teacher, teacher_state = load_teacher(config.teacher, config.device)
+        # A teacher that trained on this run's validation or lockbox groups, or on the kind it
+        # leaves out, would hand the student what it learned there.
+        _check_same_split(
+            split, teacher_state, f"the teacher {config.teacher} was trained", "--teacher"
+        )
+        recorded_teacher = state.get("teacher") if state is not None else None
+        if recorded_teacher and recorded_teacher["sha256"] != teacher.record["sha256"]:
+            raise ConfigError(
+                f"the teacher {config.teacher} has changed since this run started (another "
+                "file at the same path); --resume needs the one it started with"
+            )
+        log.info(
+            "distilling from %s (step %s, %d px), weight %g, temperature %g",
+            teacher.record["checkpoint"],
+            teacher.record["step"],
+            teacher.input_size,
+            config.distill_weight,
+            config.distill_temperature,
+        )
+    distill = DistillConfig(config.distill_weight, config.distill_temperature)
     config.out.mkdir(parents=True, exist_ok=True)
     train_items, validation_items = split.apply(items)
     log.info(
@@ -295,6 +336,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "config": _jsonable(asdict(config)),
                 "best": dict(best),
                 "init": init_record,
+                "teacher": teacher.record if teacher else None,
             },
             partial,
         )
@@ -306,6 +348,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "config": _jsonable(asdict(config)),
         "data": data_summary(train_items, validation_items),
         "init": init_record,
+        "teacher": teacher.record if teacher else None,
         "train_pool": train_pool.summary(),
         "validation_pool": validation_pool.summary() if validation_pool else None,
         "torch": torch.__version__,
@@ -319,7 +362,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         images, labels = sampler.batch(config.pairs_per_batch, rng)
         x = training_batch(images, config.input_size, config.device)
         y = torch.from_numpy(labels).to(config.device)
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        taught = (
+            teacher.logits(training_batch(images, teacher.input_size, config.device))
+            if teacher is not None
+            else None
+        )
+        loss = step_loss(model(x), y, taught, distill)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if sam is not None:
@@ -327,7 +375,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             try:
                 optimiser.zero_grad(set_to_none=True)
                 with batch_norm_statistics_kept(model):
-                    moved = F.binary_cross_entropy_with_logits(model(x), y)
+                    moved = step_loss(model(x), y, taught, distill)
                 moved.backward()  # type: ignore[no-untyped-call]
             finally:
                 sam.descend()
@@ -365,6 +413,18 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             record["best_step"] = best["step"]
             (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return last
+
+
+def step_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    taught: torch.Tensor | None,
+    distill: DistillConfig,
+) -> torch.Tensor:
+    """A batch's loss: against the labels, or with a teacher's logits (`taught`) distilled."""
+    if taught is None:
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    return distillation_loss(logits, taught, labels, distill)
 
 
 def split_of(config: TrainConfig) -> TrainingSplit:
@@ -426,6 +486,17 @@ def _check_same_init(requested: Path | None, recorded: dict[str, Any] | None) ->
         raise ConfigError(
             f"this run started from {started or 'ImageNet weights'}; --resume goes on from "
             f"there, so --init {requested} does not apply (drop --init, or use another --out)"
+        )
+
+
+def _check_same_teacher(config: TrainConfig, recorded: dict[str, Any] | None) -> None:
+    """A resumed run keeps the teacher (and its settings) it started with, or none."""
+    started = recorded["checkpoint"] if recorded else None
+    requested = str(config.teacher.expanduser().resolve()) if config.teacher else None
+    if started != requested:
+        raise ConfigError(
+            f"this run was started with --teacher {started or '(none)'}; --resume needs the "
+            f"same, not {requested or '(none)'} (or use another --out)"
         )
 
 
