@@ -36,7 +36,7 @@ from swapwatch.training.dataset import (  # noqa: E402
     match_pairs,
     pose_partners,
 )
-from swapwatch.training.distill import DistillConfig, distillation_loss  # noqa: E402
+from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss  # noqa: E402
 from swapwatch.training.export import (  # noqa: E402
     export,
     fit_temperature,
@@ -443,6 +443,7 @@ def test_a_run_distils_from_a_teacher_of_its_own_split_and_keeps_it_through_a_re
     cache: CropCache,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     listing = face_items[0].path.parent / "distil.csv"
     listing.write_text(
@@ -454,6 +455,30 @@ def test_a_run_distils_from_a_teacher_of_its_own_split_and_keeps_it_through_a_re
     teacher_run = tmp_path / "teacher"
     assert main(["train", *common, "--out", str(teacher_run), "--steps", "2"]) == 0
     teacher = teacher_run / "last.pt"
+    # Each step the frozen teacher reads the batch at its own 224 px and every loss the step
+    # takes (two with sharpness-aware steps) is distilled from what it said.
+    import swapwatch.training.train as training
+
+    seen: list[tuple[tuple[int, ...], bool]] = []
+    losses: list[torch.Tensor] = []
+    read, distil = Teacher.logits, training.distillation_loss
+
+    def watched_read(self: Teacher, x: Any) -> Any:
+        seen.append((tuple(x.shape[1:]), self.model.training))
+        return read(self, x)
+
+    def watched_distil(student: Any, taught: Any, *args: Any) -> Any:
+        losses.append(taught)
+        return distil(student, taught, *args)
+
+    monkeypatch.setattr(Teacher, "logits", watched_read)
+    monkeypatch.setattr(training, "distillation_loss", watched_distil)
+    sharp = [*common, "--out", str(tmp_path / "sharp"), "--input-size", "128", "--sam", "0.05"]
+    assert main(["train", *sharp, "--teacher", str(teacher), "--steps", "1"]) == 0
+    assert seen == [((3, CROP_SIZE, CROP_SIZE), False)]
+    assert len(losses) == 2 and torch.equal(losses[0], losses[1])
+    monkeypatch.undo()
+
     student_run = tmp_path / "student"
     student = [*common, "--out", str(student_run), "--input-size", "128"]
     assert main(["train", *student, "--teacher", str(teacher), "--steps", "2"]) == 0
@@ -471,6 +496,17 @@ def test_a_run_distils_from_a_teacher_of_its_own_split_and_keeps_it_through_a_re
     reweighted = [*student, "--teacher", str(teacher), "--distill-weight", "0.7"]
     assert main(["train", *reweighted, "--steps", "4", "--resume"]) == 2
     assert "started with --distill-weight 0.5" in capsys.readouterr().err
+    warmer = [*student, "--teacher", str(teacher), "--distill-temperature", "4"]
+    assert main(["train", *warmer, "--steps", "4", "--resume"]) == 2
+    assert "started with --distill-temperature 2" in capsys.readouterr().err
+    taught_late = [*common, "--out", str(teacher_run), "--teacher", str(teacher)]
+    assert main(["train", *taught_late, "--steps", "3", "--resume"]) == 2
+    assert "started with --teacher (none)" in capsys.readouterr().err
+    # The exported student names the run it learned from.
+    exported = tmp_path / "student.onnx"
+    export(student_run / "last.pt", exported, [], cache)
+    metadata = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    assert json.loads(metadata["swapwatch"])["training"]["teacher"] == record["teacher"]
     assert main(["train", *common, "--out", str(teacher_run), "--steps", "3", "--resume"]) == 0
     capsys.readouterr()
     assert main(["train", *student, "--teacher", str(teacher), "--steps", "4", "--resume"]) == 2

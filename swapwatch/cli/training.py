@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--distill-weight and --distill-temperature need --teacher")
     if not 0 < args.distill_weight <= 1:
         raise ConfigError(f"--distill-weight must be within (0, 1], got {args.distill_weight}")
-    if not args.distill_temperature > 0:
+    if not (math.isfinite(args.distill_temperature) and args.distill_temperature > 0):
         raise ConfigError(f"--distill-temperature must be positive, got {args.distill_temperature}")
     items = items_from_args(args)
     try:

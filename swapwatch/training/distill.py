@@ -11,6 +11,8 @@ as T changes (the paper's argument carries over to one logit unchanged).
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from swapwatch.errors import ConfigError
 from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.model import SwapDetector
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class DistillConfig:
@@ -32,7 +36,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not 0 < self.weight <= 1:
             raise ConfigError(f"the distillation weight must be within (0, 1], got {self.weight}")
-        if not self.temperature > 0:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(
                 f"the distillation temperature must be positive, got {self.temperature}"
             )
@@ -77,6 +81,15 @@ def load_teacher(checkpoint: Path, device: str) -> tuple[Teacher, dict[str, Any]
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    trained_steps = (state.get("config") or {}).get("steps")
+    if trained_steps is not None and (state.get("step") or 0) < trained_steps:
+        log.warning(
+            "the teacher %s stopped at step %s of %s: a run still in progress teaches what it "
+            "knew then",
+            checkpoint,
+            state.get("step"),
+            trained_steps,
+        )
     commands = state.get("commands") or []
     record = {
         "checkpoint": str(checkpoint.expanduser().resolve()),

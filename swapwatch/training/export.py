@@ -241,6 +241,7 @@ def export(
             "command": run_record.get("command"),
             "data": run_record.get("data"),
             "init": run_record.get("init"),  # the checkpoint a fine-tune started from
+            "teacher": run_record.get("teacher"),  # the run a distilled model learned from
             "input_size_trained": trained_size,
             "batch_norm_refit_crops": batch_norm_crops,
             "validation": (state.get("history") or [{}])[-1],

@@ -264,7 +264,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             config.distill_weight,
             config.distill_temperature,
         )
-    distill = DistillConfig(config.distill_weight, config.distill_temperature)
+    distill = DistillConfig(config.distill_weight, config.distill_temperature) if teacher else None
     config.out.mkdir(parents=True, exist_ok=True)
     train_items, validation_items = split.apply(items)
     log.info(
@@ -419,10 +419,10 @@ def step_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     taught: torch.Tensor | None,
-    distill: DistillConfig,
+    distill: DistillConfig | None,
 ) -> torch.Tensor:
     """A batch's loss: against the labels, or with a teacher's logits (`taught`) distilled."""
-    if taught is None:
+    if taught is None or distill is None:
         return F.binary_cross_entropy_with_logits(logits, labels)
     return distillation_loss(logits, taught, labels, distill)
 
