@@ -5,11 +5,14 @@ from its seeds' validation runs, its talking-head leave-out and the shipped mode
         --shipped results/generalization-validation-v5.json:swapwatch-detector \\
         --seeds S0.json S1.json S2.json --leave-out LOKO.json \\
         --shipped-leave-out results/generalization-leave-out-talking-head.json:swapwatch-detector \\
-        [--cannot-ship DETECTOR ...] [--out results/recipe-rules-NAME.json]
+        [--cannot-ship DETECTOR ...] [--non-inferiority MARGIN] \\
+        [--out results/recipe-rules-NAME.json]
 
 Each file is a `generalization.py` results file (`FILE.json[:DETECTOR]`, the file's first
 detector by default). It prints each seed's figures, each rule's reading and the seed to bundle
-where every rule passes; it exits 1 where a rule fails.
+where every rule passes; it exits 1 where a rule fails. `--non-inferiority MARGIN` judges a
+cheaper candidate against a shipped model of its family: rule (1) then asks for its seed mean at
+most MARGIN below the shipped model's pooled AUC instead of a gain beyond the seeds' spread.
 """
 
 from __future__ import annotations
@@ -50,8 +53,16 @@ def main() -> int:
         metavar="DETECTOR",
         help="a seed counted in the rules whose file cannot be bundled (e.g. lost)",
     )
+    parser.add_argument(
+        "--non-inferiority",
+        type=float,
+        metavar="MARGIN",
+        help="rule (1) as non-inferiority: the seed mean at most MARGIN below the shipped model's",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.non_inferiority is not None and not 0 <= args.non_inferiority < 1:
+        parser.error(f"--non-inferiority must be within [0, 1), got {args.non_inferiority}")
     try:
         shipped_name, shipped = pooled_pair(args.shipped)
         seeds = [seed_figures(*detector_results(spec)) for spec in args.seeds]
@@ -75,7 +86,7 @@ def main() -> int:
             f"{s.fake_recording_deliveries_caught} of {s.fake_recording_deliveries} fake recording "
             "deliveries caught"
         )
-    readings = read_rules(seeds, shipped_pooled, leave_out, shipped_leave_out)
+    readings = read_rules(seeds, shipped_pooled, leave_out, shipped_leave_out, args.non_inferiority)
     for reading in readings:
         print(f"rule ({reading.rule}) {'passes' if reading.passed else 'FAILS'}: {reading.why}")
     passed = all(r.passed for r in readings)
@@ -95,6 +106,7 @@ def main() -> int:
                     "leave_out_auc": leave_out,
                     "shipped_leave_out_auc": shipped_leave_out,
                     "cannot_ship": args.cannot_ship,
+                    "non_inferiority_margin": args.non_inferiority,
                     "rules": [asdict(r) for r in readings],
                     "bundle": chosen.name if chosen else None,
                 },

@@ -32,6 +32,19 @@ def test_a_gain_within_the_seeds_spread_or_from_too_few_seeds_does_not_replace()
     assert not one.passed and "needs at least 3 seeds" in one.why
 
 
+def test_a_cheaper_candidate_is_held_to_its_non_inferiority_margin_instead_of_a_gain() -> None:
+    """A 128 px candidate against the shipped 224 px model: rule (1) asks for a seed mean at
+    most the margin below it, never a gain over it."""
+    close = [seed("s0", 0.820), seed("s1", 0.825), seed("s2", 0.830)]  # mean 0.825
+    assert passed(read_rules(close, 0.838, (0.6, 0.6), None), "1") == [False]
+    (reading,) = [r for r in read_rules(close, 0.838, (0.6, 0.6), None, 0.02) if r.rule == "1"]
+    assert reading.passed and "non-inferiority margin 0.0200" in reading.why
+    # 0.03 below the shipped model is outside a 0.02 margin, whatever the spread.
+    behind = [seed("s0", 0.807), seed("s1", 0.808), seed("s2", 0.809)]
+    assert passed(read_rules(behind, 0.838, (0.6, 0.6), None, 0.02), "1") == [False]
+    assert passed(read_rules(close[:2], 0.838, (0.6, 0.6), None, 0.02), "1") == [False]
+
+
 def test_each_seed_is_held_to_its_reals_called_fake_and_its_recordings_caught() -> None:
     seeds = [seed("s0", 0.8), seed("s1", 0.8, called=101), seed("s2", 0.8, caught=7)]
     readings = read_rules(seeds, 0.7, (0.6, 0.6), None)
