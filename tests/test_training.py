@@ -372,6 +372,19 @@ def test_the_weight_average_keeps_frozen_weights_exactly() -> None:
     assert not torch.equal(after["blocks.3.project.0.weight"], start["blocks.3.project.0.weight"])
 
 
+def tiny_run_options(face_items: list[MediaItem], cache: CropCache) -> list[str]:
+    """`swapwatch train` arguments but --out for a run of seconds: a list of one side-by-side
+    recording and one real clip, two pairs a batch, no validation groups."""
+    pair = face_items[0].path
+    listing = pair.parent / "list.csv"
+    listing.write_text(
+        "file,label,group,family,crop\n"
+        f"{pair.name},pair,p,rec,\n{face_items[2].path.name},real,r,video,\n"
+    )
+    options = ["--pairs", "2", "--threads", "1", "--every", "3", "--validation-fraction", "0"]
+    return [str(listing), *options, "--cache-dir", str(cache.directory)]
+
+
 def test_distillation_pulls_the_student_towards_the_teacher_beside_the_labels() -> None:
     teacher = torch.tensor([4.0, -4.0])
     labels = torch.tensor([0.0, 1.0])  # against the teacher: with weight 1 only the teacher counts
@@ -445,13 +458,7 @@ def test_a_run_distils_from_a_teacher_of_its_own_split_and_keeps_it_through_a_re
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    listing = face_items[0].path.parent / "distil.csv"
-    listing.write_text(
-        "file,label,group,family,crop\n"
-        f"{face_items[0].path.name},pair,p,rec,\n{face_items[2].path.name},real,r,video,\n"
-    )
-    common = [str(listing), "--pairs", "2", "--threads", "1", "--cache-dir"]
-    common += [str(cache.directory), "--every", "3", "--validation-fraction", "0"]
+    common = tiny_run_options(face_items, cache)
     teacher_run = tmp_path / "teacher"
     assert main(["train", *common, "--out", str(teacher_run), "--steps", "2"]) == 0
     teacher = teacher_run / "last.pt"
@@ -533,28 +540,9 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rows = ["file,label,group,family,crop"]
-    pair = face_items[0].path
-    rows.append(f"{pair.name},pair,p,rec,")
-    rows.append(f"{face_items[2].path.name},real,r,video,")
-    listing = pair.parent / "list.csv"
-    listing.write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
-    common = [
-        str(listing),
-        "--out",
-        str(out),
-        "--pairs",
-        "2",
-        "--threads",
-        "1",
-        "--cache-dir",
-        str(cache.directory),
-        "--every",
-        "3",
-        "--validation-fraction",
-        "0",
-    ]
+    listing, *options = tiny_run_options(face_items, cache)
+    common = [listing, "--out", str(out), *options]
     assert main(["train", *common, "--steps", "2"]) == 0
     first = torch.load(out / "last.pt", weights_only=False)
     assert first["step"] == 2

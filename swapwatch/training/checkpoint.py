@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,16 @@ def load_weights(model: SwapDetector, weights: dict[str, torch.Tensor], checkpoi
         )
         raise ConfigError(f"{checkpoint} does not fit the detector: {found}")
     model.load_state_dict(weights)
+
+
+def provenance(checkpoint: Path, state: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """Where weights another run starts from or learns from came from: the resolved path, its
+    digest, its step and the commands of the run that made it."""
+    commands = state.get("commands") or []
+    return {
+        "checkpoint": str(checkpoint.expanduser().resolve()),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "step": state.get("step"),
+        "command": commands[0] if commands else None,
+        "commands": commands,
+    }

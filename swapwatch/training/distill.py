@@ -10,7 +10,6 @@ as T changes (the paper's argument carries over to one logit unchanged).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 from swapwatch.datasets.crops import CROP_SIZE
 from swapwatch.errors import ConfigError
-from swapwatch.training.checkpoint import load_weights, read_checkpoint
+from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
 from swapwatch.training.model import SwapDetector
 
 log = logging.getLogger(__name__)
@@ -90,12 +89,5 @@ def load_teacher(checkpoint: Path, device: str) -> tuple[Teacher, dict[str, Any]
             state.get("step"),
             trained_steps,
         )
-    commands = state.get("commands") or []
-    record = {
-        "checkpoint": str(checkpoint.expanduser().resolve()),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "step": state.get("step"),
-        "input_size": model.input_size,
-        "command": commands[0] if commands else None,
-    }
+    record = provenance(checkpoint, state, data) | {"input_size": model.input_size}
     return Teacher(model, record), state

@@ -8,7 +8,6 @@ The run's command, data and validation figures are written to `<out>/training.js
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ from swapwatch.engines.base import shrunk
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
-from swapwatch.training.checkpoint import load_weights, read_checkpoint
+from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
 from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss, load_teacher
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
@@ -443,20 +442,13 @@ def load_initial_weights(
     from: the resolved path, its digest, and the run that made it. With `split`, refuses a
     checkpoint trained on another split: it may have learned this split's validation or
     lockbox groups, or the kind this run leaves out."""
-    path = checkpoint.expanduser().resolve()
     state, data = read_checkpoint(checkpoint)
     load_weights(model, state["model"], checkpoint)
     if split is not None:
         _check_same_split(split, state, f"{checkpoint} was trained", "--init")
-    commands = state.get("commands") or []
-    log.info("starting from %s (step %s)", path, state.get("step"))
-    return {
-        "checkpoint": str(path),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "step": state.get("step"),
-        "command": commands[0] if commands else None,
-        "commands": commands,
-    }
+    record = provenance(checkpoint, state, data)
+    log.info("starting from %s (step %s)", record["checkpoint"], state.get("step"))
+    return record
 
 
 def _check_same_split(
