@@ -128,9 +128,7 @@ def decode_limit(clip: Path) -> dict[str, Any]:
         cpu0 = process_cpu_seconds()
         for _ in range(DECODE_PASSES):
             with av.open(str(clip)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "SLICE"
-                fps = float(stream.average_rate or FPS)
+                stream, fps = as_live_stream(container)
                 for frame in container.decode(stream):
                     if stage == "decode_rgb":
                         frame.to_ndarray(format="rgb24")
@@ -148,13 +146,19 @@ def decode_limit(clip: Path) -> dict[str, Any]:
     return figures
 
 
+def as_live_stream(container: Any) -> tuple[Any, float]:
+    """The clip's video stream set to decode as the service decodes a live one (slice threads),
+    and its frame rate."""
+    stream = container.streams.video[0]
+    stream.thread_type = "SLICE"
+    return stream, float(stream.average_rate or FPS)
+
+
 def paced_decode_ms(clip: Path) -> float:
     """CPU-ms a frame of decoding `clip` one frame every 1/fps seconds, as a live stream's
-    frames arrive (same decoder settings as `decode_limit`), over PACED_SECONDS."""
+    frames arrive, over PACED_SECONDS."""
     with av.open(str(clip)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        fps = float(stream.average_rate or FPS)
+        stream, fps = as_live_stream(container)
         frames, start = 0, time.monotonic()
         cpu0 = process_cpu_seconds()
         for _ in container.decode(stream):
