@@ -71,6 +71,43 @@ def test_a_face_that_fills_the_picture_is_found(
     ]
 
 
+REAL_PHOTOS = TIGHT_PHOTOS.parent
+# Close-ups the full-range detector misses even inside the grey border (validation-part photos).
+CLOSE_UPS = (
+    "celeba-mask12k/Face Mask Dataset/Train/WithoutMask/3151.png",
+    "rmfd-afdb/dataset/without_mask/1_0_benxi_0107.jpg",
+    "utkface/data/images/1_1_4_20161221202159241.jpg.chip.jpg",
+    "utkface/data/images/29_0_0_20170103181910385.jpg.chip.jpg",
+    "utkface/data/images/44_0_0_20170105172858549.jpg.chip.jpg",
+    "utkface/data/images/75_0_0_20170111205739880.jpg.chip.jpg",
+    "utkface/data/images/92_0_3_20170105180848734.jpg.chip.jpg",
+)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not REAL_PHOTOS.is_dir(), reason="../shared/data is not present")
+def test_a_close_up_the_full_range_detector_misses_gets_a_verdict(
+    capsys: pytest.CaptureFixture[str], fake_model: Path
+) -> None:
+    from swapwatch.evaluation.runner import read_picture
+    from swapwatch.faces.analyzer import FaceAnalyzer
+
+    photos = [REAL_PHOTOS / name for name in CLOSE_UPS]
+    faces = FaceAnalyzer(quiet=True)
+    try:
+        # Training's cached crops search without the close-range detector: none found.
+        found = [
+            len(faces.analyse_picture(read_picture(p), close_range=False).batch) for p in photos
+        ]
+    finally:
+        faces.close()
+    assert found == [0] * len(photos)
+    verdicts = [scan_json(capsys, str(p), "--model", str(fake_model)) for p in photos]
+    assert [v["verdict"] for v in verdicts] == ["fake"] * len(photos), [
+        v["no_verdict_reason"] for v in verdicts
+    ]
+
+
 def test_a_second_of_face_in_a_slow_video_gets_a_verdict(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Path
 ) -> None:

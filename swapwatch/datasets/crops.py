@@ -137,8 +137,9 @@ def extract(item: MediaItem, every: int = 2, analyzer: FaceAnalyzer | None = Non
     try:
         for index, image in frames_of(item, every):
             if item.is_image:
-                # A fresh tracker per picture, and a border where the face fills the picture.
-                found = analyzer.analyse_picture(image)
+                # A fresh tracker per picture, and a border where the face fills the picture;
+                # not the close-range search, which came after this cache version.
+                found = analyzer.analyse_picture(image, close_range=False)
                 batch, image = found.batch, found.image
             else:
                 batch = analyzer.analyse(image)

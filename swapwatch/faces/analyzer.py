@@ -10,6 +10,7 @@ import numpy as np
 from swapwatch.faces.detection import FaceDetector
 from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
 from swapwatch.faces.landmarks import LandmarkModel
+from swapwatch.faces.models import CLOSE_FACE_DETECTOR_MODEL
 from swapwatch.faces.quality import QualityConfig, QualityReport, assess
 from swapwatch.faces.tracking import FaceTracker, TrackerConfig
 from swapwatch.timing import NullTimer, StageTimer, timed
@@ -92,9 +93,14 @@ class FaceAnalyzer:
         self.crop_size = crop_size
         self._timer = timer or NullTimer()
         self.quality_config = quality or QualityConfig()
+        self._min_confidence = min_detection_confidence
+        self._quiet = quiet
         self._detector = FaceDetector(min_confidence=min_detection_confidence, quiet=quiet)
         self._landmarks = LandmarkModel()
         self._tracker = FaceTracker(self._detector, self._landmarks, tracker, self._timer)
+        # Made on the first picture that needs them: a stream never does.
+        self._close_detector: FaceDetector | None = None
+        self._close_range: FaceTracker | None = None
 
     def warmup(self) -> None:
         """Run both face models once, so the first real frame is not slow."""
@@ -105,13 +111,18 @@ class FaceAnalyzer:
     def reset(self) -> None:
         """Forget tracked faces (a new stream or an unrelated picture follows)."""
         self._tracker.reset()
+        if self._close_range is not None:
+            self._close_range.reset()
 
     @property
     def tracker(self) -> FaceTracker:
         return self._tracker
 
     def analyse(self, image: np.ndarray) -> FaceBatch:
-        faces = self._tracker.update(image)
+        return self._analyse_with(self._tracker, image)
+
+    def _analyse_with(self, tracker: FaceTracker, image: np.ndarray) -> FaceBatch:
+        faces = tracker.update(image)
         size = self.crop_size
         crops = np.empty((len(faces), size, size, 3), np.uint8)
         reports = []
@@ -127,19 +138,42 @@ class FaceAnalyzer:
             points=np.array([f.points for f in faces], dtype=np.float32).reshape(-1, 468, 3),
         )
 
-    def analyse_picture(self, image: np.ndarray) -> PictureFaces:
+    def analyse_picture(self, image: np.ndarray, close_range: bool = True) -> PictureFaces:
         """Faces of a still picture, unrelated to any frame before it. A face that fills the
         picture (an ID photo, a tight crop) escapes the full-range detector; when none is
         found the picture is searched again inside a grey border (PICTURE_BORDER of its longer
-        side on each side). Every picture gets the same rule, real or fake, in training and at
-        inference alike; the crop then reaches into the border the same way for both."""
+        side on each side), and, with `close_range`, that bordered copy once more with
+        MediaPipe's short-range detector, made for faces within about 2 m of the camera (a
+        selfie held close), which the full-range one misses even with the border. Every
+        picture gets the same rule, real or fake; the crop then reaches into the border the
+        same way for both. Training's cached crops search without `close_range`."""
         self.reset()
         batch = self.analyse(image)
         if len(batch):
             return PictureFaces(batch, image)
         self.reset()
         padded, border, scale = pad_picture(image)
-        return PictureFaces(self.analyse(padded), padded, border, scale)
+        batch = self.analyse(padded)
+        if len(batch) or not close_range:
+            return PictureFaces(batch, padded, border, scale)
+        self.reset()
+        return PictureFaces(
+            self._analyse_with(self._close_range_tracker(), padded), padded, border, scale
+        )
+
+    def _close_range_tracker(self) -> FaceTracker:
+        if self._close_range is None:
+            self._close_detector = FaceDetector(
+                min_confidence=self._min_confidence,
+                model_path=CLOSE_FACE_DETECTOR_MODEL,
+                quiet=self._quiet,
+            )
+            self._close_range = FaceTracker(
+                self._close_detector, self._landmarks, self._tracker.config, self._timer
+            )
+        return self._close_range
 
     def close(self) -> None:
         self._detector.close()
+        if self._close_detector is not None:
+            self._close_detector.close()

@@ -1,4 +1,5 @@
-"""Face detection with MediaPipe's full-range detector (Tasks API)."""
+"""Face detection with MediaPipe's BlazeFace detectors (Tasks API): full range by default,
+short range for faces close to the camera."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class Detections:
 
 
 class FaceDetector:
-    """MediaPipe full-range face detector (finds faces down to ~50 px). Close it when done."""
+    """A MediaPipe face detector: the full-range model by default (finds faces down to ~50 px),
+    or the short-range one given as `model_path`. Close it when done."""
 
     def __init__(
         self,
