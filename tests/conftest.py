@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fuzzing import load_profile
 from media import Placement, write_linear_model, write_video
 from receivers import Receiver
+
+import swapwatch.stream.worker as worker_module
 
 load_profile()  # before the test modules import: their @settings build on it
 
@@ -71,3 +74,17 @@ def receiver() -> Iterator[Receiver]:
         yield hook
     finally:
         hook.stop()
+
+
+@pytest.fixture
+def slow_model_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stream's face models take 2 s to close, as on a loaded machine: a stream's state
+    turns final before its models are closed, and what a client does on seeing it must hold
+    in between."""
+    close = worker_module.close_analyzer
+
+    def slowly(analyzer: object, quiet: bool = True) -> None:
+        time.sleep(2.0)
+        close(analyzer, quiet)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "close_analyzer", slowly)

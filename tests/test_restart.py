@@ -236,7 +236,7 @@ def test_an_unreadable_state_file_stops_the_service_with_one_line(
 
 
 def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itself(
-    tmp_path: Path, fake_model: Path, one_face_video: Path
+    tmp_path: Path, fake_model: Path, one_face_video: Path, slow_model_close: None
 ) -> None:
     config = ServiceConfig(
         analysis={"model": fake_model},

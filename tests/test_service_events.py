@@ -147,7 +147,7 @@ def test_events_reach_the_outbox_then_a_signed_webhook_and_the_live_feed(
 
 
 def test_a_reconnecting_stream_gets_a_new_run_and_distinct_event_ids(
-    tmp_path: Path, fake_model: Path, clip: Path
+    tmp_path: Path, fake_model: Path, clip: Path, slow_model_close: None
 ) -> None:
     outbox = tmp_path / "events.sqlite"
     config = ServiceConfig(

@@ -248,3 +248,39 @@ def test_scan_watch_and_the_service_hand_events_to_one_sink_interface(
         "codec": "h264",
         "fps": 15.0,
     }
+
+
+def test_a_worker_says_it_finished_by_itself_before_its_last_event_and_not_when_stopped(
+    engine: Engine, swaying_face: Path
+) -> None:
+    # The service forgets a stream that ended by itself on hearing this: a client who sees
+    # the stream.ended (or the state) must find it forgotten, not resumed after a restart.
+    def run_worker(stop_early: bool) -> list[tuple[bool, int]]:
+        events: EventList = EventList()
+        heard: list[tuple[bool, int]] = []  # (finished, events published) when it was said
+        worker = StreamWorker(
+            WorkerConfig("cam"),
+            lambda: AvSource(str(swaying_face)),
+            lambda: build_analyzer(engine, AnalysisSettings(decision=DecisionConfig(h=4.0))),
+            events,
+            on_finished=lambda: heard.append((worker.finished, len(events.events))),
+        )
+
+        async def main() -> None:
+            task = asyncio.create_task(worker.run())
+            if stop_early:
+                while not events.events:  # started
+                    await asyncio.sleep(0.01)
+                await worker.stop(task)
+            else:
+                await task
+            assert worker.finished
+            assert events.events[-1].type is EventType.STREAM_ENDED
+            heard.append((True, len(events.events)))  # what the end looked like
+
+        asyncio.run(main())
+        return heard
+
+    said, end = run_worker(stop_early=False)
+    assert said == (True, end[1] - 1)  # once, its state final, before its stream.ended
+    assert len(run_worker(stop_early=True)) == 1  # only the end: a stopped stream is resumed

@@ -123,7 +123,6 @@ class ServiceStream:
         score_past_pose_gate: bool = False,
     ) -> None:
         self.spec = spec
-        self._on_finished = on_finished  # called when the stream ends or fails by itself
         observer = StreamObserver(metrics, spec.stream_id)
         settings = AnalysisSettings(
             decision=decision,
@@ -144,6 +143,7 @@ class ServiceStream:
             sink,
             observer,
             on_result,
+            on_finished=on_finished,  # ended or failed by itself: not resumed
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -162,23 +162,19 @@ class ServiceStream:
 
     @property
     def done(self) -> bool:
-        return self._task is None or self._task.done()
+        """Whether it is over: once its state is final its id may be taken again, while its
+        models may still be closing in its own thread."""
+        return self._task is None or self._task.done() or self.worker.finished
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
         """See `StreamWorker.stop`."""
         await self.worker.stop(self._task, timeout, reason)
 
     async def _supervise(self) -> None:
-        stopped = False
         try:
             await self.worker.run()
-        except asyncio.CancelledError:
-            stopped = True
-            raise
         except Exception:  # isolation: a bug ends this stream (recorded), not the service
             log.error("stream %s ended by an internal error", self.spec.stream_id)
-        if not stopped and not self.worker.stopping and self._on_finished is not None:
-            self._on_finished()  # ended by itself: not resumed
 
     def live(self) -> LiveFigures:
         self.worker.sync_counters()

@@ -101,9 +101,13 @@ class StreamWorker:
         on_result: ResultCallback | None = None,
         end_detail: Callable[[], Mapping[str, Any]] | None = None,
         on_open: Callable[[VideoInfo], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         """`end_detail` gives the detail of the `stream.ended` of a source that came to its
-        end (default: reason `end of stream`); `on_open` hears of each connection opened."""
+        end (default: reason `end of stream`); `on_open` hears of each connection opened;
+        `on_finished` hears that it ended or failed by itself (not stopped), as its state
+        turns final and before its last event goes out: whoever then sees it ended finds that
+        handled, though its models may still be closing."""
         self.config = config
         self.status = WorkerStatus(tracks=TrackTable(config.track_timeout))
         self.error: SwapwatchError | None = None  # why it failed, when a source error did it
@@ -114,6 +118,7 @@ class StreamWorker:
         self._on_result = on_result
         self._end_detail = end_detail
         self._on_open = on_open
+        self._on_finished = on_finished
         self._lifecycle = Lifecycle()
         self._events = RunEvents(config.stream_id, config.epoch)
         self._clock = MediaClock()
@@ -253,8 +258,15 @@ class StreamWorker:
                 close_analyzer(self._analyzer, self.config.quiet)
             self._analyzer = None
 
+    @property
+    def finished(self) -> bool:
+        """Whether it ended, failed or was stopped (its release may still be under way)."""
+        return self._lifecycle.finished
+
     def _finish(self, to: StreamState, detail: Mapping[str, Any]) -> None:
         self._lifecycle.move(to)
+        if not self._stopping and self._on_finished is not None:
+            self._on_finished()
         kind = EventType.STREAM_ERROR if to is StreamState.FAILED else EventType.STREAM_ENDED
         self._sink.publish(self._events.lifecycle(kind, detail))
 
