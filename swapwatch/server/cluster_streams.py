@@ -31,9 +31,9 @@ from swapwatch.cluster.push import PushListen
 from swapwatch.events.model import Event
 from swapwatch.events.run import new_epoch
 from swapwatch.server.manager import url_host
-from swapwatch.server.streams import ManagedStream, SourceFactory, StreamSpec
+from swapwatch.server.streams import ManagedStream, SourceFactory, StreamSpec, wait_for_task
 from swapwatch.stream.assembly import AnalysisSettings
-from swapwatch.stream.lifecycle import StreamState
+from swapwatch.stream.lifecycle import TRANSITIONS, StreamState
 from swapwatch.stream.report import status_report
 from swapwatch.stream.sink import EventSink
 from swapwatch.stream.source import redact_url
@@ -107,6 +107,11 @@ class ClusterStream:
     @property
     def done(self) -> bool:
         return self._task is None or self._task.done()
+
+    async def settle(self, timeout: float) -> None:
+        """See `ManagedStream.settle`."""
+        if not TRANSITIONS[self._state]:
+            await wait_for_task(self._task, timeout)
 
     def start(self) -> None:
         self._handle = self._cluster.place_stream()

@@ -167,9 +167,13 @@ class StreamManager:
             return DecisionConfig(policy=policy, h=point.cusum_h)
         return DecisionConfig(policy=policy)
 
-    def _new_id(self, requested: str | None) -> str:
+    async def _new_id(self, requested: str | None) -> str:
         stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
-        if stream_id in self.workers and not self.workers[stream_id].done:
+        existing = self.workers.get(stream_id)
+        if existing is not None:
+            # One that ended may still be closing its models: its id is free once it has.
+            await existing.settle(self.settings.limits.drain_timeout_s)
+        if existing is not None and not existing.done:
             raise StreamExists(f"stream {stream_id!r} already exists")
         most = self.settings.limits.max_streams
         if sum(not w.done for w in self.workers.values()) >= most:
@@ -198,7 +202,7 @@ class StreamManager:
         )
         spec_policy = policy or self.settings.analysis.policy
         async with self._lock:
-            sid = self._new_id(stream_id)
+            sid = await self._new_id(stream_id)
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             await self._save(SavedStream(sid, kind, spec_policy.value, url, publisher=publisher))
             return self._start(spec, lambda: AvSource(url, options))
@@ -211,7 +215,7 @@ class StreamManager:
         keeps only the key's digest: the key is in this answer and nowhere else. On a cluster
         the stream's actor opens both on its node: the answer waits until it has."""
         async with self._lock:
-            sid = self._new_id(stream_id)
+            sid = await self._new_id(stream_id)
             key = secrets.token_urlsafe(STREAM_KEY_BYTES)
             worker, port = await self._push(
                 sid, policy or self.settings.analysis.policy, key_digest(key)
@@ -355,7 +359,7 @@ class StreamManager:
         session's, whose challenges turn the head past the gate."""
         self.check_webrtc_here()
         async with self._lock:
-            sid = self._new_id(stream_id)
+            sid = await self._new_id(stream_id)
             spec = StreamSpec(
                 sid,
                 f"{kind}:{sid}",
@@ -484,7 +488,7 @@ class StreamManager:
             if stream.key_sha256 is None:
                 raise ConfigError("a saved RTMP ingest without its key digest")
             async with self._lock:
-                sid = self._new_id(stream.stream_id)
+                sid = await self._new_id(stream.stream_id)
                 digest = bytes.fromhex(stream.key_sha256)
                 worker, _ = await self._push(sid, policy, digest, stream.port)
                 return worker

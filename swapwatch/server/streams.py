@@ -73,6 +73,11 @@ class ManagedStream(Protocol):
 
     def start(self) -> None: ...
 
+    async def settle(self, timeout: float) -> None:
+        """Once its state is final, wait (at most `timeout` s) for it to be over: a stream that
+        ended may still be closing its models."""
+        ...
+
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None: ...
 
     def live(self) -> LiveFigures:
@@ -162,9 +167,12 @@ class ServiceStream:
 
     @property
     def done(self) -> bool:
-        """Whether it is over: once its state is final its id may be taken again, while its
-        models may still be closing in its own thread."""
-        return self._task is None or self._task.done() or self.worker.finished
+        return self._task is None or self._task.done()
+
+    async def settle(self, timeout: float) -> None:
+        """See `ManagedStream.settle`."""
+        if self.worker.finished:
+            await wait_for_task(self._task, timeout)
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
         """See `StreamWorker.stop`."""
@@ -191,6 +199,13 @@ class ServiceStream:
             "policy": self.spec.policy.value,
             **report,
         }
+
+
+async def wait_for_task(task: asyncio.Task[None] | None, timeout: float) -> None:
+    """Wait for `task` to end, at most `timeout` s, neither cancelling it nor raising what it
+    raised."""
+    if task is not None and not task.done():
+        await asyncio.wait({task}, timeout=timeout)
 
 
 def check_stream_id(stream_id: str) -> str:
