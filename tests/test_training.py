@@ -28,6 +28,12 @@ from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
 from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.training.augment import AugmentConfig  # noqa: E402
+from swapwatch.training.boundary import (  # noqa: E402
+    BoundaryTask,
+    boundary_loss,
+    boundary_maps,
+    tapped_features,
+)
 from swapwatch.training.dataset import (  # noqa: E402
     POSE_FALLBACK_PARTNERS,
     PairConfig,
@@ -832,3 +838,122 @@ def test_training_without_real_faces_or_with_bad_options_gets_one_line(
         with pytest.raises(SystemExit) as exit_info:
             main([*common, "--real", str(face_items[0].path.parent), option, value])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_self_blends_mask_follows_its_crop_through_shifts_and_mirrors(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    pool = build_pool(face_items[2:], cache)  # reals only: every fake is a self-blend
+    # Geometry only (window shifts and scales, the pair's flip, the plan's mirror every time),
+    # so that a crop differs from its real exactly where the blend reached.
+    sampler = PairSampler(pool, dataclasses.replace(AugmentConfig.none(), flip_p=1.0))
+    rng = np.random.default_rng(5)
+    mirrored_would_fail = []
+    for _ in range(8):
+        real, fake, mask = sampler.sample_with_mask(rng)
+        assert mask is not None and mask.shape == (CROP_SIZE, CROP_SIZE)
+        assert mask.dtype == np.float32 and mask.min() >= 0.0 and mask.max() <= 1.0
+        difference = np.abs(real.astype(int) - fake).max(axis=2)
+        assert difference[mask == 0].max() == 0  # nothing blended where the mask says none
+        assert difference[mask > 0.5 * mask.max()].mean() > 0  # and something where it says so
+        mirrored_would_fail.append(difference[mask[:, ::-1] == 0].max() > 0)
+    assert any(mirrored_would_fail)  # the check above would see a mask left unmirrored
+
+
+def test_a_batch_with_masks_draws_the_batch_a_plain_one_draws(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    pool = build_pool(face_items, cache)  # a recorded pair too: its fake's mask is unknown
+    sampler = PairSampler(
+        pool,
+        dataclasses.replace(AugmentConfig(), reencode_p=0.0),
+        config=PairConfig(recorded_pair_share=0.5),
+    )
+    images, labels = sampler.batch(12, np.random.default_rng(9))
+    blended = sampler.batch_with_masks(12, np.random.default_rng(9))
+    # The same crops: a run with the boundary task draws what a run without it draws.
+    assert np.array_equal(blended.images, images) and np.array_equal(blended.labels, labels)
+    assert blended.known[:12].all() and not blended.masks[:12].any()  # reals: nothing blended
+    fakes_known = blended.known[12:]
+    assert fakes_known.any() and not fakes_known.all()
+    assert all(m.max() > 0 for m in blended.masks[12:][fakes_known])  # self-blends
+    assert not blended.masks[12:][~fakes_known].any()  # recorded fakes: no mask claimed
+
+
+def test_the_boundary_map_marks_where_two_faces_mix_and_nowhere_else() -> None:
+    ramp = np.tile(np.linspace(0.0, 1.0, CROP_SIZE, dtype=np.float32), (CROP_SIZE, 1))
+    soft, hard = ramp[None], (ramp[None] > 0.5).astype(np.float32)
+    maps = boundary_maps(np.concatenate([soft, hard]), 14)
+    assert maps.shape == (2, 14, 14)
+    across = maps[0].mean(axis=0)  # left to right: M rises from 0 to 1
+    assert across[6:8].min() > 0.95 and across[0] < 0.3 and across[-1] < 0.3
+    assert int(np.argmax(across)) in (6, 7)
+    assert maps[1].max() < 0.2  # a hard paste has no mixed band (Face X-ray needs soft masks)
+    logits = torch.zeros(2, 14, 14, requires_grad=True)
+    nothing_known = boundary_loss(logits, torch.from_numpy(maps), torch.tensor([False, False]))
+    nothing_known.backward()
+    assert nothing_known.item() == 0.0 and logits.grad is not None and not logits.grad.any()
+
+
+def test_with_the_boundary_task_the_detector_learns_and_its_head_finds_the_blend(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    torch.manual_seed(0)
+    pool = build_pool(face_items[2:], cache)
+    batch = PairSampler(pool, train=False).batch_with_masks(4, np.random.default_rng(0))
+    x, y = to_tensor(batch.images, "cpu"), torch.from_numpy(batch.labels)
+    targets = torch.from_numpy(boundary_maps(batch.masks, 14))
+    floor = torch.nn.functional.binary_cross_entropy(targets, targets).item()
+    model = SwapDetector()
+    load_imagenet(model)
+    task = BoundaryTask(1.0, "cpu")
+    trained = torch.nn.ModuleList([model, task.head]).train()
+    optimiser = torch.optim.AdamW(trained.parameters(), lr=1e-3)
+    labels_loss, excess = [], []  # the boundary loss above what the soft maps make unavoidable
+    for _ in range(15):
+        logits, extra = task.logits_and_loss(model, x, batch.masks, batch.known)
+        label = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+        optimiser.zero_grad()
+        (label + extra).backward()
+        optimiser.step()
+        labels_loss.append(label.item())
+        excess.append(extra.item() - floor)
+    assert labels_loss[-1] < 0.5 * labels_loss[0]
+    assert excess[-1] < 0.5 * excess[0]
+    trained.eval()
+    with torch.no_grad(), tapped_features(model) as taken:
+        model(x)
+        with_head = torch.sigmoid(task.head(taken[-1]))
+    on_fakes, on_reals = with_head[4:], with_head[:4]
+    assert torch.corrcoef(torch.stack([on_fakes.flatten(), targets[4:].flatten()]))[0, 1] > 0.5
+    assert on_reals.mean() < on_fakes.mean()
+
+
+def test_a_run_with_the_boundary_task_keeps_its_head_through_a_resume_and_exports_without_it(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "boundary"
+    listing, *options = tiny_run_options(face_items, cache)
+    common = [listing, "--out", str(run), *options]
+    assert main(["train", *common, "--boundary-weight", "1", "--steps", "2"]) == 0
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["config"]["boundary_weight"] == 1.0
+    head = first["boundary_head"]
+    assert head is not None and set(first["model"]).isdisjoint(head)  # not in the detector
+    assert main(["train", *common, "--boundary-weight", "1", "--steps", "3", "--resume"]) == 0
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["step"] == 3
+    assert any(not torch.equal(resumed["boundary_head"][k], v) for k, v in head.items())
+    capsys.readouterr()
+    assert main(["train", *common, "--steps", "4", "--resume"]) == 2
+    assert "started with --boundary-weight 1" in capsys.readouterr().err
+    assert main(["train", *common, "--boundary-weight", "-1", "--steps", "1"]) == 2
+    assert "--boundary-weight must be within 0-100" in capsys.readouterr().err
+    exported = tmp_path / "boundary.onnx"
+    export(run / "last.pt", exported, [], cache)  # checks ONNX against PyTorch
+    graph = onnx.load(str(exported)).graph
+    assert len(graph.output) == 1
+    assert not any("boundary" in i.name for i in graph.initializer)

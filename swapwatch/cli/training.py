@@ -192,6 +192,15 @@ def add_train_parser(commands: Any) -> None:
         metavar="T",
         help="with --teacher: both logits are divided by T before they are matched (default 2)",
     )
+    parser.add_argument(
+        "--boundary-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="teach a training-only head where each self-blend's edge runs (Face X-ray), with "
+        "this share of the loss beside the fake logit's; the exported model is unchanged "
+        "(default 0: off)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_train)
 
@@ -201,6 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--steps and --pairs must be positive")
     if not 0 <= args.sam <= 1:
         raise ConfigError(f"--sam must be within 0-1, got {args.sam}")
+    if not (math.isfinite(args.boundary_weight) and 0 <= args.boundary_weight <= 100):
+        raise ConfigError(f"--boundary-weight must be within 0-100, got {args.boundary_weight}")
     if not 64 <= args.input_size <= 224:
         raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
     if args.teacher is None and (args.distill_weight != 0.5 or args.distill_temperature != 2.0):
@@ -235,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        boundary_weight=args.boundary_weight,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )
     cache = CropCache(args.cache_dir, every=args.every)

@@ -485,6 +485,11 @@ class Plan:
             out = op(out)
         return out
 
+    @property
+    def mirrors(self) -> bool:
+        """Whether it leaves the picture mirrored (its only step that moves pixels around)."""
+        return sum(op is horizontal_flip for op in self.ops) % 2 == 1
+
 
 class LivePathAugment:
     """Degrade face crops as the live path would, the same way for every image of one call."""
@@ -526,11 +531,17 @@ class LivePathAugment:
 
     def __call__(self, images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         """One plan, applied to each image (H x W x 3 uint8, all the same shape)."""
+        return self.apply(images, rng)[0]
+
+    def apply(
+        self, images: Sequence[np.ndarray], rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], Plan]:
+        """As calling it, with the plan that was applied."""
         if not images:
-            return []
+            return [], Plan(())
         shape = images[0].shape
         for image in images:
             if image.shape != shape or image.ndim != 3 or shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError("images must all be H x W x 3 uint8 of one shape")
         plan = self.plan(shape, rng)
-        return [plan(image) for image in images]
+        return [plan(image) for image in images], plan

@@ -269,8 +269,23 @@ class PairSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(real, fake), each CROP_SIZE x CROP_SIZE x 3 uint8."""
+        real, fake, _ = self._sample(rng, with_mask=False)
+        return real, fake
+
+    def sample_with_mask(
+        self, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(real, fake, mask): as `sample` (the same draws), with a self-blend's mask
+        (CROP_SIZE x CROP_SIZE float32 in [0, 1]) cut and mirrored as its crops were; None for
+        a recorded fake, whose mask is unknown."""
+        return self._sample(rng, with_mask=True)
+
+    def _sample(
+        self, rng: np.random.Generator, with_mask: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         pool, config = self.pool, self.config
         recorded = len(pool.pairs) + len(pool.lone_fakes)
+        mask: np.ndarray | None = None
         if recorded and rng.random() < config.recorded_pair_share:
             pick = self._recorded_unit(rng)
             if pick < len(pool.pairs):
@@ -284,23 +299,59 @@ class PairSampler:
         else:
             index = self.real_index(rng)
             real = pool.crops[index]
-            fake = self_blend(real, pool.landmarks[index], rng, self.blend).fake
+            blend = self_blend(real, pool.landmarks[index], rng, self.blend)
+            fake = blend.fake
+            if with_mask:
+                mask = blend.mask.astype(np.float32)
         if not self.train:
-            return np.ascontiguousarray(centre_window(real)), np.ascontiguousarray(
-                centre_window(fake)
+            return (
+                np.ascontiguousarray(centre_window(real)),
+                np.ascontiguousarray(centre_window(fake)),
+                None
+                if mask is None
+                else np.ascontiguousarray(centre_window(mask[..., None])[..., 0]),
             )
         dx, dy = rng.integers(-config.max_shift, config.max_shift + 1, size=2)
         scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale)
         pair = [window(real, int(dx), int(dy), scale), window(fake, int(dx), int(dy), scale)]
+        if mask is not None:
+            mask = window(mask, int(dx), int(dy), scale)
         if config.flip and rng.random() < 0.5:
             pair = [np.ascontiguousarray(p[:, ::-1]) for p in pair]
+            mask = None if mask is None else mask[:, ::-1]
         assert self.augment is not None
-        real_out, fake_out = self.augment(pair, rng)
-        return real_out, fake_out
+        (real_out, fake_out), plan = self.augment.apply(pair, rng)
+        if mask is not None:
+            mask = np.ascontiguousarray(mask[:, ::-1] if plan.mirrors else mask)
+        return real_out, fake_out, mask
 
     def batch(self, pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(2*pairs, S, S, 3) crops, reals then fakes; (2*pairs,) labels 0 = real, 1 = fake."""
         drawn = [self.sample(rng) for _ in range(pairs)]
         images = np.stack([r for r, _ in drawn] + [f for _, f in drawn])
-        labels = np.concatenate([np.zeros(pairs, np.float32), np.ones(pairs, np.float32)])
-        return images, labels
+        return images, pair_labels(pairs)
+
+    def batch_with_masks(self, pairs: int, rng: np.random.Generator) -> BlendBatch:
+        """As `batch` (the same draws), with each crop's blend mask where it is known: all
+        zero for a real face, the blend's for a self-blend, unknown for a recorded fake."""
+        drawn = [self.sample_with_mask(rng) for _ in range(pairs)]
+        images = np.stack([r for r, _, _ in drawn] + [f for _, f, _ in drawn])
+        empty = np.zeros((CROP_SIZE, CROP_SIZE), np.float32)
+        masks = np.stack([empty] * pairs + [empty if m is None else m for _, _, m in drawn])
+        known = np.array([True] * pairs + [m is not None for _, _, m in drawn])
+        return BlendBatch(images, pair_labels(pairs), masks, known)
+
+
+@dataclass(frozen=True, slots=True)
+class BlendBatch:
+    """A batch of pairs with what is known of where each crop was blended."""
+
+    images: np.ndarray  # (2 * pairs, S, S, 3) uint8, reals then fakes
+    labels: np.ndarray  # (2 * pairs,) float32, 0 = real, 1 = fake
+    masks: np.ndarray  # (2 * pairs, S, S) float32 blend masks in [0, 1]
+    known: np.ndarray  # (2 * pairs,) bool: whether the crop's mask is known
+
+
+def pair_labels(pairs: int) -> np.ndarray:
+    """The labels of a batch of `pairs` pairs, reals then fakes."""
+    return np.concatenate([np.zeros(pairs, np.float32), np.ones(pairs, np.float32)])

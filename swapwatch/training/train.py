@@ -28,8 +28,9 @@ from swapwatch.engines.base import shrunk
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
+from swapwatch.training.boundary import BoundaryTask
 from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
-from swapwatch.training.dataset import CropPool, PairConfig, PairSampler, build_pool
+from swapwatch.training.dataset import BlendBatch, CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss, load_teacher
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
 from swapwatch.training.sam import SharpnessAware, batch_norm_statistics_kept
@@ -75,6 +76,9 @@ class TrainConfig:
     teacher: Path | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    # The blend-boundary head's share of the loss (0: off; swapwatch.training.boundary): a
+    # training-only head taught where each self-blend's edge runs.
+    boundary_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -218,6 +222,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_option(state, "frozen_stages", "--frozen-stages", config.frozen_stages, 0)
         _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
         _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
+        _check_same_option(
+            state, "boundary_weight", "--boundary-weight", config.boundary_weight, 0.0
+        )
         _check_same_teacher(config, state.get("teacher"))
         if config.teacher is not None:
             _check_same_option(
@@ -292,12 +299,17 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     ema = copy.deepcopy(model).eval()
     for parameter in ema.parameters():
         parameter.requires_grad_(False)
+    boundary = (
+        BoundaryTask(config.boundary_weight, config.device) if config.boundary_weight else None
+    )
+    # What the optimiser trains: the detector and, with the boundary task, its head.
+    trained = torch.nn.ModuleList([model] if boundary is None else [model, boundary.head])
     optimiser = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
+        [p for p in trained.parameters() if p.requires_grad],
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    sam = SharpnessAware(list(model.parameters()), config.sam_rho) if config.sam_rho else None
+    sam = SharpnessAware(list(trained.parameters()), config.sam_rho) if config.sam_rho else None
     rng = np.random.default_rng(config.seed)
     step = 0
     history: list[dict[str, Any]] = []
@@ -310,6 +322,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             state["training_model"] if "training_model" in state else state["model"]
         )
         ema.load_state_dict(state["model"])
+        if boundary is not None:
+            boundary.head.load_state_dict(state["boundary_head"])
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         if "torch_rng" in state:  # dropout's draws go on where they stopped, not from the seed
@@ -336,6 +350,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "best": dict(best),
                 "init": init_record,
                 "teacher": teacher.record if teacher else None,
+                "boundary_head": boundary.head.state_dict() if boundary else None,
             },
             partial,
         )
@@ -355,10 +370,15 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     losses: list[float] = []
     started = time.monotonic()
     while step < config.steps:
-        model.train()
+        trained.train()
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config)
-        images, labels = sampler.batch(config.pairs_per_batch, rng)
+        blended: BlendBatch | None = None
+        if boundary is not None:  # the same draws as `batch`, with the blends' masks
+            blended = sampler.batch_with_masks(config.pairs_per_batch, rng)
+            images, labels = blended.images, blended.labels
+        else:
+            images, labels = sampler.batch(config.pairs_per_batch, rng)
         x = training_batch(images, config.input_size, config.device)
         y = torch.from_numpy(labels).to(config.device)
         taught = (
@@ -366,15 +386,15 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             if teacher is not None
             else None
         )
-        loss = step_loss(model(x), y, taught, distill)
+        loss = batch_loss(model, x, y, taught, distill, boundary, blended)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if sam is not None:
             sam.ascend()
             try:
                 optimiser.zero_grad(set_to_none=True)
-                with batch_norm_statistics_kept(model):
-                    moved = step_loss(model(x), y, taught, distill)
+                with batch_norm_statistics_kept(trained):
+                    moved = batch_loss(model, x, y, taught, distill, boundary, blended)
                 moved.backward()  # type: ignore[no-untyped-call]
             finally:
                 sam.descend()
@@ -412,6 +432,23 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             record["best_step"] = best["step"]
             (config.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return last
+
+
+def batch_loss(
+    model: SwapDetector,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    taught: torch.Tensor | None,
+    distill: DistillConfig | None,
+    boundary: BoundaryTask | None,
+    blended: BlendBatch | None,
+) -> torch.Tensor:
+    """A batch's whole loss at the model's current weights: `step_loss`, plus the boundary
+    head's where it trains (then `blended` holds the batch's masks)."""
+    if boundary is None or blended is None:
+        return step_loss(model(x), labels, taught, distill)
+    logits, extra = boundary.logits_and_loss(model, x, blended.masks, blended.known)
+    return step_loss(logits, labels, taught, distill) + extra
 
 
 def step_loss(
