@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -164,6 +165,32 @@ def test_a_reconnecting_stream_gets_a_new_run_and_distinct_event_ids(
     starts = [e for e in events if e.type is EventType.STREAM_STARTED]
     assert len(starts) == 2 and starts[0].run != starts[1].run
     assert recorded == len(events)  # every append kept: no two events shared an id
+
+
+def test_an_id_waiting_for_its_ended_stream_to_close_holds_up_no_other_stream(
+    tmp_path: Path, fake_model: Path, clip: Path, slow_model_close: None
+) -> None:
+    config = ServiceConfig(
+        analysis={"model": fake_model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": tmp_path / "events.sqlite"},
+    )
+    with running_service(config) as service:
+        add_file_stream(service, clip, "again")
+        service.wait_for(lambda s: s["state"] == "ended", "again", timeout=60)
+        finished: list[str] = []
+
+        def add_again() -> None:  # waits until the ended stream's models have closed (2 s)
+            add_file_stream(service, clip, "again")
+            finished.append("again")
+
+        again = threading.Thread(target=add_again)
+        again.start()
+        time.sleep(0.3)
+        add_file_stream(service, clip, "other")
+        finished.append("other")
+        again.join(timeout=30)
+        assert finished == ["other", "again"]
 
 
 def serve_in_subprocess(config_file: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -47,6 +47,7 @@ POLL_TIMEOUT_S = 5.0  # a poll that takes longer counts as a lost actor
 # What a call to an actor raises when it fails: Ray's errors, and Ray Client's ConnectionError
 # once its connection to the cluster is gone (the front then stops: see cli.serve).
 CALL_FAILED = (RayError, ConnectionError)
+ENDED_BY_ITSELF = (StreamState.ENDED, StreamState.FAILED)  # a stop is STOPPED
 STOP_GRACE_S = 5.0  # beyond the drain time, for the last events of a stopping actor
 
 Committed = Callable[[], Awaitable[None]]
@@ -95,6 +96,7 @@ class ClusterStream:
         self._checkpoint: Checkpoint | None = None
         self._acknowledged = 0
         self._stopping = False
+        self._said_finished = False  # on_finished is called once
         self._lost_since: float | None = None
         self.restarts = 0  # times its worker was made again from a checkpoint
         self.moves = 0  # of which on another node
@@ -108,9 +110,13 @@ class ClusterStream:
     def done(self) -> bool:
         return self._task is None or self._task.done()
 
+    @property
+    def ended(self) -> bool:
+        return not TRANSITIONS[self._state]
+
     async def settle(self, timeout: float) -> None:
         """See `ManagedStream.settle`."""
-        if not TRANSITIONS[self._state]:
+        if self.ended:
             await wait_for_task(self._task, timeout)
 
     def start(self) -> None:
@@ -132,6 +138,11 @@ class ClusterStream:
             except TimeoutError:
                 self._task.cancel()
         self._end_actor()
+
+    def _finished_by_itself(self) -> None:
+        if not self._said_finished:
+            self._said_finished = True
+            self._on_finished()
 
     def _end_actor(self) -> None:
         if self._handle is not None:
@@ -157,7 +168,7 @@ class ClusterStream:
                 self._state = StreamState(report.status["state"]) if report.status else self._state
                 if not self._stopping:
                     self._end_actor()
-                    self._on_finished()
+                    self._finished_by_itself()
                 return
             await asyncio.sleep(POLL_S)
 
@@ -224,6 +235,10 @@ class ClusterStream:
         if report.status is not None:
             self.status.report = report.status
             self._state = StreamState(report.status["state"])
+            if self._state in ENDED_BY_ITSELF and not self._stopping:
+                # As the state turns final, before its end goes out: the node may still be
+                # closing its models, and a client that sees the end must find it forgotten.
+                self._finished_by_itself()
         newest = self._acknowledged
         for number, body in report.events:
             if number > self._acknowledged:

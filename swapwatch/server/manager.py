@@ -167,16 +167,24 @@ class StreamManager:
             return DecisionConfig(policy=policy, h=point.cusum_h)
         return DecisionConfig(policy=policy)
 
-    async def _new_id(self, requested: str | None) -> str:
-        stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
-        existing = self.workers.get(stream_id)
+    async def _settle(self, requested: str | None) -> None:
+        """Before taking the lock: a stream that ended under the requested id may still be
+        closing its models; its id is free once it has (waited for at most the drain time,
+        without holding up other streams' adds)."""
+        existing = self.workers.get(requested) if requested else None
         if existing is not None:
-            # One that ended may still be closing its models: its id is free once it has.
             await existing.settle(self.settings.limits.drain_timeout_s)
-        if existing is not None and not existing.done:
+
+    def _new_id(self, requested: str | None) -> str:
+        """Under the lock: the id for a new stream, or why there is none."""
+        if self.closing:  # before anything is saved: it would be resumed at the next start
+            raise TooManyStreams("the service is shutting down")
+        stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
+        if stream_id in self.workers and not self.workers[stream_id].done:
             raise StreamExists(f"stream {stream_id!r} already exists")
         most = self.settings.limits.max_streams
-        if sum(not w.done for w in self.workers.values()) >= most:
+        # One that ended counts no more, though its models may still be closing.
+        if sum(not (w.done or w.ended) for w in self.workers.values()) >= most:
             raise TooManyStreams(f"the service already runs its maximum of {most} streams")
         return stream_id
 
@@ -201,8 +209,9 @@ class StreamManager:
             hwaccel=self.settings.decode.hwaccel,
         )
         spec_policy = policy or self.settings.analysis.policy
+        await self._settle(stream_id)
         async with self._lock:
-            sid = await self._new_id(stream_id)
+            sid = self._new_id(stream_id)
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             await self._save(SavedStream(sid, kind, spec_policy.value, url, publisher=publisher))
             return self._start(spec, lambda: AvSource(url, options))
@@ -214,8 +223,9 @@ class StreamManager:
         `RtmpFront` that lets only this stream's key through (see `rtmp_front`). The service
         keeps only the key's digest: the key is in this answer and nowhere else. On a cluster
         the stream's actor opens both on its node: the answer waits until it has."""
+        await self._settle(stream_id)
         async with self._lock:
-            sid = await self._new_id(stream_id)
+            sid = self._new_id(stream_id)
             key = secrets.token_urlsafe(STREAM_KEY_BYTES)
             worker, port = await self._push(
                 sid, policy or self.settings.analysis.policy, key_digest(key)
@@ -358,8 +368,9 @@ class StreamManager:
         """A stream fed by the caller's source (WebRTC). `score_past_pose_gate`: a KYC
         session's, whose challenges turn the head past the gate."""
         self.check_webrtc_here()
+        await self._settle(stream_id)
         async with self._lock:
-            sid = await self._new_id(stream_id)
+            sid = self._new_id(stream_id)
             spec = StreamSpec(
                 sid,
                 f"{kind}:{sid}",
@@ -487,8 +498,9 @@ class StreamManager:
         if stream.kind == "rtmp":
             if stream.key_sha256 is None:
                 raise ConfigError("a saved RTMP ingest without its key digest")
+            await self._settle(stream.stream_id)
             async with self._lock:
-                sid = await self._new_id(stream.stream_id)
+                sid = self._new_id(stream.stream_id)
                 digest = bytes.fromhex(stream.key_sha256)
                 worker, _ = await self._push(sid, policy, digest, stream.port)
                 return worker

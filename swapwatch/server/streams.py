@@ -71,11 +71,16 @@ class ManagedStream(Protocol):
     @property
     def done(self) -> bool: ...
 
+    @property
+    def ended(self) -> bool:
+        """Whether its state is final (ended, failed, stopped): it may still be closing its
+        models, until `done`."""
+        ...
+
     def start(self) -> None: ...
 
     async def settle(self, timeout: float) -> None:
-        """Once its state is final, wait (at most `timeout` s) for it to be over: a stream that
-        ended may still be closing its models."""
+        """Once `ended`, wait (at most `timeout` s) until it is `done`."""
         ...
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None: ...
@@ -169,9 +174,13 @@ class ServiceStream:
     def done(self) -> bool:
         return self._task is None or self._task.done()
 
+    @property
+    def ended(self) -> bool:
+        return self.worker.finished
+
     async def settle(self, timeout: float) -> None:
         """See `ManagedStream.settle`."""
-        if self.worker.finished:
+        if self.ended:
             await wait_for_task(self._task, timeout)
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:

@@ -266,7 +266,10 @@ class StreamWorker:
     def _finish(self, to: StreamState, detail: Mapping[str, Any]) -> None:
         self._lifecycle.move(to)
         if not self._stopping and self._on_finished is not None:
-            self._on_finished()
+            try:
+                self._on_finished()
+            except Exception:  # its end event goes out all the same
+                log.exception("stream %s: on_finished failed", self.config.stream_id)
         kind = EventType.STREAM_ERROR if to is StreamState.FAILED else EventType.STREAM_ENDED
         self._sink.publish(self._events.lifecycle(kind, detail))
 
