@@ -27,7 +27,12 @@ from swapwatch.engines.base import shrunk  # noqa: E402
 from swapwatch.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from swapwatch.errors import ConfigError, ModelError  # noqa: E402
 from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
-from swapwatch.training.augment import AugmentConfig  # noqa: E402
+from swapwatch.training.augment import (  # noqa: E402
+    AugmentConfig,
+    Occlusion,
+    Plan,
+    horizontal_flip,
+)
 from swapwatch.training.boundary import (  # noqa: E402
     BoundaryTask,
     boundary_loss,
@@ -850,8 +855,10 @@ def test_a_self_blends_mask_follows_its_crop_through_shifts_and_mirrors(
     rng = np.random.default_rng(5)
     mirrored_would_fail = []
     for _ in range(8):
-        real, fake, mask = sampler.sample_with_mask(rng)
-        assert mask is not None and mask.shape == (CROP_SIZE, CROP_SIZE)
+        real, fake, region = sampler.sample_with_mask(rng)
+        assert region is not None and (region.uncovered == 1).all()  # no occluder drawn
+        mask = region.mask
+        assert mask.shape == (CROP_SIZE, CROP_SIZE)
         assert mask.dtype == np.float32 and mask.min() >= 0.0 and mask.max() <= 1.0
         difference = np.abs(real.astype(int) - fake).max(axis=2)
         assert difference[mask == 0].max() == 0  # nothing blended where the mask says none
@@ -874,6 +881,7 @@ def test_a_batch_with_masks_draws_the_batch_a_plain_one_draws(
     # The same crops: a run with the boundary task draws what a run without it draws.
     assert np.array_equal(blended.images, images) and np.array_equal(blended.labels, labels)
     assert blended.known[:12].all() and not blended.masks[:12].any()  # reals: nothing blended
+    assert blended.uncovered.shape == blended.masks.shape
     fakes_known = blended.known[12:]
     assert fakes_known.any() and not fakes_known.all()
     assert all(m.max() > 0 for m in blended.masks[12:][fakes_known])  # self-blends
@@ -883,14 +891,19 @@ def test_a_batch_with_masks_draws_the_batch_a_plain_one_draws(
 def test_the_boundary_map_marks_where_two_faces_mix_and_nowhere_else() -> None:
     ramp = np.tile(np.linspace(0.0, 1.0, CROP_SIZE, dtype=np.float32), (CROP_SIZE, 1))
     soft, hard = ramp[None], (ramp[None] > 0.5).astype(np.float32)
-    maps = boundary_maps(np.concatenate([soft, hard]), 14)
-    assert maps.shape == (2, 14, 14)
+    covered = np.ones((1, CROP_SIZE, CROP_SIZE), np.float32)
+    covered[0, :112] = 0.0  # an occluder over the top half
+    masks = np.concatenate([soft, hard, soft])
+    uncovered = np.concatenate([np.ones_like(soft), np.ones_like(hard), covered])
+    maps = boundary_maps(masks, uncovered, 14)
+    assert maps.shape == (3, 14, 14)
     across = maps[0].mean(axis=0)  # left to right: M rises from 0 to 1
     assert across[6:8].min() > 0.95 and across[0] < 0.3 and across[-1] < 0.3
     assert int(np.argmax(across)) in (6, 7)
     assert maps[1].max() < 0.2  # a hard paste has no mixed band (Face X-ray needs soft masks)
+    assert not maps[2][:7].any() and np.allclose(maps[2][7:], maps[0][7:])  # hidden: untaught
     logits = torch.zeros(2, 14, 14, requires_grad=True)
-    nothing_known = boundary_loss(logits, torch.from_numpy(maps), torch.tensor([False, False]))
+    nothing_known = boundary_loss(logits, torch.from_numpy(maps[:2]), torch.tensor([False, False]))
     nothing_known.backward()
     assert nothing_known.item() == 0.0 and logits.grad is not None and not logits.grad.any()
 
@@ -902,7 +915,7 @@ def test_with_the_boundary_task_the_detector_learns_and_its_head_finds_the_blend
     pool = build_pool(face_items[2:], cache)
     batch = PairSampler(pool, train=False).batch_with_masks(4, np.random.default_rng(0))
     x, y = to_tensor(batch.images, "cpu"), torch.from_numpy(batch.labels)
-    targets = torch.from_numpy(boundary_maps(batch.masks, 14))
+    targets = torch.from_numpy(boundary_maps(batch.masks, batch.uncovered, 14))
     floor = torch.nn.functional.binary_cross_entropy(targets, targets).item()
     model = SwapDetector()
     load_imagenet(model)
@@ -911,7 +924,7 @@ def test_with_the_boundary_task_the_detector_learns_and_its_head_finds_the_blend
     optimiser = torch.optim.AdamW(trained.parameters(), lr=1e-3)
     labels_loss, excess = [], []  # the boundary loss above what the soft maps make unavoidable
     for _ in range(15):
-        logits, extra = task.logits_and_loss(model, x, batch.masks, batch.known)
+        logits, extra = task.logits_and_loss(model, x, batch)
         label = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
         optimiser.zero_grad()
         (label + extra).backward()
@@ -943,17 +956,39 @@ def test_a_run_with_the_boundary_task_keeps_its_head_through_a_resume_and_export
     assert first["config"]["boundary_weight"] == 1.0
     head = first["boundary_head"]
     assert head is not None and set(first["model"]).isdisjoint(head)  # not in the detector
-    assert main(["train", *common, "--boundary-weight", "1", "--steps", "3", "--resume"]) == 0
+    # A resumed run goes on with its head: one step at a negligible rate leaves its kernels.
+    still = ["--boundary-weight", "1", "--steps", "3", "--resume", "--lr", "1e-12"]
+    assert main(["train", *common, *still]) == 0
     resumed = torch.load(run / "last.pt", weights_only=False)
     assert resumed["step"] == 3
-    assert any(not torch.equal(resumed["boundary_head"][k], v) for k, v in head.items())
+    for name in ("body.0.0.weight", "out.weight"):
+        torch.testing.assert_close(resumed["boundary_head"][name], head[name], rtol=0, atol=1e-6)
     capsys.readouterr()
     assert main(["train", *common, "--steps", "4", "--resume"]) == 2
     assert "started with --boundary-weight 1" in capsys.readouterr().err
     assert main(["train", *common, "--boundary-weight", "-1", "--steps", "1"]) == 2
     assert "--boundary-weight must be within 0-100" in capsys.readouterr().err
+    frozen = [*common[:2], str(tmp_path / "frozen"), *common[3:], "--frozen-stages", "5"]
+    assert main(["train", *frozen, "--boundary-weight", "1", "--steps", "1"]) == 2
+    assert "would teach the detector nothing" in capsys.readouterr().err
     exported = tmp_path / "boundary.onnx"
     export(run / "last.pt", exported, [], cache)  # checks ONNX against PyTorch
     graph = onnx.load(str(exported)).graph
     assert len(graph.output) == 1
     assert not any("boundary" in i.name for i in graph.initializer)
+
+
+def test_an_augmentation_plan_moves_a_map_with_its_pixels_and_says_what_an_occluder_hides() -> None:
+    black = np.zeros((3, 3, 3), np.uint8)
+    occluder = Occlusion((0.3, 0.4), 0.1, 1.5, 20.0, False, "solid", black, 0.03)
+    plan = Plan((horizontal_flip, occluder))
+    image = np.random.default_rng(1).integers(1, 256, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+    out = plan(image)
+    plane = np.arange(CROP_SIZE * CROP_SIZE, dtype=np.float32).reshape(CROP_SIZE, CROP_SIZE)
+    assert np.array_equal(plan.moved(plane), plane[:, ::-1])  # mirrored as the picture
+    assert np.array_equal(Plan((horizontal_flip, horizontal_flip)).moved(plane), plane)
+    uncovered = plan.uncovered(CROP_SIZE, CROP_SIZE)
+    covered = (out != image[:, ::-1]).any(axis=2)  # where the occluder changed the output
+    assert covered.sum() > 1000
+    assert uncovered[covered].max() < 1.0 and (uncovered[~covered] > 0.9).all()
+    assert (uncovered == 0).sum() > 0.9 * covered.sum()

@@ -485,10 +485,22 @@ class Plan:
             out = op(out)
         return out
 
-    @property
-    def mirrors(self) -> bool:
-        """Whether it leaves the picture mirrored (its only step that moves pixels around)."""
-        return sum(op is horizontal_flip for op in self.ops) % 2 == 1
+    def moved(self, plane: np.ndarray) -> np.ndarray:
+        """A per-pixel map of the input picture (H x W) moved as the picture's pixels are:
+        mirrored with it, its only step that moves pixels (the others smear, cover, or shrink
+        and restore, but leave every pixel where it was)."""
+        flips = sum(op is horizontal_flip for op in self.ops)
+        return np.ascontiguousarray(plane[:, ::-1] if flips % 2 else plane)
+
+    def uncovered(self, height: int, width: int) -> np.ndarray:
+        """H x W float32 of the output: how much of each pixel no occluder covers (1: all)."""
+        out: np.ndarray = np.ones((height, width), np.float32)
+        for op in self.ops:
+            if op is horizontal_flip:  # an occluder drawn before a flip is mirrored by it
+                out = out[:, ::-1]
+            elif isinstance(op, Occlusion):
+                out = out * (1.0 - op.mask(height, width))
+        return np.ascontiguousarray(out)
 
 
 class LivePathAugment:

@@ -1,10 +1,12 @@
 """A blend-boundary head beside the detector's logit (Face X-ray, Li et al., CVPR 2020; LAA-Net,
 Nguyen et al., CVPR 2024), used in training only.
 
-A self-blend's mask M is known, so besides "fake" the network can be told where the blended
-region's edge runs: the map B = 4 M (1 - M), which is 1 where the two faces mix half and half and
-0 inside either. A small head reads the backbone's stride-16 features (14 x 14 at 224 px) and is
-taught B there, 0 for every real face, and nothing for a recorded fake, whose mask is unknown.
+A self-blend's mask M is known, so besides "fake" the network can be told where two faces were
+mixed: the map B = 4 M (1 - M), 1 where they mix half and half, 0 where either is alone (along the
+blend's soft edge, or across its region when the blend is at partial strength). A small head
+reads the backbone's stride-16 features (14 x 14 at 224 px) and is taught B there (nothing where
+an occluder hides the crop), 0 for every real face, and nothing for a recorded fake, whose mask
+is unknown.
 The published claim is that a detector made to find the boundary learns the blend's traces rather
 than whatever else separates its training fakes, and so holds up on methods it never saw. The head
 is not part of the exported model: scoring costs what it did.
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from swapwatch.training.dataset import BlendBatch
 from swapwatch.training.model import LITE0_STAGES, SwapDetector, conv_bn
 
 # The head reads the output of the backbone's fifth stage (112 channels at stride 16): fine
@@ -61,15 +64,20 @@ def tapped_features(model: SwapDetector) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def boundary_maps(masks: np.ndarray, side: int) -> np.ndarray:
-    """(N, S, S) blend masks in [0, 1] -> (N, side, side) maps B = 4 M (1 - M), area-averaged
-    down to the head's resolution."""
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be N x S x S, got shape {masks.shape}")
-    full = 4.0 * masks * (1.0 - masks)
-    return np.stack(
-        [cv2.resize(m, (side, side), interpolation=cv2.INTER_AREA) for m in full.astype(np.float32)]
-    ).clip(0.0, 1.0)
+def boundary_maps(masks: np.ndarray, uncovered: np.ndarray, side: int) -> np.ndarray:
+    """(N, S, S) blend masks M in [0, 1] -> (N, side, side) maps B = 4 M (1 - M): 1 where the
+    two faces mix half and half, so along the blend's soft edge and, for a blend at partial
+    strength, across its whole region (Face X-ray's definition, on the mask actually used).
+    Zero where an occluder covers the crop (`uncovered`, as the masks), then area-averaged down
+    to the head's resolution."""
+    if masks.ndim != 3 or uncovered.shape != masks.shape:
+        raise ValueError(
+            f"masks and uncovered must be N x S x S, got {masks.shape} and {uncovered.shape}"
+        )
+    full = (4.0 * masks * (1.0 - masks) * uncovered).astype(np.float32)
+    return np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_AREA) for m in full]).clip(
+        0.0, 1.0
+    )
 
 
 def boundary_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -90,13 +98,14 @@ class BoundaryTask:
         self.head = BoundaryHead().to(device)
 
     def logits_and_loss(
-        self, model: SwapDetector, x: torch.Tensor, masks: np.ndarray, known: np.ndarray
+        self, model: SwapDetector, x: torch.Tensor, batch: BlendBatch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's fake logits for `x`, and the head's weighted loss against the maps of
-        `masks` where `known`."""
+        """The model's fake logits for `x` (the batch's crops), and the head's weighted loss
+        against the batch's maps where they are known."""
         with tapped_features(model) as taken:
             logits = model(x)
         features = taken[-1]
-        targets = torch.from_numpy(boundary_maps(masks, features.shape[-1])).to(features.device)
-        where = torch.from_numpy(known).to(features.device)
+        maps = boundary_maps(batch.masks, batch.uncovered, features.shape[-1])
+        targets = torch.from_numpy(maps).to(features.device)
+        where = torch.from_numpy(batch.known).to(features.device)
         return logits, self.weight * boundary_loss(self.head(features), targets, where)

@@ -274,15 +274,14 @@ class PairSampler:
 
     def sample_with_mask(
         self, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(real, fake, mask): as `sample` (the same draws), with a self-blend's mask
-        (CROP_SIZE x CROP_SIZE float32 in [0, 1]) cut and mirrored as its crops were; None for
-        a recorded fake, whose mask is unknown."""
+    ) -> tuple[np.ndarray, np.ndarray, BlendRegion | None]:
+        """(real, fake, region): as `sample` (the same draws), with where a self-blend mixed
+        the two faces (see `BlendRegion`); None for a recorded fake, whose mask is unknown."""
         return self._sample(rng, with_mask=True)
 
     def _sample(
         self, rng: np.random.Generator, with_mask: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray, BlendRegion | None]:
         pool, config = self.pool, self.config
         recorded = len(pool.pairs) + len(pool.lone_fakes)
         mask: np.ndarray | None = None
@@ -304,12 +303,14 @@ class PairSampler:
             if with_mask:
                 mask = blend.mask.astype(np.float32)
         if not self.train:
+            region = None
+            if mask is not None:
+                cut = np.ascontiguousarray(centre_window(mask[..., None])[..., 0])
+                region = BlendRegion(cut, np.ones_like(cut))
             return (
                 np.ascontiguousarray(centre_window(real)),
                 np.ascontiguousarray(centre_window(fake)),
-                None
-                if mask is None
-                else np.ascontiguousarray(centre_window(mask[..., None])[..., 0]),
+                region,
             )
         dx, dy = rng.integers(-config.max_shift, config.max_shift + 1, size=2)
         scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale)
@@ -321,9 +322,9 @@ class PairSampler:
             mask = None if mask is None else mask[:, ::-1]
         assert self.augment is not None
         (real_out, fake_out), plan = self.augment.apply(pair, rng)
-        if mask is not None:
-            mask = np.ascontiguousarray(mask[:, ::-1] if plan.mirrors else mask)
-        return real_out, fake_out, mask
+        if mask is None:
+            return real_out, fake_out, None
+        return real_out, fake_out, BlendRegion(plan.moved(mask), plan.uncovered(*mask.shape))
 
     def batch(self, pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(2*pairs, S, S, 3) crops, reals then fakes; (2*pairs,) labels 0 = real, 1 = fake."""
@@ -336,10 +337,22 @@ class PairSampler:
         zero for a real face, the blend's for a self-blend, unknown for a recorded fake."""
         drawn = [self.sample_with_mask(rng) for _ in range(pairs)]
         images = np.stack([r for r, _, _ in drawn] + [f for _, f, _ in drawn])
-        empty = np.zeros((CROP_SIZE, CROP_SIZE), np.float32)
-        masks = np.stack([empty] * pairs + [empty if m is None else m for _, _, m in drawn])
-        known = np.array([True] * pairs + [m is not None for _, _, m in drawn])
-        return BlendBatch(images, pair_labels(pairs), masks, known)
+        none = np.zeros((CROP_SIZE, CROP_SIZE), np.float32)
+        regions = [r for _, _, r in drawn]
+        masks = np.stack([none] * pairs + [none if r is None else r.mask for r in regions])
+        uncovered = np.stack(
+            [none + 1] * pairs + [none + 1 if r is None else r.uncovered for r in regions]
+        )
+        known = np.array([True] * pairs + [r is not None for r in regions])
+        return BlendBatch(images, pair_labels(pairs), masks, uncovered, known)
+
+
+@dataclass(frozen=True, slots=True)
+class BlendRegion:
+    """Where a self-blend mixed two faces, in its crop's pixels."""
+
+    mask: np.ndarray  # S x S float32 in [0, 1]: the blend's share of each pixel
+    uncovered: np.ndarray  # S x S float32 in [0, 1]: how much of each pixel no occluder covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +361,8 @@ class BlendBatch:
 
     images: np.ndarray  # (2 * pairs, S, S, 3) uint8, reals then fakes
     labels: np.ndarray  # (2 * pairs,) float32, 0 = real, 1 = fake
-    masks: np.ndarray  # (2 * pairs, S, S) float32 blend masks in [0, 1]
+    masks: np.ndarray  # (2 * pairs, S, S) float32 blend masks in [0, 1] (reals: 0)
+    uncovered: np.ndarray  # (2 * pairs, S, S) float32, as `BlendRegion.uncovered` (reals: 1)
     known: np.ndarray  # (2 * pairs,) bool: whether the crop's mask is known
 
 

@@ -28,7 +28,7 @@ from swapwatch.engines.base import shrunk
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
-from swapwatch.training.boundary import BoundaryTask
+from swapwatch.training.boundary import TAPPED_STAGE, BoundaryTask
 from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
 from swapwatch.training.dataset import BlendBatch, CropPool, PairConfig, PairSampler, build_pool
 from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss, load_teacher
@@ -207,6 +207,11 @@ def data_summary(train: list[MediaItem], validation: list[MediaItem]) -> dict[st
 
 def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume: bool) -> Path:
     """Run (or resume) training; returns the path of the final checkpoint."""
+    if config.boundary_weight and config.frozen_stages >= TAPPED_STAGE:
+        raise ConfigError(
+            f"--boundary-weight reads stage {TAPPED_STAGE}, which --frozen-stages "
+            f"{config.frozen_stages} keeps frozen: its head would teach the detector nothing"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -309,7 +314,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    sam = SharpnessAware(list(trained.parameters()), config.sam_rho) if config.sam_rho else None
+    # Sharpness is the detector's: its step is not shrunk by the head's gradient.
+    sam = SharpnessAware(list(model.parameters()), config.sam_rho) if config.sam_rho else None
     rng = np.random.default_rng(config.seed)
     step = 0
     history: list[dict[str, Any]] = []
@@ -368,6 +374,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "torch": torch.__version__,
     }
     losses: list[float] = []
+    boundary_losses: list[float] = []  # the boundary head's weighted part of each loss
     started = time.monotonic()
     while step < config.steps:
         trained.train()
@@ -386,7 +393,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             if teacher is not None
             else None
         )
-        loss = batch_loss(model, x, y, taught, distill, boundary, blended)
+        loss, boundary_part = batch_loss(model, x, y, taught, distill, boundary, blended)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if sam is not None:
@@ -394,22 +401,26 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             try:
                 optimiser.zero_grad(set_to_none=True)
                 with batch_norm_statistics_kept(trained):
-                    moved = batch_loss(model, x, y, taught, distill, boundary, blended)
+                    moved, _ = batch_loss(model, x, y, taught, distill, boundary, blended)
                 moved.backward()  # type: ignore[no-untyped-call]
             finally:
                 sam.descend()
         optimiser.step()
         update_ema(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         losses.append(loss.item())
+        if boundary_part is not None:
+            boundary_losses.append(boundary_part.item())
         step += 1
         if step % 10 == 0:
             rate = 10 / max(1e-9, time.monotonic() - started)
             started = time.monotonic()
+            part = f" (boundary {np.mean(boundary_losses[-10:]):.4f})" if boundary_losses else ""
             log.info(
-                "step %d/%d loss %.4f (%.2f steps/s)",
+                "step %d/%d loss %.4f%s (%.2f steps/s)",
                 step,
                 config.steps,
                 float(np.mean(losses[-10:])),
+                part,
                 rate,
             )
         done = step == config.steps
@@ -420,6 +431,10 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "train_loss": float(np.mean(losses[-config.validate_every :])),
                 **figures,
             }
+            if boundary_losses:  # of the loss above, the boundary head's weighted part
+                entry["train_boundary_loss"] = float(
+                    np.mean(boundary_losses[-config.validate_every :])
+                )
             history.append(entry)
             log.info("validation %s", json.dumps(entry))
             if (figures.get("selection") or 0.0) > best["selection"]:
@@ -442,13 +457,13 @@ def batch_loss(
     distill: DistillConfig | None,
     boundary: BoundaryTask | None,
     blended: BlendBatch | None,
-) -> torch.Tensor:
-    """A batch's whole loss at the model's current weights: `step_loss`, plus the boundary
-    head's where it trains (then `blended` holds the batch's masks)."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's whole loss at the model's current weights, `step_loss` plus the boundary
+    head's where it trains (then `blended` holds the batch's masks), and that part alone."""
     if boundary is None or blended is None:
-        return step_loss(model(x), labels, taught, distill)
-    logits, extra = boundary.logits_and_loss(model, x, blended.masks, blended.known)
-    return step_loss(logits, labels, taught, distill) + extra
+        return step_loss(model(x), labels, taught, distill), None
+    logits, extra = boundary.logits_and_loss(model, x, blended)
+    return step_loss(logits, labels, taught, distill) + extra, extra
 
 
 def step_loss(
