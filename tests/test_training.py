@@ -51,6 +51,7 @@ from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss
 from swapwatch.training.export import (  # noqa: E402
     export,
     fit_temperature,
+    load_checkpoint,
     refit_batch_norm,
     training_split,
 )
@@ -63,9 +64,12 @@ from swapwatch.training.model import (  # noqa: E402
     load_imagenet,
 )
 from swapwatch.training.quantize import quantize  # noqa: E402
+from swapwatch.training.sphere import SphereLoss  # noqa: E402
 from swapwatch.training.train import (  # noqa: E402
+    ExtraTasks,
     TrainConfig,
     _check_same_split,
+    batch_loss,
     learning_rate,
     to_tensor,
     training_batch,
@@ -992,3 +996,67 @@ def test_an_augmentation_plan_moves_a_map_with_its_pixels_and_says_what_an_occlu
     assert covered.sum() > 1000
     assert uncovered[covered].max() < 1.0 and (uncovered[~covered] > 0.9).all()
     assert (uncovered == 0).sum() > 0.9 * covered.sum()
+
+
+def test_on_the_unit_sphere_the_detector_learns_and_its_terms_fall(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    torch.manual_seed(0)
+    x, y = fixed_pairs(face_items, cache)
+    model = SwapDetector(unit_features=True)
+    load_imagenet(model)
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sphere = SphereLoss(0.5, 0.1)
+    label_losses, sphere_losses = [], []
+    for _ in range(12):
+        loss, parts = batch_loss(model, x, y, None, None, ExtraTasks(sphere=sphere))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        sphere_losses.append(parts["sphere"].item())
+        label_losses.append(loss.item() - sphere_losses[-1])
+    # Its logits are bounded by the classifier's norm, which grows step by step: the loss falls
+    # slower than without the sphere, but the batch is ranked all the same.
+    assert label_losses[-1] < 0.9 * label_losses[0]
+    assert sphere_losses[-1] < sphere_losses[0]
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert logits[y == 1].min() > logits[y == 0].max()
+
+
+def test_a_run_on_the_unit_sphere_keeps_it_through_a_resume_and_export(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "sphere"
+    listing, *options = tiny_run_options(face_items, cache)
+    common = [listing, "--out", str(run), *options]
+    sphere = ["--unit-features", "--uniformity", "0.5", "--alignment", "0.1"]
+    assert main(["train", *common, *sphere, "--steps", "2"]) == 0
+    config = torch.load(run / "last.pt", weights_only=False)["config"]
+    assert (config["unit_features"], config["uniformity_weight"], config["alignment_weight"]) == (
+        True,
+        0.5,
+        0.1,
+    )
+    assert main(["train", *common, *sphere, "--steps", "3", "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, "--steps", "4", "--resume"]) == 2
+    assert "started with --unit-features" in capsys.readouterr().err
+    other = [*common[:2], str(tmp_path / "other"), *common[3:]]
+    assert main(["train", *other, "--uniformity", "0.5", "--steps", "1"]) == 2
+    assert "add --unit-features" in capsys.readouterr().err
+    assert main(["train", *other, *sphere[:3], "--alignment", "nan", "--steps", "1"]) == 2
+    assert "--alignment must be within 0-100" in capsys.readouterr().err
+    # The exported model puts its features on the sphere too (export checks ONNX against
+    # PyTorch on real crops; a model without the normalisation would not match).
+    model, _ = load_checkpoint(run / "last.pt")
+    assert model.unit_features
+    exported = tmp_path / "sphere.onnx"
+    export(run / "last.pt", exported, [], cache)
+    ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
+    assert "ReduceL2" in ops or "LpNormalization" in ops, ops

@@ -201,6 +201,28 @@ def add_train_parser(commands: Any) -> None:
         "this share of the loss beside the fake logit's; the exported model is unchanged "
         "(default 0: off)",
     )
+    parser.add_argument(
+        "--unit-features",
+        action="store_true",
+        help="put the pooled features on the unit sphere before the classifier (GenD); the "
+        "exported model keeps the normalisation",
+    )
+    parser.add_argument(
+        "--uniformity",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="with --unit-features: this weight of Wang & Isola's uniformity term, which spreads "
+        "each batch's features over the sphere (GenD: 0.5; default 0: off)",
+    )
+    parser.add_argument(
+        "--alignment",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="with --unit-features: this weight of the alignment term, which pulls features of "
+        "the same label together (GenD: 0.1; default 0: off)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=1)
     parser.set_defaults(handler=cmd_train)
 
@@ -212,6 +234,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sam must be within 0-1, got {args.sam}")
     if not (math.isfinite(args.boundary_weight) and 0 <= args.boundary_weight <= 100):
         raise ConfigError(f"--boundary-weight must be within 0-100, got {args.boundary_weight}")
+    for option, weight in (("--uniformity", args.uniformity), ("--alignment", args.alignment)):
+        if not (math.isfinite(weight) and 0 <= weight <= 100):
+            raise ConfigError(f"{option} must be within 0-100, got {weight}")
+    if (args.uniformity or args.alignment) and not args.unit_features:
+        raise ConfigError("--uniformity and --alignment shape unit features: add --unit-features")
     if not 64 <= args.input_size <= 224:
         raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
     if args.teacher is None and (args.distill_weight != 0.5 or args.distill_temperature != 2.0):
@@ -247,6 +274,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
         boundary_weight=args.boundary_weight,
+        unit_features=args.unit_features,
+        uniformity_weight=args.uniformity,
+        alignment_weight=args.alignment,
         extra={"command": shlex.join(["swapwatch", *args.argv])},
     )
     cache = CropCache(args.cache_dir, every=args.every)

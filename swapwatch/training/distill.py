@@ -19,10 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from swapwatch.datasets.crops import CROP_SIZE
 from swapwatch.errors import ConfigError
 from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
-from swapwatch.training.model import SwapDetector
+from swapwatch.training.model import SwapDetector, detector_for_run
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +71,8 @@ class Teacher:
 def load_teacher(checkpoint: Path, device: str) -> tuple[Teacher, dict[str, Any]]:
     """The teacher and its checkpoint's contents (the caller checks its split)."""
     state, data = read_checkpoint(checkpoint)
-    model = SwapDetector()
+    model = detector_for_run(state.get("config") or {})
     load_weights(model, state["model"], checkpoint)
-    model.input_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
     model.to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.eval()

