@@ -23,12 +23,16 @@ def unit(*rows: list[float]) -> torch.Tensor:
 
 
 def test_alignment_is_the_mean_squared_distance_of_pairs_with_one_label() -> None:
-    x = unit([1, 0], [1, 0], [0, 1], [1, 1])
+    x = unit([1, 0], [1, 0], [0, 1], [1, 1]).requires_grad_()
     labels = torch.tensor([0.0, 0.0, 1.0, 1.0])
     # Reals: the same point (0). Fakes: 45 degrees apart, |a - b|^2 = 2 - 2 cos 45.
-    assert alignment(x, labels).item() == pytest.approx((0 + 2 - math.sqrt(2)) / 2, abs=1e-6)
+    aligned = alignment(x, labels)
+    assert aligned.item() == pytest.approx((0 + 2 - math.sqrt(2)) / 2, abs=1e-6)
+    aligned.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()  # where two features coincide too
+    assert x.grad[2:].abs().sum() > 0 and x.grad[:2].abs().sum() == 0  # only the fakes differ
     lonely = alignment(x[1:3], labels[1:3])  # one of each label: no pair
-    assert lonely.item() == 0.0 and lonely.requires_grad == x.requires_grad
+    assert lonely.item() == 0.0 and lonely.requires_grad
 
 
 def test_uniformity_is_lower_for_features_spread_over_the_sphere() -> None:

@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1008,6 +1010,11 @@ def test_on_the_unit_sphere_the_detector_learns_and_its_terms_fall(
     model.train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sphere = SphereLoss(0.5, 0.1)
+    # The terms reach the backbone through the unit features, and not the classifier.
+    _, parts = batch_loss(model, x, y, None, None, ExtraTasks(sphere=sphere))
+    parts["sphere"].backward()
+    assert model.head[0][0].weight.grad is not None and model.head[0][0].weight.grad.any()
+    assert model.classifier.weight.grad is None or not model.classifier.weight.grad.any()
     label_losses, sphere_losses = [], []
     for _ in range(12):
         loss, parts = batch_loss(model, x, y, None, None, ExtraTasks(sphere=sphere))
@@ -1031,22 +1038,27 @@ def test_a_run_on_the_unit_sphere_keeps_it_through_a_resume_and_export(
     cache: CropCache,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     run = tmp_path / "sphere"
     listing, *options = tiny_run_options(face_items, cache)
     common = [listing, "--out", str(run), *options]
     sphere = ["--unit-features", "--uniformity", "0.5", "--alignment", "0.1"]
-    assert main(["train", *common, *sphere, "--steps", "2"]) == 0
+    # With the boundary task beside it: each part of the loss is trained and logged apart.
+    with caplog.at_level(logging.INFO, logger="swapwatch.training.train"):
+        assert main(["train", *common, *sphere, "--boundary-weight", "1", "--steps", "10"]) == 0
+    assert re.search(r"step 10/10 loss [\d.]+ \(boundary [\d.]+, sphere -?[\d.]+\)", caplog.text)
+    sphere.extend(["--boundary-weight", "1"])
     config = torch.load(run / "last.pt", weights_only=False)["config"]
     assert (config["unit_features"], config["uniformity_weight"], config["alignment_weight"]) == (
         True,
         0.5,
         0.1,
     )
-    assert main(["train", *common, *sphere, "--steps", "3", "--resume"]) == 0
+    assert main(["train", *common, *sphere, "--steps", "11", "--resume"]) == 0
     capsys.readouterr()
-    assert main(["train", *common, "--steps", "4", "--resume"]) == 2
-    assert "started with --unit-features" in capsys.readouterr().err
+    assert main(["train", *common, "--boundary-weight", "1", "--steps", "12", "--resume"]) == 2
+    assert "started with --unit-features; --resume needs the same" in capsys.readouterr().err
     other = [*common[:2], str(tmp_path / "other"), *common[3:]]
     assert main(["train", *other, "--uniformity", "0.5", "--steps", "1"]) == 2
     assert "add --unit-features" in capsys.readouterr().err

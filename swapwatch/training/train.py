@@ -500,8 +500,10 @@ def batch_loss(
             logits, parts["boundary"] = tasks.boundary.logits_and_loss(model, x, tasks.blended)
         else:
             logits = model(x)
-    if tasks.sphere is not None and seen:
-        parts["sphere"] = tasks.sphere(seen[-1], labels)
+    if seen is not None and tasks.sphere is not None:
+        if len(seen) != 1:  # each path runs the detector once
+            raise RuntimeError(f"the unit features were seen {len(seen)} times in one pass")
+        parts["sphere"] = tasks.sphere(seen[0], labels)
     loss = step_loss(logits, labels, taught, distill)
     for part in parts.values():
         loss = loss + part
@@ -540,6 +542,14 @@ def load_initial_weights(
     load_weights(model, state["model"], checkpoint)
     if split is not None:
         _check_same_split(split, state, f"{checkpoint} was trained", "--init")
+    if bool((state.get("config") or {}).get("unit_features", False)) != model.unit_features:
+        log.warning(
+            "%s was trained %s its features on the unit sphere and this run %s: its classifier "
+            "meets features of another scale, and its first logits are off",
+            checkpoint,
+            "with" if not model.unit_features else "without",
+            "puts them there" if model.unit_features else "does not",
+        )
     record = provenance(checkpoint, state, data)
     log.info("starting from %s (step %s)", record["checkpoint"], state.get("step"))
     return record
@@ -592,6 +602,13 @@ def _check_same_option(
     """A resumed run keeps the recipe setting it started with (older runs: `default`)."""
     recorded = type(requested)((state.get("config") or {}).get(key, default))
     if recorded != requested:
+        if isinstance(requested, bool):  # a flag: said as given or not
+            started = f"{'with' if recorded else 'without'} {option}"
+            needed = "it" if recorded else "none"
+            raise ConfigError(
+                f"this run was started {started}; --resume needs the same, not {needed} "
+                "(or use another --out)"
+            )
         raise ConfigError(
             f"this run was started with {option} {recorded:g}; --resume needs the same, "
             f"not {requested:g} (or use another --out)"
