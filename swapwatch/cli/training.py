@@ -237,8 +237,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     for option, weight in (("--uniformity", args.uniformity), ("--alignment", args.alignment)):
         if not (math.isfinite(weight) and 0 <= weight <= 100):
             raise ConfigError(f"{option} must be within 0-100, got {weight}")
-    if (args.uniformity or args.alignment) and not args.unit_features:
-        raise ConfigError("--uniformity and --alignment shape unit features: add --unit-features")
     if not 64 <= args.input_size <= 224:
         raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
     if args.teacher is None and (args.distill_weight != 0.5 or args.distill_temperature != 2.0):

@@ -13,6 +13,7 @@ features); the two terms cost one pairwise distance matrix of the batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,23 +26,27 @@ from swapwatch.training.model import SwapDetector
 UNIFORMITY_T = 2.0  # Wang & Isola's potential, as GenD used it
 
 
+def squared_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """(N, N) |a - b|^2 of every pair, without a square root: smooth where two features
+    coincide (the diagonal too)."""
+    norms = embeddings.pow(2).sum(dim=1)
+    return (norms[:, None] + norms[None, :] - 2.0 * embeddings @ embeddings.T).clamp_min(0.0)
+
+
 def alignment(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean squared distance between unit features of the same label (0 where no two share
     one)."""
     same = (labels[:, None] == labels[None, :]).triu(diagonal=1).to(embeddings.dtype)
-    norms = embeddings.pow(2).sum(dim=1)
-    # |a - b|^2 without a square root: smooth where two features coincide (the diagonal too).
-    squared = (norms[:, None] + norms[None, :] - 2.0 * embeddings @ embeddings.T).clamp_min(0.0)
     # A masked mean rather than indexing: no host round trip to count the pairs on a GPU.
-    return (squared * same).sum() / same.sum().clamp_min(1.0)
+    return (squared_distances(embeddings) * same).sum() / same.sum().clamp_min(1.0)
 
 
 def uniformity(embeddings: torch.Tensor, t: float = UNIFORMITY_T) -> torch.Tensor:
     """log E exp(-t |x - y|^2) over every pair of the batch: lower where the features spread."""
-    squared = torch.pdist(embeddings, p=2).pow(2)
-    return torch.logsumexp(-t * squared, dim=0) - torch.log(
-        torch.tensor(float(squared.numel()), device=squared.device)
-    )
+    n = embeddings.shape[0]
+    first, second = torch.triu_indices(n, n, offset=1, device=embeddings.device)
+    squared = squared_distances(embeddings)[first, second]
+    return torch.logsumexp(-t * squared, dim=0) - math.log(squared.numel())
 
 
 @dataclass(frozen=True)
