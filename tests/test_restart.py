@@ -1,16 +1,19 @@
 """A service killed with SIGKILL and started again on the same state: the streams added through
 the API come back with new runs, the runs the crash cut are closed with a `stream.ended` of
-reason `crashed` that reaches the sinks, deleted streams stay deleted, and a push ingest takes
+reason `crashed` that reaches the sinks, deleted streams stay deleted (a DELETE is answered once
+the stream's end is committed, so a crash after it closes nothing), and a push ingest takes
 its old key again (and only that key), taking a publisher that reconnects while it starts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +22,18 @@ from typing import Any
 import av
 import jsonschema
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from media import Placement, render_frame
 from publisher import primed_publisher, push_to, start_publisher
 from receivers import Receiver
 from service import RunningService, free_port, running_service, serve_process, wait_until_ready
 
+from swapwatch.engines import create_engine
 from swapwatch.events import EventLog, StreamEvents
-from swapwatch.events.model import schema
+from swapwatch.events.model import Event, EventType, schema
+from swapwatch.server import app as service_app
 from swapwatch.server.config import ServiceConfig
+from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.state import StateStore, state_path
 
 
@@ -164,6 +171,62 @@ def test_a_crash_closes_the_runs_it_cut_and_the_saved_streams_come_back(
     assert reasons[("cam", after["run"])] == "removed"
     assert [key for key, reason in reasons.items() if reason == "crashed"] == [("cam", old_run)]
     assert len([e for e in ended if e.run == old_run]) == 1  # closed once
+
+
+def test_a_delete_is_answered_once_the_streams_end_is_in_the_outbox(
+    tmp_path: Path, fake_model: Path, long_clip: Path
+) -> None:
+    # Else a crash just after the 204 would close the removed stream's run as "crashed".
+    async def main() -> None:
+        config = ServiceConfig(
+            analysis={"model": fake_model},
+            events={"path": tmp_path / "events.sqlite"},
+            ingest={"pull": {"allow_file_urls": True}},
+        )
+        service = service_app.Service(
+            config, create_engine("onnxruntime", fake_model), ServiceMetrics()
+        )
+        await service.start()
+        assert service.events.outbox is not None
+        outbox = service.events.outbox
+        committing = threading.Event()
+        commit_ended = threading.Event()
+        append = outbox.append
+
+        def slow_append(event: Event) -> Any:
+            if event.type is EventType.STREAM_ENDED:
+                committing.set()
+                commit_ended.wait(10)
+            return append(event)
+
+        outbox.append = slow_append  # type: ignore[method-assign]
+        try:
+            async with TestClient(TestServer(service_app.build_app(service))) as client:
+                reply = await client.post(
+                    "/v1/streams", json={"url": long_clip.as_uri(), "id": "cam"}
+                )
+                assert reply.status == 201, await reply.text()
+                for _ in range(200):
+                    status = await (await client.get("/v1/streams/cam")).json()
+                    if status["state"] == "running":
+                        break
+                    await asyncio.sleep(0.05)
+                run = status["run"]
+                delete = asyncio.create_task(client.delete("/v1/streams/cam"))
+                assert await asyncio.to_thread(committing.wait, 10)
+                await asyncio.sleep(0.3)
+                assert not delete.done()  # the stream has stopped, its end is not yet committed
+                commit_ended.set()
+                assert (await asyncio.wait_for(delete, 10)).status == 204
+                stored = outbox.stream_events_since("cam", ("stream.ended",), 0.0)
+                assert [
+                    (e.event().run, (e.event().detail or {}).get("reason")) for e in stored
+                ] == [(run, "removed")]
+        finally:
+            commit_ended.set()
+            await service.close()
+
+    asyncio.run(main())
 
 
 @pytest.mark.network

@@ -284,7 +284,11 @@ async def get_stream(request: web.Request) -> web.Response:
 
 
 async def delete_stream(request: web.Request) -> web.Response:
-    await request.app[SERVICE].manager.remove(request.match_info["stream_id"])
+    service = request.app[SERVICE]
+    await service.manager.remove(request.match_info["stream_id"])
+    # The 204 says the stream is gone: its `stream.ended` is committed first, or a crash right
+    # after the answer would close its run as `crashed` at the next start.
+    await service.events.flushed()
     return web.Response(status=204)
 
 
@@ -520,7 +524,11 @@ ROUTES: tuple[Route, ...] = (
         delete_stream,
         "Stop and remove a stream",
         "streams",
-        {204: Reply("Removed", media_type=None)},
+        {
+            204: Reply(
+                "Removed; its `stream.ended` (reason `removed`) is in the outbox", media_type=None
+            )
+        },
         errors=(404,),
     ),
     Route(
