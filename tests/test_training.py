@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 import pytest
+import skimage
 
 torch = pytest.importorskip("torch")
 
@@ -108,10 +110,13 @@ def test_training_crops_are_normalised_as_at_inference_and_laid_out_channels_las
         )
 
 
-def test_imagenet_weights_fill_the_whole_backbone() -> None:
-    model = SwapDetector()
+@pytest.mark.parametrize("backbone", ["lite0", "lite1"])
+def test_imagenet_weights_fill_the_whole_backbone(backbone: str) -> None:
+    model = SwapDetector(backbone=backbone)
     assert load_imagenet(model) == len(imagenet_name_map(model))
-    published = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    published = torch.load(
+        imagenet_weights_path(model.backbone), map_location="cpu", weights_only=True
+    )
     state = model.state_dict()
     for ours, theirs in imagenet_name_map(model).items():
         assert torch.equal(state[ours], published[theirs]), ours
@@ -818,6 +823,67 @@ def test_export_calibrates_on_the_groups_its_run_held_out(caplog: pytest.LogCapt
     assert not caplog.records
 
 
+def test_the_larger_backbone_is_lite1_and_reads_images_as_imagenet_taught_it() -> None:
+    # Built wrongly (a stage's depth, a kernel), the published weights would not fit, or would
+    # fit and compute something else: their own ImageNet classifier must still name the picture.
+    lite0, lite1 = SwapDetector(backbone="lite0").eval(), SwapDetector(backbone="lite1").eval()
+    load_imagenet(lite1)
+    assert len(lite1.blocks) == 21 and len(lite0.blocks) == 16
+    published = torch.load(
+        imagenet_weights_path(lite1.backbone), map_location="cpu", weights_only=True
+    )
+    imagenet_classifier = torch.nn.Linear(1280, 1000)
+    imagenet_classifier.load_state_dict(
+        {"weight": published["_fc.weight"], "bias": published["_fc.bias"]}
+    )
+    picture = skimage.data.coffee()[:, 100:500]  # a cup of coffee, the middle square of it
+    x = to_tensor(cv2.resize(picture, (224, 224), interpolation=cv2.INTER_AREA)[None], "cpu")
+    with torch.no_grad():
+        classes = imagenet_classifier(lite1.features(x).mean(dim=(2, 3)))[0]
+    assert int(classes.argmax()) == 967  # ImageNet's "espresso"
+    with pytest.raises(RuntimeError, match="wants"):  # Lite0's weights do not fit Lite1
+        load_imagenet(lite1, imagenet_weights_path(lite0.backbone))
+    with pytest.raises(ValueError, match="unknown backbone 'lite7'; one of lite0, lite1"):
+        SwapDetector(backbone="lite7")
+
+
+def test_a_lite1_run_starts_from_its_own_weights_keeps_its_backbone_and_exports(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    listing, *options = tiny_run_options(face_items, cache)
+    run = tmp_path / "lite1"
+    lite1 = [listing, "--out", str(run), *options, "--backbone", "lite1"]
+    # Its stem and first two stages frozen, so that what it started from can be read back.
+    assert main(["train", *lite1, "--steps", "2", "--frozen-stages", "2"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["config"]["backbone"] == "lite1"
+    imagenet = SwapDetector(backbone="lite1")
+    load_imagenet(imagenet)
+    for name, tensor in imagenet.state_dict().items():
+        if name.startswith(("stem.", "blocks.3.")):  # stage 2 ends at block 3 in Lite1
+            assert torch.equal(state["model"][name], tensor), name
+    # A resume without the option would build Lite0 on Lite1's weights: refused, with the reason.
+    capsys.readouterr()
+    lite0 = [listing, "--out", str(run), *options]
+    assert main(["train", *lite0, "--steps", "3", "--frozen-stages", "2", "--resume"]) == 2
+    assert "started with --backbone lite1" in capsys.readouterr().err
+    elsewhere = [listing, "--out", str(tmp_path / "tuned"), *options, "--steps", "1"]
+    assert main(["train", *elsewhere, "--init", str(run / "last.pt")]) == 2
+    assert "is a lite1 detector and this run trains lite0" in capsys.readouterr().err
+    exported = tmp_path / "lite1.onnx"
+    export(run / "last.pt", exported, [], cache)  # checks ONNX Runtime against PyTorch
+    engine = OnnxRuntimeEngine(exported, device="cpu", threads=1)
+    try:
+        assert engine.info.training["backbone"] == "lite1"
+        assert engine.info.description.startswith("EfficientNet-Lite1,")
+        assert engine.infer(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape == (2,)
+    finally:
+        engine.close()
+
+
 def test_resume_and_init_refuse_a_run_made_on_another_split() -> None:
     without_talking = TrainingSplit(leave_out=FakeKind.TALKING_HEAD)
     state = {"config": without_talking.to_json()}
@@ -925,7 +991,7 @@ def test_with_the_boundary_task_the_detector_learns_and_its_head_finds_the_blend
     floor = torch.nn.functional.binary_cross_entropy(targets, targets).item()
     model = SwapDetector()
     load_imagenet(model)
-    task = BoundaryTask(1.0, "cpu")
+    task = BoundaryTask(1.0, model, "cpu")
     trained = torch.nn.ModuleList([model, task.head]).train()
     optimiser = torch.optim.AdamW(trained.parameters(), lr=1e-3)
     labels_loss, excess = [], []  # the boundary loss above what the soft maps make unavoidable

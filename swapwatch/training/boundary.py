@@ -24,24 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from swapwatch.training.dataset import BlendBatch
-from swapwatch.training.model import LITE0_STAGES, SwapDetector, conv_bn
+from swapwatch.training.model import SwapDetector, conv_bn
 
-# The head reads the output of the backbone's fifth stage (112 channels at stride 16): fine
-# enough to place an edge, deep enough to carry what the classifier uses.
+# The head reads the output of the backbone's fifth stage (112 channels at stride 16 in Lite0
+# and Lite1): fine enough to place an edge, deep enough to carry what the classifier uses.
 TAPPED_STAGE = 5
-TAPPED_BLOCK = sum(stage.repeats for stage in LITE0_STAGES[:TAPPED_STAGE]) - 1
-TAPPED_CHANNELS = LITE0_STAGES[TAPPED_STAGE - 1].channels
 HIDDEN_CHANNELS = 64
 
 
-class BoundaryHead(nn.Module):
-    """(N, 112, h, w) stride-16 features -> (N, h, w) boundary logits."""
+def tapped_channels(model: SwapDetector) -> int:
+    return model.backbone.stages[TAPPED_STAGE - 1].channels
 
-    def __init__(self) -> None:
+
+class BoundaryHead(nn.Module):
+    """(N, C, h, w) stride-16 features -> (N, h, w) boundary logits."""
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            conv_bn(TAPPED_CHANNELS, HIDDEN_CHANNELS, 3), nn.ReLU6(inplace=True)
-        )
+        self.body = nn.Sequential(conv_bn(channels, HIDDEN_CHANNELS, 3), nn.ReLU6(inplace=True))
         self.out = nn.Conv2d(HIDDEN_CHANNELS, 1, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def tapped_features(model: SwapDetector) -> Iterator[list[torch.Tensor]]:
     def keep(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         taken.append(output)
 
-    handle = model.blocks[TAPPED_BLOCK].register_forward_hook(keep)
+    handle = model.blocks[model.last_block_of(TAPPED_STAGE)].register_forward_hook(keep)
     try:
         yield taken
     finally:
@@ -91,11 +91,12 @@ def boundary_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tens
 class BoundaryTask:
     """The head and its share of a step's loss."""
 
-    def __init__(self, weight: float, device: str) -> None:
+    def __init__(self, weight: float, model: SwapDetector, device: str) -> None:
+        """A head for `model`'s backbone."""
         if not weight > 0:
             raise ValueError(f"the boundary loss weight must be positive, got {weight}")
         self.weight = weight
-        self.head = BoundaryHead().to(device)
+        self.head = BoundaryHead(tapped_channels(model)).to(device)
 
     def logits_and_loss(
         self, model: SwapDetector, x: torch.Tensor, batch: BlendBatch

@@ -234,8 +234,10 @@ def export(
         std=INPUT_STD,
         temperature=round(temperature, 4),
         trained=True,
-        description=description or "EfficientNet-Lite0, one fake logit, self-blend training",
+        description=description
+        or f"EfficientNet-{model.backbone.name.title()}, one fake logit, self-blend training",
         training={
+            "backbone": model.backbone.name,
             "steps": state.get("step"),
             "command": run_record.get("command"),
             "data": run_record.get("data"),

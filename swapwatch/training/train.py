@@ -29,6 +29,7 @@ from swapwatch.engines.base import shrunk
 from swapwatch.errors import ConfigError
 from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.augment import AugmentConfig
+from swapwatch.training.backbones import DEFAULT_BACKBONE
 from swapwatch.training.boundary import TAPPED_STAGE, BoundaryTask
 from swapwatch.training.checkpoint import load_weights, provenance, read_checkpoint
 from swapwatch.training.dataset import BlendBatch, CropPool, PairConfig, PairSampler, build_pool
@@ -64,6 +65,8 @@ class TrainConfig:
     init: Path | None = None
     recorded_pair_share: float = 0.3
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
+    # The network's backbone (swapwatch.training.model.BACKBONES): Lite0, or the deeper Lite1.
+    backbone: str = DEFAULT_BACKBONE
     # The stem and this many of the backbone's first stages keep their initial weights and
     # batch-norm statistics (a recipe option: the early ImageNet layers frozen).
     frozen_stages: int = 0
@@ -224,7 +227,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = SwapDetector(unit_features=config.unit_features)
+    model = SwapDetector(unit_features=config.unit_features, backbone=config.backbone)
     last = config.out / "last.pt"
     state = read_checkpoint(last)[0] if (resume and last.is_file()) else None
     # Checked before the crops load, so that a bad checkpoint fails at once.
@@ -233,6 +236,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         init_record = state.get("init")
         _check_same_init(config.init, init_record)
         _check_same_split(split, state, "this run was started", "--resume")
+        _check_same_option(state, "backbone", "--backbone", config.backbone, DEFAULT_BACKBONE)
         _check_same_option(state, "frozen_stages", "--frozen-stages", config.frozen_stages, 0)
         _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
         _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
@@ -319,7 +323,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     for parameter in ema.parameters():
         parameter.requires_grad_(False)
     boundary = (
-        BoundaryTask(config.boundary_weight, config.device) if config.boundary_weight else None
+        BoundaryTask(config.boundary_weight, model, config.device)
+        if config.boundary_weight
+        else None
     )
     sphere = (
         SphereLoss(config.uniformity_weight, config.alignment_weight)
@@ -539,6 +545,12 @@ def load_initial_weights(
     checkpoint trained on another split: it may have learned this split's validation or
     lockbox groups, or the kind this run leaves out."""
     state, data = read_checkpoint(checkpoint)
+    trained_on = str((state.get("config") or {}).get("backbone", DEFAULT_BACKBONE))
+    if trained_on != model.backbone.name:
+        raise ConfigError(
+            f"{checkpoint} is a {trained_on} detector and this run trains {model.backbone.name}: "
+            "--init needs a run of the same backbone"
+        )
     load_weights(model, state["model"], checkpoint)
     if split is not None:
         _check_same_split(split, state, f"{checkpoint} was trained", "--init")
@@ -597,7 +609,7 @@ def _check_same_teacher(config: TrainConfig, recorded: dict[str, Any] | None) ->
 
 
 def _check_same_option(
-    state: dict[str, Any], key: str, option: str, requested: float, default: float
+    state: dict[str, Any], key: str, option: str, requested: float | str, default: float | str
 ) -> None:
     """A resumed run keeps the recipe setting it started with (older runs: `default`)."""
     recorded = type(requested)((state.get("config") or {}).get(key, default))
@@ -610,9 +622,13 @@ def _check_same_option(
                 "(or use another --out)"
             )
         raise ConfigError(
-            f"this run was started with {option} {recorded:g}; --resume needs the same, "
-            f"not {requested:g} (or use another --out)"
+            f"this run was started with {option} {_shown(recorded)}; --resume needs the same, "
+            f"not {_shown(requested)} (or use another --out)"
         )
+
+
+def _shown(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
