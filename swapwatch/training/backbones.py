@@ -36,7 +36,8 @@ LITE0_STAGES = (
     Stage(6, 3, 1, 320, 1),
 )
 # Lite1 deepens Lite0 (depth 1.1: one more block in stages 2-6) at the same widths; the Lite
-# family keeps the stem, the first and last stages and the 1,280 head channels of Lite0.
+# family scales neither the stem, nor the head (1,280 channels), nor the depth of the first and
+# last stages.
 LITE1_STAGES = (
     Stage(1, 3, 1, 16, 1),
     Stage(6, 3, 2, 24, 3),

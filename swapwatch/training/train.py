@@ -65,7 +65,7 @@ class TrainConfig:
     init: Path | None = None
     recorded_pair_share: float = 0.3
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
-    # The network's backbone (swapwatch.training.model.BACKBONES): Lite0, or the deeper Lite1.
+    # The network's backbone (swapwatch.training.backbones.BACKBONES): Lite0, or the deeper Lite1.
     backbone: str = DEFAULT_BACKBONE
     # The stem and this many of the backbone's first stages keep their initial weights and
     # batch-norm statistics (a recipe option: the early ImageNet layers frozen).
