@@ -211,6 +211,7 @@ def test_a_delete_is_answered_once_the_streams_end_is_in_the_outbox(
                     if status["state"] == "running":
                         break
                     await asyncio.sleep(0.05)
+                assert status["state"] == "running", status
                 run = status["run"]
                 delete = asyncio.create_task(client.delete("/v1/streams/cam"))
                 assert await asyncio.to_thread(committing.wait, 10)
