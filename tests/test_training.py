@@ -841,6 +841,17 @@ def test_the_larger_backbone_is_lite1_and_reads_images_as_imagenet_taught_it() -
     with torch.no_grad():
         classes = imagenet_classifier(lite1.features(x).mean(dim=(2, 3)))[0]
     assert int(classes.argmax()) == 967  # ImageNet's "espresso"
+    # A stride in the wrong stage fits the weights and still names the picture; the sides of
+    # the stages' outputs (EfficientNet's strides 2, 4, 8, 16, 16, 32, 32) do not.
+    for model in (lite0, lite1):
+        sides = []
+        with torch.no_grad():
+            y = model.stem(torch.zeros(1, 3, 224, 224))
+            for i, block in enumerate(model.blocks):
+                y = block(y)
+                if i in {model.last_block_of(stage) for stage in range(1, 8)}:
+                    sides.append(y.shape[-1])
+        assert sides == [112, 56, 28, 14, 14, 7, 7], model.backbone.name
     with pytest.raises(RuntimeError, match="wants"):  # Lite0's weights do not fit Lite1
         load_imagenet(lite1, imagenet_weights_path(lite0.backbone))
     with pytest.raises(ValueError, match="unknown backbone 'lite7'; one of lite0, lite1"):
