@@ -206,7 +206,7 @@ def test_a_delete_is_answered_once_the_streams_end_is_in_the_outbox(
                     "/v1/streams", json={"url": long_clip.as_uri(), "id": "cam"}
                 )
                 assert reply.status == 201, await reply.text()
-                for _ in range(200):
+                for _ in range(600):
                     status = await (await client.get("/v1/streams/cam")).json()
                     if status["state"] == "running":
                         break
@@ -223,6 +223,7 @@ def test_a_delete_is_answered_once_the_streams_end_is_in_the_outbox(
                 assert [
                     (e.event().run, (e.event().detail or {}).get("reason")) for e in stored
                 ] == [(run, "removed")]
+                assert await asyncio.to_thread(service.state.open_runs) == []
         finally:
             commit_ended.set()
             await service.close()

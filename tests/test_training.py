@@ -854,7 +854,7 @@ def test_the_larger_backbone_is_lite1_and_reads_images_as_imagenet_taught_it() -
         assert sides == [112, 56, 28, 14, 14, 7, 7], model.backbone.name
     with pytest.raises(RuntimeError, match="wants"):  # Lite0's weights do not fit Lite1
         load_imagenet(lite1, imagenet_weights_path(lite0.backbone))
-    with pytest.raises(ValueError, match="unknown backbone 'lite7'; one of lite0, lite1"):
+    with pytest.raises(ConfigError, match="unknown backbone 'lite7'; one of lite0, lite1"):
         SwapDetector(backbone="lite7")
 
 
@@ -883,7 +883,9 @@ def test_a_lite1_run_starts_from_its_own_weights_keeps_its_backbone_and_exports(
     assert "started with --backbone lite1" in capsys.readouterr().err
     elsewhere = [listing, "--out", str(tmp_path / "tuned"), *options, "--steps", "1"]
     assert main(["train", *elsewhere, "--init", str(run / "last.pt")]) == 2
-    assert "is a lite1 detector and this run trains lite0" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "is a lite1 detector and this run trains lite0" in refusal
+    assert "(add --backbone lite1)" in refusal
     exported = tmp_path / "lite1.onnx"
     export(run / "last.pt", exported, [], cache)  # checks ONNX Runtime against PyTorch
     engine = OnnxRuntimeEngine(exported, device="cpu", threads=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swapwatch.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Stage:
@@ -67,9 +69,11 @@ DEFAULT_BACKBONE = "lite0"
 
 
 def backbone_named(name: str) -> Backbone:
+    """The variant of that name; a name this version does not know (a checkpoint of a newer
+    one, an edited file) is a ConfigError naming the known ones."""
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown backbone {name!r}; one of {', '.join(sorted(BACKBONES))}"
         ) from None

@@ -549,7 +549,7 @@ def load_initial_weights(
     if trained_on != model.backbone.name:
         raise ConfigError(
             f"{checkpoint} is a {trained_on} detector and this run trains {model.backbone.name}: "
-            "--init needs a run of the same backbone"
+            f"--init needs a run of the same backbone (add --backbone {trained_on})"
         )
     load_weights(model, state["model"], checkpoint)
     if split is not None:
