@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swapwatch.training.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone_named
+from swapwatch.training.backbones import DEFAULT_BACKBONE, Backbone, backbone_named
 
 # The ImageNet weights were trained on inputs scaled to [-1, 1].
 INPUT_MEAN = (0.5, 0.5, 0.5)
@@ -156,7 +156,7 @@ def detector_for_run(config: Mapping[str, Any]) -> SwapDetector:
     return model
 
 
-def imagenet_weights_path(backbone: Backbone = BACKBONES[DEFAULT_BACKBONE]) -> Path:
+def imagenet_weights_path(backbone: Backbone) -> Path:
     """The .pth file inside the backbone's weights package."""
     try:
         module = importlib.import_module(backbone.module)
