@@ -10,9 +10,9 @@ import numpy as np
 from swapwatch.faces.detection import FaceDetector
 from swapwatch.faces.geometry import RotatedSquare, aligned_square, warp
 from swapwatch.faces.landmarks import LandmarkModel
-from swapwatch.faces.models import CLOSE_FACE_DETECTOR_MODEL
 from swapwatch.faces.quality import QualityConfig, QualityReport, assess
 from swapwatch.faces.tracking import FaceTracker, TrackerConfig
+from swapwatch.models import CLOSE_FACE_DETECTOR_MODEL
 from swapwatch.timing import NullTimer, StageTimer, timed
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from swapwatch.errors import ModelError
-from swapwatch.faces.models import FACE_DETECTOR_MODEL
+from swapwatch.models import FACE_DETECTOR_MODEL
 from swapwatch.native_logs import native_stderr_silenced
 
 

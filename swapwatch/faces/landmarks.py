@@ -9,7 +9,7 @@ import numpy as np
 
 from swapwatch.errors import ModelError
 from swapwatch.faces.geometry import RotatedSquare, to_image, warp
-from swapwatch.faces.models import FACE_LANDMARK_MODEL
+from swapwatch.models import FACE_LANDMARK_MODEL
 
 INPUT_SIZE = 192
 NUM_LANDMARKS = 468

@@ -2,7 +2,8 @@
 
 Two files hold one detector: `swapwatch-detector.onnx`, int8 (static QDQ), the default, about
 twice as fast on a CPU; and `swapwatch-detector-fp32.onnx`, the float model it was quantized
-from, chosen when the detector runs on a GPU (TensorRT builds its FP16 engine from it).
+from, chosen when the detector runs on a GPU (TensorRT builds its FP16 engine from it). The
+MediaPipe files that find and track faces come from the mediapipe 0.10.21 wheel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,22 @@ from swapwatch.errors import ModelNotInstalled
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_DETECTOR = MODELS_DIR / "swapwatch-detector.onnx"
 FLOAT_DETECTOR = MODELS_DIR / "swapwatch-detector-fp32.onnx"
+MEDIAPIPE_DIR = MODELS_DIR / "mediapipe"
+FACE_DETECTOR_MODEL = MEDIAPIPE_DIR / "face_detection_full_range_sparse.tflite"
+CLOSE_FACE_DETECTOR_MODEL = MEDIAPIPE_DIR / "face_detection_short_range.tflite"
+FACE_LANDMARK_MODEL = MEDIAPIPE_DIR / "face_landmark.tflite"
+
+
+def bundled_model_files() -> tuple[Path, ...]:
+    """Every model file the service loads from the package (an install without one of them
+    cannot run with its defaults: the container build checks them)."""
+    return (
+        DEFAULT_DETECTOR,
+        FLOAT_DETECTOR,
+        FACE_DETECTOR_MODEL,
+        CLOSE_FACE_DETECTOR_MODEL,
+        FACE_LANDMARK_MODEL,
+    )
 
 
 def resolve_detector(path: Path | None, device: str = "cpu") -> Path:
