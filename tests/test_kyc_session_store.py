@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from swapwatch.events.model import Event
+from swapwatch.engines import create_engine
+from swapwatch.events.errors import OutboxError
+from swapwatch.events.model import Event, EventType
+from swapwatch.events.outbox import EventLog
 from swapwatch.kyc.challenges import ChallengeKind, ChallengePolicy, challenge_sequence
 from swapwatch.kyc.session import SessionPolicy
 from swapwatch.server import sessions
+from swapwatch.server.app import Service
+from swapwatch.server.config import ServiceConfig
+from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.session_store import SessionStore, SessionStoreError, StoredSession
 from swapwatch.server.sessions import SessionRegistry
 
@@ -93,13 +101,12 @@ def test_a_running_session_is_shown_as_it_runs_after_leaving_the_memory_cache(
     monkeypatch.setattr(sessions, "MAX_SESSIONS", 1)
     published: list[Event] = []
 
-    async def flushed() -> None:
-        return None
+    async def record(event: Event) -> bool:
+        published.append(event)
+        return True
 
     async def course() -> None:
-        registry = SessionRegistry(
-            tmp_path / "s.sqlite", None, published.append, lambda _: None, flushed
-        )
+        registry = SessionRegistry(tmp_path / "s.sqlite", None, record, lambda _: None)
         await registry.start()
         running = await registry.claim((await registry.create(POLICY, 600.0)).id)
         await registry.create(POLICY, 600.0)  # pushes the running one out of the cache
@@ -111,3 +118,111 @@ def test_a_running_session_is_shown_as_it_runs_after_leaving_the_memory_cache(
         await registry.close()
 
     asyncio.run(course())
+
+
+def verdict_events(outbox: Path, session_id: str) -> list[str]:
+    with EventLog(outbox) as log:
+        stored = log.read_after(0, 1000)
+    return [
+        s.id
+        for s in stored
+        if s.type == "session.completed" and (s.event().detail or {}).get("session") == session_id
+    ]
+
+
+def unannounced(tmp_path: Path) -> list[str]:
+    store = SessionStore(tmp_path / "events-sessions.sqlite")
+    try:
+        return [s.id for s in store.unannounced()]
+    finally:
+        store.close()
+
+
+def service_on(tmp_path: Path, model: Path, drain_timeout_s: float = 10.0) -> Service:
+    config = ServiceConfig(
+        analysis={"model": model},
+        events={"path": tmp_path / "events.sqlite"},
+        limits={"drain_timeout_s": drain_timeout_s},
+    )
+    return Service(config, create_engine("onnxruntime", model), ServiceMetrics())
+
+
+def test_a_verdict_the_outbox_failed_to_record_is_announced_at_the_next_start(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    # The sessions file must not say "announced" for an event the outbox never got, or the
+    # verdict's event is lost for good.
+    async def course() -> str:
+        service = service_on(tmp_path, fake_model)
+        await service.start()
+        assert service.events.outbox is not None
+        append = service.events.outbox.append
+
+        def full_disk(event: Event) -> int:
+            if event.type is EventType.SESSION_COMPLETED:
+                raise OutboxError("database or disk is full")
+            return append(event)
+
+        service.events.outbox.append = full_disk  # type: ignore[method-assign]
+        try:
+            session = await service.sessions.create(POLICY, 600.0)
+            await service.sessions.complete(await service.sessions.claim(session.id))
+        finally:
+            await service.close()
+        return session.id
+
+    session_id = asyncio.run(course())
+    assert verdict_events(tmp_path / "events.sqlite", session_id) == []
+
+    async def restart() -> None:
+        service = service_on(tmp_path, fake_model)
+        await service.start()
+        await service.close()
+
+    asyncio.run(restart())
+    assert len(verdict_events(tmp_path / "events.sqlite", session_id)) == 1
+    assert unannounced(tmp_path) == []
+
+
+def test_a_stuck_outbox_holds_a_verdict_for_the_drain_time_at_most(
+    tmp_path: Path, fake_model: Path
+) -> None:
+    released = threading.Event()
+
+    async def course() -> tuple[str, float]:
+        service = service_on(tmp_path, fake_model, drain_timeout_s=1.0)
+        await service.start()
+        assert service.events.outbox is not None
+        append = service.events.outbox.append
+
+        def locked_file(event: Event) -> int:
+            if event.type is EventType.SESSION_COMPLETED:
+                released.wait(30)
+            return append(event)
+
+        service.events.outbox.append = locked_file  # type: ignore[method-assign]
+        try:
+            session = await service.sessions.create(POLICY, 600.0)
+            claimed = await service.sessions.claim(session.id)
+            began = time.monotonic()
+            verdict = await asyncio.wait_for(service.sessions.complete(claimed), 10)
+            took = time.monotonic() - began
+            assert verdict.verdict is not None
+        finally:
+            released.set()
+            await service.close()
+        return session.id, took
+
+    session_id, took = asyncio.run(course())
+    assert 0.9 < took < 5
+    assert unannounced(tmp_path) == [session_id]  # not known to be in the outbox
+
+    async def restart() -> None:
+        service = service_on(tmp_path, fake_model)
+        await service.start()
+        await service.close()
+
+    asyncio.run(restart())
+    # Committed once the file was free, announced again at the start: one event all the same.
+    assert len(verdict_events(tmp_path / "events.sqlite", session_id)) == 1
+    assert unannounced(tmp_path) == []

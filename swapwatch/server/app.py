@@ -95,9 +95,8 @@ class Service:
         self.sessions = SessionRegistry(
             outbox.with_name(f"{outbox.stem}-sessions.sqlite"),
             outbox.with_name(f"{outbox.stem}-fingerprints.sqlite"),
-            self._publish_verdict,
+            self._record_verdict,
             self._run_of,
-            self.events.flushed,
         )
         self.webrtc = WebRtcSessions(self.manager, self.sessions)
         self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
@@ -105,8 +104,10 @@ class Service:
         self.ready = False
         self.manager.subscribe(self.events.publish)
 
-    def _publish_verdict(self, event: Event) -> None:
-        self.events.publish(event)
+    async def _record_verdict(self, event: Event) -> bool:
+        # A stuck outbox holds a verdict's answer (and a start or a stop) for the drain time
+        # at most: the sessions file keeps the event to announce again.
+        return await self.events.record(event, self.config.limits.drain_timeout_s)
 
     def _run_of(self, stream_id: str) -> str | None:
         worker = self.manager.workers.get(stream_id)
@@ -292,9 +293,7 @@ async def delete_stream(request: web.Request) -> web.Response:
     # locked file) delays the answer by the drain time at most: the stream is removed anyway.
     if service.events.durable:
         wait = service.config.limits.drain_timeout_s
-        try:
-            await asyncio.wait_for(asyncio.shield(service.events.flushed()), wait)
-        except TimeoutError:
+        if not await service.events.flushed_within(wait):
             log.warning(
                 "stream %s removed; its end was not committed to the outbox within %gs",
                 stream_id,

@@ -187,6 +187,31 @@ class ServiceEvents:
         if not self._closed:
             await asyncio.wrap_future(self._writer.submit(_nothing))
 
+    async def flushed_within(self, seconds: float) -> bool:
+        """Whether every event published so far was committed (or counted lost) within
+        `seconds`: a stuck outbox (a locked file) holds no caller longer than that."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.flushed()), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def record(self, event: Event, within: float) -> bool:
+        """Publish an event that belongs to no run (a session's verdict) and wait at most
+        `within` s for the outbox: whether the event is in it. False when the write failed,
+        is still waiting, or events are not being recorded: the caller keeps what it needs to
+        publish the event again."""
+        if event.type is not EventType.SESSION_COMPLETED:
+            raise ValueError(f"{event.type.value} belongs to a run: publish it")
+        if self._closed:
+            self.publish(event)  # logs that it is not recorded
+            return False
+        written = self._writer.submit(self._write, event)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(written)), within)
+        except TimeoutError:
+            return False
+
     def close_crashed_runs(self, runs: list[OpenRun]) -> None:
         """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`
         (unless the outbox holds the run's last event already), queued before any event of this

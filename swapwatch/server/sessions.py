@@ -210,20 +210,19 @@ class SessionRegistry:
         self,
         store_path: Path | None,
         replay_path: Path | None,
-        publish: Callable[[Event], None],
+        record: Callable[[Event], Awaitable[bool]],
         run_of: Callable[[str], str | None],
-        flushed: Callable[[], Awaitable[None]],
     ) -> None:
-        """`flushed` returns once the outbox has committed every event published so far."""
+        """`record` publishes a verdict's event and says whether the outbox has committed it
+        (it may give up waiting: the event is then announced again at the next start)."""
         self._sessions: OrderedDict[str, KycSession] = OrderedDict()
         self._running: dict[str, KycSession] = {}
         self._store_path = store_path
         self._store: SessionStore | None = None
         self._replay_path = replay_path
         self._replay: ReplayStore | None = None
-        self._publish = publish
+        self._record = record
         self._run_of = run_of  # a stream's current run id
-        self._flushed = flushed
         self._lock = asyncio.Lock()
         # SQLite connections stay on the thread that made them: the stores have this one.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="session-store")
@@ -245,13 +244,14 @@ class SessionRegistry:
             verdict = interrupted_verdict(stored.running_since, noticed, "restart")
             await self._judge(session, verdict)
         unannounced = await self._in_store(store.unannounced)
-        for stored in unannounced:
-            if stored.event is not None:
-                self._publish(Event.decode(stored.event))
-        if unannounced:
-            await self._flushed()
-            for stored in unannounced:
+        # All at once, in order: a stuck outbox delays the start by one wait, not one a verdict.
+        recorded = await asyncio.gather(*(self._announce_again(stored) for stored in unannounced))
+        for stored, done in zip(unannounced, recorded, strict=True):
+            if done:
                 await self._in_store(store.announced, stored.id)
+
+    async def _announce_again(self, stored: StoredSession) -> bool:
+        return stored.event is None or await self._record(Event.decode(stored.event))
 
     def _open_store(self) -> SessionStore | None:
         if self._store_path is None:
@@ -363,9 +363,15 @@ class SessionRegistry:
                 )
             except SessionStoreError as exc:
                 log.error("session %s: verdict not kept in the sessions file: %s", session.id, exc)
-        self._publish(event)
+        recorded = await self._record(event)
         if self._store is not None:
-            await self._flushed()
+            if not recorded:
+                log.warning(
+                    "session %s: its verdict's event is not in the outbox yet; "
+                    "the sessions file keeps it to announce again at the next start",
+                    session.id,
+                )
+                return verdict
             try:
                 await self._in_store(self._store.announced, session.id)
             except SessionStoreError as exc:
