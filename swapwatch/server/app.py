@@ -15,7 +15,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from swapwatch.engines.base import Engine
 from swapwatch.errors import ConfigError, SourceError, SwapwatchError
-from swapwatch.events.model import Event
 from swapwatch.server.api_models import (
     AnswerModel,
     EventFeedQuery,
@@ -95,19 +94,15 @@ class Service:
         self.sessions = SessionRegistry(
             outbox.with_name(f"{outbox.stem}-sessions.sqlite"),
             outbox.with_name(f"{outbox.stem}-fingerprints.sqlite"),
-            self._record_verdict,
+            self.events.record,
             self._run_of,
+            config.limits.drain_timeout_s,
         )
         self.webrtc = WebRtcSessions(self.manager, self.sessions)
         self.nginx_rtmp = NginxRtmpHooks(config.ingest.nginx_rtmp, self.manager)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
         self.ready = False
         self.manager.subscribe(self.events.publish)
-
-    async def _record_verdict(self, event: Event) -> bool:
-        # A stuck outbox holds a verdict's answer (and a start or a stop) for the drain time
-        # at most: the sessions file keeps the event to announce again.
-        return await self.events.record(event, self.config.limits.drain_timeout_s)
 
     def _run_of(self, stream_id: str) -> str | None:
         worker = self.manager.workers.get(stream_id)

@@ -196,21 +196,18 @@ class ServiceEvents:
             return False
         return True
 
-    async def record(self, event: Event, within: float) -> bool:
-        """Publish an event that belongs to no run (a session's verdict) and wait at most
-        `within` s for the outbox: whether the event is in it. False when the write failed,
-        is still waiting, or events are not being recorded: the caller keeps what it needs to
-        publish the event again."""
+    def record(self, event: Event) -> asyncio.Future[bool]:
+        """Queue an event that belongs to no run (a session's verdict) for the outbox, in the
+        order of the calls: a future of whether it is in it (False: the write failed, or
+        events are no longer recorded), which a stuck outbox leaves pending."""
         if event.type is not EventType.SESSION_COMPLETED:
             raise ValueError(f"{event.type.value} belongs to a run: publish it")
         if self._closed:
-            self.publish(event)  # logs that it is not recorded
-            return False
-        written = self._writer.submit(self._write, event)
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(written)), within)
-        except TimeoutError:
-            return False
+            self.publish(event)  # says it is not recorded
+            refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            refused.set_result(False)
+            return refused
+        return asyncio.wrap_future(self._writer.submit(self._write, event))
 
     def close_crashed_runs(self, runs: list[OpenRun]) -> None:
         """Close runs a dead process left open, each with a `stream.ended` of reason `crashed`

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -210,11 +210,12 @@ class SessionRegistry:
         self,
         store_path: Path | None,
         replay_path: Path | None,
-        record: Callable[[Event], Awaitable[bool]],
+        record: Callable[[Event], asyncio.Future[bool]],
         run_of: Callable[[str], str | None],
+        wait_s: float,
     ) -> None:
-        """`record` publishes a verdict's event and says whether the outbox has committed it
-        (it may give up waiting: the event is then announced again at the next start)."""
+        """`record` queues a verdict's event for the outbox: a future of whether the outbox
+        has it. A verdict is answered once its event is in the outbox, or after `wait_s`."""
         self._sessions: OrderedDict[str, KycSession] = OrderedDict()
         self._running: dict[str, KycSession] = {}
         self._store_path = store_path
@@ -223,6 +224,8 @@ class SessionRegistry:
         self._replay: ReplayStore | None = None
         self._record = record
         self._run_of = run_of  # a stream's current run id
+        self._wait_s = wait_s
+        self._announcing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         # SQLite connections stay on the thread that made them: the stores have this one.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="session-store")
@@ -237,21 +240,20 @@ class SessionRegistry:
         if self._store is None:
             return
         store = self._store
+        # Verdicts a stopped process reached but did not see in the outbox go out again first
+        # (the outbox keeps one copy of an event), then those of the sessions it cut.
+        announcing = [
+            self._announce(stored.id, Event.decode(stored.event))
+            for stored in await self._in_store(store.unannounced)
+            if stored.event is not None
+        ]
         noticed = time.time()
         for stored in await self._in_store(store.interrupted):
             session = self._remember(self._from_stored(stored))
             log.warning("session %s: interrupted by a restart, judged retry", session.id)
             verdict = interrupted_verdict(stored.running_since, noticed, "restart")
-            await self._judge(session, verdict)
-        unannounced = await self._in_store(store.unannounced)
-        # All at once, in order: a stuck outbox delays the start by one wait, not one a verdict.
-        recorded = await asyncio.gather(*(self._announce_again(stored) for stored in unannounced))
-        for stored, done in zip(unannounced, recorded, strict=True):
-            if done:
-                await self._in_store(store.announced, stored.id)
-
-    async def _announce_again(self, stored: StoredSession) -> bool:
-        return stored.event is None or await self._record(Event.decode(stored.event))
+            announcing.append(await self._judge(session, verdict))
+        await self._settled(announcing)
 
     def _open_store(self) -> SessionStore | None:
         if self._store_path is None:
@@ -335,10 +337,14 @@ class SessionRegistry:
                     await self._in_store(store.add, session.id, hashes, time.time())
                 except ReplayStoreError as exc:
                     log.error("session %s: fingerprint not kept: %s", session.id, exc)
-            return await self._judge(session, verdict)
+            announcing = await self._judge(session, verdict)
+        # Outside the lock: a verdict reached after this one does not queue behind its wait.
+        await self._settled([announcing])
+        return verdict
 
     async def interrupt_running(self) -> None:
-        """At shutdown: the sessions still running are judged `retry` for `interrupted`."""
+        """At shutdown: the sessions still running are judged `retry` for `interrupted`. Their
+        events are queued for the outbox, whose closing commits them."""
         noticed = time.time()
         async with self._lock:
             for session in list(self._running.values()):
@@ -347,9 +353,9 @@ class SessionRegistry:
                     verdict = interrupted_verdict(session.running_since, noticed, "shutdown")
                     await self._judge(session, verdict)
 
-    async def _judge(self, session: KycSession, verdict: SessionVerdict) -> SessionVerdict:
-        """Keep the verdict and its event in the sessions file, then publish the event; once
-        the outbox has it, the file says so."""
+    async def _judge(self, session: KycSession, verdict: SessionVerdict) -> asyncio.Task[None]:
+        """Keep the verdict and its event in the sessions file, then queue the event for the
+        outbox: the task marks the session announced once the outbox has it."""
         session.verdict = verdict
         session.state = "completed"
         self._running.pop(session.id, None)
@@ -363,20 +369,47 @@ class SessionRegistry:
                 )
             except SessionStoreError as exc:
                 log.error("session %s: verdict not kept in the sessions file: %s", session.id, exc)
-        recorded = await self._record(event)
+        return self._announce(session.id, event)
+
+    def _announce(self, session_id: str, event: Event) -> asyncio.Task[None]:
+        """Queue the event now, so that the outbox takes verdicts in the order they were
+        reached; the task waits for it however long the outbox takes."""
+        written = self._record(event)
+        task = asyncio.create_task(self._mark_announced(session_id, written))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+        return task
+
+    async def _mark_announced(self, session_id: str, written: asyncio.Future[bool]) -> None:
+        # The sessions file says "announced" only for an event the outbox has: any other is
+        # announced again at the next start.
+        try:
+            recorded = await written
+        except Exception:
+            log.exception("session %s: writing its verdict's event failed", session_id)
+            recorded = False
+        if not recorded:
+            log.warning("session %s: its verdict's event is not in the outbox", session_id)
+            return
         if self._store is not None:
-            if not recorded:
-                log.warning(
-                    "session %s: its verdict's event is not in the outbox yet; "
-                    "the sessions file keeps it to announce again at the next start",
-                    session.id,
-                )
-                return verdict
             try:
-                await self._in_store(self._store.announced, session.id)
+                await self._in_store(self._store.announced, session_id)
             except SessionStoreError as exc:
-                log.error("session %s: %s", session.id, exc)
-        return verdict
+                log.error("session %s: %s", session_id, exc)
+
+    async def _settled(self, announcing: list[asyncio.Task[None]]) -> None:
+        """Wait for these verdicts' events to be in the outbox, `wait_s` at most: a stuck outbox
+        (a locked file) holds no answer, start or stop longer. What it has not taken by then
+        is marked announced when it does, or announced again at the next start."""
+        if not announcing:
+            return
+        _, pending = await asyncio.wait(announcing, timeout=self._wait_s)
+        if pending:
+            log.warning(
+                "%d session verdicts' events are not in the outbox after %gs; still queued",
+                len(pending),
+                self._wait_s,
+            )
 
     def _event(self, session: KycSession, verdict: SessionVerdict) -> Event:
         stream = session.stream_id or session.id
@@ -438,6 +471,11 @@ class SessionRegistry:
         return self._replay
 
     async def close(self) -> None:
+        """After the outbox has closed (and so committed or given up every event queued)."""
+        if self._announcing:
+            _, pending = await asyncio.wait(set(self._announcing), timeout=self._wait_s)
+            for task in pending:
+                task.cancel()  # its session stays unannounced: announced again at the next start
         await self._in_store(self._close_stores)
         self._store_thread.shutdown()
 
