@@ -3,6 +3,7 @@ short range for faces close to the camera."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,14 @@ import numpy as np
 from swapwatch.errors import ModelError
 from swapwatch.models import FACE_DETECTOR_MODEL
 from swapwatch.native_logs import native_stderr_silenced
+
+# MediaPipe 1.x's Python bindings set the `argtypes` of its shared ctypes functions again each
+# time a task is made and each time an `mp.Image` is, while other threads may be calling those
+# same functions: a call then reads converters that were just freed ("argument 2: TypeError:
+# 'NoneType' object is not callable", seen when two scans built their analysers at once).
+# Every use of those bindings in this process goes through this lock. Only face detection uses
+# them (every few frames; the landmark model runs on LiteRT), so streams rarely wait on it.
+_BINDINGS = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +76,20 @@ class FaceDetector:
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=min_confidence,
         )
-        self._detector = vision.FaceDetector.create_from_options(options)
+        with _BINDINGS:
+            self._detector = vision.FaceDetector.create_from_options(options)
 
     def detect(self, image: np.ndarray) -> Detections:
         """Faces in an RGB uint8 image."""
         import mediapipe as mp
 
         height, width = image.shape[:2]
-        picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         first_of_its_size = image.shape not in self._sizes_seen
         self._sizes_seen.add(image.shape)
-        with native_stderr_silenced(self._quiet and first_of_its_size):
+        with _BINDINGS, native_stderr_silenced(self._quiet and first_of_its_size):
+            picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
             result = self._detector.detect(picture)
+            del picture  # its native buffer is freed through the same bindings
         if not result.detections:
             return Detections.empty()
         boxes, scores, keypoints = [], [], []
@@ -98,4 +109,5 @@ class FaceDetector:
         )
 
     def close(self) -> None:
-        self._detector.close()
+        with _BINDINGS:
+            self._detector.close()
