@@ -96,7 +96,11 @@ class FaceAnalyzer:
         self._min_confidence = min_detection_confidence
         self._quiet = quiet
         self._detector = FaceDetector(min_confidence=min_detection_confidence, quiet=quiet)
-        self._landmarks = LandmarkModel()
+        try:
+            self._landmarks = LandmarkModel()
+        except BaseException:
+            self._detector.close()  # here, not by the garbage collector in some other thread
+            raise
         self._tracker = FaceTracker(self._detector, self._landmarks, tracker, self._timer)
         # Made on the first picture that needs them: a stream never does.
         self._close_detector: FaceDetector | None = None
@@ -174,6 +178,8 @@ class FaceAnalyzer:
         return self._close_range
 
     def close(self) -> None:
-        self._detector.close()
-        if self._close_detector is not None:
-            self._close_detector.close()
+        try:
+            self._detector.close()
+        finally:
+            if self._close_detector is not None:
+                self._close_detector.close()

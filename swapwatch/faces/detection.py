@@ -4,6 +4,7 @@ short range for faces close to the camera."""
 from __future__ import annotations
 
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +88,16 @@ class FaceDetector:
         first_of_its_size = image.shape not in self._sizes_seen
         self._sizes_seen.add(image.shape)
         with _BINDINGS, native_stderr_silenced(self._quiet and first_of_its_size):
+            # The picture's native buffer is freed through the same bindings: here, under the
+            # lock, also when detect raises (its traceback would keep the picture alive).
             picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-            result = self._detector.detect(picture)
-            del picture  # its native buffer is freed through the same bindings
+            try:
+                result = self._detector.detect(picture)
+            except BaseException as exc:
+                traceback.clear_frames(exc.__traceback__)
+                raise
+            finally:
+                del picture
         if not result.detections:
             return Detections.empty()
         boxes, scores, keypoints = [], [], []
