@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from generalization import COST_FACES, per_face_ms  # noqa: E402
 from machine import write_results  # noqa: E402
 
-from swapwatch.engines import Engine, create_engine  # noqa: E402
-from swapwatch.engines.base import detector_logits  # noqa: E402
+from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 
 REAL_CLIP = REPO.parent / "shared/data/real/fsgan/shinzo_abe.mp4"
 RESULTS = REPO / "benchmarks" / "results"
-WARMUP_FACES = 10
 
 
 def face_crops(clip: Path, size: int, count: int) -> np.ndarray:
@@ -61,23 +59,15 @@ def face_crops(clip: Path, size: int, count: int) -> np.ndarray:
     return np.asarray(crops[:count])
 
 
-def round_ms(engine: Engine, crops: np.ndarray) -> float:
-    """The median of one pass over the crops, one face a call."""
-    times = []
-    for crop in crops:
-        started = time.perf_counter()
-        detector_logits(engine, crop[None])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", type=Path, action="append", help="detector ONNX (repeatable; default bundled)"
     )
     parser.add_argument("--clip", type=Path, default=REAL_CLIP, help="real camera footage")
-    parser.add_argument("--faces", type=int, default=200, help="face crops a round")
+    parser.add_argument(
+        "--faces", type=int, default=COST_FACES, help=f"face crops a round (at most {COST_FACES})"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="turns of each model")
     parser.add_argument("--out", type=Path, default=RESULTS / "detector-cost.json")
     args = parser.parse_args(argv)
@@ -87,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no model file {model}")
     if not args.clip.is_file():
         parser.error(f"no clip {args.clip} (the streams benchmark's camera footage)")
-    if args.faces < 1 or args.rounds < 1:
-        parser.error("--faces and --rounds must be at least 1")
+    if not 1 <= args.faces <= COST_FACES or args.rounds < 1:
+        parser.error(f"--faces must be 1-{COST_FACES} and --rounds at least 1")
 
     engines = [create_engine("onnxruntime", m, device="cpu", threads=1) for m in models]
     try:
@@ -96,13 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(cut_sizes) != 1:
             parser.error(f"the models cut faces at different sizes: {sorted(cut_sizes)}")
         crops = face_crops(args.clip, cut_sizes.pop(), args.faces)
-        for engine in engines:
-            for crop in crops[:WARMUP_FACES]:
-                detector_logits(engine, crop[None])
         rounds: list[list[float]] = [[] for _ in engines]
         for _ in range(args.rounds):
             for i, engine in enumerate(engines):
-                rounds[i].append(round_ms(engine, crops))
+                # The yardstick's own cost figure (a few faces to warm up, then the median).
+                rounds[i].append(per_face_ms(engine, crops))
     finally:
         for engine in engines:
             engine.close()
