@@ -29,9 +29,11 @@ from receivers import Receiver
 from service import RunningService, free_port, running_service, serve_process, wait_until_ready
 
 from swapwatch.engines import create_engine
+from swapwatch.errors import ModelError
 from swapwatch.events import EventLog, StreamEvents
 from swapwatch.events.model import Event, EventType, schema
 from swapwatch.server import app as service_app
+from swapwatch.server import streams as streams_module
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.state import StateStore, state_path
@@ -319,6 +321,34 @@ def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itsel
     with running_service(config) as service:
         listed = service.request("GET", "/v1/streams").body["streams"]
         assert [(s["id"], s["kind"]) for s in listed] == [("camera", "pull")]
+
+
+def test_a_stream_whose_analysis_could_not_start_stays_saved_and_comes_back(
+    tmp_path: Path, fake_model: Path, one_face_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fault is the service's (its face models or a signal plugin would not load), not the
+    # stream's: once it is mended and the service started again, the stream must come back.
+    config = ServiceConfig(
+        analysis={"model": fake_model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": tmp_path / "events.sqlite"},
+    )
+
+    def models_that_will_not_load(*args: Any, **kwargs: Any) -> Any:
+        raise ModelError("the face models could not be loaded")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(streams_module, "build_analyzer", models_that_will_not_load)
+        with running_service(config) as service:
+            body = {"url": one_face_video.as_uri(), "id": "clip"}
+            assert service.request("POST", "/v1/streams", body).status == 201
+            failed = service.wait_for(lambda s: s["state"] == "failed", "clip", timeout=30)
+            assert "could not be loaded" in failed["last_error"]
+    with running_service(config) as service:
+        listed = service.request("GET", "/v1/streams").body["streams"]
+        assert [s["id"] for s in listed] == ["clip"]
+        ended = service.wait_for(lambda s: s["state"] == "ended", "clip", timeout=60)
+        assert ended["frames_analysed"] > 0 and ended["tracks"]  # analysed this time
 
 
 def test_a_run_whose_end_is_in_the_outbox_is_not_closed_again_as_crashed(

@@ -4,6 +4,7 @@ ids, and event ids that stay the same for a resumed run and differ for a new one
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from media import Placement, write_linear_model, write_video
 from swapwatch.cli.scan_events import NoEvents, ScanEvents
 from swapwatch.engines import create_engine
 from swapwatch.engines.base import Engine
-from swapwatch.errors import EndOfStream
+from swapwatch.errors import EndOfStream, ModelError
 from swapwatch.events.model import EventType
 from swapwatch.events.outbox import EventLog
 from swapwatch.events.run import RunEvents
@@ -25,7 +26,7 @@ from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.stream.assembly import AnalysisSettings, build_analyzer
 from swapwatch.stream.frames import Frame, VideoInfo
 from swapwatch.stream.lifecycle import TRANSITIONS, IllegalTransition, Lifecycle, StreamState
-from swapwatch.stream.pipeline import FrameResult
+from swapwatch.stream.pipeline import FrameResult, StreamAnalyzer
 from swapwatch.stream.scan import ScanEventSettings, scan
 from swapwatch.stream.sink import EventList, EventSink
 from swapwatch.stream.source import AvSource, FrameSource
@@ -284,3 +285,41 @@ def test_a_worker_says_it_finished_by_itself_before_its_last_event_and_not_when_
     said, end = run_worker(stop_early=False)
     assert said == (True, end[1] - 1)  # once, its state final, before its stream.ended
     assert len(run_worker(stop_early=True)) == 1  # only the end: a stopped stream is resumed
+
+
+def test_a_worker_that_fails_on_its_own_side_does_not_say_its_source_finished(
+    engine: Engine, swaying_face: Path
+) -> None:
+    # Its face models would not load, or its analysis hit a bug: the stream itself is fine, so
+    # the service keeps it saved, to resume it once the fault is mended.
+    def broken_models() -> StreamAnalyzer:
+        raise ModelError("the face models could not be loaded")
+
+    def buggy_analysis() -> StreamAnalyzer:
+        analyzer = build_analyzer(engine, AnalysisSettings())
+
+        def analyse(frame: Frame) -> FrameResult:
+            raise RuntimeError("a bug")
+
+        analyzer.analyse = analyse  # type: ignore[method-assign]
+        return analyzer
+
+    for factory, raised in ((broken_models, None), (buggy_analysis, RuntimeError)):
+        events: EventList = EventList()
+        heard: list[str] = []
+        worker = StreamWorker(
+            WorkerConfig("cam"),
+            lambda: AvSource(str(swaying_face)),
+            factory,
+            events,
+            on_finished=functools.partial(heard.append, "finished"),
+        )
+        if raised is None:
+            asyncio.run(worker.run())
+        else:
+            with pytest.raises(raised):
+                asyncio.run(worker.run())
+        assert heard == []
+        assert worker.state is StreamState.FAILED and not worker.finished_by_source
+        last = events.events[-1]
+        assert last.type is EventType.STREAM_ERROR and last.detail["final"] is True

@@ -68,6 +68,7 @@ class Report:
     checkpoint: Checkpoint | None  # taken since the previous poll
     status: dict[str, Any] | None  # `worker_report`, and the video's redacted URL
     done: bool  # the worker has finished (ended, failed or stopped)
+    finished_by_source: bool  # its source ended or failed for good (`StreamWorker.on_finished`)
     refused: list[str]  # reasons of the publishes its push ingest refused since the last poll
 
 
@@ -166,6 +167,7 @@ class StreamActor:
             checkpoint=checkpoint,
             status=status,
             done=done,
+            finished_by_source=worker is not None and worker.finished_by_source,
             refused=refused,
         )
 

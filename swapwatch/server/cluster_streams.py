@@ -168,7 +168,8 @@ class ClusterStream:
                 self._state = StreamState(report.status["state"]) if report.status else self._state
                 if not self._stopping:
                     self._end_actor()
-                    self._finished_by_itself()
+                    if report.finished_by_source:
+                        self._finished_by_itself()
                 return
             await asyncio.sleep(POLL_S)
 
@@ -235,7 +236,7 @@ class ClusterStream:
         if report.status is not None:
             self.status.report = report.status
             self._state = StreamState(report.status["state"])
-            if self._state in ENDED_BY_ITSELF and not self._stopping:
+            if self._state in ENDED_BY_ITSELF and report.finished_by_source and not self._stopping:
                 # As the state turns final, before its end goes out: the node may still be
                 # closing its models, and a client that sees the end must find it forgotten.
                 self._finished_by_itself()

@@ -454,8 +454,10 @@ class StreamManager:
         return worker
 
     def _finished(self, spec: StreamSpec) -> None:
-        """A stream that ended or failed by itself (a file read to its end, a refused URL) is
-        not resumed: its row goes, after any save queued before it."""
+        """A stream whose source ended or failed for good (a file read to its end, a refused
+        URL) is not resumed: its row goes, after any save queued before it. One that failed on
+        this side (its face models or a signal plugin would not load) is not heard of here and
+        stays saved: the next start, the fault mended, resumes it."""
         if spec.kind in SAVED_KINDS and self.state is not None:
             self._state_writer.submit(self._forget_quietly, spec.stream_id)
 

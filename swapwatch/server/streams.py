@@ -153,7 +153,7 @@ class ServiceStream:
             sink,
             observer,
             on_result,
-            on_finished=on_finished,  # ended or failed by itself: not resumed
+            on_finished=on_finished,  # its source ended or failed for good: not resumed
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -105,7 +105,8 @@ class StreamWorker:
     ) -> None:
         """`end_detail` gives the detail of the `stream.ended` of a source that came to its
         end (default: reason `end of stream`); `on_open` hears of each connection opened;
-        `on_finished` hears that it ended or failed by itself (not stopped), as its state
+        `on_finished` hears that its source ended or failed for good (not that it was stopped,
+        nor that it failed on this side: its analysis could not start, or a bug), as its state
         turns final and before its last event goes out: whoever then sees it ended finds that
         handled, though its models may still be closing."""
         self.config = config
@@ -119,6 +120,7 @@ class StreamWorker:
         self._end_detail = end_detail
         self._on_open = on_open
         self._on_finished = on_finished
+        self.finished_by_source = False  # see `on_finished`
         self._lifecycle = Lifecycle()
         self._events = RunEvents(config.stream_id, config.epoch)
         self._clock = MediaClock()
@@ -164,7 +166,7 @@ class StreamWorker:
                 self.error = exc
                 self.status.last_error = str(exc)
                 self._observer.error(type(exc).__name__)
-                self._finish(StreamState.FAILED, _error_detail(exc, final=True))
+                self._finish(StreamState.FAILED, _error_detail(exc, final=True), by_source=False)
                 return
             while not self._stopping:
                 started = time.monotonic()
@@ -203,7 +205,8 @@ class StreamWorker:
             self.status.last_error = f"internal error: {exc}"
             self._observer.error("internal")
             if not self._lifecycle.finished:
-                self._finish(StreamState.FAILED, {"error": self.status.last_error, "final": True})
+                detail = {"error": self.status.last_error, "final": True}
+                self._finish(StreamState.FAILED, detail, by_source=False)
             raise
         finally:
             self._observer.running(False)
@@ -213,7 +216,7 @@ class StreamWorker:
         """A stream that is still live ends now, with a `stream.ended` giving `reason`."""
         self._stopping = True
         if not self._lifecycle.finished:
-            self._finish(StreamState.STOPPED, {"reason": reason})
+            self._finish(StreamState.STOPPED, {"reason": reason}, by_source=False)
 
     async def stop(
         self, task: asyncio.Task[None] | None, timeout: float = 10.0, reason: str = "stopped"
@@ -263,9 +266,10 @@ class StreamWorker:
         """Whether it ended, failed or was stopped (its release may still be under way)."""
         return self._lifecycle.finished
 
-    def _finish(self, to: StreamState, detail: Mapping[str, Any]) -> None:
+    def _finish(self, to: StreamState, detail: Mapping[str, Any], by_source: bool = True) -> None:
         self._lifecycle.move(to)
-        if not self._stopping and self._on_finished is not None:
+        self.finished_by_source = by_source and not self._stopping
+        if self.finished_by_source and self._on_finished is not None:
             try:
                 self._on_finished()
             except Exception:  # its end event goes out all the same
