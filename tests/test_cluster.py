@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,14 @@ def feed(tmp_path: Path) -> Iterator[LiveFeed]:
 class Front:
     """`swapwatch serve --cluster ADDRESS` in its own process."""
 
-    def __init__(self, tmp_path: Path, address: str, model: Path, receiver: Receiver) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        address: str,
+        model: Path,
+        receiver: Receiver,
+        settings: Sequence[str] = (),
+    ) -> None:
         self.port = free_port()
         self.outbox = tmp_path / "state" / "events.sqlite"
         lines = [
@@ -92,6 +99,7 @@ class Front:
             "cluster.checkpoint_s = 1.0",
             "analysis.quality.min_face_px = 40",
             f'cluster.address = "{address}"',
+            *settings,
         ]
         self.config_file = tmp_path / "swapwatch.toml"
         self.config_file.write_text("\n".join(lines) + "\n")

@@ -273,21 +273,26 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
     feed: LiveFeed,
     receiver: Receiver,
     fake_model: Path,
+    one_face_video: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The head's Ray Client server dies (and with it the driver that owned the front's actors):
     the front gives up once Ray Client stops reconnecting, exits with status 1 for its
-    supervisor, and started again resumes the saved stream as a new run; every event it had
-    recorded reaches the receiver."""
+    supervisor, and started again resumes the saved stream as a new run (but not a file that
+    its node had read to the end); every event it had recorded reaches the receiver."""
     pytest.importorskip("grpc", reason="Ray Client needs ray[client]: pip install 'swapwatch[ray]'")
     monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CLIENT_GRACE_S))  # the front's
     cluster, port = client_head
-    front = Front(tmp_path, f"ray://127.0.0.1:{port}", fake_model, receiver)
+    files = ["ingest.pull.allow_file_urls = true"]
+    front = Front(tmp_path, f"ray://127.0.0.1:{port}", fake_model, receiver, files)
     front.start()
     assert front.process is not None
     try:
         reply = front.api.request("POST", "/v1/streams", {"url": feed.url, "id": "cam-a"})
         assert reply.status == 201, reply.body
+        clip = {"url": one_face_video.as_uri(), "id": "clip"}
+        assert front.api.request("POST", "/v1/streams", clip).status == 201
+        front.wait("clip", lambda s: s["state"] == "ended", 90, "the clip read to its end")
         front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 90, "a first alarm")
         before = front.stream("cam-a")
 
@@ -315,6 +320,8 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
             "cam-a resumed by the restarted front",
         )
         resumed_s = time.monotonic() - restarted_at
+        listed = front.api.request("GET", "/v1/streams").body["streams"]
+        assert [s["id"] for s in listed] == ["cam-a"]  # the clip that ended is forgotten
         front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 60, "an alarm in the new run")
         assert front.api.request("DELETE", "/v1/streams/cam-a").status == 204
         recorded = front.outbox_events()
