@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import threading
 import time
 from collections import Counter
@@ -279,7 +280,8 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
     """The head's Ray Client server dies (and with it the driver that owned the front's actors):
     the front gives up once Ray Client stops reconnecting, exits with status 1 for its
     supervisor, and started again resumes the saved stream as a new run (but not a file that
-    its node had read to the end); every event it had recorded reaches the receiver."""
+    its node had read to the end, and a DELETE removes such a one); every event it had
+    recorded reaches the receiver."""
     pytest.importorskip("grpc", reason="Ray Client needs ray[client]: pip install 'swapwatch[ray]'")
     monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CLIENT_GRACE_S))  # the front's
     cluster, port = client_head
@@ -293,6 +295,12 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
         clip = {"url": one_face_video.as_uri(), "id": "clip"}
         assert front.api.request("POST", "/v1/streams", clip).status == 201
         front.wait("clip", lambda s: s["state"] == "ended", 90, "the clip read to its end")
+        # A stream that ended by itself (its actor gone) is still removed by a DELETE.
+        again = {"url": one_face_video.as_uri(), "id": "clip-2"}
+        assert front.api.request("POST", "/v1/streams", again).status == 201
+        front.wait("clip-2", lambda s: s["state"] == "ended", 90, "the second clip read")
+        assert front.api.request("DELETE", "/v1/streams/clip-2").status == 204
+        assert front.api.request("GET", "/v1/streams/clip-2").status == 404
         front.wait("cam-a", lambda s: s["alarms_raised"] >= 1, 90, "a first alarm")
         before = front.stream("cam-a")
 
@@ -326,6 +334,12 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
         assert front.api.request("DELETE", "/v1/streams/cam-a").status == 204
         recorded = front.outbox_events()
         assert receiver.wait_for({e["id"] for e in recorded}, 30)
+        # A front holding a stream that ended by itself still stops cleanly.
+        last = {"url": one_face_video.as_uri(), "id": "clip-3"}
+        assert front.api.request("POST", "/v1/streams", last).status == 201
+        front.wait("clip-3", lambda s: s["state"] == "ended", 90, "the last clip read")
+        front.process.send_signal(signal.SIGTERM)
+        assert front.process.wait(timeout=60) == 0, front.log.read_text()[-3000:]
     finally:
         front.stop()
     print(

@@ -275,7 +275,7 @@ def test_a_worker_says_it_finished_by_itself_before_its_last_event_and_not_when_
                 await worker.stop(task)
             else:
                 await task
-            assert worker.finished
+            assert worker.finished and worker.finished_by_source is not stop_early
             assert events.events[-1].type is EventType.STREAM_ENDED
             heard.append((True, len(events.events)))  # what the end looked like
 
@@ -285,6 +285,24 @@ def test_a_worker_says_it_finished_by_itself_before_its_last_event_and_not_when_
     said, end = run_worker(stop_early=False)
     assert said == (True, end[1] - 1)  # once, its state final, before its stream.ended
     assert len(run_worker(stop_early=True)) == 1  # only the end: a stopped stream is resumed
+
+
+def test_a_worker_whose_source_fails_for_good_says_so(engine: Engine, tmp_path: Path) -> None:
+    # A URL that cannot be read is the stream's fault: the service forgets it, as a file that
+    # was read to its end (above).
+    events: EventList = EventList()
+    heard: list[str] = []
+    worker = StreamWorker(
+        WorkerConfig("cam"),
+        lambda: AvSource(str(tmp_path / "gone.mp4")),
+        lambda: build_analyzer(engine, AnalysisSettings()),
+        events,
+        on_finished=functools.partial(heard.append, "finished"),
+    )
+    asyncio.run(worker.run())
+    assert worker.state is StreamState.FAILED and worker.error is not None
+    assert heard == ["finished"] and worker.finished_by_source
+    assert events.events[-1].type is EventType.STREAM_ERROR
 
 
 def test_a_worker_that_fails_on_its_own_side_does_not_say_its_source_finished(

@@ -166,6 +166,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(400, str(exc), "invalid")
     except SwapwatchError as exc:
         return error_response(500, str(exc), "internal")
+    except Exception:  # a bug: logged in full here, the client gets JSON without the details
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error (see the service log)", "internal")
 
 
 def needs_token(config: AuthConfig, path: str) -> bool:

@@ -128,10 +128,13 @@ class ClusterStream:
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
         """The actor stops its worker (its last events are committed), then goes."""
         self._stopping = True
-        try:
-            await asyncio.wait_for(self._handle.stop.remote(timeout, reason), timeout)
-        except (*CALL_FAILED, TimeoutError) as exc:
-            log.warning("stream %s: its actor did not stop cleanly: %s", self.spec.stream_id, exc)
+        if self._handle is not None:  # none once it ended by itself: its actor is gone
+            try:
+                await asyncio.wait_for(self._handle.stop.remote(timeout, reason), timeout)
+            except (*CALL_FAILED, TimeoutError) as exc:
+                log.warning(
+                    "stream %s: its actor did not stop cleanly: %s", self.spec.stream_id, exc
+                )
         if self._task is not None and not self._task.done():
             try:  # the supervisor commits the last events, then sees the worker done
                 await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
