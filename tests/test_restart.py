@@ -351,6 +351,41 @@ def test_a_stream_whose_analysis_could_not_start_stays_saved_and_comes_back(
         assert ended["frames_analysed"] > 0 and ended["tracks"]  # analysed this time
 
 
+def test_the_stream_limit_never_drops_a_saved_stream_at_a_restart(
+    tmp_path: Path, fake_model: Path, one_face_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream the service failed keeps its row but no longer counts against the limit, so
+    # the rows can outnumber it (as when the limit is lowered): all were accepted with a 201.
+    config = ServiceConfig(
+        analysis={"model": fake_model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": tmp_path / "events.sqlite"},
+        limits={"max_streams": 1},
+    )
+    build = streams_module.build_analyzer
+    builds: list[int] = []
+
+    def the_first_build_fails(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        if len(builds) == 1:
+            raise ModelError("the face models could not be loaded")
+        return build(*args, **kwargs)
+
+    camera = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there yet: it keeps reconnecting
+    with monkeypatch.context() as broken:
+        broken.setattr(streams_module, "build_analyzer", the_first_build_fails)
+        with running_service(config) as service:
+            clip = {"url": one_face_video.as_uri(), "id": "clip"}
+            assert service.request("POST", "/v1/streams", clip).status == 201
+            service.wait_for(lambda s: s["state"] == "failed", "clip", timeout=30)
+            cam = {"url": camera, "id": "camera"}
+            assert service.request("POST", "/v1/streams", cam).status == 201
+    with running_service(config) as service:
+        listed = service.request("GET", "/v1/streams").body["streams"]
+        assert sorted(s["id"] for s in listed) == ["camera", "clip"]
+        assert all(s["state"] != "failed" for s in listed), listed
+
+
 def test_a_run_whose_end_is_in_the_outbox_is_not_closed_again_as_crashed(
     tmp_path: Path, fake_model: Path
 ) -> None:

@@ -175,8 +175,10 @@ class StreamManager:
         if existing is not None:
             await existing.settle(self.settings.limits.drain_timeout_s)
 
-    def _new_id(self, requested: str | None) -> str:
-        """Under the lock: the id for a new stream, or why there is none."""
+    def _new_id(self, requested: str | None, resuming: bool = False) -> str:
+        """Under the lock: the id for a new stream, or why there is none. A stream `resuming`
+        was accepted before: the limit refuses new streams, never drops an accepted one (the
+        limit may have been lowered, or a stream the service failed kept its row)."""
         if self.closing:  # before anything is saved: it would be resumed at the next start
             raise TooManyStreams("the service is shutting down")
         stream_id = check_stream_id(requested) if requested else uuid.uuid4().hex[:12]
@@ -184,7 +186,8 @@ class StreamManager:
             raise StreamExists(f"stream {stream_id!r} already exists")
         most = self.settings.limits.max_streams
         # One that ended counts no more, though its models may still be closing.
-        if sum(not (w.done or w.ended) for w in self.workers.values()) >= most:
+        running = sum(not (w.done or w.ended) for w in self.workers.values())
+        if running >= most and not resuming:
             raise TooManyStreams(f"the service already runs its maximum of {most} streams")
         return stream_id
 
@@ -195,9 +198,11 @@ class StreamManager:
         policy: Policy | None = None,
         kind: str = "pull",
         publisher: str | None = None,
+        resuming: bool = False,
     ) -> ManagedStream:
         """Pull `url` (kind "pull", or "nginx-rtmp" for the relay's streams, then `publisher` is
-        the nginx client id of the session that started it); saved to be resumed."""
+        the nginx client id of the session that started it); saved to be resumed. `resuming`:
+        see `_new_id`."""
         scheme = check_pull_url(url, self.settings.ingest.pull.allow_file_urls)
         classify(url)  # a malformed host or port is refused here, not in the stream's task
         live = scheme in LIVE_SCHEMES or url.split("?")[0].endswith(".m3u8")
@@ -211,7 +216,7 @@ class StreamManager:
         spec_policy = policy or self.settings.analysis.policy
         await self._settle(stream_id)
         async with self._lock:
-            sid = self._new_id(stream_id)
+            sid = self._new_id(stream_id, resuming)
             spec = StreamSpec(sid, url, kind, spec_policy, live=live, reconnect=live)
             await self._save(SavedStream(sid, kind, spec_policy.value, url, publisher=publisher))
             return self._start(spec, lambda: AvSource(url, options))
@@ -502,14 +507,14 @@ class StreamManager:
                 raise ConfigError("a saved RTMP ingest without its key digest")
             await self._settle(stream.stream_id)
             async with self._lock:
-                sid = self._new_id(stream.stream_id)
+                sid = self._new_id(stream.stream_id, resuming=True)
                 digest = bytes.fromhex(stream.key_sha256)
                 worker, _ = await self._push(sid, policy, digest, stream.port)
                 return worker
         if stream.url is None:
             raise ConfigError(f"a saved {stream.kind} stream without its URL")
         return await self.add_pull(
-            stream.url, stream.stream_id, policy, stream.kind, stream.publisher
+            stream.url, stream.stream_id, policy, stream.kind, stream.publisher, resuming=True
         )
 
     async def remove(self, stream_id: str) -> None:
