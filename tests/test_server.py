@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import json
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,8 +23,9 @@ from service import RunningService, free_port, running_service
 from swapwatch.engines import create_engine
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.config_sources import load_config
-from swapwatch.server.manager import StreamManager, StreamSettings
+from swapwatch.server.manager import StreamManager, StreamSettings, TooManyStreams
 from swapwatch.server.metrics import ServiceMetrics
+from swapwatch.server.state import SavedStream, StateStore
 from swapwatch.server.streams import ServiceStream
 
 TOKEN = "a-test-token-of-enough-length"
@@ -465,5 +467,79 @@ def test_a_stream_that_ends_by_itself_releases_its_face_models(
             assert worker.worker._analyzer is None  # closed without waiting for a DELETE
         finally:
             await manager.close()
+
+    asyncio.run(main())
+
+
+def slow_saves(state: StateStore, saving: threading.Event) -> None:
+    """Each save takes 0.5 s, as on a slow disk; `saving` is set when one has begun."""
+    save = state.save_stream
+
+    def slowly(stream: SavedStream) -> None:
+        saving.set()
+        time.sleep(0.5)
+        save(stream)
+
+    state.save_stream = slowly  # type: ignore[method-assign]
+
+
+def test_a_delete_during_the_re_add_of_its_id_leaves_the_state_file_and_the_service_agreeing(
+    fake_model: Path, clip: Path, tmp_path: Path
+) -> None:
+    # The stream "vod" ended; a client adds it again and, while its row is being saved,
+    # deletes it. Either order is a valid answer, but a stream running without its row would
+    # be lost at the next restart, and a row without its stream would come back unasked.
+    async def main() -> None:
+        config = ServiceConfig(
+            analysis={"model": fake_model}, ingest={"pull": {"allow_file_urls": True}}
+        )
+        state = StateStore(tmp_path / "streams.sqlite")
+        state.open()
+        engine = create_engine("onnxruntime", fake_model)
+        manager = StreamManager(StreamSettings.of(config), engine, ServiceMetrics(), state)
+        try:
+            first = await manager.add_pull(clip.as_uri(), "vod")
+            while not first.done:
+                await asyncio.sleep(0.05)
+            saving = threading.Event()
+            slow_saves(state, saving)
+            again = asyncio.create_task(manager.add_pull(clip.as_uri(), "vod"))
+            await asyncio.to_thread(saving.wait, 10)
+            await manager.remove("vod")
+            await again
+            await asyncio.sleep(0.1)
+            saved = [s.stream_id for s in await asyncio.to_thread(state.streams)]
+            assert ("vod" in manager.workers) == ("vod" in saved), (manager.workers, saved)
+        finally:
+            await manager.close()
+            state.close()
+
+    asyncio.run(main())
+
+
+def test_a_shutdown_during_an_add_either_refuses_it_unsaved_or_saves_what_it_took(
+    fake_model: Path, tmp_path: Path
+) -> None:
+    # An add that was answered 201 is resumed at the next start; one refused (429) is not.
+    async def main() -> None:
+        config = ServiceConfig(analysis={"model": fake_model})
+        state = StateStore(tmp_path / "streams.sqlite")
+        state.open()
+        engine = create_engine("onnxruntime", fake_model)
+        manager = StreamManager(StreamSettings.of(config), engine, ServiceMetrics(), state)
+        saving = threading.Event()
+        slow_saves(state, saving)
+        url = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there: it keeps reconnecting
+        add = asyncio.create_task(manager.add_pull(url, "cam"))
+        await asyncio.to_thread(saving.wait, 10)
+        await manager.close()
+        refused = False
+        try:
+            await add
+        except TooManyStreams:
+            refused = True
+        saved = [s.stream_id for s in await asyncio.to_thread(state.streams)]
+        state.close()
+        assert saved == ([] if refused else ["cam"])
 
     asyncio.run(main())

@@ -519,8 +519,11 @@ class StreamManager:
 
     async def remove(self, stream_id: str) -> None:
         """Forget the stream (it does not come back after a restart), then stop it."""
-        worker = self.get(stream_id)
-        await self._forget(stream_id)
+        # Under the lock: an add of this id that is saving its row finishes first, and then is
+        # the one removed; else its row could go after it was saved, leaving it running unsaved.
+        async with self._lock:
+            worker = self.get(stream_id)
+            await self._forget(stream_id)
         front = self._fronts.pop(worker, None)
         if front is not None:
             front.close()  # its publisher is cut off, and no other gets in
@@ -534,7 +537,8 @@ class StreamManager:
         """Graceful shutdown: stop every stream (each finishes its frame), within `timeout` s
         (default: the drain time)."""
         timeout = self.settings.limits.drain_timeout_s if timeout is None else timeout
-        self.closing = True
+        async with self._lock:  # an add saving its row finishes (and is stopped below) first
+            self.closing = True
         self._release_fronts(everything=True)
         started = time.monotonic()
         await asyncio.gather(
