@@ -295,6 +295,9 @@ def test_a_ray_client_front_whose_client_server_dies_exits_and_its_restart_resum
         clip = {"url": one_face_video.as_uri(), "id": "clip"}
         assert front.api.request("POST", "/v1/streams", clip).status == 201
         front.wait("clip", lambda s: s["state"] == "ended", 90, "the clip read to its end")
+        rates = ("fps_in", "fps_analysed", "faces")
+        front.wait("clip", lambda s: [s[k] for k in rates] == [0, 0, 0], 10, "its rates over")
+        assert front.stream("clip")["frames_analysed"] > 0  # what it did stays
         # A stream that ended by itself (its actor gone) is still removed by a DELETE.
         again = {"url": one_face_video.as_uri(), "id": "clip-2"}
         assert front.api.request("POST", "/v1/streams", again).status == 201

@@ -54,15 +54,17 @@ Committed = Callable[[], Awaitable[None]]
 
 
 class ClusterStatus:
-    """The live figures of the latest report (none while the actor is lost)."""
+    """The live figures of the latest report (none while the actor is lost, nor once its
+    worker has finished: its last report's rates would be shown for ever)."""
 
     def __init__(self) -> None:
         self.report: dict[str, Any] | None = None
         self.lost = False  # the actor does not answer: its last figures are stale
+        self.finished = False  # its worker ended, failed or was stopped
 
     def live(self) -> LiveFigures:
         r = self.report
-        if r is None or self.lost:
+        if r is None or self.lost or self.finished:
             return LiveFigures(0.0, 0.0, None, 0)
         return LiveFigures(r["fps_in"], r["fps_analysed"], r["latency_ms"], r["faces"])
 
@@ -168,6 +170,7 @@ class ClusterStream:
                 continue
             await self._take(report)
             if report.done:
+                self.status.finished = True
                 self._state = StreamState(report.status["state"]) if report.status else self._state
                 if not self._stopping:
                     self._end_actor()
