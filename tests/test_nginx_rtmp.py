@@ -7,17 +7,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from publisher import finished, start_publisher
-from service import RunningService, free_port, running_service
+from service import Reply, RunningService, free_port, running_service
 
 from swapwatch.errors import ConfigError
 from swapwatch.server.config import ServiceConfig
 from swapwatch.server.config_sources import load_config
+from swapwatch.server.state import SavedStream, StateStore
 
 NGINX = Path("/usr/sbin/nginx")
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -239,3 +241,41 @@ def test_the_hooks_are_off_without_a_relay_url(fake_model: Path) -> None:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert reply.status == 404 and "hooks are off" in reply.body["error"]["message"]
+
+
+def test_a_publisher_that_leaves_while_its_publish_is_handled_leaves_no_stream(
+    fake_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nginx-rtmp sends publish_done for a session that ends while its on_publish is pending
+    # (a publisher that drops at once). Handled before the publish, it found nothing; the
+    # publish then started a stream that pulled a relay stream gone for good, for ever.
+    save = StateStore.save_stream
+
+    def slowly(self: StateStore, stream: SavedStream) -> None:
+        time.sleep(1.0)  # a slow disk: the publish is still being handled
+        save(self, stream)
+
+    monkeypatch.setattr(StateStore, "save_stream", slowly)
+    config = ServiceConfig(
+        analysis={"model": fake_model},
+        auth={"token": TOKEN},
+        ingest={"nginx_rtmp": {"url": f"rtmp://127.0.0.1:{free_port()}", "keys": ("studio",)}},
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with running_service(config) as service:
+
+        def hook(call: str) -> Reply:
+            raw = f"call={call}&app=live&name=studio&clientid=7".encode()
+            return service.request(
+                "POST", f"/v1/hooks/nginx-rtmp/{call}", token=TOKEN, raw=raw, headers=form
+            )
+
+        with ThreadPoolExecutor(1) as pool:
+            publish = pool.submit(hook, "publish")
+            time.sleep(0.3)
+            done = hook("publish_done")
+            refused = publish.result(timeout=30)
+        assert done.status == 200
+        assert refused.status == 403, refused.body
+        assert service.request("GET", "/v1/streams/studio", token=TOKEN).status == 404
+        assert service.request("GET", "/v1/streams", token=TOKEN).body["streams"] == []

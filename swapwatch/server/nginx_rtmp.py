@@ -43,6 +43,9 @@ class NginxRtmpHooks:
         self.manager = manager
         # stream id -> nginx client id of the publisher whose session started it
         self._publishers: dict[str, str] = {}
+        # (stream id, client id) of each publish being handled -> whether its session ended
+        # meanwhile: nginx sends publish_done for a publisher that leaves during on_publish.
+        self._in_flight: dict[tuple[str, str], bool] = {}
 
     def check_enabled(self) -> None:
         """Raise HooksDisabled when the service runs without a relay."""
@@ -65,19 +68,28 @@ class NginxRtmpHooks:
         if allowed and not any(hmac.compare_digest(key.encode(), k.encode()) for k in allowed):
             log.warning("nginx-rtmp: refused %s: its stream key is not allowed", _client(form))
             raise PublishRefused("this stream key may not publish")
-        existing = self.manager.workers.get(key)
-        if (
-            existing is not None
-            and existing.spec.kind == KIND
-            and existing.state is not StreamState.RUNNING
-        ):
-            # Left over from a session whose publish_done never came (nginx restarted): the new
-            # publisher replaces it. A running one stays, and the newcomer gets a 409.
-            await self.manager.remove(key)
         client = form.get("clientid", "")
-        worker = await self.manager.add_pull(
-            f"{base}/{app}/{key}", key, kind=KIND, publisher=client
-        )
+        session = (key, client)
+        self._in_flight[session] = False
+        try:
+            existing = self.manager.workers.get(key)
+            if (
+                existing is not None
+                and existing.spec.kind == KIND
+                and existing.state is not StreamState.RUNNING
+            ):
+                # Left over from a session whose publish_done never came (nginx restarted): the
+                # new publisher replaces it. A running one stays, and the newcomer gets a 409.
+                await self.manager.remove(key)
+            worker = await self.manager.add_pull(
+                f"{base}/{app}/{key}", key, kind=KIND, publisher=client
+            )
+        finally:
+            left = self._in_flight.pop(session)
+        if left:  # no publish_done will come for it again: it would pull a stream that is gone
+            await self.manager.remove(key)
+            log.info("nginx-rtmp: %s left before its publish was accepted", _client(form))
+            raise PublishRefused("the publisher left while its publish was being accepted")
         self._publishers[key] = client
         log.info("nginx-rtmp: %s publishes to app %s", _client(form), app)
         return worker
@@ -94,6 +106,10 @@ class NginxRtmpHooks:
         self._base_url()
         _check_call(form, "publish_done")
         key = _field(form, "name")
+        session = (key, form.get("clientid", ""))
+        if session in self._in_flight:  # its publish is still being handled: that ends it
+            self._in_flight[session] = True
+            return True
         worker = self.manager.workers.get(key)
         if worker is None or worker.spec.kind != KIND:
             self._publishers.pop(key, None)  # removed through the API meanwhile
