@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,6 +140,20 @@ def test_a_push_ingest_moves_with_its_node_and_its_publisher_reconnects_to_the_n
         publishers[1].kill()
         publishers.append(push(moved["ingest_url"].replace("***", key)))
         front.wait("studio", resumed(2), 60, "analysing the publish to the same URL")
+
+        # The one node left has no free slot: a second ingest's answer waits for one. Its
+        # client gives up and deletes it: that answer ends at once, not after the wait.
+        with ThreadPoolExecutor(1) as pool:
+            late = {"ingest": "rtmp", "id": "late"}
+            waiting = pool.submit(front.api.request, "POST", "/v1/streams", late)
+            while front.api.request("GET", "/v1/streams/late").status != 200:
+                time.sleep(0.05)
+            deleted_at = time.monotonic()
+            assert front.api.request("DELETE", "/v1/streams/late").status == 204
+            answer = waiting.result(timeout=60)
+            answered_s = time.monotonic() - deleted_at
+        assert answer.status == 404, answer.body
+        assert answered_s < 10, f"answered {answered_s:.1f} s after the DELETE"
 
         assert front.api.request("DELETE", "/v1/streams/studio").status == 204
         ids = {e["id"] for e in front.outbox_events()}

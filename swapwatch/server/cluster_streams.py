@@ -31,7 +31,13 @@ from swapwatch.cluster.push import PushListen
 from swapwatch.events.model import Event
 from swapwatch.events.run import new_epoch
 from swapwatch.server.manager import url_host
-from swapwatch.server.streams import ManagedStream, SourceFactory, StreamSpec, wait_for_task
+from swapwatch.server.streams import (
+    IngestGone,
+    ManagedStream,
+    SourceFactory,
+    StreamSpec,
+    wait_for_task,
+)
 from swapwatch.stream.assembly import AnalysisSettings
 from swapwatch.stream.lifecycle import TRANSITIONS, StreamState
 from swapwatch.stream.report import status_report
@@ -130,6 +136,13 @@ class ClusterStream:
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
         """The actor stops its worker (its last events are committed), then goes."""
         self._stopping = True
+        if self._incarnation is None:
+            # No node has started its worker (none had a free slot yet): nothing to stop or
+            # commit, and a call to its actor would wait for a slot, then time out.
+            if self._task is not None:
+                self._task.cancel()
+            self._end_actor()
+            return
         if self._handle is not None:  # none once it ended by itself: its actor is gone
             try:
                 await asyncio.wait_for(self._handle.stop.remote(timeout, reason), timeout)
@@ -262,9 +275,13 @@ class ClusterStream:
 
     async def ingest_address(self, timeout: float) -> str:
         """`rtmp://NODE_IP:PORT/live`, where the push ingest listens, once its actor has
-        started; raises TimeoutError when it has not within `timeout` s."""
+        started; raises TimeoutError when it has not within `timeout` s, IngestGone when the
+        stream is stopped or ends first."""
         async with asyncio.timeout(timeout):
             while (address := self._ingest_address()) is None:
+                if self._stopping or self.ended:
+                    sid = self.spec.stream_id
+                    raise IngestGone(f"stream {sid!r} was removed before its ingest opened")
                 await asyncio.sleep(POLL_S / 4)
         return address
 

@@ -31,6 +31,7 @@ from swapwatch.server.metrics import ServiceMetrics
 from swapwatch.server.pull_urls import check_pull_url
 from swapwatch.server.state import SavedStream, StateError, StateStore
 from swapwatch.server.streams import (
+    IngestGone,
     ManagedStream,
     ServiceStream,
     SourceFactory,
@@ -247,8 +248,12 @@ class StreamManager:
         assert self.placer is not None
         try:
             return await self.placer.ingest_address(worker, CLUSTER_INGEST_START_S)
+        except IngestGone as exc:  # deleted while its answer waited, or the service stopping
+            if self.closing:
+                raise TooManyStreams("the service is shutting down") from None
+            raise StreamNotFound(str(exc)) from None
         except TimeoutError:
-            await self.remove(worker.spec.stream_id)
+            await self.remove(worker.spec.stream_id, only=worker)
             raise TooManyStreams(
                 f"no cluster node opened the RTMP ingest within {CLUSTER_INGEST_START_S:.0f} s "
                 "(no free cluster.stream_resource slot, or no free port of ingest.rtmp.ports "
@@ -517,12 +522,15 @@ class StreamManager:
             stream.url, stream.stream_id, policy, stream.kind, stream.publisher, resuming=True
         )
 
-    async def remove(self, stream_id: str) -> None:
-        """Forget the stream (it does not come back after a restart), then stop it."""
+    async def remove(self, stream_id: str, only: ManagedStream | None = None) -> None:
+        """Forget the stream (it does not come back after a restart), then stop it; with
+        `only`, only if that is still the stream of this id."""
         # Under the lock: an add of this id that is saving its row finishes first, and then is
         # the one removed; else its row could go after it was saved, leaving it running unsaved.
         async with self._lock:
             worker = self.get(stream_id)
+            if only is not None and worker is not only:
+                return
             await self._forget(stream_id)
         front = self._fronts.pop(worker, None)
         if front is not None:

@@ -110,7 +110,13 @@ class StreamPlacer(Protocol):
 
     async def ingest_address(self, stream: ManagedStream, timeout: float) -> str:
         """`rtmp://HOST:PORT/live` where the push ingest of `stream` listens, once it does
-        (TimeoutError after `timeout` s)."""
+        (TimeoutError after `timeout` s; IngestGone when the stream is stopped or ends
+        first)."""
+
+
+class IngestGone(ConfigError):
+    """A push stream was stopped (deleted, the service shutting down) or ended before its
+    ingest opened."""
 
 
 class ServiceStream:
