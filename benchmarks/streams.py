@@ -208,7 +208,7 @@ def local_ray_cluster(slots: int) -> Iterator[str]:
         cluster.wait_for_nodes()
         yield str(cluster.address)
     finally:
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def cluster_environ(address: str) -> dict[str, str]:
