@@ -155,7 +155,17 @@ def test_sink_specs(
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     policy = RetryPolicy(backoff=1.0, max_backoff=8.0)
-    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+    # A sink refused for half a day is on its thousandth try (unavailable tries never count
+    # towards max_attempts): its delay stays at the cap.
+    for attempt, ceiling in [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 4.0),
+        (4, 8.0),
+        (9, 8.0),
+        (1025, 8.0),
+        (10**7, 8.0),
+    ]:
         delays = [policy.delay(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) > min(delays)

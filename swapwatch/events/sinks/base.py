@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -63,7 +64,12 @@ class RetryPolicy(BaseModel):
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before try `attempt + 1`: exponential, capped, with full jitter (so that many
         workers retrying one receiver do not hit it in lockstep)."""
-        ceiling = min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        # In logs: `multiplier ** (attempt - 1)` overflows a float after about a thousand tries,
+        # which a sink down for half a day reaches (its unavailable tries are not capped).
+        growth = min(
+            (attempt - 1) * math.log(self.multiplier), math.log(self.max_backoff / self.backoff)
+        )
+        ceiling = min(self.max_backoff, self.backoff * math.exp(growth))
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
