@@ -37,6 +37,7 @@ class Receiver:
         self.port = port or free_port()
         self.delay = 0.0  # seconds before answering
         self.status = 200
+        self.redirect: str | None = None  # answer each POST with a 302 to this path
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -60,6 +61,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if receiver.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = receiver.status
                 if status == 200:
                     ok = True
@@ -73,6 +80,11 @@ class Receiver:
                             Delivery(self.headers.get(EVENT_ID_HEADER, ""), body, ok, time.time())
                         )
                 self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # a page, as where a redirect usually leads
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -108,6 +108,44 @@ def test_refused_event_is_dead_lettered_then_replayed(tmp_path: Path) -> None:
         outbox.close()
 
 
+@pytest.mark.parametrize("refusal", ["redirect", 401, 404])
+def test_a_webhook_whose_url_or_credentials_are_wrong_keeps_its_events_until_mended(
+    tmp_path: Path, refusal: str | int
+) -> None:
+    # Every event would get the same answer: none is dead-lettered for it, and a redirect is
+    # not followed (a redirected POST arrives as a GET without its body, which looked
+    # delivered). Mended, the sink delivers them all, in order.
+    receiver = Receiver(SECRET).start()
+    if refusal == "redirect":
+        receiver.redirect = "/moved"
+    else:
+        receiver.status = int(refusal)
+    few_tries = RetryPolicy(backoff=0.05, max_backoff=0.1, max_attempts=2, send_timeout=5.0)
+    route = Route(create_sink(parse_sink(f"webhook:{receiver.url};secret={SECRET}")), few_tries)
+    outbox = EventLog(tmp_path / "o.sqlite")
+    appended = [outbox.append(event("s", n)) for n in range(3)]
+
+    async def run() -> None:
+        async with Dispatcher(outbox, [route], poll_interval=0.05) as dispatcher:
+            stats = dispatcher.stats[route.sink.name]
+            while stats.failed_attempts < 5:  # well past max_attempts
+                await asyncio.sleep(0.02)
+            assert stats.delivered == 0 and stats.dead_lettered == 0
+            assert "HTTP" in (stats.last_error or "")
+            receiver.redirect, receiver.status = None, 200
+            assert await dispatcher.wait_idle(10)
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 30))
+        ids = {e.seq: e.id for e in outbox.read_after(0)}
+        assert receiver.ids() == [ids[seq] for seq in appended]
+        assert all(d.signature_ok for d in receiver.deliveries)
+        assert outbox.dead_letters() == []
+    finally:
+        receiver.stop()
+        outbox.close()
+
+
 class BrokenSink:
     """A plugin with a bug: its send raises something that is not a SinkError."""
 

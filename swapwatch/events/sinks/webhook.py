@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 EVENT_ID_HEADER = "Swapwatch-Event-Id"
 EVENT_TYPE_HEADER = "Swapwatch-Event-Type"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
+# Answers about the URL or the credentials, which every event would get alike: the sink's
+# fault, so they wait for it to be mended rather than each being dead-lettered in turn.
+ENDPOINT_STATUS = {
+    401: "check the sink's secret or credentials",
+    403: "check the sink's secret or credentials",
+    404: "check the sink's URL",
+    405: "check the sink's URL",
+    410: "check the sink's URL",
+}
 
 
 class WebhookOptions(BaseModel):
@@ -48,9 +57,11 @@ class WebhookSink:
     """POSTs each event's JSON body with `Swapwatch-Event-Id`, `Swapwatch-Event-Type` and the
     signature headers of the chosen scheme (`Swapwatch-Signature`, Standard Webhooks', or both).
 
-    2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried (a
-    receiver that cannot be connected to is unavailable: those tries are not counted against the
-    event); any other status is a refusal that no retry fixes (dead letter).
+    2xx is delivered; 408/409/425/429, 5xx, timeouts and connection errors are retried. A
+    receiver that cannot be connected to, redirects (3xx: not followed, as a redirected POST
+    loses its body), or answers 401/403/404/405/410 (its URL or credentials are wrong) is
+    unavailable: those tries are not counted against the event, which waits for the sink to be
+    mended (up to `max_age`). Any other status is a refusal that no retry fixes (dead letter).
     """
 
     def __init__(self, name: str, url: str, options: WebhookOptions) -> None:
@@ -94,7 +105,8 @@ class WebhookSink:
         if self._standard_key is not None:
             headers |= standard_webhooks.signed_headers(self._standard_key, event.id, body, now)
         try:
-            async with self._session.post(self.url, data=body, headers=headers) as response:
+            post = self._session.post(self.url, data=body, headers=headers, allow_redirects=False)
+            async with post as response:
                 await response.read()  # drain, so the connection is reused
                 status = response.status
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -104,6 +116,13 @@ class WebhookSink:
             raise SinkError(f"POST failed: {type(exc).__name__}: {exc}") from exc
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:
+            raise SinkUnavailable(
+                f"receiver answered HTTP {status}, a redirect: set the sink's URL to where it "
+                "points (a redirected POST loses its body)"
+            )
+        if status in ENDPOINT_STATUS:
+            raise SinkUnavailable(f"receiver answered HTTP {status}: {ENDPOINT_STATUS[status]}")
         if status >= 500 or status in RETRYABLE_STATUS:
             raise SinkError(f"receiver answered HTTP {status}")
         raise SinkRejected(f"receiver refused the event: HTTP {status}")
