@@ -22,6 +22,7 @@ from service import RunningService, free_port, running_service
 
 from swapwatch.events import Event, EventLog, EventType, OutboxFull, Retention
 from swapwatch.server.config import ServiceConfig
+from swapwatch.server.state import StateStore, state_path
 
 SECRET = "a-webhook-secret"
 
@@ -317,6 +318,13 @@ def test_a_full_outbox_is_reported_and_analysis_goes_on(
         assert not status["ok"] and "full" in status["error"].lower()
         assert status["lost"] >= 2  # the alarm and the end, at least
         assert service.request("GET", "/readyz").body["events"] == "degraded"
+    # Its end was lost, so its run stays open: the next start closes it in the outbox.
+    state = StateStore(state_path(outbox))
+    state.open()
+    try:
+        assert [run.stream_id for run in state.open_runs()] == ["cam"]
+    finally:
+        state.close()
 
 
 def _filler_event(number: int) -> Event:

@@ -174,13 +174,20 @@ class ServiceEvents:
         if self._runs.get(stream_id) != event.run:
             self._runs[stream_id] = event.run
             self._writer.submit(self._keep_run, stream_id, event.run, True)
-        self._writer.submit(self._write, event)
         final = event.type is EventType.STREAM_ENDED or (
             event.type is EventType.STREAM_ERROR and (event.detail or {}).get("final") is True
         )
-        if final:
-            del self._runs[stream_id]  # the next start is a new run
-            self._writer.submit(self._keep_run, stream_id, event.run, False)
+        if not final:
+            self._writer.submit(self._write, event)
+            return
+        del self._runs[stream_id]  # the next start is a new run
+        self._writer.submit(self._write_final, event)
+
+    def _write_final(self, event: Event) -> None:
+        """In the writer thread: a run's closing event; the run is marked closed only once the
+        event is in the outbox, else the next start closes it (as a crash's)."""
+        if self._write(event):
+            self._keep_run(event.stream, event.run, False)
 
     async def flushed(self) -> None:
         """Returns once every event published so far is committed (or counted lost)."""
