@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -97,6 +98,27 @@ def test_tail_replay_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert status["sinks"] == [
         {"name": f"jsonl:{out}", "cursor": 4, "backlog": 0, "dead": 0, "requeued": 0}
     ]
+
+
+def test_the_cli_leaves_the_outboxs_history_to_the_process_that_writes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A service keeping 30 days (events.keep_days): a delivery worker started beside it, or a
+    # replay, must not prune its history by a default of its own.
+    db = tmp_path / "outbox.sqlite"
+    ids = fill(db, 4)
+    ten_days_ago = time.time() - 10 * 86_400
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET created = ?", (ten_days_ago,))
+    out = tmp_path / "events.jsonl"
+    deliver = ["events", "deliver", "--db", str(db), "--sink", f"jsonl:{out}", "--until-idle"]
+    assert main(deliver) == 0
+    assert main(deliver) == 0  # started again: its events are settled now, and old
+    assert main(["events", "tail", "--db", str(db), "-n", "10"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ids
+    assert main([*deliver, "--keep-days", "7"]) == 0  # asked for: settled and older, pruned
+    assert main(["events", "tail", "--db", str(db), "-n", "10"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import signal
 import sys
@@ -114,6 +115,14 @@ def add_events_parser(commands: Any) -> None:
     deliver.add_argument(
         "--poll", type=float, default=0.5, help="seconds between looks for new events"
     )
+    deliver.add_argument(
+        "--keep-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="also prune settled events older than DAYS (default: prune nothing, as the "
+        "service prunes its own outbox by events.keep_days)",
+    )
     deliver.set_defaults(handler=cmd_deliver)
 
     status = action("status", "per sink: cursor, backlog, dead letters")
@@ -148,12 +157,17 @@ def add_events_parser(commands: Any) -> None:
     new_secret.set_defaults(handler=cmd_new_secret)
 
 
-def _open(path: Path, must_exist: bool = True) -> Any:
-    from swapwatch.events.outbox import EventLog
+def _open(path: Path, must_exist: bool = True, keep_days: float | None = None) -> Any:
+    """The outbox at `path`, neither capped nor pruned by this command unless `keep_days` is
+    given: the process that writes it (the service, with its own `events.max_mb` and
+    `keep_days`) owns its limits. A cap below the file's size would fail every write here."""
+    from swapwatch.events.outbox import EventLog, Retention
 
     if must_exist and not path.exists():
         raise ConfigError(f"no event outbox at {path}")
-    return EventLog(path)
+    if keep_days is None:
+        return EventLog(path, Retention(keep_seconds=math.inf, keep_events=2**62, max_bytes=None))
+    return EventLog(path, Retention(keep_seconds=keep_days * 86_400.0, max_bytes=None))
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -248,7 +262,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     if not specs:
         raise ConfigError("no sinks: give --sink or --sinks")
     routes = create_routes(specs)
-    with _open(args.db, must_exist=False) as outbox:
+    with _open(args.db, must_exist=False, keep_days=args.keep_days) as outbox:
         stats = asyncio.run(_deliver(outbox, routes, args.until_idle, args.poll))
     crashed = False
     for name, s in stats.items():
