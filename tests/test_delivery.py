@@ -24,7 +24,7 @@ from swapwatch.events import (
     StoredEvent,
     parse_sink,
 )
-from swapwatch.events.sinks.factory import create_sink
+from swapwatch.events.sinks.factory import create_routes, create_sink
 from swapwatch.events.sinks.jsonl import JsonlOptions, JsonlSink
 from swapwatch.events.sinks.live import LiveSink, sse_response
 
@@ -48,9 +48,10 @@ def test_webhook_down_then_slow_then_up_gets_every_event_signed(tmp_path: Path) 
     by_seq = {e.seq: e for e in outbox.read_after(0)}
 
     async def run() -> bool:
-        async with Dispatcher(outbox, [webhook(receiver, timeout=0.4)]) as dispatcher:
+        route = webhook(receiver, timeout=0.4)
+        async with Dispatcher(outbox, [route]) as dispatcher:
             await asyncio.sleep(0.5)
-            assert dispatcher.stats["webhook:" + receiver.url].failed_attempts > 0
+            assert dispatcher.stats[route.sink.name].failed_attempts > 0
             receiver.delay = 0.6  # slow: past the sender's timeout, so it sends again
             receiver.start()
             await asyncio.sleep(1.5)
@@ -141,6 +142,35 @@ def test_a_webhook_whose_url_or_credentials_are_wrong_keeps_its_events_until_men
         assert receiver.ids() == [ids[seq] for seq in appended]
         assert all(d.signature_ok for d in receiver.deliveries)
         assert outbox.dead_letters() == []
+    finally:
+        receiver.stop()
+        outbox.close()
+
+
+def test_a_webhook_named_by_its_url_shows_no_path_and_keeps_its_former_cursor(
+    tmp_path: Path,
+) -> None:
+    # A webhook's path is often its secret; its name (in logs, /metrics, the status) shows a
+    # digest of it instead. The name keys its cursor: the cursor kept under the name earlier
+    # releases gave it is taken over, so nothing already delivered is sent again.
+    receiver = Receiver(SECRET).start()
+    outbox = EventLog(tmp_path / "o.sqlite")
+    seqs = [outbox.append(event("s", n)) for n in range(4)]
+    former = f"webhook:{receiver.url}"  # what releases before this one named it
+    outbox.cursor(former)
+    outbox.settle(former, seqs[1])  # the first two were delivered then
+    (route,) = create_routes([parse_sink(f"webhook:{receiver.url};secret={SECRET}")])
+    assert "/hook" not in route.sink.name and route.sink.name.startswith("webhook:http://")
+
+    async def run() -> None:
+        async with Dispatcher(outbox, [route], poll_interval=0.05) as dispatcher:
+            assert await dispatcher.wait_idle(10)
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 30))
+        ids = {e.seq: e.id for e in outbox.read_after(0)}
+        assert receiver.ids() == [ids[seqs[2]], ids[seqs[3]]]
+        assert [s.name for s in outbox.sinks()] == [route.sink.name]
     finally:
         receiver.stop()
         outbox.close()

@@ -122,7 +122,9 @@ def test_signature_verification(header: str, body: bytes, now: float, error: str
             (
                 "webhook",
                 "http://127.0.0.1:9/hook?a=1",
-                "webhook:http://127.0.0.1:9/hook",
+                # The path, often a webhook's secret, as a digest; pinned: the name keys the
+                # sink's cursor, so it must not change between releases.
+                "webhook:http://127.0.0.1:9/#fe8feabfd3",
                 {"secret": "s3"},
                 3,
             ),

@@ -39,6 +39,7 @@ class Route:
     sink: Sink
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     start: Literal["oldest", "latest"] = "oldest"  # where a sink new to this outbox begins
+    formerly: str | None = None  # a former name of the sink: a cursor under it is taken over
 
 
 @dataclass(slots=True)
@@ -183,7 +184,7 @@ class Dispatcher:
         await self._start_sink(route)
         while True:
             try:
-                stats.cursor = await self._db(self.outbox.cursor, name, route.start)
+                stats.cursor = await self._db(self.outbox.cursor, name, route.start, route.formerly)
                 self._seen(stats.cursor)
                 break
             except OutboxError as exc:

@@ -316,13 +316,25 @@ class EventLog:
 
     # -- per-sink state ------------------------------------------------------------------------
 
-    def cursor(self, sink: str, start: Literal["oldest", "latest"] = "oldest") -> int:
-        """The sink's cursor; a sink seen for the first time starts before the oldest event
-        still held (`oldest`) or after the newest (`latest`)."""
+    def cursor(
+        self, sink: str, start: Literal["oldest", "latest"] = "oldest", formerly: str | None = None
+    ) -> int:
+        """The sink's cursor; a sink seen for the first time takes over the cursor, dead letters
+        and requeued events of its former name `formerly` if there are any, else starts before
+        the oldest event still held (`oldest`) or after the newest (`latest`)."""
         with self._transaction(self._state) as conn:
             row = conn.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()
             if row is not None:
                 return int(row[0])
+            if formerly is not None:
+                row = conn.execute("SELECT seq FROM cursors WHERE sink = ?", (formerly,)).fetchone()
+                if row is not None:
+                    for table in ("cursors", "dead_letters", "requeue"):
+                        conn.execute(
+                            f"UPDATE {table} SET sink = ? WHERE sink = ?", (sink, formerly)
+                        )
+                    log.info("sink %s: its former name's cursor taken over", sink)
+                    return int(row[0])
             if start == "latest":
                 seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -85,6 +86,8 @@ class SinkSpec:
     name: str
     options: Mapping[str, OptionValue] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    # The default name earlier releases gave it, when it differs: its cursor is taken over.
+    formerly: str | None = None
 
 
 SinkFactory = Callable[[SinkSpec], Sink]
@@ -109,7 +112,10 @@ def spec_from_mapping(raw: Mapping[str, Any], where: str = "sink") -> SinkSpec:
     if not isinstance(kind, str) or not kind:
         raise SinkConfigError(f"{where}: missing `type`")
     target = str(options.pop("target", ""))
-    name = str(options.pop("name", "") or default_name(kind, target))
+    given = str(options.pop("name", ""))
+    name = given or default_name(kind, target)
+    former = _former_default_name(kind, target)
+    formerly = former if not given and former != name else None
     retry_raw = {k: options.pop(k) for k in list(options) if k in RETRY_OPTIONS}
     try:
         retry = RetryPolicy(**retry_raw)
@@ -118,7 +124,7 @@ def spec_from_mapping(raw: Mapping[str, Any], where: str = "sink") -> SinkSpec:
     for key, value in options.items():
         if not isinstance(value, OptionValue):
             raise SinkConfigError(f"{where} {name}: option {key} must be a string or a number")
-    return SinkSpec(kind, target, name, options, retry)
+    return SinkSpec(kind, target, name, options, retry, formerly)
 
 
 def parse_sink(text: str) -> SinkSpec:
@@ -135,7 +141,20 @@ def parse_sink(text: str) -> SinkSpec:
 
 
 def default_name(kind: str, target: str) -> str:
-    """A stable name (it keys the sink's cursor), without any query string or credentials."""
+    """A stable name (it keys the sink's cursor, and is shown in logs, `/metrics` and the
+    status) without credentials, query string or an HTTP path, which is often the secret of
+    a webhook (`https://hooks.zapier.com/hooks/catch/1/abc/`): that is shown as a digest."""
+    former = _former_default_name(kind, target)
+    scheme, sep, rest = former.partition(":")[2].partition("://")
+    host, _, path = rest.partition("/")
+    if sep and scheme in ("http", "https") and path:
+        digest = hashlib.sha256(former.encode()).hexdigest()[:10]
+        return f"{kind}:{scheme}://{host}/#{digest}"
+    return former
+
+
+def _former_default_name(kind: str, target: str) -> str:
+    """The default name before the path was hidden: kept to take over its cursor."""
     clean = target.split("?", 1)[0]
     if "@" in clean:
         scheme, _, rest = clean.partition("://")

@@ -21,4 +21,4 @@ def create_sink(spec: SinkSpec) -> Sink:
 
 def create_routes(specs: Iterable[SinkSpec]) -> list[Route]:
     """One Route per spec, each with its own retry policy."""
-    return [Route(create_sink(spec), spec.retry) for spec in specs]
+    return [Route(create_sink(spec), spec.retry, formerly=spec.formerly) for spec in specs]
