@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -171,6 +174,36 @@ def test_a_webhook_named_by_its_url_shows_no_path_and_keeps_its_former_cursor(
         ids = {e.seq: e.id for e in outbox.read_after(0)}
         assert receiver.ids() == [ids[seqs[2]], ids[seqs[3]]]
         assert [s.name for s in outbox.sinks()] == [route.sink.name]
+    finally:
+        receiver.stop()
+        outbox.close()
+
+
+def test_a_replay_of_old_events_is_retried_like_a_new_one(tmp_path: Path) -> None:
+    # Replayed by hand two days after its append, past the 24 h max_age: one 503 must not
+    # dead-letter it again at once.
+    receiver = Receiver(SECRET).start()
+    outbox = EventLog(tmp_path / "o.sqlite")
+    seq = outbox.append(event("s", 1))
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.sqlite")) as conn, conn:
+        conn.execute("UPDATE events SET created = created - 2 * 86400")
+    route = webhook(receiver)
+    outbox.cursor(route.sink.name)
+    outbox.settle(route.sink.name, seq)  # delivered then
+    assert outbox.replay_since(time.time() - 3 * 86_400) == 1
+    receiver.status = 503
+
+    async def run() -> None:
+        async with Dispatcher(outbox, [route], poll_interval=0.05) as dispatcher:
+            while not dispatcher.stats[route.sink.name].failed_attempts:
+                await asyncio.sleep(0.01)
+            receiver.status = 200
+            assert await dispatcher.wait_idle(10)
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 30))
+        assert outbox.dead_letters() == []
+        assert receiver.ids() == [e.id for e in outbox.read_after(0)]
     finally:
         receiver.stop()
         outbox.close()

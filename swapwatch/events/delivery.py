@@ -197,7 +197,7 @@ class Dispatcher:
                 replays = await self._db(self.outbox.requeued, name, self.batch_size)
                 stats.idle = False if replays else stats.idle
                 for event in replays:
-                    fate = await self._deliver(route, event)
+                    fate = await self._deliver(route, event, replay=True)
                     await self._settle(name, self.outbox.settle_requeued, event.seq, fate)
                 batch = await self._db(self.outbox.read_after, stats.cursor, self.batch_size)
                 stats.idle = not (batch or replays)
@@ -259,12 +259,17 @@ class Dispatcher:
                 self.stats[route.sink.name].last_error = str(exc)
                 await asyncio.sleep(delay)
 
-    async def _deliver(self, route: Route, event: StoredEvent) -> tuple[int, str] | None:
+    async def _deliver(
+        self, route: Route, event: StoredEvent, replay: bool = False
+    ) -> tuple[int, str] | None:
         """Try until delivered (None) or given up: (attempts, last error) for the dead letter.
 
         Tries that found the receiver unreachable set the backoff but are not counted against
         `max_attempts`: the outage is the sink's, and the next event would fare no better.
+        `max_age` counts from the event's append, or for a `replay` (asked for by hand, often
+        of events days old) from now: else a replay older than it would get a single try.
         """
+        began = time.time() if replay else event.created
         policy, sink = route.retry, route.sink
         stats = self.stats[sink.name]
         attempt = 0  # every try: sets the backoff
@@ -279,7 +284,7 @@ class Dispatcher:
                 stats.failed_attempts += 1
                 stats.last_error = error
                 counted += not isinstance(exc, SinkUnavailable)
-                age = time.time() - event.created
+                age = time.time() - began
                 if (
                     isinstance(exc, SinkRejected)
                     or counted >= policy.max_attempts
