@@ -14,6 +14,7 @@ from swapwatch.events.errors import SignatureError, SinkConfigError
 from swapwatch.events.model import schema
 from swapwatch.events.signing import sign, verify
 from swapwatch.events.sinks.base import RetryPolicy, parse_sink
+from swapwatch.events.sinks.factory import create_sink
 from swapwatch.fusion import AlarmChange, Alert, DecisionConfig, Policy
 
 
@@ -187,3 +188,21 @@ def test_the_readme_verification_snippet_accepts_our_signatures() -> None:
     assert readme_verify(SECRET.encode(), header, BODY)
     assert not readme_verify(SECRET.encode(), header, BODY + b"x")
     assert not readme_verify(SECRET.encode(), sign([SECRET], BODY, 1000)[0], BODY)
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown"),
+    [
+        ("mqtt:mqtt://broker:1883;topic=alerts/{typ}", "typ"),
+        ("mqtt:mqtt://broker:1883;topic=alerts/{stream}/{0}", "0"),
+        ("nats:nats://broker:4222;subject=alerts.{stream}", "stream"),
+    ],
+)
+def test_a_topic_that_does_not_expand_is_refused_at_start(text: str, unknown: str) -> None:
+    # Found only at the first event, it stopped the sink (a KeyError is no SinkError).
+    with pytest.raises(SinkConfigError, match="does not expand") as refused:
+        create_sink(parse_sink(text))
+    assert unknown in str(refused.value)
+    if text.startswith("mqtt"):  # (the nats sink needs nats-py to be made at all)
+        good = text.replace("{typ}", "{type}").replace("/{0}", "/{stream}")
+        assert create_sink(parse_sink(good)).name == "mqtt:mqtt://broker:1883"

@@ -181,6 +181,17 @@ def resolve_secret(value: str) -> str:
 Model = TypeVar("Model", bound=BaseModel)
 
 
+def check_template(template: str, *fields: str) -> str:
+    """A topic or subject whose `{field}`s are all among `fields`: a typo fails at start, not
+    at the first event (where it would stop the sink)."""
+    try:
+        template.format(**{name: name for name in fields})
+    except (KeyError, IndexError, ValueError) as exc:
+        named = ", ".join(f"{{{name}}}" for name in fields)
+        raise ValueError(f"{template!r} does not expand ({exc!r}); it may use {named}") from None
+    return template
+
+
 def sink_options(model: type[Model], spec: SinkSpec) -> Model:
     """Validate a spec's options against a sink's pydantic model (unknown keys are refused)."""
     try:

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swapwatch.events.errors import SinkConfigError, SinkError, SinkUnavailable
 from swapwatch.events.outbox import StoredEvent
-from swapwatch.events.sinks.base import SinkSpec, resolve_secret, sink_options
+from swapwatch.events.sinks.base import SinkSpec, check_template, resolve_secret, sink_options
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ class MqttOptions(BaseModel):
     keepalive: int = Field(default=30, ge=5, le=3600)
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     ack_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds to wait for PUBACK")
+
+    @field_validator("topic")
+    @classmethod
+    def _expands(cls, topic: str) -> str:
+        return check_template(topic, "type", "stream")
 
 
 class MqttSink:

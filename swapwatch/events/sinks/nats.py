@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swapwatch.events.errors import SinkConfigError, SinkError
 from swapwatch.events.outbox import StoredEvent
-from swapwatch.events.sinks.base import SinkSpec, sink_options
+from swapwatch.events.sinks.base import SinkSpec, check_template, sink_options
 
 
 class NatsOptions(BaseModel):
@@ -24,6 +24,11 @@ class NatsOptions(BaseModel):
         default=True, description="wait for a JetStream ack (else core NATS + flush)"
     )
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds for an ack or a flush")
+
+    @field_validator("subject")
+    @classmethod
+    def _expands(cls, subject: str) -> str:
+        return check_template(subject, "type")
 
 
 def _nats() -> Any:
