@@ -290,6 +290,16 @@ def test_a_push_ingest_comes_back_after_a_crash_with_its_key(
         service.stop(kill=True)  # SIGTERM waits for the idle ingest (issue 19, item 6)
 
 
+def files_config(tmp_path: Path, model: Path, **settings: Any) -> ServiceConfig:
+    """A service that may pull files, with its outbox and state file in `tmp_path`."""
+    return ServiceConfig(
+        analysis={"model": model},
+        ingest={"pull": {"allow_file_urls": True}},
+        events={"path": tmp_path / "events.sqlite"},
+        **settings,
+    )
+
+
 def test_an_unreadable_state_file_stops_the_service_with_one_line(
     tmp_path: Path, fake_model: Path, receiver: Receiver
 ) -> None:
@@ -305,11 +315,7 @@ def test_an_unreadable_state_file_stops_the_service_with_one_line(
 def test_a_graceful_restart_resumes_live_streams_but_not_one_that_ended_by_itself(
     tmp_path: Path, fake_model: Path, one_face_video: Path, slow_model_close: None
 ) -> None:
-    config = ServiceConfig(
-        analysis={"model": fake_model},
-        ingest={"pull": {"allow_file_urls": True}},
-        events={"path": tmp_path / "events.sqlite"},
-    )
+    config = files_config(tmp_path, fake_model)
     camera = f"rtmp://127.0.0.1:{free_port()}/live/x"  # nobody there yet: it keeps reconnecting
     with running_service(config) as service:
         for body in (
@@ -328,11 +334,7 @@ def test_a_stream_whose_analysis_could_not_start_stays_saved_and_comes_back(
 ) -> None:
     # The fault is the service's (its face models or a signal plugin would not load), not the
     # stream's: once it is mended and the service started again, the stream must come back.
-    config = ServiceConfig(
-        analysis={"model": fake_model},
-        ingest={"pull": {"allow_file_urls": True}},
-        events={"path": tmp_path / "events.sqlite"},
-    )
+    config = files_config(tmp_path, fake_model)
 
     def models_that_will_not_load(*args: Any, **kwargs: Any) -> Any:
         raise ModelError("the face models could not be loaded")
@@ -356,12 +358,7 @@ def test_the_stream_limit_never_drops_a_saved_stream_at_a_restart(
 ) -> None:
     # A stream the service failed keeps its row but no longer counts against the limit, so
     # the rows can outnumber it (as when the limit is lowered): all were accepted with a 201.
-    config = ServiceConfig(
-        analysis={"model": fake_model},
-        ingest={"pull": {"allow_file_urls": True}},
-        events={"path": tmp_path / "events.sqlite"},
-        limits={"max_streams": 1},
-    )
+    config = files_config(tmp_path, fake_model, limits={"max_streams": 1})
     build = streams_module.build_analyzer
     builds: list[int] = []
 
