@@ -53,24 +53,21 @@ POLL_TIMEOUT_S = 5.0  # a poll that takes longer counts as a lost actor
 # What a call to an actor raises when it fails: Ray's errors, and Ray Client's ConnectionError
 # once its connection to the cluster is gone (the front then stops: see cli.serve).
 CALL_FAILED = (RayError, ConnectionError)
-ENDED_BY_ITSELF = (StreamState.ENDED, StreamState.FAILED)  # a stop is STOPPED
 STOP_GRACE_S = 5.0  # beyond the drain time, for the last events of a stopping actor
 
 Committed = Callable[[], Awaitable[None]]
 
 
 class ClusterStatus:
-    """The live figures of the latest report (none while the actor is lost, nor once its
-    worker has finished: its last report's rates would be shown for ever)."""
+    """The live figures of the latest report (none while the actor is lost)."""
 
     def __init__(self) -> None:
         self.report: dict[str, Any] | None = None
         self.lost = False  # the actor does not answer: its last figures are stale
-        self.finished = False  # its worker ended, failed or was stopped
 
     def live(self) -> LiveFigures:
         r = self.report
-        if r is None or self.lost or self.finished:
+        if r is None or self.lost:
             return LiveFigures(0.0, 0.0, None, 0)
         return LiveFigures(r["fps_in"], r["fps_analysed"], r["latency_ms"], r["faces"])
 
@@ -183,7 +180,6 @@ class ClusterStream:
                 continue
             await self._take(report)
             if report.done:
-                self.status.finished = True
                 self._state = StreamState(report.status["state"]) if report.status else self._state
                 if not self._stopping:
                     self._end_actor()
@@ -255,7 +251,7 @@ class ClusterStream:
         if report.status is not None:
             self.status.report = report.status
             self._state = StreamState(report.status["state"])
-            if self._state in ENDED_BY_ITSELF and report.finished_by_source and not self._stopping:
+            if report.finished_by_source and not self._stopping:
                 # As the state turns final, before its end goes out: the node may still be
                 # closing its models, and a client that sees the end must find it forgotten.
                 self._finished_by_itself()
@@ -271,7 +267,8 @@ class ClusterStream:
             self._checkpoint = report.checkpoint
 
     def live(self) -> LiveFigures:
-        return self.status.live()
+        """None once it has ended: its last report's rates would be shown for ever."""
+        return LiveFigures(0.0, 0.0, None, 0) if self.ended else self.status.live()
 
     async def ingest_address(self, timeout: float) -> str:
         """`rtmp://NODE_IP:PORT/live`, where the push ingest listens, once its actor has
@@ -296,7 +293,7 @@ class ClusterStream:
     def to_json(self) -> dict[str, Any]:
         # Before its first report (or while its actor is lost): a worker that has not started.
         report = self.status.report or status_report(WorkerStatus(), self._state, None)
-        live = self.status.live()
+        live = self.live()
         placement = self._placement
         return {
             "id": self.spec.stream_id,
