@@ -48,16 +48,15 @@ from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import detector_logits  # noqa: E402
 from swapwatch.evaluation.conditions import PLAIN, deliver  # noqa: E402
 from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
-from swapwatch.evaluation.pose_gate import (  # noqa: E402
-    BINS,
+from swapwatch.evaluation.gate_rule import (  # noqa: E402
     DRIFT,
     DROP,
     MIN_GROUPS,
-    PoseBin,
+    GateBin,
     bin_auc,
     bin_passes,
-    pose_gate,
 )
+from swapwatch.evaluation.pose_gate import BINS, pose_gate  # noqa: E402
 from swapwatch.evaluation.runner import read_picture  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
 from swapwatch.faces.geometry import warp  # noqa: E402
@@ -218,15 +217,15 @@ def summarise(
     # The pose bins hold the faces the blur gate passes.
     kept = ~blurred
     rows: list[dict[str, Any]] = []
-    bins: list[PoseBin] = []
+    bins: list[GateBin] = []
     for lo, hi in itertools.pairwise(BINS):
         inside = kept & (yaw >= lo) & (yaw < (hi if hi < BINS[-1] else np.inf))
         reals = inside & ~fake
         paired = reals & ~np.isnan(blend)
         real_evidence = np.clip(logit[reals], -4, 4)
         bins.append(
-            PoseBin(
-                upper=hi,
+            GateBin(
+                edge=hi,
                 self_blend=bin_auc(
                     np.concatenate([logit[paired], blend[paired]]),
                     np.repeat([False, True], paired.sum()),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from swapwatch.evaluation.pose_gate import BinAuc, PoseBin, bin_auc, pose_gate
+from swapwatch.evaluation.gate_rule import BinAuc, GateBin, bin_auc
+from swapwatch.evaluation.pose_gate import pose_gate
 
 MEASURED_RECORDED = BinAuc(0.80, True)
 UNMEASURED = BinAuc(None, False)
 
 
-def a_bin(upper: float, blend: float | None, recorded: BinAuc, evidence: float = -2.0) -> PoseBin:
-    return PoseBin(upper, BinAuc(blend, blend is not None), recorded, evidence)
+def a_bin(upper: float, blend: float | None, recorded: BinAuc, evidence: float = -2.0) -> GateBin:
+    return GateBin(upper, BinAuc(blend, blend is not None), recorded, evidence)
 
 
 def test_the_gate_is_the_last_bin_whose_self_blends_hold_within_the_drop() -> None:
@@ -34,7 +35,7 @@ def test_a_measured_recorded_bin_that_falls_closes_the_gate() -> None:
 def test_a_bin_without_enough_real_groups_for_self_blends_closes_the_gate() -> None:
     bins = [
         a_bin(10, 0.95, MEASURED_RECORDED),
-        PoseBin(20, BinAuc(0.99, False), MEASURED_RECORDED, -2.0),
+        GateBin(20, BinAuc(0.99, False), MEASURED_RECORDED, -2.0),
         a_bin(30, 0.95, UNMEASURED),
     ]
     assert pose_gate(bins) == 10
