@@ -36,7 +36,10 @@ class QualityConfig:
     # crop is mostly upsampling. Live-swap footage often shows 60-150 px faces, hence not 80.
     min_face_px: float = 64.0
     min_brightness: float = 35.0  # mean luma (0-255) of the face centre
-    min_sharpness: float = 12.0  # variance of the Laplacian of the face centre at 112 px
+    # Variance of the Laplacian of the face centre at 112 px. benchmarks/blur_gate.py kept it at
+    # 12 with the shipped model (results/blur_gate.json): just below it self-blend AUC falls
+    # 0.09 and blurred real photos push 1.08 towards an alarm.
+    min_sharpness: float = 12.0
     # Largest head turn scored: |yaw| in degrees read from the mesh's depth
     # (swapwatch.faces.pose), 0 frontal, 90 profile. 40 is where benchmarks/pose_gate.py's rule
     # placed it with the shipped model (results/pose_gate.json): the 40-50 bin's self-blend AUC
