@@ -47,7 +47,6 @@ from swapwatch.datasets.splits import Part, item_kind, split  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import detector_logits  # noqa: E402
 from swapwatch.evaluation.conditions import PLAIN, deliver  # noqa: E402
-from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.evaluation.gate_rule import (  # noqa: E402
     DRIFT,
     DROP,
@@ -56,6 +55,7 @@ from swapwatch.evaluation.gate_rule import (  # noqa: E402
     bin_auc,
     bin_passes,
 )
+from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.evaluation.pose_gate import BINS, pose_gate  # noqa: E402
 from swapwatch.evaluation.runner import read_picture  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
