@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +59,7 @@ from swapwatch.evaluation.runner import read_picture  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
 from swapwatch.faces.quality import QualityConfig, exposure  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
+from swapwatch.training.sharpness import soften  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +70,6 @@ class Reading:
     logit: float  # calibrated (logit / T)
     blend_logit: float  # its self-blend's (softened alike), NaN for a fake face
     delivered: bool  # False: a softened copy
-
-
-def soften(crop: np.ndarray, factor: float) -> np.ndarray:
-    """A crop as a picture with `factor` times fewer pixels across would give it."""
-    height, width = crop.shape[:2]
-    small = cv2.resize(
-        crop,
-        (max(1, round(width / factor)), max(1, round(height / factor))),
-        interpolation=cv2.INTER_AREA,
-    )
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def readings_of(

@@ -68,6 +68,7 @@ from swapwatch.training.model import (  # noqa: E402
     load_imagenet,
 )
 from swapwatch.training.quantize import quantize  # noqa: E402
+from swapwatch.training.sharpness import match_sharpness, sharpness, soften  # noqa: E402
 from swapwatch.training.sphere import SphereLoss  # noqa: E402
 from swapwatch.training.train import (  # noqa: E402
     ExtraTasks,
@@ -1151,3 +1152,74 @@ def test_a_run_on_the_unit_sphere_keeps_it_through_a_resume_and_export(
     export(run / "last.pt", exported, [], cache)
     ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
     assert "ReduceL2" in ops or "LpNormalization" in ops, ops
+
+
+def pairs_sharpness_ratio(sampler: PairSampler, draws: int = 6) -> list[float]:
+    rng = np.random.default_rng(5)
+    drawn = [sampler.sample(rng) for _ in range(draws)]
+    return [sharpness(fake) / sharpness(real) for real, fake in drawn]
+
+
+def test_matched_recorded_pairs_leave_softness_nothing_to_teach(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """Most recorded swaps here are much softer than their real faces: unmatched, softness
+    alone tells the fake of a pair; matched, the pair is equally sharp."""
+    pool = build_pool(face_items, cache)
+    for _, fake in pool.pairs:  # a swap generated at a third of the real face's resolution
+        pool.crops[fake] = soften(pool.crops[fake], 3.0)
+
+    def sampler(match: bool) -> PairSampler:
+        config = PairConfig(recorded_pair_share=1.0, match_sharpness=match)
+        return PairSampler(pool, AugmentConfig.none(), config=config)
+
+    assert max(pairs_sharpness_ratio(sampler(False))) < 0.6
+    matched = pairs_sharpness_ratio(sampler(True))
+    assert all(0.85 < ratio < 1.15 for ratio in matched), matched
+
+
+def test_a_fake_sharper_than_its_real_is_the_one_softened(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """Talking heads are sharper than their real faces: there the fake is softened, and the
+    real face is left as it was."""
+    crop = np.ascontiguousarray(build_pool(face_items[2:], cache).crops[0][:CROP_SIZE, :CROP_SIZE])
+    real = soften(crop, 2.5)
+    matched_real, matched_fake = match_sharpness(real, crop)
+    assert matched_real is real
+    assert sharpness(crop) > 1.5 * sharpness(real)
+    assert abs(sharpness(matched_fake) / sharpness(real) - 1) < 0.15
+    # And the other way round: the sharper real face is softened, the soft fake kept.
+    matched_real, matched_fake = match_sharpness(crop, real)
+    assert matched_fake is real and abs(sharpness(matched_real) / sharpness(real) - 1) < 0.15
+
+
+def test_self_blends_are_drawn_alike_with_matching_on(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    pool = build_pool(face_items, cache)
+    batches = [
+        PairSampler(
+            pool,
+            AugmentConfig.none(),
+            config=PairConfig(recorded_pair_share=0.0, match_sharpness=m),
+        ).batch(4, np.random.default_rng(2))[0]
+        for m in (False, True)
+    ]
+    assert np.array_equal(*batches)
+
+
+def test_a_run_matching_sharpness_keeps_it_through_a_resume(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "matched"
+    listing, *options = tiny_run_options(face_items, cache)
+    common = [listing, "--out", str(run), *options]
+    assert main(["train", *common, "--match-sharpness", "--steps", "2"]) == 0
+    assert torch.load(run / "last.pt", weights_only=False)["config"]["match_sharpness"] is True
+    capsys.readouterr()
+    assert main(["train", *common, "--steps", "3", "--resume"]) == 2
+    assert "started with --match-sharpness; --resume needs the same" in capsys.readouterr().err

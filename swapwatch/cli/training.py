@@ -153,6 +153,13 @@ def add_train_parser(commands: Any) -> None:
         f"(default {DEFAULT_BACKBONE})",
     )
     parser.add_argument(
+        "--match-sharpness",
+        action="store_true",
+        help="soften the sharper crop of each recorded real/fake pair to the other's sharpness, "
+        "so that softness cannot stand for fake (most recorded swaps here are softer than their "
+        "real faces, talking heads sharper)",
+    )
+    parser.add_argument(
         "--frozen-stages",
         type=int,
         choices=range(8),
@@ -273,6 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         imagenet=not args.no_imagenet,
         init=args.init,
         recorded_pair_share=args.recorded_share,
+        match_sharpness=args.match_sharpness,
         leave_out=args.leave_out,
         backbone=args.backbone,
         frozen_stages=args.frozen_stages,

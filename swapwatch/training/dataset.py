@@ -28,6 +28,7 @@ from swapwatch.errors import ConfigError
 from swapwatch.faces.quality import yaw_ratio
 from swapwatch.training.augment import AugmentConfig, LivePathAugment
 from swapwatch.training.selfblend import SelfBlendConfig, self_blend
+from swapwatch.training.sharpness import match_sharpness
 
 # Left and right faces of a side-by-side frame are the same person when their centres (as
 # fractions of each half) lie this close.
@@ -187,6 +188,9 @@ class PairConfig:
     max_shift: int = 8  # pixels of window jitter around the inference crop
     max_scale: float = 0.06  # +- relative window size
     flip: bool = True
+    # The sharper crop of a recorded pair softened to its partner's sharpness
+    # (swapwatch.training.sharpness): a recipe option.
+    match_sharpness: bool = False
 
 
 def _group_of(pool: CropPool, index: int) -> str:
@@ -285,7 +289,8 @@ class PairSampler:
         pool, config = self.pool, self.config
         recorded = len(pool.pairs) + len(pool.lone_fakes)
         mask: np.ndarray | None = None
-        if recorded and rng.random() < config.recorded_pair_share:
+        drawn_recorded = bool(recorded) and rng.random() < config.recorded_pair_share
+        if drawn_recorded:
             pick = self._recorded_unit(rng)
             if pick < len(pool.pairs):
                 a, b = pool.pairs[pick]
@@ -315,6 +320,8 @@ class PairSampler:
         dx, dy = rng.integers(-config.max_shift, config.max_shift + 1, size=2)
         scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale)
         pair = [window(real, int(dx), int(dy), scale), window(fake, int(dx), int(dy), scale)]
+        if config.match_sharpness and drawn_recorded:
+            pair = list(match_sharpness(*pair))
         if mask is not None:
             mask = window(mask, int(dx), int(dy), scale)
         if config.flip and rng.random() < 0.5:

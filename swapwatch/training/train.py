@@ -64,6 +64,9 @@ class TrainConfig:
     # trained detector on more data. A fresh optimiser and schedule; `--resume` still wins.
     init: Path | None = None
     recorded_pair_share: float = 0.3
+    # The sharper crop of each recorded pair softened to its partner's sharpness
+    # (swapwatch.training.sharpness), so that softness cannot stand for "fake".
+    match_sharpness: bool = False
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
     # The network's backbone (swapwatch.training.backbones.BACKBONES): Lite0, or the deeper Lite1.
     backbone: str = DEFAULT_BACKBONE
@@ -238,6 +241,9 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_split(split, state, "this run was started", "--resume")
         _check_same_option(state, "backbone", "--backbone", config.backbone, DEFAULT_BACKBONE)
         _check_same_option(state, "frozen_stages", "--frozen-stages", config.frozen_stages, 0)
+        _check_same_option(
+            state, "match_sharpness", "--match-sharpness", config.match_sharpness, False
+        )
         _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
         _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
         _check_same_option(
@@ -306,7 +312,12 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
     log.info("training pool: %s", train_pool.summary())
     augment = AugmentConfig()
     sampler = PairSampler(
-        train_pool, augment, config=PairConfig(recorded_pair_share=config.recorded_pair_share)
+        train_pool,
+        augment,
+        config=PairConfig(
+            recorded_pair_share=config.recorded_pair_share,
+            match_sharpness=config.match_sharpness,
+        ),
     )
     validation = (
         ValidationSet.build(validation_pool, config.validation_pairs, config.seed + 1)
