@@ -20,7 +20,6 @@ against the faces the present gate admits; the first bin that fails closes the g
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +43,17 @@ from swapwatch.evaluation.blur_gate import (  # noqa: E402
     EDGES,
     SOFTENING,
     BlurBin,
+    Readings,
+    bin_members,
     blur_bin_passes,
     blur_gate,
+    read_bin,
 )
 from swapwatch.evaluation.conditions import PLAIN, deliver  # noqa: E402
 from swapwatch.evaluation.gate_rule import (  # noqa: E402
     DRIFT,
     DROP,
     MIN_GROUPS,
-    GateBin,
-    bin_auc,
 )
 from swapwatch.evaluation.runner import read_picture  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
@@ -206,39 +206,29 @@ def summarise(
     readings: list[Reading], fake: np.ndarray, group: np.ndarray, still: np.ndarray
 ) -> dict[str, Any]:
     """The bins of sharpness, each read by the rule, and the gate."""
-    sharp = np.asarray([r.sharpness for r in readings], np.float64)
-    logit = np.asarray([r.logit for r in readings], np.float64)
-    blend = np.asarray([r.blend_logit for r in readings], np.float64)
-    delivered = np.asarray([r.delivered for r in readings], bool)
-    evidence = np.clip(logit, -4, 4)
-    reference = delivered & (sharp >= EDGES[0])
-    spans = [(EDGES[0], np.inf, reference)] + [
-        (lo, hi, (sharp >= lo) & (sharp < hi) & ~reference) for hi, lo in itertools.pairwise(EDGES)
-    ]
+    read_all = Readings(
+        sharpness=np.asarray([r.sharpness for r in readings], np.float64),
+        logit=np.asarray([r.logit for r in readings], np.float64),
+        blend_logit=np.asarray([r.blend_logit for r in readings], np.float64),
+        delivered=np.asarray([r.delivered for r in readings], bool),
+        fake=fake,
+        group=group,
+    )
+    delivered = read_all.delivered
+    evidence = np.clip(read_all.logit, -4, 4)
     rows: list[dict[str, Any]] = []
     bins: list[BlurBin] = []
-    for lo, hi, inside in spans:
-        reals = inside & ~fake
-        paired = reals & ~np.isnan(blend)
-        sent = reals & delivered
-        read = GateBin(
-            edge=lo,
-            self_blend=bin_auc(
-                np.concatenate([logit[paired], blend[paired]]),
-                np.repeat([False, True], paired.sum()),
-                np.concatenate([group[paired], group[paired]]),
-            ),
-            recorded=bin_auc(logit[inside], fake[inside], group[inside]),
-            real_evidence=_mean(evidence[reals]),
-        )
-        sent_groups = len(set(group[sent]))
-        bins.append(BlurBin(read, _mean(evidence[sent]) if sent_groups >= MIN_GROUPS else None))
+    for lo, hi, inside in bin_members(read_all):
+        bins.append(read_bin(read_all, lo, inside))
         this = bins[-1]
+        read = this.read
+        reals = inside & ~fake
+        sent = reals & delivered
         rows.append(
             {
                 "sharpness": [lo, None if hi == np.inf else hi],
                 "real_faces_delivered": int(sent.sum()),
-                "real_groups_delivered": sent_groups,
+                "real_groups_delivered": len(set(group[sent])),
                 "real_pictures_delivered": int((sent & still).sum()),
                 "real_faces_softened": int((reals & ~delivered).sum()),
                 "real_groups": len(set(group[reals])),

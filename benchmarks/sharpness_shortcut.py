@@ -43,6 +43,7 @@ from swapwatch.faces.quality import exposure  # noqa: E402
 
 CROPS_PER_ITEM = 40
 RESAMPLES = 2000
+BOOTSTRAP_SEED = 20261207
 
 
 def result_name(item: MediaItem) -> str:
@@ -94,8 +95,10 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, help="the crop cache (default: training's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "sharpness_shortcut.json")
     args = parser.parse_args()
-    items = split(read_list(args.list))[Part.VALIDATION]
+    parts = split(read_list(args.list))
+    items = parts[Part.VALIDATION]
     cache = CropCache(args.cache_dir)
+    training = training_groups(parts[Part.TRAIN], cache)
     sharpness: dict[str, float] = {}
     kinds: dict[str, str] = {}
     # Results files keep real pictures by family, in scoring order (the part's order), unnamed.
@@ -109,7 +112,6 @@ def main() -> int:
             sharpness[name] = value
             kinds[name] = item_kind(item)
     print(f"{len(sharpness)} of {len(items)} validation items have cached crops", file=sys.stderr)
-    rng = np.random.default_rng(20261207)
     shortcut = softness_alone(sharpness, kinds)
     for kind, row in shortcut.items():
         print(
@@ -119,9 +121,13 @@ def main() -> int:
     for spec in args.results:
         path, _, wanted = spec.partition(":")
         document = json.loads(Path(path).read_text())
+        if document.get("scored") != Part.VALIDATION.value:
+            print(f"{path} scored the {document.get('scored')} part, not validation")
+            return 2
         for name, entry in document["detectors"].items():
             if wanted and name != wanted:
                 continue
+            rng = np.random.default_rng(BOOTSTRAP_SEED)  # each detector its own, alike
             detectors[f"{Path(path).name}:{name}"] = figures(
                 entry, sharpness, pictures_in_order, rng, name
             )
@@ -132,10 +138,46 @@ def main() -> int:
             "items_with_crops": len(sharpness),
             "items": len(items),
             "softness_alone_auc": shortcut,
+            "training_groups": training,
             "detectors": detectors,
         },
     )
     return 0
+
+
+def training_groups(items: list[MediaItem], cache: CropCache) -> list[dict[str, Any]]:
+    """For each training group with recorded fakes and reals: the median sharpness of each
+    class's crops, and the fakes' over the reals', the contrast a recipe could learn from."""
+    values: dict[str, dict[bool, list[float]]] = {}
+    kinds: dict[str, str] = {}
+    for item in items:
+        value = item_sharpness(item, cache)
+        if value is None:
+            continue
+        values.setdefault(item.group, {False: [], True: []})[item.is_fake].append(value)
+        if item.is_fake:
+            kinds[item.group] = item_kind(item)
+    rows = []
+    for group, found in sorted(values.items()):
+        if found[False] and found[True]:
+            real, fake = float(np.median(found[False])), float(np.median(found[True]))
+            rows.append(
+                {
+                    "kind": kinds[group],
+                    "group": group,
+                    "real_items": len(found[False]),
+                    "fake_items": len(found[True]),
+                    "real_sharpness": round(real, 1),
+                    "fake_sharpness": round(fake, 1),
+                    "fake_over_real": round(fake / real, 2),
+                }
+            )
+    for row in sorted(rows, key=lambda r: (r["kind"], r["fake_over_real"])):
+        print(
+            f"training {row['kind']} {row['group']}: fakes {row['fake_sharpness']} over reals "
+            f"{row['real_sharpness']} = {row['fake_over_real']}"
+        )
+    return rows
 
 
 def softness_alone(sharpness: dict[str, float], kinds: dict[str, str]) -> dict[str, Any]:
@@ -165,8 +207,15 @@ def named_rows(
     rows = [dict(zip(fields, row, strict=True)) for row in stored["rows"]]
     for family, found in stored.get("real_pictures", {}).items():
         names = pictures_in_order.get(family, [])
-        if len(names) != len(found):
-            print(f"  {family}: {len(found)} stored, {len(names)} in the part: left out")
+        # A failed delivery's row goes to the end of its family (generalization.py), which
+        # would shift every picture after it onto its neighbour's name.
+        failed = any(str(why or "").startswith("error:") for _, _, why in found)
+        if len(names) != len(found) or failed:
+            print(
+                f"  {family}: {len(found)} stored, {len(names)} in the part"
+                f"{', a delivery failed' if failed else ''}: left out",
+                file=sys.stderr,
+            )
             continue
         for name, (score, verdict, why) in zip(names, found, strict=True):
             rows.append(

@@ -1197,16 +1197,22 @@ def test_a_fake_sharper_than_its_real_is_the_one_softened(
 def test_self_blends_are_drawn_alike_with_matching_on(
     face_items: list[MediaItem], cache: CropCache
 ) -> None:
+    """Matching changes recorded pairs only: the self-blends of a mixed run and the draws after
+    them are those of a run without it."""
     pool = build_pool(face_items, cache)
-    batches = [
-        PairSampler(
-            pool,
-            AugmentConfig.none(),
-            config=PairConfig(recorded_pair_share=0.0, match_sharpness=m),
-        ).batch(4, np.random.default_rng(2))[0]
-        for m in (False, True)
-    ]
-    assert np.array_equal(*batches)
+    drawn, states = [], []
+    for match in (False, True):
+        config = PairConfig(recorded_pair_share=0.5, match_sharpness=match)
+        sampler = PairSampler(pool, AugmentConfig.none(), config=config)
+        rng = np.random.default_rng(2)
+        drawn.append([sampler.sample_with_mask(rng) for _ in range(12)])
+        states.append(rng.bit_generator.state)
+    assert states[0] == states[1]
+    recorded = [region is None for _, _, region in drawn[0]]
+    assert any(recorded) and not all(recorded)
+    for (real, fake, region), (real_m, fake_m, _) in zip(*drawn, strict=True):
+        if region is not None:  # a self-blend
+            assert np.array_equal(real, real_m) and np.array_equal(fake, fake_m)
 
 
 def test_a_run_matching_sharpness_keeps_it_through_a_resume(

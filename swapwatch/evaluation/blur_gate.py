@@ -15,10 +15,20 @@ bin, from the reference downwards, that passes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from swapwatch.evaluation.gate_rule import DRIFT, GateBin, bin_passes, outermost_gate
+import numpy as np
+
+from swapwatch.evaluation.gate_rule import (
+    DRIFT,
+    MIN_GROUPS,
+    GateBin,
+    bin_auc,
+    bin_passes,
+    outermost_gate,
+)
 
 # Lower edges, variance of the Laplacian at 112 px; the first is the gate the rule starts from.
 EDGES = (12.0, 10.0, 8.0, 6.0, 4.0, 2.0, 0.0)
@@ -35,6 +45,57 @@ class BlurBin:
     @property
     def edge(self) -> float:
         return self.read.edge
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """Every crop the detector read, as parallel arrays."""
+
+    sharpness: np.ndarray  # the quality gate's measure of the crop read
+    logit: np.ndarray  # calibrated (logit / T)
+    blend_logit: np.ndarray  # its self-blend's (softened alike); NaN for a fake face
+    delivered: np.ndarray  # bool; False: a softened copy
+    fake: np.ndarray  # bool
+    group: np.ndarray  # str
+
+
+def bin_members(readings: Readings) -> list[tuple[float, float, np.ndarray]]:
+    """(lower edge, upper edge, which readings) of the reference bin, then of each bin below:
+    the reference holds the faces as delivered that the present gate admits; a bin below, every
+    reading in its range that is not in the reference (a softened copy still over the present
+    gate lands in none)."""
+    sharp = readings.sharpness
+    reference = readings.delivered & (sharp >= EDGES[0])
+    below = [
+        (lower, upper, (sharp >= lower) & (sharp < upper) & ~reference)
+        for upper, lower in itertools.pairwise(EDGES)
+    ]
+    return [(EDGES[0], float("inf"), reference), *below]
+
+
+def read_bin(readings: Readings, lower: float, inside: np.ndarray) -> BlurBin:
+    """What the rule reads of the readings `inside` one bin."""
+    logit, blend, group = readings.logit, readings.blend_logit, readings.group
+    evidence = np.clip(logit, -4, 4)
+    reals = inside & ~readings.fake
+    paired = reals & ~np.isnan(blend)
+    sent = reals & readings.delivered
+    read = GateBin(
+        edge=lower,
+        self_blend=bin_auc(
+            np.concatenate([logit[paired], blend[paired]]),
+            np.repeat([False, True], paired.sum()),
+            np.concatenate([group[paired], group[paired]]),
+        ),
+        recorded=bin_auc(logit[inside], readings.fake[inside], group[inside]),
+        real_evidence=_mean(evidence[reals]),
+    )
+    enough = len(set(group[sent])) >= MIN_GROUPS
+    return BlurBin(read, _mean(evidence[sent]) if enough else None)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return round(float(values.mean()), 3) if len(values) else None
 
 
 def blur_bin_passes(blurred: BlurBin, reference: BlurBin) -> bool:

@@ -1,12 +1,12 @@
 """Recorded fakes and their real partners made equally sharp, so that sharpness teaches nothing.
 
 In the training data most swap stills and some live-swap recordings are much softer than the
-real faces they are paired with (median sharpness 0.17-0.52 of their reals' in 9 of 12 swap-still
-groups, 0.30-0.68 in 3 of 7 live-swap groups), while every talking head is sharper than its
-reals (1.13-1.79). A detector can then read softness as fake: benchmarks/blur_gate.py saw the
-shipped model push softened and blurred real faces towards an alarm, and talking heads rank
-below real faces. Softening the sharper crop of a recorded pair to its partner's sharpness
-leaves the manipulation as the pair's only difference.
+real faces they are paired with (median sharpness 0.12-0.52 of their reals' in 9 of 12 swap-still
+groups, 0.30-0.87 in 4 of 7 live-swap groups), while every talking head is sharper than its
+reals (1.13-1.69; benchmarks/sharpness_shortcut.py). A detector can then read softness as fake:
+benchmarks/blur_gate.py saw the shipped model push softened and blurred real faces towards an
+alarm, and talking heads rank below real faces. Softening the sharper crop of a recorded pair to
+its partner's sharpness leaves the manipulation as the pair's only difference.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from swapwatch.faces.quality import exposure
 
 MAX_FACTOR = 6.0  # the most a crop is shrunk by to reach its partner
-STEPS = 8  # bisection steps on the factor (6 / 2**8: under 0.03)
+STEPS = 8  # bisection steps on the factor ((6 - 1) / 2**8: about 0.02)
 
 
 def soften(crop: np.ndarray, factor: float) -> np.ndarray:
