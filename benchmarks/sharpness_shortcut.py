@@ -36,7 +36,13 @@ from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
-from swapwatch.datasets.splits import Part, item_kind, split  # noqa: E402
+from swapwatch.datasets.splits import (  # noqa: E402
+    FakeKind,
+    Part,
+    item_kind,
+    leave_one_kind_out,
+    split,
+)
 from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
 from swapwatch.evaluation.stored_rows import is_picture  # noqa: E402
 from swapwatch.faces.quality import exposure  # noqa: E402
@@ -95,7 +101,8 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, help="the crop cache (default: training's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "sharpness_shortcut.json")
     args = parser.parse_args()
-    parts = split(read_list(args.list))
+    listed = read_list(args.list)
+    parts = split(listed)
     items = parts[Part.VALIDATION]
     cache = CropCache(args.cache_dir)
     training = training_groups(parts[Part.TRAIN], cache)
@@ -117,6 +124,12 @@ def main() -> int:
         print(
             f"softness alone, {kind}: AUC {row['auc']} ({row['fakes']} fakes, {row['reals']} reals)"
         )
+    leave_outs = {
+        kind.value: leave_out_softness(leave_one_kind_out(listed, kind).score, cache)
+        for kind in (FakeKind.LIVE_SWAP, FakeKind.SWAP_STILL, FakeKind.TALKING_HEAD)
+    }
+    for kind, row in leave_outs.items():
+        print(f"softness alone, {kind} leave-out set: {row}")
     detectors: dict[str, Any] = {}
     for spec in args.results:
         path, _, wanted = spec.partition(":")
@@ -139,6 +152,7 @@ def main() -> int:
             "items": len(items),
             "softness_alone_auc": shortcut,
             "training_groups": training,
+            "leave_out_softness_alone_auc": leave_outs,
             "detectors": detectors,
         },
     )
@@ -178,6 +192,30 @@ def training_groups(items: list[MediaItem], cache: CropCache) -> list[dict[str, 
             f"{row['real_sharpness']} = {row['fake_over_real']}"
         )
     return rows
+
+
+def leave_out_softness(score: list[MediaItem], cache: CropCache) -> dict[str, Any]:
+    """The AUC of softness alone for a leave-one-kind-out score set's fakes against its real
+    recordings and its real pictures apart."""
+    fakes: list[float] = []
+    reals: dict[bool, list[float]] = {True: [], False: []}
+    for item in score:
+        value = item_sharpness(item, cache)
+        if value is None:
+            continue
+        if item.is_fake:
+            fakes.append(-value)
+        else:
+            reals[is_picture(result_name(item))].append(-value)
+    out: dict[str, Any] = {"fakes": len(fakes)}
+    for medium, pictures in (("recordings", False), ("pictures", True)):
+        scores = np.array(reals[pictures] + fakes)
+        labels = np.array([False] * len(reals[pictures]) + [True] * len(fakes))
+        out[f"against_real_{medium}"] = {
+            "reals": len(reals[pictures]),
+            "auc": _rounded(roc_auc(scores, labels)),
+        }
+    return out
 
 
 def softness_alone(sharpness: dict[str, float], kinds: dict[str, str]) -> dict[str, Any]:
