@@ -195,3 +195,92 @@ def test_scan_with_a_corrupt_outbox_stops_before_analysing(
     code = main(["scan", str(one_face_video), "--model", str(fake_model), "--events", str(garbage)])
     assert code == 5
     assert "is not readable" in capsys.readouterr().err
+
+
+def test_a_second_deliverer_of_one_sink_is_refused_and_another_sink_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes delivering one sink would each send from its cursor: events twice and out
+    of order. `events deliver` beside the deliverer of that sink stops with one line."""
+    db = tmp_path / "outbox.sqlite"
+    ids = fill(db, 3)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    worker = subprocess.Popen(
+        swapwatch("events", "deliver", "--db", str(db), "--sink", f"jsonl:{first}"),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (not first.exists() or len(first.read_text().splitlines()) < 3) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        until_idle = ["events", "deliver", "--db", str(db), "--until-idle", "--sink"]
+        assert main([*until_idle, f"jsonl:{first}"]) == 5
+        err = capsys.readouterr().err
+        assert f"sink jsonl:{first} of {db} is being delivered by another process" in err
+        assert f"(pid {worker.pid})" in err
+        assert main([*until_idle, f"jsonl:{second}"]) == 0  # another sink is free
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+    assert main([*until_idle, f"jsonl:{first}"]) == 0  # free once its deliverer stopped
+    assert [json.loads(line)["id"] for line in first.read_text().splitlines()] == ids
+    assert [json.loads(line)["id"] for line in second.read_text().splitlines()] == ids
+
+
+def test_the_service_waits_for_a_busy_sink_and_then_delivers_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service is the sink's usual deliverer: started while a command delivers the sink,
+    it records events and delivers them once the command has ended."""
+    import asyncio
+
+    from swapwatch.events import delivery
+    from swapwatch.events.delivery import Dispatcher, Route
+    from swapwatch.events.sinks.jsonl import JsonlOptions, JsonlSink
+
+    monkeypatch.setattr(delivery, "BUSY_RETRY_S", 0.1)
+    db = tmp_path / "outbox.sqlite"
+    ids = fill(db, 2)
+    out = tmp_path / "events.jsonl"
+    sink = f"jsonl:{out}"
+    worker = subprocess.Popen(
+        swapwatch("events", "deliver", "--db", str(db), "--sink", sink),
+        stderr=subprocess.DEVNULL,
+    )
+
+    deadline = time.monotonic() + 30  # the command holds the sink once it has delivered
+    while (not out.exists() or len(out.read_text().splitlines()) < 2) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+
+    async def run() -> None:
+        with EventLog(db) as outbox:
+            route = Route(JsonlSink(sink, str(out), JsonlOptions()))
+            async with Dispatcher(outbox, [route], wait_for_busy_sinks=True) as dispatcher:
+                stats = dispatcher.stats[sink]
+                deadline = time.monotonic() + 20
+                while "another process" not in (stats.last_error or ""):
+                    assert time.monotonic() < deadline, stats
+                    await asyncio.sleep(0.05)
+                # The command stopped but still holding the sink: nothing goes out twice.
+                worker.send_signal(signal.SIGSTOP)
+                outbox.append(
+                    Event(str(uuid.uuid4()), EventType.ALERT_RAISED, datetime.now(UTC), "s", "r")
+                )
+                await asyncio.sleep(0.5)
+                assert stats.delivered == 0 and not stats.running
+                worker.kill()  # however it ends, the kernel lets its lock go
+                await asyncio.to_thread(worker.wait, 10)
+                assert await dispatcher.wait_idle(20)
+                assert stats.delivered == 1
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 60))
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    delivered = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert delivered[: len(ids)] == ids and len(delivered) == 3

@@ -49,7 +49,9 @@ class DeliveryThread:
     def __init__(self, outbox: EventLog, routes: list[Route], drain_timeout: float) -> None:
         from swapwatch.events.delivery import Dispatcher
 
-        self.dispatcher = Dispatcher(outbox, routes)
+        # A sink that another process (a service on the same outbox) delivers waits for it:
+        # the analysis goes on, and what is left is said at the end.
+        self.dispatcher = Dispatcher(outbox, routes, wait_for_busy_sinks=True)
         self.drain_timeout = drain_timeout
         self.drained = False
         self._loop: asyncio.AbstractEventLoop | None = None

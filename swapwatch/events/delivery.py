@@ -23,6 +23,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 from swapwatch.events.errors import OutboxError, SinkError, SinkRejected, SinkUnavailable
 from swapwatch.events.outbox import EventLog, StoredEvent
+from swapwatch.events.sink_lock import SinkBusy, SinkLock
 from swapwatch.events.sinks.base import RetryPolicy, Sink
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 LATENCY_SAMPLES = 10_000
+BUSY_RETRY_S = 5.0  # how often a sink another process delivers is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,10 @@ class Dispatcher:
         prune_interval: float = 60.0,
         batch_size: int = 256,
         rng: random.Random | None = None,
+        wait_for_busy_sinks: bool = False,
     ) -> None:
+        """`wait_for_busy_sinks`: a sink another process delivers (`SinkLock`) waits until it
+        is free, as the service does; else `start` raises SinkBusy, as a command should."""
         names = [r.sink.name for r in routes]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique: {names}")
@@ -89,6 +94,8 @@ class Dispatcher:
         self._news: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_seq = 0  # the newest event known to be in the outbox
+        self._locks: list[SinkLock] = []
+        self._wait_for_busy = wait_for_busy_sinks
 
     async def __aenter__(self) -> Dispatcher:
         await self.start()
@@ -98,7 +105,15 @@ class Dispatcher:
         await self.aclose()
 
     async def start(self) -> None:
+        """SinkBusy when another process delivers one of these sinks of this outbox."""
         self._loop = asyncio.get_running_loop()
+        if not self._wait_for_busy:
+            try:
+                for route in self.routes:
+                    self._lock(route)
+            except BaseException:
+                self._release_locks()
+                raise
         self._last_seq = await self._db(self.outbox.last_seq)
         self.outbox.add_listener(self._on_append)
         for route in self.routes:
@@ -120,8 +135,39 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for route in self.routes:
-            await route.sink.aclose()
+        try:
+            for route in self.routes:
+                await route.sink.aclose()
+        finally:
+            self._release_locks()
+
+    def _lock(self, route: Route) -> None:
+        lock = SinkLock(self.outbox.path, route.sink.name)
+        lock.acquire()
+        self._locks.append(lock)
+
+    async def _wait_for_lock(self, route: Route) -> None:
+        warned = False
+        while True:
+            try:
+                self._lock(route)
+                if warned:
+                    log.info("sink %s is free again: delivering", route.sink.name)
+                return
+            except SinkBusy as exc:
+                self.stats[route.sink.name].last_error = str(exc)
+                if not warned:
+                    log.warning("%s; its events wait in the outbox", exc)
+                    warned = True
+            except OutboxError as exc:
+                self.stats[route.sink.name].last_error = str(exc)
+                log.error("%s", exc)
+            await asyncio.sleep(BUSY_RETRY_S)
+
+    def _release_locks(self) -> None:
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every running sink has settled every event appended so far (and its
@@ -181,6 +227,8 @@ class Dispatcher:
         name = route.sink.name
         stats = self.stats[name]
         news = self._news[name]
+        if self._wait_for_busy:
+            await self._wait_for_lock(route)
         await self._start_sink(route)
         while True:
             try:

@@ -126,7 +126,7 @@ class ServiceEvents:
             self._degrade(f"events are not recorded durably: cannot create {self.path}: {exc}")
             return
         await self._warn_about_forgotten_sinks(self.outbox)
-        self.dispatcher = Dispatcher(self.outbox, self.routes)
+        self.dispatcher = Dispatcher(self.outbox, self.routes, wait_for_busy_sinks=True)
         await self.dispatcher.start()
         log.info("events: outbox %s, sinks %s", self.path, [r.sink.name for r in self.routes])
 
