@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results"
 
-from generalization import MAX_SECONDS, RATE  # noqa: E402  (the yardstick's own)
+from generalization import MAX_SECONDS  # noqa: E402  (the yardstick's own)
 from machine import write_results  # noqa: E402
-from pose_gate import BLEND_SEED, self_blended  # noqa: E402
+from pose_gate import BLEND_SEED, analysed, self_blended  # noqa: E402
 
 from swapwatch.datasets.lists import read_list  # noqa: E402
 from swapwatch.datasets.splits import Part, item_kind, split  # noqa: E402
@@ -55,7 +55,6 @@ from swapwatch.evaluation.gate_rule import (  # noqa: E402
     DROP,
     MIN_GROUPS,
 )
-from swapwatch.evaluation.runner import read_picture  # noqa: E402
 from swapwatch.faces.analyzer import FaceAnalyzer  # noqa: E402
 from swapwatch.faces.quality import QualityConfig, exposure  # noqa: E402
 from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
@@ -82,8 +81,6 @@ def readings_of(
 ) -> list[Reading]:
     """Every face the other gates pass, as delivered, and each one the present gate admits
     softened by every factor; with `rng` (a real item) each with its self-blend's logit."""
-    import av
-
     out: list[Reading] = []
     temperature = engine.info.temperature
 
@@ -117,21 +114,8 @@ def readings_of(
                 blend_logit = next(values) if its_blend is not None else np.nan
                 out.append(Reading(exposure(face)[1], logit, blend_logit, False))
 
-    if is_image:
-        found = faces.analyse_picture(read_picture(path))
-        score(found.batch, found.image)
-        return out
-    faces.reset()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or 25)
-        stride = max(1, round(fps / RATE))
-        for index, frame in enumerate(container.decode(stream)):
-            if index / fps >= MAX_SECONDS:
-                break
-            if index % stride == 0:
-                image = frame.to_ndarray(format="rgb24")
-                score(faces.analyse(image), image)
+    for batch, image in analysed(path, is_image, faces):
+        score(batch, image)
     return out
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,6 @@ def faces_of(
 ) -> list[ScoredFace]:
     """Every face that passes the other gates, and with `rng` (a real item) each face's
     self-blend's logit too."""
-    import av
-
     out: list[ScoredFace] = []
     temperature = engine.info.temperature
 
@@ -119,10 +118,20 @@ def faces_of(
                 )
             )
 
+    for batch, image in analysed(path, is_image, faces):
+        score(batch, image)
+    return out
+
+
+def analysed(path: Path, is_image: bool, faces: FaceAnalyzer) -> Iterator[tuple[Any, np.ndarray]]:
+    """(faces, picture) of a picture once, or of a recording's frames at the yardstick's rate
+    over its first MAX_SECONDS."""
+    import av
+
     if is_image:
         found = faces.analyse_picture(read_picture(path))
-        score(found.batch, found.image)
-        return out
+        yield found.batch, found.image
+        return
     faces.reset()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -133,8 +142,7 @@ def faces_of(
                 break
             if index % stride == 0:
                 image = frame.to_ndarray(format="rgb24")
-                score(faces.analyse(image), image)
-    return out
+                yield faces.analyse(image), image
 
 
 def main() -> int:
