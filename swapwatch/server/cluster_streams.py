@@ -24,6 +24,7 @@ from typing import Any
 from ray.exceptions import RayError
 
 from swapwatch.cluster.actor import Placement, Report, StreamJob
+from swapwatch.cluster.calls import call_result
 from swapwatch.cluster.connect import RayCluster
 from swapwatch.cluster.detector import RemoteEngine
 from swapwatch.cluster.ledger import Checkpoint
@@ -142,7 +143,7 @@ class ClusterStream:
             return
         if self._handle is not None:  # none once it ended by itself: its actor is gone
             try:
-                await asyncio.wait_for(self._handle.stop.remote(timeout, reason), timeout)
+                await call_result(self._handle.stop.remote(timeout, reason), timeout)
             except (*CALL_FAILED, TimeoutError) as exc:
                 log.warning(
                     "stream %s: its actor did not stop cleanly: %s", self.spec.stream_id, exc
@@ -190,7 +191,7 @@ class ClusterStream:
 
     async def _poll(self) -> Report | None:
         try:
-            report: Report = await asyncio.wait_for(
+            report: Report = await call_result(
                 self._handle.poll.remote(self._acknowledged), POLL_TIMEOUT_S
             )
         except (*CALL_FAILED, TimeoutError) as exc:
@@ -212,8 +213,8 @@ class ClusterStream:
         same_node = previous is not None and previous.node_id == report.placement.node_id
         port = previous.ingest_port if previous is not None and same_node else None
         try:
-            placement: Placement = await self._handle.start.remote(
-                self._job, self._checkpoint, port
+            placement: Placement = await call_result(
+                self._handle.start.remote(self._job, self._checkpoint, port)
             )
         except CALL_FAILED as exc:
             log.warning("stream %s: start failed (%s), trying again", self.spec.stream_id, exc)
