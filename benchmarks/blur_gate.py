@@ -20,7 +20,6 @@ against the faces the present gate admits; the first bin that fails closes the g
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results"
 
-from generalization import MAX_SECONDS  # noqa: E402  (the yardstick's own)
 from machine import write_results  # noqa: E402
-from pose_gate import BLEND_SEED, analysed, self_blended  # noqa: E402
+from pose_gate import BLEND_SEED, analysed, each_delivered, self_blended  # noqa: E402
 
 from swapwatch.datasets.lists import read_list  # noqa: E402
-from swapwatch.datasets.splits import Part, item_kind, split  # noqa: E402
+from swapwatch.datasets.splits import Part, split  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import detector_logits  # noqa: E402
 from swapwatch.evaluation.blur_gate import (  # noqa: E402
@@ -49,7 +47,6 @@ from swapwatch.evaluation.blur_gate import (  # noqa: E402
     blur_gate,
     read_bin,
 )
-from swapwatch.evaluation.conditions import PLAIN, deliver  # noqa: E402
 from swapwatch.evaluation.gate_rule import (  # noqa: E402
     DRIFT,
     DROP,
@@ -139,31 +136,18 @@ def main() -> int:
         crop_size=engine.info.cut_size, quality=QualityConfig(min_sharpness=0.0), quiet=True
     )
     rng = np.random.default_rng(BLEND_SEED)
-    readings: list[Reading] = []
-    fake, group, still = [], [], []
     try:
-        for n, item in enumerate(items):
-            copy = deliver(item, PLAIN, args.cache, MAX_SECONDS)
-            found = readings_of(
-                copy.path,
-                copy.is_image,
-                faces,
-                engine,
-                None if item.is_fake else rng,
-                present_gate,
-            )
-            readings += found
-            fake += [item.is_fake] * len(found)
-            group += [f"{item_kind(item)}:{item.group}"] * len(found)
-            still += [copy.is_image] * len(found)
-            if n % 200 == 0:
-                print(f"  {n + 1}/{len(items)} items, {len(readings)} readings", file=sys.stderr)
+        readings, fake, group, still = each_delivered(
+            items,
+            args.cache,
+            lambda path, is_image, item: readings_of(
+                path, is_image, faces, engine, None if item.is_fake else rng, present_gate
+            ),
+        )
     finally:
         faces.close()
         engine.close()
-    summary = summarise(
-        readings, np.asarray(fake, bool), np.asarray(group), np.asarray(still, bool)
-    )
+    summary = summarise(readings, fake, group, still)
     write_results(
         args.out,
         "blur_gate",

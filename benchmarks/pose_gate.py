@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from generalization import MAX_SECONDS, RATE  # noqa: E402  (the yardstick's own
 from machine import write_results  # noqa: E402
 
 from swapwatch.datasets.crops import CONTEXT_SIZE, centre_window, context_square  # noqa: E402
-from swapwatch.datasets.lists import read_list  # noqa: E402
+from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
 from swapwatch.datasets.splits import Part, item_kind, split  # noqa: E402
 from swapwatch.engines import create_engine  # noqa: E402
 from swapwatch.engines.base import detector_logits  # noqa: E402
@@ -67,6 +67,7 @@ from swapwatch.models import DEFAULT_DETECTOR  # noqa: E402
 from swapwatch.training.selfblend import self_blend  # noqa: E402
 
 BLEND_SEED = 20261206
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,29 @@ def faces_of(
     return out
 
 
+def each_delivered(
+    items: list[MediaItem],
+    cache: Path,
+    read: Callable[[Path, bool, MediaItem], list[R]],
+) -> tuple[list[R], np.ndarray, np.ndarray, np.ndarray]:
+    """`read(path, is_image, item)` of every item delivered as in the yardstick's plain
+    condition, and for each thing read its item's class (fake), group and medium (a picture)."""
+    found: list[R] = []
+    fake: list[bool] = []
+    group: list[str] = []
+    still: list[bool] = []
+    for n, item in enumerate(items):
+        copy = deliver(item, PLAIN, cache, MAX_SECONDS)
+        these = read(copy.path, copy.is_image, item)
+        found += these
+        fake += [item.is_fake] * len(these)
+        group += [f"{item_kind(item)}:{item.group}"] * len(these)
+        still += [copy.is_image] * len(these)
+        if n % 200 == 0:
+            print(f"  {n + 1}/{len(items)} items, {len(found)} read", file=sys.stderr)
+    return found, np.asarray(fake, bool), np.asarray(group), np.asarray(still, bool)
+
+
 def analysed(path: Path, is_image: bool, faces: FaceAnalyzer) -> Iterator[tuple[Any, np.ndarray]]:
     """(faces, picture) of a picture once, or of a recording's frames at the yardstick's rate
     over its first MAX_SECONDS."""
@@ -162,22 +186,18 @@ def main() -> int:
     open_gates = QualityConfig(max_turn=90.0, min_sharpness=0.0)
     faces = FaceAnalyzer(crop_size=engine.info.cut_size, quality=open_gates, quiet=True)
     rng = np.random.default_rng(BLEND_SEED)
-    scored: list[ScoredFace] = []
-    fake, group, still = [], [], []
     try:
-        for n, item in enumerate(items):
-            copy = deliver(item, PLAIN, args.cache, MAX_SECONDS)
-            found = faces_of(copy.path, copy.is_image, faces, engine, None if item.is_fake else rng)
-            scored += found
-            fake += [item.is_fake] * len(found)
-            group += [f"{item_kind(item)}:{item.group}"] * len(found)
-            still += [copy.is_image] * len(found)
-            if n % 200 == 0:
-                print(f"  {n + 1}/{len(items)} items, {len(scored)} faces", file=sys.stderr)
+        scored, fake, group, still = each_delivered(
+            items,
+            args.cache,
+            lambda path, is_image, item: faces_of(
+                path, is_image, faces, engine, None if item.is_fake else rng
+            ),
+        )
     finally:
         faces.close()
         engine.close()
-    summary = summarise(scored, np.asarray(fake, bool), np.asarray(group), np.asarray(still, bool))
+    summary = summarise(scored, fake, group, still)
     write_results(
         args.out,
         "pose_gate",
