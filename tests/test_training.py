@@ -68,7 +68,12 @@ from swapwatch.training.model import (  # noqa: E402
     load_imagenet,
 )
 from swapwatch.training.quantize import quantize  # noqa: E402
-from swapwatch.training.sharpness import match_sharpness, sharpness, soften  # noqa: E402
+from swapwatch.training.sharpness import (  # noqa: E402
+    match_sharpness,
+    sharpness,
+    soften,
+    soften_to,
+)
 from swapwatch.training.sphere import SphereLoss  # noqa: E402
 from swapwatch.training.train import (  # noqa: E402
     ExtraTasks,
@@ -1194,6 +1199,34 @@ def test_a_fake_sharper_than_its_real_is_the_one_softened(
     assert matched_fake is real and abs(sharpness(matched_real) / sharpness(real) - 1) < 0.15
 
 
+def test_a_partner_a_little_softer_is_matched_closely(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """Resampling a crop at all costs it much of its finest detail: a partner only a little
+    softer must still be matched closely, not overshot to a crop much softer than it."""
+    crop = np.ascontiguousarray(build_pool(face_items[2:], cache).crops[0][:CROP_SIZE, :CROP_SIZE])
+    for share in (0.9, 0.7, 0.4):
+        target = share * sharpness(crop)
+        assert abs(sharpness(soften_to(crop, target)) / target - 1) < 0.1, share
+
+
+def test_matched_self_blends_are_as_sharp_as_their_real_faces(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """A self-blend softens or sharpens the face it blends, and with it the whole crop: unmatched,
+    the crop's overall softness tells the blend; matched, each blend is as sharp as its face."""
+    pool = build_pool(face_items, cache)
+
+    def sampler(match: bool) -> PairSampler:
+        config = PairConfig(recorded_pair_share=0.0, match_blend_sharpness=match)
+        return PairSampler(pool, AugmentConfig.none(), config=config)
+
+    unmatched = pairs_sharpness_ratio(sampler(False), draws=12)
+    assert min(unmatched) < 0.8 and max(unmatched) > 1.2, unmatched
+    matched = pairs_sharpness_ratio(sampler(True), draws=12)
+    assert all(0.9 < ratio < 1.1 for ratio in matched), matched
+
+
 def test_self_blends_are_drawn_alike_with_matching_on(
     face_items: list[MediaItem], cache: CropCache
 ) -> None:
@@ -1229,3 +1262,12 @@ def test_a_run_matching_sharpness_keeps_it_through_a_resume(
     capsys.readouterr()
     assert main(["train", *common, "--steps", "3", "--resume"]) == 2
     assert "started with --match-sharpness; --resume needs the same" in capsys.readouterr().err
+    blends = [listing, "--out", str(tmp_path / "blends"), *options]
+    assert main(["train", *blends, "--match-blend-sharpness", "--steps", "2"]) == 0
+    state = torch.load(tmp_path / "blends" / "last.pt", weights_only=False)
+    assert state["config"]["match_blend_sharpness"] is True
+    capsys.readouterr()
+    assert main(["train", *blends, "--steps", "3", "--resume"]) == 2
+    assert "started with --match-blend-sharpness; --resume needs the same" in (
+        capsys.readouterr().err
+    )

@@ -160,6 +160,13 @@ def add_train_parser(commands: Any) -> None:
         "real faces, talking heads sharper)",
     )
     parser.add_argument(
+        "--match-blend-sharpness",
+        action="store_true",
+        help="likewise each self-blend and the real face it was made from: the blend softens or "
+        "sharpens the face, and with it the whole crop, so unmatched the crop's overall softness "
+        "can stand for fake",
+    )
+    parser.add_argument(
         "--frozen-stages",
         type=int,
         choices=range(8),
@@ -281,6 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         recorded_pair_share=args.recorded_share,
         match_sharpness=args.match_sharpness,
+        match_blend_sharpness=args.match_blend_sharpness,
         leave_out=args.leave_out,
         backbone=args.backbone,
         frozen_stages=args.frozen_stages,

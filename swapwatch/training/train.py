@@ -67,6 +67,8 @@ class TrainConfig:
     # The sharper crop of each recorded pair softened to its partner's sharpness
     # (swapwatch.training.sharpness), so that softness cannot stand for "fake".
     match_sharpness: bool = False
+    # Likewise each self-blend and its real face (the blend softens or sharpens the whole crop).
+    match_blend_sharpness: bool = False
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
     # The network's backbone (swapwatch.training.backbones.BACKBONES): Lite0, or the deeper Lite1.
     backbone: str = DEFAULT_BACKBONE
@@ -244,6 +246,13 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         _check_same_option(
             state, "match_sharpness", "--match-sharpness", config.match_sharpness, False
         )
+        _check_same_option(
+            state,
+            "match_blend_sharpness",
+            "--match-blend-sharpness",
+            config.match_blend_sharpness,
+            False,
+        )
         _check_same_option(state, "sam_rho", "--sam", config.sam_rho, 0.0)
         _check_same_option(state, "input_size", "--input-size", config.input_size, CROP_SIZE)
         _check_same_option(
@@ -317,6 +326,7 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         config=PairConfig(
             recorded_pair_share=config.recorded_pair_share,
             match_sharpness=config.match_sharpness,
+            match_blend_sharpness=config.match_blend_sharpness,
         ),
     )
     validation = (
