@@ -16,6 +16,7 @@ import pytest
 from publisher import start_publisher
 from service import free_port
 
+from swapwatch.cli.hard_stop import EXIT_MARGIN_S, FORCED_EXIT_STATUS
 from swapwatch.events.model import EventType
 from swapwatch.events.outbox import EventLog
 
@@ -43,8 +44,9 @@ def write_config(tmp_path: Path, model: Path, **extra: object) -> tuple[Path, in
     return path, port
 
 
-def serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+def serve(config: Path, log: Path, extra_path: Path | None = None) -> subprocess.Popen[bytes]:
+    paths = [str(Path(__file__).parents[1]), *([str(extra_path)] if extra_path else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "swapwatch", "serve", "--config", str(config)],
@@ -161,3 +163,59 @@ def test_sigterm_with_a_frozen_pull_exits_within_the_drain_timeout(
     ended, delivered = ended_streams(tmp_path)
     assert ended == {"frozen": "shutdown"}
     assert delivered  # the sink was given what was left of the drain time
+
+
+def stuck_signal_plugin(site: Path, marker: Path) -> None:
+    """A signal plugin, installed in `site`, whose first call touches `marker` and never returns:
+    a plugin (or an engine) stuck for good in the analysis thread."""
+    (site / "stuck_signal.py").write_text(
+        "import pathlib, threading\n"
+        "class StuckSignal:\n"
+        "    name = 'stuck'\n"
+        "    def infer(self, crops):\n"
+        f"        pathlib.Path({str(marker)!r}).touch()\n"
+        "        threading.Event().wait()\n"
+        "    def close(self):\n"
+        "        pass\n"
+    )
+    info = site / "stuck_signal-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stuck-signal\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[swapwatch.signals]\nstuck = stuck_signal:StuckSignal\n"
+    )
+
+
+def test_sigterm_with_an_analysis_stuck_for_good_still_ends_the_process(
+    tmp_path: Path, fake_model: Path, one_face_video: Path
+) -> None:
+    """Python joins a stuck thread at exit for ever: the stop records and delivers the stream's
+    end, then the process is ended at the drain time plus its margin, saying what still runs."""
+    site, marker = tmp_path / "site", tmp_path / "analysing"
+    site.mkdir()
+    stuck_signal_plugin(site, marker)
+    config, port = write_config(
+        tmp_path,
+        fake_model,
+        **{"analysis.signals": ["stuck"], "ingest.pull.allow_file_urls": True},
+    )
+    log = tmp_path / "serve.log"
+    process = serve(config, log, extra_path=site)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process, log)
+        post(base, {"url": one_face_video.as_uri(), "id": "stuck"})
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        seconds = stop_and_time(process)
+    text = log.read_text()
+    assert process.returncode == FORCED_EXIT_STATUS, text[-2000:]
+    assert seconds < DRAIN_TIMEOUT_S + EXIT_MARGIN_S + MARGIN_S, f"{seconds:.1f}s"
+    assert "stream stuck: its analysis did not finish" in text
+    assert "exiting without waiting" in text and "still running: s-stuck" in text
+    ended, delivered = ended_streams(tmp_path)
+    assert ended == {"stuck": "shutdown"}
+    assert delivered  # the sinks still had their share of the drain

@@ -60,10 +60,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "cluster.address": args.cluster,
         },
     )
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, hard_stop=True))
 
 
-async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> int:
+async def serve(
+    config: ServiceConfig, ready: asyncio.Event | None = None, hard_stop: bool = False
+) -> int:
+    """Run the service until SIGINT or SIGTERM. `hard_stop`: the process is ended if its stop
+    has not ended it `drain_timeout_s` plus a margin after it began (see cli.hard_stop); for
+    the command, not for a service run inside another program."""
     from swapwatch.engines.batching import BatchingEngine
     from swapwatch.server.app import Service
     from swapwatch.server.metrics import ServiceMetrics
@@ -75,7 +80,7 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
         extra.signal.close()
     metrics = ServiceMetrics()
     if config.cluster.address is not None:
-        return await serve_on_cluster(config, metrics, ready)
+        return await serve_on_cluster(config, metrics, ready, hard_stop)
     engine = build_engine(config.engine, config.analysis.model)
     shared = BatchingEngine(
         engine,
@@ -95,13 +100,16 @@ async def serve(config: ServiceConfig, ready: asyncio.Event | None = None) -> in
         log.info("engine warmed up on %s, batch sizes %s", providers, shared.warmed_sizes)
 
     try:
-        return await run_service(service, ready, warmup)
+        return await run_service(service, ready, warmup, hard_stop=hard_stop)
     finally:
         shared.close()
 
 
 async def serve_on_cluster(
-    config: ServiceConfig, metrics: ServiceMetrics, ready: asyncio.Event | None
+    config: ServiceConfig,
+    metrics: ServiceMetrics,
+    ready: asyncio.Event | None,
+    hard_stop: bool = False,
 ) -> int:
     """The front of a Ray cluster: the same HTTP service, its pulled streams run as actors
     and the detector as one shared actor (see swapwatch.cluster)."""
@@ -142,7 +150,10 @@ async def serve_on_cluster(
             lambda committed: ClusterPlacer(cluster, engine, committed, settings.checkpoint_s),
         )
         return await run_service(
-            service, ready, failure=functools.partial(connection_lost, cluster)
+            service,
+            ready,
+            failure=functools.partial(connection_lost, cluster),
+            hard_stop=hard_stop,
         )
     finally:
         await asyncio.to_thread(cluster.close)
@@ -166,9 +177,11 @@ async def run_service(
     ready: asyncio.Event | None,
     warmup: Callable[[], None] | None = None,
     failure: Callable[[], Coroutine[Any, Any, str]] | None = None,
+    hard_stop: bool = False,
 ) -> int:
     """Serve HTTP until SIGINT or SIGTERM (exit status 0), or until `failure()` returns why the
-    service cannot go on (status 1, for its supervisor to start it again); then drain."""
+    service cannot go on (status 1, for its supervisor to start it again); then drain.
+    `hard_stop`: see `serve`."""
     from aiohttp import web
 
     from swapwatch.server.app import build_app
@@ -220,6 +233,10 @@ async def run_service(
             status = 1
     finally:
         log.info("shutting down: draining %d streams", len(service.manager.workers))
+        if hard_stop:
+            from swapwatch.cli import hard_stop as last_resort
+
+            last_resort.arm(config.limits.drain_timeout_s + last_resort.EXIT_MARGIN_S)
         if listening:
             await site.stop()  # no new connections while the streams drain
         await service.close()

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 STABLE_RUN_SECONDS = 10.0  # a source that ran this long resets the reconnect backoff
 SOURCE_CLOSE_GRACE_S = 1.0  # how long a stop waits for a source's decode thread to let go
+RELEASE_GRACE_S = 1.0  # the least a stop gives the analyzer to close, after the frame in analysis
 
 SourceFactory = Callable[[], FrameSource]
 AnalyzerFactory = Callable[[], StreamAnalyzer]  # called in the worker's analysis thread
@@ -237,7 +238,18 @@ class StreamWorker:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
         self.abandon(reason)
-        await self._release()
+        try:
+            # At least a moment for closing the analyzer, even when the source took the time.
+            left = max(RELEASE_GRACE_S, deadline - loop.time())
+            await asyncio.wait_for(asyncio.shield(self._release()), left)
+        except TimeoutError:
+            # A frame whose analysis never returns (a plugin or engine stuck for good): the
+            # rest of the service still stops; its thread is left (see cli.hard_stop).
+            log.error(
+                "stream %s: its analysis did not finish within %.0f s of the stop; left running",
+                self.config.stream_id,
+                timeout,
+            )
 
     def _release(self) -> asyncio.Future[None]:
         """Close the analyzer in its own thread (after a build still running there), once."""
