@@ -302,7 +302,7 @@ def test_serve_refuses_a_misspelled_variable_in_one_line(
     from swapwatch.cli import serve
     from swapwatch.cli.main import main
 
-    async def serve_nothing(config: object) -> int:  # stands in for the service, if it started
+    async def serve_nothing(config: object, **_: object) -> int:  # the service, had it started
         return 0
 
     monkeypatch.setattr(serve, "serve", serve_nothing)

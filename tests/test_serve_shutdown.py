@@ -16,7 +16,7 @@ import pytest
 from publisher import start_publisher
 from service import free_port
 
-from swapwatch.cli.hard_stop import EXIT_MARGIN_S, FORCED_EXIT_STATUS
+from swapwatch.cli.hard_stop import FORCED_EXIT_STATUS, JOIN_LIMIT_S
 from swapwatch.events.model import EventType
 from swapwatch.events.outbox import EventLog
 
@@ -189,8 +189,8 @@ def stuck_signal_plugin(site: Path, marker: Path) -> None:
 def test_sigterm_with_an_analysis_stuck_for_good_still_ends_the_process(
     tmp_path: Path, fake_model: Path, one_face_video: Path
 ) -> None:
-    """Python joins a stuck thread at exit for ever: the stop records and delivers the stream's
-    end, then the process is ended at the drain time plus its margin, saying what still runs."""
+    """Python joins a stuck thread at exit for ever: the stop records the stream's end in the
+    outbox, then the process is ended soon after the drain, naming the stuck thread."""
     site, marker = tmp_path / "site", tmp_path / "analysing"
     site.mkdir()
     stuck_signal_plugin(site, marker)
@@ -213,9 +213,10 @@ def test_sigterm_with_an_analysis_stuck_for_good_still_ends_the_process(
         seconds = stop_and_time(process)
     text = log.read_text()
     assert process.returncode == FORCED_EXIT_STATUS, text[-2000:]
-    assert seconds < DRAIN_TIMEOUT_S + EXIT_MARGIN_S + MARGIN_S, f"{seconds:.1f}s"
+    # The drain, a second for the analyzer's close, the exit's joins, and the usual margin.
+    assert seconds < DRAIN_TIMEOUT_S + 1.0 + JOIN_LIMIT_S + MARGIN_S, f"{seconds:.1f}s"
     assert "stream stuck: its analysis did not finish" in text
-    assert "exiting without waiting" in text and "still running: s-stuck" in text
-    ended, delivered = ended_streams(tmp_path)
-    assert ended == {"stuck": "shutdown"}
-    assert delivered  # the sinks still had their share of the drain
+    [forced] = [line for line in text.splitlines() if "exiting without waiting" in line]
+    assert "s-stuck" in forced and "stuck_signal.py" in forced, forced
+    ended, _ = ended_streams(tmp_path)
+    assert ended == {"stuck": "shutdown"}  # in the outbox, for the sinks now or at the next start

@@ -1230,8 +1230,8 @@ def test_matched_self_blends_are_as_sharp_as_their_real_faces(
 def test_self_blends_are_drawn_alike_with_matching_on(
     face_items: list[MediaItem], cache: CropCache
 ) -> None:
-    """Matching changes recorded pairs only: the self-blends of a mixed run and the draws after
-    them are those of a run without it."""
+    """--match-sharpness changes recorded pairs only: the self-blends of a mixed run and the
+    draws after them are those of a run without it."""
     pool = build_pool(face_items, cache)
     drawn, states = [], []
     for match in (False, True):
@@ -1246,6 +1246,32 @@ def test_self_blends_are_drawn_alike_with_matching_on(
     for (real, fake, region), (real_m, fake_m, _) in zip(*drawn, strict=True):
         if region is not None:  # a self-blend
             assert np.array_equal(real, real_m) and np.array_equal(fake, fake_m)
+
+
+def test_blend_matching_changes_self_blends_only_and_keeps_their_regions(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """--match-blend-sharpness changes self-blend pairs only, moves no blend region, and leaves
+    the draws after them as they were."""
+    pool = build_pool(face_items, cache)
+    drawn, states = [], []
+    for match in (False, True):
+        config = PairConfig(recorded_pair_share=0.5, match_blend_sharpness=match)
+        sampler = PairSampler(pool, AugmentConfig.none(), config=config)
+        rng = np.random.default_rng(2)
+        drawn.append([sampler.sample_with_mask(rng) for _ in range(12)])
+        states.append(rng.bit_generator.state)
+    assert states[0] == states[1]
+    changed = 0
+    for (real, fake, region), (real_m, fake_m, region_m) in zip(*drawn, strict=True):
+        if region is None:  # a recorded pair
+            assert region_m is None
+            assert np.array_equal(real, real_m) and np.array_equal(fake, fake_m)
+        else:
+            assert region_m is not None
+            assert np.array_equal(region.mask, region_m.mask)
+            changed += not (np.array_equal(real, real_m) and np.array_equal(fake, fake_m))
+    assert changed, "no self-blend pair was matched"
 
 
 def test_a_run_matching_sharpness_keeps_it_through_a_resume(

@@ -60,15 +60,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "cluster.address": args.cluster,
         },
     )
-    return asyncio.run(serve(config, hard_stop=True))
+    status = asyncio.run(serve(config, hard_stop=True))
+    from swapwatch.cli import hard_stop
+
+    # What is left is Python's exit, which joins every worker thread: one stuck for good
+    # (its stream's stop left it) would hold it for ever.
+    hard_stop.arm(hard_stop.JOIN_LIMIT_S, since="the event loop ended")
+    return status
 
 
 async def serve(
     config: ServiceConfig, ready: asyncio.Event | None = None, hard_stop: bool = False
 ) -> int:
-    """Run the service until SIGINT or SIGTERM. `hard_stop`: the process is ended if its stop
-    has not ended it `drain_timeout_s` plus a margin after it began (see cli.hard_stop); for
-    the command, not for a service run inside another program."""
+    """Run the service until SIGINT or SIGTERM. `hard_stop`: the process is ended if it has not
+    ended `drain_timeout_s` plus a margin after its stop began (see cli.hard_stop); for the
+    command, not for a service run inside another program."""
     from swapwatch.engines.batching import BatchingEngine
     from swapwatch.server.app import Service
     from swapwatch.server.metrics import ServiceMetrics
@@ -236,7 +242,9 @@ async def run_service(
         if hard_stop:
             from swapwatch.cli import hard_stop as last_resort
 
-            last_resort.arm(config.limits.drain_timeout_s + last_resort.EXIT_MARGIN_S)
+            last_resort.arm(
+                config.limits.drain_timeout_s + last_resort.EXIT_MARGIN_S, since="the stop began"
+            )
         if listening:
             await site.stop()  # no new connections while the streams drain
         await service.close()

@@ -163,8 +163,7 @@ def add_train_parser(commands: Any) -> None:
         "--match-blend-sharpness",
         action="store_true",
         help="likewise each self-blend and the real face it was made from: the blend softens or "
-        "sharpens the face, and with it the whole crop, so unmatched the crop's overall softness "
-        "can stand for fake",
+        "sharpens the face, so unmatched a softer face can stand for fake",
     )
     parser.add_argument(
         "--frozen-stages",

@@ -191,7 +191,8 @@ class ServiceStream:
 
     async def stop(self, timeout: float = 10.0, reason: str = "stopped") -> None:
         """See `StreamWorker.stop`."""
-        await self.worker.stop(self._task, timeout, reason)
+        # The service's engine outlives its streams: a stuck analysis is left, not waited for.
+        await self.worker.stop(self._task, timeout, reason, leave_stuck_analysis=True)
 
     async def _supervise(self) -> None:
         try:

@@ -220,11 +220,19 @@ class StreamWorker:
             self._finish(StreamState.STOPPED, {"reason": reason}, by_source=False)
 
     async def stop(
-        self, task: asyncio.Task[None] | None, timeout: float = 10.0, reason: str = "stopped"
+        self,
+        task: asyncio.Task[None] | None,
+        timeout: float = 10.0,
+        reason: str = "stopped",
+        leave_stuck_analysis: bool = False,
     ) -> None:
         """Stop reading, let the frame in analysis finish, release everything, all within
         `timeout` s (a source that does not let go in time is left to its daemon thread); a
-        stream still live ends with a `stream.ended` giving `reason`. `task` runs `run()`."""
+        stream still live ends with a `stream.ended` giving `reason`. `task` runs `run()`.
+
+        `leave_stuck_analysis`: an analysis still busy RELEASE_GRACE_S past `timeout` is left
+        running in its thread rather than waited for; for an owner whose engine outlives the
+        stream (the service), not for one that closes the engine next."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._stopping = True
@@ -238,17 +246,20 @@ class StreamWorker:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
         self.abandon(reason)
+        if not leave_stuck_analysis:
+            await self._release()
+            return
         try:
             # At least a moment for closing the analyzer, even when the source took the time.
             left = max(RELEASE_GRACE_S, deadline - loop.time())
             await asyncio.wait_for(asyncio.shield(self._release()), left)
         except TimeoutError:
-            # A frame whose analysis never returns (a plugin or engine stuck for good): the
-            # rest of the service still stops; its thread is left (see cli.hard_stop).
+            # A frame whose analysis never returns (a plugin or engine stuck for good) must
+            # not hold the rest of the stop; its thread cannot be stopped, only left.
             log.error(
                 "stream %s: its analysis did not finish within %.0f s of the stop; left running",
                 self.config.stream_id,
-                timeout,
+                timeout + RELEASE_GRACE_S,
             )
 
     def _release(self) -> asyncio.Future[None]:

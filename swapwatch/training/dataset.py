@@ -192,7 +192,7 @@ class PairConfig:
     # (swapwatch.training.sharpness): a recipe option.
     match_sharpness: bool = False
     # Likewise each self-blend and the real face it was made from: the blend's frequency change
-    # softens or sharpens the whole crop's sharpness along with the face's.
+    # moves the sharpness of the face centre, where it is measured.
     match_blend_sharpness: bool = False
 
 
@@ -323,7 +323,8 @@ class PairSampler:
         dx, dy = rng.integers(-config.max_shift, config.max_shift + 1, size=2)
         scale = 1.0 + rng.uniform(-config.max_scale, config.max_scale)
         pair = [window(real, int(dx), int(dy), scale), window(fake, int(dx), int(dy), scale)]
-        if config.match_sharpness if drawn_recorded else config.match_blend_sharpness:
+        matching = config.match_sharpness if drawn_recorded else config.match_blend_sharpness
+        if matching:
             pair = list(match_sharpness(*pair))
         if mask is not None:
             mask = window(mask, int(dx), int(dy), scale)

@@ -1,13 +1,14 @@
-"""Recorded fakes and their real partners made equally sharp, so that sharpness teaches nothing.
+"""Real and fake crops of a training pair made equally sharp, so that sharpness teaches nothing.
 
 In the training data most swap stills and some live-swap recordings are much softer than the
 real faces they are paired with (median sharpness 0.12-0.52 of their reals' in 9 of 12 swap-still
 groups, 0.30-0.87 in 4 of 7 live-swap groups), while every talking head is sharper than its
-reals (1.13-1.69; benchmarks/sharpness_shortcut.py). A detector can then read softness as fake:
-benchmarks/blur_gate.py saw the shipped model push softened and blurred real faces towards an
-alarm, and talking heads rank below real faces. Softening the sharper crop of a recorded pair to
-its partner's sharpness leaves the manipulation as the pair's only difference.
-"""
+reals (1.13-1.69; benchmarks/sharpness_shortcut.py). Self-blends too: their frequency change
+moves the face centre's sharpness, where the gate measures it, softer in 60 % of draws. A
+detector can then read softness as fake: benchmarks/blur_gate.py saw the shipped model push
+softened and blurred real faces towards an alarm, and talking heads rank below real faces.
+Softening the sharper crop of a pair to its partner's sharpness leaves the manipulation (and,
+for a self-blend, a face softer or sharper than its surround) as the pair's difference."""
 
 from __future__ import annotations
 
@@ -41,30 +42,35 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def softened(crop: np.ndarray, amount: float) -> np.ndarray:
-    """`crop` softened by `amount` in [1, MAX_FACTOR], continuously from 1 (the crop itself).
+    """`crop` (uint8) softened by `amount` in [1, MAX_FACTOR], continuously from 1 (the crop).
 
     Any resampling of a picture (even by a factor of 1.01) costs it much of its finest detail, so
     `soften` cannot make the small changes a close partner needs: up to 2 the crop is mixed with
     its 2-times softening instead, then softened by the factor beyond."""
+    if crop.dtype != np.uint8:
+        raise ValueError(f"softened takes uint8 crops, not {crop.dtype}")
     if amount <= 1.0:
         return crop
     if amount >= 2.0:
         return soften(crop, amount)
     weight = amount - 1.0
     mixed = (1.0 - weight) * crop.astype(np.float32) + weight * soften(crop, 2.0)
-    return np.clip(np.round(mixed), 0, 255).astype(crop.dtype)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
-def soften_to(crop: np.ndarray, target: float) -> np.ndarray:
-    """`crop` softened until its sharpness is about `target` (at most MAX_FACTOR); unchanged
-    where it is not sharper."""
-    if sharpness(crop) <= target:
+def soften_to(crop: np.ndarray, target: float, current: float | None = None) -> np.ndarray:
+    """`crop` softened until its sharpness is within TOLERANCE of `target`, or the closest of the
+    tries (at most MAX_FACTOR); unchanged where it is not sharper than `target`. `current`: its
+    sharpness, where the caller has measured it."""
+    current = sharpness(crop) if current is None else current
+    if current <= target:
         return crop
-    low, high = 1.0, MAX_FACTOR
-    best = softened(crop, high)
-    if sharpness(best) >= target:
+    best = softened(crop, MAX_FACTOR)
+    best_error = sharpness(best) - target
+    if best_error >= 0:  # even the most it is softened leaves it sharper
         return best
-    best_error = abs(sharpness(best) - target)
+    best_error = abs(best_error)
+    low, high = 1.0, MAX_FACTOR
     for _ in range(STEPS):
         middle = (low + high) / 2
         candidate = softened(crop, middle)
@@ -84,5 +90,5 @@ def match_sharpness(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.
     """(real, fake) with the sharper of the two softened to the other's sharpness."""
     real_sharpness, fake_sharpness = sharpness(real), sharpness(fake)
     if real_sharpness > fake_sharpness:
-        return soften_to(real, fake_sharpness), fake
-    return real, soften_to(fake, real_sharpness)
+        return soften_to(real, fake_sharpness, real_sharpness), fake
+    return real, soften_to(fake, real_sharpness, fake_sharpness)

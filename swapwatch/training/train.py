@@ -67,7 +67,7 @@ class TrainConfig:
     # The sharper crop of each recorded pair softened to its partner's sharpness
     # (swapwatch.training.sharpness), so that softness cannot stand for "fake".
     match_sharpness: bool = False
-    # Likewise each self-blend and its real face (the blend softens or sharpens the whole crop).
+    # Likewise each self-blend and its real face (the blend softens or sharpens the face).
     match_blend_sharpness: bool = False
     ema_decay: float = 0.995  # validated, exported weights are this running mean of the weights
     # The network's backbone (swapwatch.training.backbones.BACKBONES): Lite0, or the deeper Lite1.
