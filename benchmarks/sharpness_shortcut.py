@@ -15,6 +15,14 @@ correlation of score with sharpness (negative: the softer a real face, the neare
 a 95 % bootstrap interval over items, and the median score of the softest and the sharpest
 quarter. Once for the part: the AUC of softness alone (the negated sharpness) for each fake kind
 against the reals of its medium, the figure a shortcut could reach without reading a face.
+
+And per detector and condition, for each fake kind against the reals of its medium, the
+*sharpness-stratified AUC* (written 2026-12-07, before detector-v22-allmatch's figures existed;
+it decides nothing): the items with a score and a sharpness cut into STRATA equal-count bins of
+sharpness, and the share of (real, fake) pairs within a bin that the score orders rightly (ties
+half), over all such pairs. The part's fakes are softer than its reals, so its pooled AUC
+rewards a model that reads softness; within a bin softness can no longer order a pair, and what
+is left is what the model reads of the face. Beside it, the plain AUC on the same items.
 """
 
 from __future__ import annotations
@@ -43,11 +51,12 @@ from swapwatch.datasets.splits import (  # noqa: E402
     leave_one_kind_out,
     split,
 )
-from swapwatch.evaluation.metrics import roc_auc  # noqa: E402
+from swapwatch.evaluation.metrics import roc_auc, stratified_auc  # noqa: E402
 from swapwatch.evaluation.stored_rows import is_picture  # noqa: E402
 from swapwatch.faces.quality import exposure  # noqa: E402
 
 CROPS_PER_ITEM = 40
+STRATA = 5
 RESAMPLES = 2000
 BOOTSTRAP_SEED = 20261207
 
@@ -142,7 +151,7 @@ def main() -> int:
                 continue
             rng = np.random.default_rng(BOOTSTRAP_SEED)  # each detector its own, alike
             detectors[f"{Path(path).name}:{name}"] = figures(
-                entry, sharpness, pictures_in_order, rng, name
+                entry, sharpness, kinds, pictures_in_order, rng, name
             )
     write_results(
         args.out,
@@ -218,12 +227,18 @@ def leave_out_softness(score: list[MediaItem], cache: CropCache) -> dict[str, An
     return out
 
 
+def is_picture_kind(kinds: dict[str, str], kind: str) -> bool:
+    """Whether most items of a fake kind are pictures (then it is set against real pictures)."""
+    fakes = [n for n, k in kinds.items() if k == kind]
+    return sum(is_picture(n) for n in fakes) > len(fakes) / 2
+
+
 def softness_alone(sharpness: dict[str, float], kinds: dict[str, str]) -> dict[str, Any]:
     """The AUC of the negated sharpness for each fake kind against the reals of its medium."""
     out: dict[str, Any] = {}
     for kind in sorted({k for k in kinds.values() if k != "real"}):
         fakes = [n for n, k in kinds.items() if k == kind]
-        pictures = sum(is_picture(n) for n in fakes) > len(fakes) / 2
+        pictures = is_picture_kind(kinds, kind)
         reals = [n for n, k in kinds.items() if k == "real" and is_picture(n) == pictures]
         scores = np.array([-sharpness[n] for n in reals + fakes])
         labels = np.array([False] * len(reals) + [True] * len(fakes))
@@ -265,6 +280,7 @@ def named_rows(
 def figures(
     entry: dict[str, Any],
     sharpness: dict[str, float],
+    kinds: dict[str, str],
     pictures_in_order: dict[str, list[str]],
     rng: np.random.Generator,
     name: str,
@@ -293,6 +309,31 @@ def figures(
                 f"{row['interval_95']} over {row['reals']}; median score softest quarter "
                 f"{row['median_score_softest_quarter']}, sharpest "
                 f"{row['median_score_sharpest_quarter']}"
+            )
+        for kind in sorted({k for k in kinds.values() if k != "real"}):
+            pictures = is_picture_kind(kinds, kind)
+            chosen = [
+                r
+                for r in rows
+                if r["score"] is not None
+                and r["name"] in sharpness
+                and kinds.get(r["name"]) in (kind, "real")
+                and (kinds[r["name"]] == kind or is_picture(r["name"]) == pictures)
+            ]
+            score = np.array([r["score"] for r in chosen], np.float64)
+            fake = np.array([kinds[r["name"]] == kind for r in chosen])
+            within, pairs = stratified_auc(
+                score, fake, [sharpness[r["name"]] for r in chosen], STRATA
+            )
+            stratified = {
+                "pairs_within_bins": pairs,
+                "auc": _rounded(within),
+                "plain_auc": _rounded(roc_auc(score, fake)),
+            }
+            out[f"{condition}, {kind}: sharpness-stratified"] = stratified
+            print(
+                f"{name} {condition} {kind}: AUC within sharpness bins {stratified['auc']} "
+                f"({pairs} pairs), plain {stratified['plain_auc']}"
             )
     return out
 

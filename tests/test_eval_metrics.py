@@ -24,6 +24,7 @@ from swapwatch.evaluation.metrics import (
     group_resamples,
     percentile_interval,
     roc_auc,
+    stratified_auc,
 )
 from swapwatch.evaluation.report import ReportConfig, build_report, render_text, summarise
 from swapwatch.evaluation.runner import EvalConfig, EvalRun, ItemResult, ItemStatus
@@ -363,3 +364,20 @@ def test_report_json_and_text() -> None:
     text = render_text(report)
     assert "family camera" in text and "family swap" in text and "pooled" in text
     assert "false alarms: 1 raised" in text
+
+
+def test_stratified_auc_sees_through_a_confound_the_plain_auc_rewards() -> None:
+    """Fakes softer than reals: a score that is only softness has a perfect plain AUC and a
+    chance one within sharpness bins; a score that reads the face keeps its AUC in both."""
+    rng = np.random.default_rng(0)
+    sharp = np.concatenate([rng.uniform(5, 15, 200), rng.uniform(10, 20, 200)])
+    fake = np.array([True] * 200 + [False] * 200)
+    softness = -sharp
+    assert roc_auc(softness, fake) > 0.85
+    within, pairs = stratified_auc(softness, fake, sharp, 5)
+    assert pairs > 0 and within is not None and within < 0.7
+    face = fake + rng.normal(0, 0.3, 400)
+    face_within, _ = stratified_auc(face, fake, sharp, 5)
+    assert face_within is not None and face_within > 0.95
+    # Classes that never share a bin give no pair to count.
+    assert stratified_auc([0.0, 1.0], [False, True], [0.0, 1.0], 2) == (None, 0)

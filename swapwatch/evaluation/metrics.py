@@ -56,6 +56,25 @@ def _auc(fakes: np.ndarray, reals: np.ndarray) -> float | None:
     return float((below.sum() + 0.5 * tied.sum()) / (len(fakes) * len(reals)))
 
 
+def stratified_auc(
+    scores: ArrayLike, labels: ArrayLike, covariate: ArrayLike, strata: int
+) -> tuple[float | None, int]:
+    """(AUC within strata, pairs counted): `strata` equal-count bins of `covariate`, and the
+    share of (real, fake) pairs of one bin that the score orders rightly, ties one half, over
+    all such pairs. Where fakes and reals differ in the covariate (softness, say), the plain
+    AUC rewards reading it; within a bin it can no longer order a pair."""
+    s, y = check_scores(scores, labels)
+    order = np.argsort(np.asarray(covariate, np.float64), kind="stable")
+    right = pairs = 0.0
+    for members in np.array_split(order, strata):
+        fakes, reals = np.sort(s[members][y[members]]), np.sort(s[members][~y[members]])
+        auc = _auc(fakes, reals)
+        if auc is not None:
+            right += auc * len(fakes) * len(reals)
+            pairs += len(fakes) * len(reals)
+    return (right / pairs if pairs else None), int(pairs)
+
+
 def classification_errors(
     classified_attack: ArrayLike, labels: ArrayLike
 ) -> tuple[float | None, float | None]:
