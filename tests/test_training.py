@@ -45,6 +45,8 @@ from swapwatch.training.boundary import (  # noqa: E402
 )
 from swapwatch.training.dataset import (  # noqa: E402
     POSE_FALLBACK_PARTNERS,
+    BlendRegion,
+    CropPool,
     PairConfig,
     PairSampler,
     build_pool,
@@ -1227,23 +1229,32 @@ def test_matched_self_blends_are_as_sharp_as_their_real_faces(
     assert all(0.9 < ratio < 1.1 for ratio in matched), matched
 
 
-def test_self_blends_are_drawn_alike_with_matching_on(
-    face_items: list[MediaItem], cache: CropCache
-) -> None:
-    """--match-sharpness changes recorded pairs only: the self-blends of a mixed run and the
-    draws after them are those of a run without it."""
-    pool = build_pool(face_items, cache)
+Draw = tuple[np.ndarray, np.ndarray, BlendRegion | None]
+
+
+def draws_without_and_with(pool: CropPool, option: str) -> tuple[list[Draw], list[Draw]]:
+    """12 mixed draws (half recorded) without and with a PairConfig flag, from one seed; the
+    random state after them must not depend on the flag."""
     drawn, states = [], []
     for match in (False, True):
-        config = PairConfig(recorded_pair_share=0.5, match_sharpness=match)
+        config = PairConfig(recorded_pair_share=0.5, **{option: match})
         sampler = PairSampler(pool, AugmentConfig.none(), config=config)
         rng = np.random.default_rng(2)
         drawn.append([sampler.sample_with_mask(rng) for _ in range(12)])
         states.append(rng.bit_generator.state)
     assert states[0] == states[1]
-    recorded = [region is None for _, _, region in drawn[0]]
+    return drawn[0], drawn[1]
+
+
+def test_self_blends_are_drawn_alike_with_matching_on(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """--match-sharpness changes recorded pairs only: the self-blends of a mixed run and the
+    draws after them are those of a run without it."""
+    plain, matched = draws_without_and_with(build_pool(face_items, cache), "match_sharpness")
+    recorded = [region is None for _, _, region in plain]
     assert any(recorded) and not all(recorded)
-    for (real, fake, region), (real_m, fake_m, _) in zip(*drawn, strict=True):
+    for (real, fake, region), (real_m, fake_m, _) in zip(plain, matched, strict=True):
         if region is not None:  # a self-blend
             assert np.array_equal(real, real_m) and np.array_equal(fake, fake_m)
 
@@ -1254,16 +1265,9 @@ def test_blend_matching_changes_self_blends_only_and_keeps_their_regions(
     """--match-blend-sharpness changes self-blend pairs only, moves no blend region, and leaves
     the draws after them as they were."""
     pool = build_pool(face_items, cache)
-    drawn, states = [], []
-    for match in (False, True):
-        config = PairConfig(recorded_pair_share=0.5, match_blend_sharpness=match)
-        sampler = PairSampler(pool, AugmentConfig.none(), config=config)
-        rng = np.random.default_rng(2)
-        drawn.append([sampler.sample_with_mask(rng) for _ in range(12)])
-        states.append(rng.bit_generator.state)
-    assert states[0] == states[1]
+    plain, matched = draws_without_and_with(pool, "match_blend_sharpness")
     changed = 0
-    for (real, fake, region), (real_m, fake_m, region_m) in zip(*drawn, strict=True):
+    for (real, fake, region), (real_m, fake_m, region_m) in zip(plain, matched, strict=True):
         if region is None:  # a recorded pair
             assert region_m is None
             assert np.array_equal(real, real_m) and np.array_equal(fake, fake_m)
