@@ -227,19 +227,20 @@ def leave_out_softness(score: list[MediaItem], cache: CropCache) -> dict[str, An
     return out
 
 
-def is_picture_kind(kinds: dict[str, str], kind: str) -> bool:
-    """Whether most items of a fake kind are pictures (then it is set against real pictures)."""
+def kind_against_reals(kinds: dict[str, str], kind: str) -> tuple[list[str], list[str], bool]:
+    """(the fakes of a kind, the reals of its medium, whether that is pictures): a kind whose
+    items are mostly pictures is set against real pictures, otherwise real recordings."""
     fakes = [n for n, k in kinds.items() if k == kind]
-    return sum(is_picture(n) for n in fakes) > len(fakes) / 2
+    pictures = sum(is_picture(n) for n in fakes) > len(fakes) / 2
+    reals = [n for n, k in kinds.items() if k == "real" and is_picture(n) == pictures]
+    return fakes, reals, pictures
 
 
 def softness_alone(sharpness: dict[str, float], kinds: dict[str, str]) -> dict[str, Any]:
     """The AUC of the negated sharpness for each fake kind against the reals of its medium."""
     out: dict[str, Any] = {}
     for kind in sorted({k for k in kinds.values() if k != "real"}):
-        fakes = [n for n, k in kinds.items() if k == kind]
-        pictures = is_picture_kind(kinds, kind)
-        reals = [n for n, k in kinds.items() if k == "real" and is_picture(n) == pictures]
+        fakes, reals, pictures = kind_against_reals(kinds, kind)
         scores = np.array([-sharpness[n] for n in reals + fakes])
         labels = np.array([False] * len(reals) + [True] * len(fakes))
         out[kind] = {
@@ -311,15 +312,9 @@ def figures(
                 f"{row['median_score_sharpest_quarter']}"
             )
         for kind in sorted({k for k in kinds.values() if k != "real"}):
-            pictures = is_picture_kind(kinds, kind)
-            chosen = [
-                r
-                for r in rows
-                if r["score"] is not None
-                and r["name"] in sharpness
-                and kinds.get(r["name"]) in (kind, "real")
-                and (kinds[r["name"]] == kind or is_picture(r["name"]) == pictures)
-            ]
+            fakes, reals, _ = kind_against_reals(kinds, kind)
+            members = set(fakes) | set(reals)
+            chosen = [r for r in rows if r["score"] is not None and r["name"] in members]
             score = np.array([r["score"] for r in chosen], np.float64)
             fake = np.array([kinds[r["name"]] == kind for r in chosen])
             within, pairs = stratified_auc(

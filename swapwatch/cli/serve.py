@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from swapwatch.cli import hard_stop as last_resort
 from swapwatch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,11 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         },
     )
     status = asyncio.run(serve(config, hard_stop=True))
-    from swapwatch.cli import hard_stop
-
     # What is left is Python's exit, which joins every worker thread: one stuck for good
     # (its stream's stop left it) would hold it for ever.
-    hard_stop.arm(hard_stop.JOIN_LIMIT_S, since="the event loop ended")
+    last_resort.arm(last_resort.JOIN_LIMIT_S, since="the event loop ended")
     return status
 
 
@@ -240,8 +239,6 @@ async def run_service(
     finally:
         log.info("shutting down: draining %d streams", len(service.manager.workers))
         if hard_stop:
-            from swapwatch.cli import hard_stop as last_resort
-
             last_resort.arm(
                 config.limits.drain_timeout_s + last_resort.EXIT_MARGIN_S, since="the stop began"
             )
