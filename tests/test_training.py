@@ -69,7 +69,7 @@ from swapwatch.training.model import (  # noqa: E402
     imagenet_weights_path,
     load_imagenet,
 )
-from swapwatch.training.quantize import quantize  # noqa: E402
+from swapwatch.training.quantize import FLOAT_LEADING_CONVS, quantize  # noqa: E402
 from swapwatch.training.sharpness import (  # noqa: E402
     match_sharpness,
     sharpness,
@@ -726,6 +726,15 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
     assert int8_path.stat().st_size < model_path.stat().st_size / 3
     ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # The first convolutions, which read the finest detail, keep float weights; the rest int8.
+    assert int8_conv_weights(int8_path) == [False] * FLOAT_LEADING_CONVS + [True] * (
+        len(int8_conv_weights(int8_path)) - FLOAT_LEADING_CONVS
+    )
+    every_layer = tmp_path / "model-int8-all.onnx"
+    quantize(model_path, every_layer, images[::2], images, labels, fit_temperature, 1.0, 0)
+    assert all(int8_conv_weights(every_layer))
+    with pytest.raises(ModelError, match="must not be negative"):
+        quantize(model_path, every_layer, images[::2], images, labels, fit_temperature, 1.0, -1)
     float_engine = OnnxRuntimeEngine(model_path, device="cpu")
     int8_engine = OnnxRuntimeEngine(int8_path, device="cpu")
     try:
@@ -734,11 +743,19 @@ def test_train_resumes_from_its_checkpoint_and_export_matches_pytorch(
         assert np.abs(a - b).max() < 0.1
         recorded = int8_engine.info.training["quantization"]
         assert recorded["check_crops"] == len(images)
+        assert len(recorded["float_convs"]) == FLOAT_LEADING_CONVS == quantized.float_convs
         assert recorded["auc_int8"] == pytest.approx(quantized.auc_int8, abs=1e-4)
         assert int8_engine.info.temperature == pytest.approx(quantized.temperature, abs=1e-3)
     finally:
         float_engine.close()
         int8_engine.close()
+
+
+def int8_conv_weights(model: Path) -> list[bool]:
+    """For each convolution of an ONNX file in graph order: whether its weights are int8."""
+    graph = onnx.load(str(model)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return [n.input[1] in dequantized for n in graph.node if n.op_type == "Conv"]
 
 
 def test_weights_trained_at_224_are_exported_at_a_smaller_input_with_refit_statistics(
@@ -775,6 +792,8 @@ def test_weights_trained_at_224_are_exported_at_a_smaller_input_with_refit_stati
     capsys.readouterr()
     assert main([*export_cli, "--input-size", "300"]) == 2
     assert "--input-size must be within 64-224" in capsys.readouterr().err
+    assert main([*export_cli, "--int8", str(tmp_path / "i8.onnx"), "--int8-float-convs", "-1"]) == 2
+    assert "--int8-float-convs must not be negative" in capsys.readouterr().err
 
 
 def test_batch_norm_statistics_are_refit_to_the_crops_at_the_input_size() -> None:

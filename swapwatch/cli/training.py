@@ -328,6 +328,13 @@ def add_export_parser(commands: Any) -> None:
         help="also write an int8 version (about twice as fast on CPU), checked against the "
         "float model on the validation crops; needs the training data",
     )
+    parser.add_argument(
+        "--int8-float-convs",
+        type=int,
+        metavar="N",
+        help="the int8 version keeps its first N convolutions float: they read the finest "
+        "detail, which 8 bits there cost most (default 2; 0 quantizes every layer)",
+    )
     parser.add_argument("--name", default="swapwatch-detector")
     parser.add_argument("--description", default="")
     parser.add_argument(
@@ -355,6 +362,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"no such checkpoint {args.checkpoint}")
     try:
         from swapwatch.training.export import export
+        from swapwatch.training.quantize import FLOAT_LEADING_CONVS
     except ImportError as exc:
         raise ConfigError(f"export needs the 'train' extra: {exc}") from exc
     from swapwatch.datasets.crops import CropCache
@@ -363,6 +371,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--input-size must be within 64-224, got {args.input_size}")
     if args.refit_batch_norm < 0:
         raise ConfigError("--refit-batch-norm must not be negative")
+    if args.int8_float_convs is not None and args.int8_float_convs < 0:
+        raise ConfigError("--int8-float-convs must not be negative")
     items = items_from_args(args) if (args.lists or args.real or args.fake) else []
     cache = CropCache(args.cache_dir, every=args.every)
     try:
@@ -377,6 +387,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.int8,
             input_size=args.input_size,
             batch_norm_crops=args.refit_batch_norm,
+            int8_float_convs=(
+                FLOAT_LEADING_CONVS if args.int8_float_convs is None else args.int8_float_convs
+            ),
         )
     finally:
         cache.close()

@@ -32,7 +32,7 @@ from swapwatch.evaluation.metrics import roc_auc
 from swapwatch.training.checkpoint import load_weights, read_checkpoint
 from swapwatch.training.dataset import PairConfig, PairSampler, build_pool
 from swapwatch.training.model import INPUT_MEAN, INPUT_STD, SwapDetector, detector_for_run
-from swapwatch.training.quantize import QuantizeReport, quantize
+from swapwatch.training.quantize import FLOAT_LEADING_CONVS, QuantizeReport, quantize
 from swapwatch.training.train import predict, to_tensor
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def export(
     int8_out: Path | None = None,
     input_size: int | None = None,
     batch_norm_crops: int = 0,
+    int8_float_convs: int = FLOAT_LEADING_CONVS,
 ) -> ExportReport:
     """Export the checkpoint to `out`; with `int8_out`, also its checked int8 version.
 
@@ -186,7 +187,8 @@ def export(
     split them unless `validation_fraction` says otherwise. `input_size` runs the trained
     weights at another input (crops still cut at CROP_SIZE and shrunk to it), and
     `batch_norm_crops` re-estimates the batch-norm statistics there on that many crops of the
-    training groups (reals and their self-blends) first.
+    training groups (reals and their self-blends) first. The int8 version keeps its first
+    `int8_float_convs` convolutions float.
     """
     if int8_out is not None and not items:
         raise ModelError("an int8 export needs the training data (for ranges and the check)")
@@ -277,6 +279,7 @@ def export(
             images,
             labels,
             fit_temperature,
+            float_convs=int8_float_convs,
         )
     return ExportReport(out, temperature, calibration, difference, out.stat().st_size, int8)
 
