@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from swapwatch.training.model import detector_for_run  # noqa: E402
+from swapwatch.training.model import SwapDetector, detector_for_run  # noqa: E402
 from swapwatch.training.sphere import (  # noqa: E402
     SphereLoss,
     alignment,
@@ -67,3 +67,19 @@ def test_a_detector_on_the_unit_sphere_classifies_its_unit_features() -> None:
     assert set(plain.state_dict()) == set(model.state_dict())  # no weight of its own
     with pytest.raises(ValueError), captured_unit_features(plain):
         pass
+
+
+def test_a_batch_norm_before_the_sphere_is_part_of_the_model_and_its_record() -> None:
+    torch.manual_seed(0)
+    model = detector_for_run({"unit_features": True, "feature_batch_norm": True}).eval()
+    assert model.unit_features and model.feature_batch_norm
+    assert {"embedding.norm.weight", "embedding.norm.running_mean"} <= set(model.state_dict())
+    x = torch.randn(3, 3, 224, 224)
+    with torch.no_grad(), captured_unit_features(model) as seen:
+        logits = model(x)
+    (features,) = seen
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(logits, model.classifier(features).squeeze(1))
+    assert not detector_for_run({"unit_features": True}).feature_batch_norm
+    with pytest.raises(ValueError, match="needs unit features"):
+        SwapDetector(feature_batch_norm=True)

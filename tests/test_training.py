@@ -76,7 +76,7 @@ from swapwatch.training.sharpness import (  # noqa: E402
     soften,
     soften_to,
 )
-from swapwatch.training.sphere import SphereLoss  # noqa: E402
+from swapwatch.training.sphere import SphereLoss, captured_unit_features  # noqa: E402
 from swapwatch.training.train import (  # noqa: E402
     ExtraTasks,
     TrainConfig,
@@ -1141,6 +1141,70 @@ def test_on_the_unit_sphere_the_detector_learns_and_its_terms_fall(
     with torch.no_grad():
         logits = model(x)
     assert logits[y == 1].min() > logits[y == 0].max()
+
+
+def test_a_batch_norm_spreads_the_unit_features_over_the_sphere_and_the_detector_learns(
+    face_items: list[MediaItem], cache: CropCache
+) -> None:
+    """Pooled ReLU6 features are never negative: on the sphere they crowd in one corner, where
+    crops differ little in direction (v19 did not train). A batch norm first centres them."""
+    x, y = fixed_pairs(face_items, cache)
+
+    def mean_cosine(model: SwapDetector) -> float:
+        model.eval()
+        model.embedding.train()  # the batch's own statistics, as in a training step
+        with torch.no_grad(), captured_unit_features(model) as seen:
+            model(x)
+        (features,) = seen
+        similarity = features @ features.T
+        return float(similarity[~torch.eye(len(features), dtype=torch.bool)].mean())
+
+    torch.manual_seed(0)
+    corner = SwapDetector(unit_features=True)
+    load_imagenet(corner)
+    torch.manual_seed(0)
+    spread = SwapDetector(unit_features=True, feature_batch_norm=True)
+    load_imagenet(spread)
+    assert mean_cosine(corner) > 0.5 and mean_cosine(spread) < 0.1
+    # A logit on unit features is bounded by the classifier's norm, so both learn slower than
+    # the plain detector; spread out, the features are told apart sooner.
+    torch.manual_seed(1)
+    spread_losses = losses_of_a_few_steps(spread, x, y)
+    torch.manual_seed(1)
+    corner_losses = losses_of_a_few_steps(corner, x, y)
+    assert spread_losses[-1] < 0.7 * spread_losses[0]
+    assert spread_losses[-1] < corner_losses[-1]
+    spread.eval()
+    spread.embedding.train()
+    with torch.no_grad():
+        logits = spread(x)
+    assert logits[y == 1].min() > logits[y == 0].max()
+
+
+def test_a_run_with_a_batch_norm_before_the_sphere_keeps_it_through_a_resume_and_export(
+    face_items: list[MediaItem],
+    cache: CropCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "bn-sphere"
+    listing, *options = tiny_run_options(face_items, cache)
+    common = [listing, "--out", str(run), *options]
+    bn_sphere = ["--unit-features", "--feature-batch-norm"]
+    assert main(["train", *common, *bn_sphere, "--steps", "2"]) == 0
+    assert torch.load(run / "last.pt", weights_only=False)["config"]["feature_batch_norm"]
+    capsys.readouterr()
+    assert main(["train", *common, "--unit-features", "--steps", "3", "--resume"]) == 2
+    assert "started with --feature-batch-norm; --resume needs the same" in capsys.readouterr().err
+    other = [*common[:2], str(tmp_path / "other"), *common[3:]]
+    assert main(["train", *other, "--feature-batch-norm", "--steps", "1"]) == 2
+    assert "add --unit-features" in capsys.readouterr().err
+    model, _ = load_checkpoint(run / "last.pt")
+    assert model.feature_batch_norm
+    exported = tmp_path / "bn-sphere.onnx"
+    export(run / "last.pt", exported, [], cache)  # checks ONNX against PyTorch
+    ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
+    assert "BatchNormalization" in ops or "Sub" in ops, ops
 
 
 def test_a_run_on_the_unit_sphere_keeps_it_through_a_resume_and_export(

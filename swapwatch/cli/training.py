@@ -230,6 +230,12 @@ def add_train_parser(commands: Any) -> None:
         "exported model keeps the normalisation",
     )
     parser.add_argument(
+        "--feature-batch-norm",
+        action="store_true",
+        help="with --unit-features: a batch norm over the pooled features first, so that they "
+        "spread over the sphere instead of crowding in one corner of it",
+    )
+    parser.add_argument(
         "--uniformity",
         type=float,
         default=0.0,
@@ -298,6 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_temperature=args.distill_temperature,
         boundary_weight=args.boundary_weight,
         unit_features=args.unit_features,
+        feature_batch_norm=args.feature_batch_norm,
         uniformity_weight=args.uniformity,
         alignment_weight=args.alignment,
         extra={"command": shlex.join(["swapwatch", *args.argv])},

@@ -92,6 +92,9 @@ class TrainConfig:
     # The pooled features on the unit sphere before the classifier, and the weights of the two
     # terms that shape them there (swapwatch.training.sphere; 0: off; both need the first).
     unit_features: bool = False
+    # A batch norm over the pooled features before the sphere, which spreads them over it
+    # (swapwatch.training.model.UnitLength; needs the above).
+    feature_batch_norm: bool = False
     uniformity_weight: float = 0.0
     alignment_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # recorded as given: the command line
@@ -229,10 +232,16 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
         )
     if (config.uniformity_weight or config.alignment_weight) and not config.unit_features:
         raise ConfigError("--uniformity and --alignment shape unit features: add --unit-features")
+    if config.feature_batch_norm and not config.unit_features:
+        raise ConfigError("--feature-batch-norm comes before the sphere: add --unit-features")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = SwapDetector(unit_features=config.unit_features, backbone=config.backbone)
+    model = SwapDetector(
+        unit_features=config.unit_features,
+        backbone=config.backbone,
+        feature_batch_norm=config.feature_batch_norm,
+    )
     last = config.out / "last.pt"
     state = read_checkpoint(last)[0] if (resume and last.is_file()) else None
     # Checked before the crops load, so that a bad checkpoint fails at once.
@@ -259,6 +268,13 @@ def train(items: list[MediaItem], config: TrainConfig, cache: CropCache, resume:
             state, "boundary_weight", "--boundary-weight", config.boundary_weight, 0.0
         )
         _check_same_option(state, "unit_features", "--unit-features", config.unit_features, False)
+        _check_same_option(
+            state,
+            "feature_batch_norm",
+            "--feature-batch-norm",
+            config.feature_batch_norm,
+            False,
+        )
         _check_same_option(
             state, "uniformity_weight", "--uniformity", config.uniformity_weight, 0.0
         )
