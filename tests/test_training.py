@@ -1205,6 +1205,20 @@ def test_a_run_with_a_batch_norm_before_the_sphere_keeps_it_through_a_resume_and
     export(run / "last.pt", exported, [], cache)  # checks ONNX against PyTorch
     ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
     assert "BatchNormalization" in ops or "Sub" in ops, ops
+    # Its int8 version runs and keeps the features' normalisation (logits bounded alike).
+    images, labels = PairSampler(build_pool(face_items[2:], cache), train=False).batch(
+        6, np.random.default_rng(5)
+    )
+    int8_path = tmp_path / "bn-sphere-int8.onnx"
+    quantize(exported, int8_path, images[::2], images, labels, fit_temperature, 1.0)
+    float_engine = OnnxRuntimeEngine(exported, device="cpu")
+    int8_engine = OnnxRuntimeEngine(int8_path, device="cpu")
+    try:
+        a, b = float_engine.infer(images), int8_engine.infer(images)
+        assert np.isfinite(b).all() and np.abs(a - b).max() < 0.1
+    finally:
+        float_engine.close()
+        int8_engine.close()
 
 
 def test_a_run_on_the_unit_sphere_keeps_it_through_a_resume_and_export(
