@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -25,6 +26,7 @@ from swapwatch.events import (
     RetryPolicy,
     Route,
     StoredEvent,
+    delivery,
     parse_sink,
 )
 from swapwatch.events.sinks.factory import create_routes, create_sink
@@ -242,6 +244,66 @@ def test_a_buggy_sink_stops_alone_and_jsonl_gets_everything(tmp_path: Path) -> N
     assert [line["track"] for line in lines] == list(range(5))
     states = {s.name: s.cursor for s in outbox.sinks()}
     assert states == {"broken": 0, "file": ids[-1]}  # the broken sink's events wait for a fix
+    outbox.close()
+
+
+class SinkThatNeverCloses:
+    """A plugin whose close waits on a peer for good, as a producer flushing to a vanished
+    broker would."""
+
+    name = "hangs"
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, event: StoredEvent) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        await asyncio.Event().wait()
+
+
+class SinkWithABuggyClose(SinkThatNeverCloses):
+    name = "buggy-close"
+
+    async def aclose(self) -> None:
+        raise RuntimeError("bug in a plugin's close")
+
+
+def test_a_sink_that_never_closes_or_fails_to_close_leaves_the_others_closed_and_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(delivery, "SINK_CLOSE_TIMEOUT_S", 0.3)
+    outbox = EventLog(tmp_path / "o.sqlite")
+    out = tmp_path / "events.jsonl"
+    for i in range(3):
+        outbox.append(event("s", i))
+
+    def routes() -> list[Route]:
+        jsonl = JsonlSink("file", str(out), JsonlOptions())
+        return [Route(SinkThatNeverCloses()), Route(SinkWithABuggyClose()), Route(jsonl)]
+
+    async def deliver_then_close() -> float:
+        dispatcher = Dispatcher(outbox, routes())
+        await dispatcher.start()
+        assert await dispatcher.wait_idle(10)
+        started = time.monotonic()
+        await dispatcher.aclose()
+        return time.monotonic() - started
+
+    with caplog.at_level(logging.WARNING, logger=delivery.__name__):
+        seconds = asyncio.run(asyncio.wait_for(deliver_then_close(), 20))
+    assert seconds < 2.0  # not for ever
+    messages = [r.getMessage() for r in caplog.records]
+    assert "sink hangs did not close within 0.3s; left as it is" in messages
+    assert "sink buggy-close failed to close" in messages
+    assert len(out.read_text().splitlines()) == 3
+
+    async def next_delivery() -> None:
+        async with Dispatcher(outbox, routes()) as dispatcher:  # refused were a lock still held
+            assert await dispatcher.wait_idle(10)
+
+    asyncio.run(asyncio.wait_for(next_delivery(), 20))
     outbox.close()
 
 

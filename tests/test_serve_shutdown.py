@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from publisher import start_publisher
 from service import free_port
+from stuck_plugins import stuck_signal_plugin
 
 from swapwatch.cli.hard_stop import FORCED_EXIT_STATUS, JOIN_LIMIT_S
 from swapwatch.events.model import EventType
@@ -163,27 +164,6 @@ def test_sigterm_with_a_frozen_pull_exits_within_the_drain_timeout(
     ended, delivered = ended_streams(tmp_path)
     assert ended == {"frozen": "shutdown"}
     assert delivered  # the sink was given what was left of the drain time
-
-
-def stuck_signal_plugin(site: Path, marker: Path) -> None:
-    """A signal plugin, installed in `site`, whose first call touches `marker` and never returns:
-    a plugin (or an engine) stuck for good in the analysis thread."""
-    (site / "stuck_signal.py").write_text(
-        "import pathlib, threading\n"
-        "class StuckSignal:\n"
-        "    name = 'stuck'\n"
-        "    def infer(self, crops):\n"
-        f"        pathlib.Path({str(marker)!r}).touch()\n"
-        "        threading.Event().wait()\n"
-        "    def close(self):\n"
-        "        pass\n"
-    )
-    info = site / "stuck_signal-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stuck-signal\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[swapwatch.signals]\nstuck = stuck_signal:StuckSignal\n"
-    )
 
 
 def test_sigterm_with_an_analysis_stuck_for_good_still_ends_the_process(

@@ -13,11 +13,12 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from swapwatch.cli import hard_stop
 from swapwatch.errors import ConfigError
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -263,7 +264,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         raise ConfigError("no sinks: give --sink or --sinks")
     routes = create_routes(specs)
     with _open(args.db, must_exist=False, keep_days=args.keep_days) as outbox:
-        stats = asyncio.run(_deliver(outbox, routes, args.until_idle, args.poll))
+        stop_began = (
+            hard_stop.arm_at_stop(hard_stop.COMMAND_EXIT_MARGIN_S) if args.owns_process else None
+        )
+        stats = asyncio.run(_deliver(outbox, routes, args.until_idle, args.poll, stop_began))
     crashed = False
     for name, s in stats.items():
         print(
@@ -275,13 +279,27 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return 1 if crashed else 0
 
 
-async def _deliver(outbox: Any, routes: list[Any], until_idle: bool, poll: float) -> Any:
+async def _deliver(
+    outbox: Any,
+    routes: list[Any],
+    until_idle: bool,
+    poll: float,
+    stop_began: Callable[[], None] | None = None,
+) -> Any:
+    """Deliver until SIGINT or SIGTERM (or idle); the first signal also calls `stop_began`: the
+    sends in flight are cancelled, to be sent again next time, and the sinks closed."""
     from swapwatch.events.delivery import Dispatcher
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        if stop_began is not None:
+            stop_began()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
         async with Dispatcher(outbox, routes, poll_interval=poll) as dispatcher:
             waiters: set[asyncio.Task[Any]] = {asyncio.create_task(stop.wait())}

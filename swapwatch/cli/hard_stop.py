@@ -7,6 +7,9 @@ a thread. A supervisor would then wait for ever, or kill the process with no wor
 a stop has begun, a daemon timer ends the process at a limit instead, naming what still runs.
 The outbox is SQLite: events it holds are committed, and those not yet delivered go out at the
 next start.
+
+`scan`, `watch` and `events deliver` arm the same timer at their first stop signal, when they run
+as the process's own command (not inside a caller's program, which the exit would end too).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ log = logging.getLogger(__name__)
 # After the drain: a stream's analyzer closing (1 s), requests still in flight (2 s), the
 # engine's or the Ray connection's close, with room to spare on a loaded machine.
 EXIT_MARGIN_S = 10.0
+# A command's stop after its drain: the analyzer's close (1 s) and the engine's, or the sinks'
+# (each bounded by the dispatcher), with room to spare on a loaded machine.
+COMMAND_EXIT_MARGIN_S = 5.0
 # Once the event loop has ended, only the interpreter's joins of worker threads are left.
 JOIN_LIMIT_S = 2.0
 FORCED_EXIT_STATUS = 1
@@ -52,6 +58,17 @@ def arm(
     if exit_process is os._exit:
         faulthandler.dump_traceback_later(limit_s + BACKSTOP_S, exit=True)
     return timer
+
+
+def arm_at_stop(limit_s: float) -> Callable[[], None]:
+    """What a command calls at its first stop signal: arms the timer for `limit_s`, once."""
+    armed: list[threading.Timer] = []
+
+    def stop_began() -> None:
+        if not armed:
+            armed.append(arm(limit_s, since="the stop began"))
+
+    return stop_began
 
 
 def still_running() -> list[str]:

@@ -3,13 +3,15 @@ what it analysed (a partial result), records its end and drains its events befor
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import FrameType
 from typing import Any, TypeVar
 
+from swapwatch.cli import hard_stop
 from swapwatch.errors import EndOfStream
 from swapwatch.stream.frames import Frame, VideoInfo
 from swapwatch.stream.source import FrameSource
@@ -22,6 +24,15 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(EndOfStream):
     """A signal came before the source opened, or a second one came: nothing to sum up. For
     the stream worker, a source that ends before it opens."""
+
+
+def hard_stop_from_args(args: argparse.Namespace) -> Callable[[], None] | None:
+    """For the process's own `scan` or `watch`: at the first signal, the process is given the
+    events' `--drain` and a margin to end, then ended naming what holds it (a plugin stuck in
+    the analysis would otherwise hold it for ever, and a supervisor would kill it unexplained)."""
+    if not args.owns_process:
+        return None
+    return hard_stop.arm_at_stop(args.drain + hard_stop.COMMAND_EXIT_MARGIN_S)
 
 
 @contextlib.contextmanager
@@ -90,9 +101,13 @@ class StoppableSource(FrameSource):
         return None
 
 
-async def run_until_signalled(source: StoppableSource, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` (which reads `source`); the first SIGINT/SIGTERM stops the source, a second
-    cancels `work`, which then raises `Interrupted`.
+async def run_until_signalled(
+    source: StoppableSource,
+    work: Coroutine[Any, Any, T],
+    stop_began: Callable[[], None] | None = None,
+) -> T:
+    """Run `work` (which reads `source`); the first SIGINT/SIGTERM stops the source (and calls
+    `stop_began`), a second cancels `work`, which then raises `Interrupted`.
 
     A source interrupted while opening is not closed: closing waits for its decode thread, which
     may sit in a blocking open (a listen waits for a publisher) for its whole timeout. The thread
@@ -104,6 +119,8 @@ async def run_until_signalled(source: StoppableSource, work: Coroutine[Any, Any,
     def on_signal(signum: signal.Signals) -> None:
         if source.stopped_by is None:
             source.stop(signum)
+            if stop_began is not None:
+                stop_began()
         else:
             task.cancel()
 

@@ -104,7 +104,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from swapwatch.cli.interrupt import Interrupted, StoppableSource, run_until_signalled
+    from swapwatch.cli.interrupt import (
+        Interrupted,
+        StoppableSource,
+        hard_stop_from_args,
+        run_until_signalled,
+    )
     from swapwatch.stream.scan import scan
 
     source = source_from_args(args.source, args)
@@ -151,6 +156,7 @@ def _scan(args: argparse.Namespace) -> int:
                         end_detail,
                     ),
                 ),
+                stop_began=hard_stop_from_args(args),
             )
         )
         partial = stoppable.stopped_by is not None
@@ -225,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by `train`
-    if argv is None and args.verbose < 2:  # the process's own command line, not a caller's
+    # The process's own command line, not a caller's `main([...])`: only then may a stop that
+    # overruns end the process (cli.hard_stop), and native stderr be quieted.
+    args.owns_process = argv is None
+    if args.owns_process and args.verbose < 2:
         keep_native_stderr_quiet()
     configure_logging(args.verbose)
     try:

@@ -23,6 +23,7 @@ from swapwatch.cli.common import (
 from swapwatch.cli.interrupt import (
     Interrupted,
     StoppableSource,
+    hard_stop_from_args,
     run_until_signalled,
     sigterm_as_interrupt,
 )
@@ -263,7 +264,9 @@ def _watch_until_stopped(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             run_until_signalled(
-                stoppable, _watch(stoppable, analyzer, view, is_file, events, config)
+                stoppable,
+                _watch(stoppable, analyzer, view, is_file, events, config),
+                stop_began=hard_stop_from_args(args),
             )
         )
         interrupted = stoppable.stopped_by is not None

@@ -32,6 +32,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 LATENCY_SAMPLES = 10_000
 BUSY_RETRY_S = 5.0  # how often a sink another process delivers is tried again
+# A sink's close may wait on its peer (a Kafka producer flushing to a broker that went away) or
+# on a plugin's bug: a stop waits this long for each, then leaves it.
+SINK_CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class Dispatcher:
         self._tasks.clear()
         try:
             for route in self.routes:
-                await route.sink.aclose()
+                await _close_sink(route.sink)
         finally:
             self._release_locks()
 
@@ -370,3 +373,17 @@ class Dispatcher:
             except OutboxError as exc:
                 log.error("outbox retention failed: %s", exc)
             await asyncio.sleep(self.prune_interval)
+
+
+async def _close_sink(sink: Sink) -> None:
+    """Close `sink` within SINK_CLOSE_TIMEOUT_S. One that fails or overruns is left, so that
+    the others are still closed; what it had not settled stays in the outbox."""
+    try:
+        async with asyncio.timeout(SINK_CLOSE_TIMEOUT_S):
+            await sink.aclose()
+    except TimeoutError:
+        log.warning(
+            "sink %s did not close within %gs; left as it is", sink.name, SINK_CLOSE_TIMEOUT_S
+        )
+    except Exception:
+        log.exception("sink %s failed to close", sink.name)
