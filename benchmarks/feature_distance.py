@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from face_motion import auc_of, bootstrap_interval  # noqa: E402
 from machine import write_results  # noqa: E402
-from pulse_cue import described  # noqa: E402
+from pulse_cue import described, kept  # noqa: E402
 
 from swapwatch.datasets.crops import CropCache, centre_window  # noqa: E402
 from swapwatch.datasets.lists import MediaItem, read_list  # noqa: E402
@@ -210,18 +210,6 @@ def measure(
         "confound_auc": {name: auc_of([r[name] for r in scored], labels) for name in CONFOUNDS},
         "items": rows,
     }
-
-
-def kept(results: dict[str, Any]) -> bool:
-    """The README's rule: AUC >= 0.75 in both conditions, the interval's lower end above 0.5,
-    and no confound control reaching the cue's AUC."""
-    for found in results.values():
-        auc, (low, _) = found["auc"], found["auc_interval_95"]
-        if auc is None or low is None or auc < 0.75 or low <= 0.5:
-            return False
-        if any(c is not None and c >= auc for c in found["confound_auc"].values()):
-            return False
-    return True
 
 
 def main() -> int:
